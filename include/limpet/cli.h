@@ -1,0 +1,60 @@
+/* cli.h — the command line: `limpet [--version|--help] SUBCOMMAND [options]`.
+ *
+ * The flags are the contract of ARCHITECTURE.md section 1. Parsing only checks syntax
+ * (flag names, values that must be ADDR:PORT or a forward spec); `-o KEY=VALUE` strings are
+ * collected as given and checked by lp_config_set, which names the key in its error.
+ * Errors are one line naming the flag and its value, e.g. "-L 80:db: missing HOSTPORT".
+ */
+#ifndef LIMPET_CLI_H
+#define LIMPET_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "limpet/config.h"
+#include "limpet/err.h"
+
+enum lp_cmd { LP_CMD_NONE, LP_CMD_SERVER, LP_CMD_CLIENT, LP_CMD_HELP, LP_CMD_VERSION };
+
+struct lp_forward {              /* one -L [BIND:]PORT:HOST:HOSTPORT */
+    char bind_host[LP_ADDR_MAX]; /* default "127.0.0.1" (loopback, as ssh without GatewayPorts);
+                                    "*" or "" -> "0.0.0.0"; IPv6 without brackets */
+    uint16_t bind_port;          /* 0 allowed: the kernel picks, the log says which */
+    char host[LP_ADDR_MAX];      /* target as the server sees it; IPv6 without brackets */
+    uint16_t port;               /* 1..65535 */
+};
+
+struct lp_cli {
+    enum lp_cmd cmd;
+    bool help;               /* `limpet server --help`: cmd says which page */
+    const char *config_file; /* -c, borrowed from argv; NULL when absent */
+    const char *listen;      /* -l ADDR:PORT, borrowed; NULL when absent */
+    const char *server;      /* -s HOST:PORT, borrowed; NULL when absent */
+    bool insecure;
+    int verbosity;          /* number of -v minus number of -q */
+    const char **overrides; /* -o values in order (strings borrowed from argv; array owned) */
+    size_t n_overrides;
+    struct lp_forward *forwards; /* -L in order, owned array */
+    size_t n_forwards;
+};
+
+/* Parses argv (argv[0] is the program name). Fills *cli; on error writes one line to err,
+ * leaves *cli empty (nothing to free) and returns LP_ERR_INVALID (or LP_ERR_NOMEM).
+ * Borrows argv: it must outlive cli. On success free with lp_cli_free. */
+lp_err lp_cli_parse(int argc, char **argv, struct lp_cli *cli, char *err, size_t errlen);
+/* Frees the arrays cli owns and empties it; safe on an emptied or zeroed cli. */
+void lp_cli_free(struct lp_cli *cli);
+/* Man-style help (NAME, SYNOPSIS, OPTIONS, CONFIGURATION KEYS, EXIT STATUS, EXAMPLES) for
+ * one subcommand, or for the whole program with LP_CMD_NONE / LP_CMD_HELP. */
+void lp_cli_usage(FILE *f, enum lp_cmd cmd);
+
+/* One forward spec as ssh -L writes it: PORT:HOST:HOSTPORT or BIND:PORT:HOST:HOSTPORT, with
+ * IPv6 addresses in brackets ("[::1]:8080:[fd00::5]:22"). On error writes only the problem
+ * ("missing HOSTPORT") to err: the caller adds the flag and spec. */
+lp_err lp_parse_forward(const char *spec, struct lp_forward *fw, char *err, size_t errlen);
+/* "HOST:PORT" or "[IPV6]:PORT", port 1..65535. Writes the host without brackets. Checks the
+ * form only (no name lookup). LP_ERR_INVALID on bad input or a host longer than hostlen-1. */
+lp_err lp_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+
+#endif

@@ -1,0 +1,131 @@
+/* mux.h — streams inside the pipe's sequenced stream.
+ *
+ * Sans-I/O. The mux turns local actions (open, data, half-close, reset) into mux frames it
+ * appends to the pipe it borrows, and turns sequenced frames from the pipe into events.
+ *
+ * Stream ids: the client opens odd ids (1, 3, ...), the server even ids (2, 4, ...), each
+ * side's strictly increasing, so a frame for a lower id that no longer exists is a harmless
+ * race (ignored) and a frame for an id never opened is a protocol violation.
+ *
+ * Flow control: every stream has a credit window per direction. The receiver grants the
+ * initial window in OPEN / OPEN_OK and returns credit with WINDOW only as the local socket
+ * really takes the bytes (lp_mux_recv_consumed), so a slow reader holds up only its own
+ * stream and the receiver can always take every frame it is sent. The sum of windows a side
+ * grants is held near cfg.receive_buffer: with many streams a new stream's window shrinks
+ * (down to LP_MUX_MIN_WINDOW) instead of memory growing with the stream count.
+ *
+ * Half-close: lp_mux_shutdown sends FIN after the stream's data; a FIN received becomes an
+ * LP_MUX_EV_FIN event once every byte before it was consumed. A stream is freed when both
+ * directions are done, or at RST, and then an LP_MUX_EV_CLOSED event is emitted (not after
+ * RST events, which end the stream by themselves).
+ */
+#ifndef LIMPET_MUX_H
+#define LIMPET_MUX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limpet/base.h"
+#include "limpet/err.h"
+#include "limpet/frame.h"
+#include "limpet/pipe.h"
+
+#define LP_MUX_MIN_WINDOW (16u * 1024u)
+
+struct lp_mux_config {
+    uint32_t stream_window;  /* window granted per stream when memory allows (256 KiB) */
+    size_t receive_buffer;   /* target cap on the sum of granted windows (16 MiB) */
+    size_t max_streams;      /* OPENs beyond this many live streams are refused (RST LIMIT) */
+};
+
+enum lp_mux_event_type {
+    LP_MUX_EV_OPEN,      /* the peer opened `id`: kind, text = target, arg. Answer with
+                            lp_mux_accept or lp_mux_reset. */
+    LP_MUX_EV_OPEN_OK,   /* our OPEN of `id` was accepted: data may flow */
+    LP_MUX_EV_READABLE,  /* `id` has inbound bytes: lp_mux_recv_peek them */
+    LP_MUX_EV_WRITABLE,  /* `id` may send again (credit or replay room came back) */
+    LP_MUX_EV_FIN,       /* the peer finished sending on `id` and every byte was consumed:
+                            shutdown(SHUT_WR) the local socket */
+    LP_MUX_EV_RST,       /* the peer reset `id` (code, text): close the local end; the stream
+                            is already freed */
+    LP_MUX_EV_CLOSED,    /* `id` is done both ways and freed */
+    LP_MUX_EV_GOODBYE,   /* the peer ended the session on purpose (code, text) */
+};
+
+struct lp_mux_event {
+    enum lp_mux_event_type type;
+    uint32_t id;
+    uint8_t kind;           /* OPEN */
+    uint16_t code;          /* RST, GOODBYE */
+    const char *text;       /* OPEN target, RST/GOODBYE message; borrowed until the next
+                               call on the mux; not NUL-terminated */
+    size_t text_len;
+    const char *arg;        /* OPEN arg (MCP scope); borrowed likewise */
+    size_t arg_len;
+    void *user;             /* the stream's user pointer (lp_mux_set_user), if any */
+};
+
+typedef struct lp_mux lp_mux;
+
+/* `pipe` is borrowed and must outlive the mux. Returns owned (free with lp_mux_free). */
+lp_err lp_mux_new(const struct lp_mux_config *cfg, lp_pipe *pipe, bool is_client, lp_mux **mp);
+/* Frees every stream without sending anything. */
+void lp_mux_free(lp_mux *m);
+
+/* Takes one sequenced frame from lp_pipe_next_frame. Stream-level faults (DATA beyond the
+ * window, DATA after FIN) reset that stream with LP_RST_PROTOCOL and return LP_OK;
+ * session-level faults (an OPEN with the wrong parity or a reused id, a frame for an id
+ * never opened) return LP_ERR_PROTOCOL with *why: the caller drops the link. */
+lp_err lp_mux_recv(lp_mux *m, const struct lp_frame *f, const char **why);
+
+/* Opens a stream (queues OPEN). text/arg are copied. *id is the new stream's id.
+ * LP_ERR_TOO_BIG if target or arg exceed LP_FRAME_MAX_TEXT, LP_ERR_NOSPACE at max_streams. */
+lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_len,
+                   const char *arg, size_t arg_len, uint32_t *id);
+/* Accepts a stream the peer opened (queues OPEN_OK). */
+lp_err lp_mux_accept(lp_mux *m, uint32_t id);
+/* Resets a stream (queues RST with code and msg, up to LP_FRAME_MAX_TEXT bytes) and frees
+ * it at once: no event follows for it. Unknown ids are ignored. */
+void lp_mux_reset(lp_mux *m, uint32_t id, uint16_t code, const char *msg);
+/* Local EOF: FIN goes out after the data already sent. */
+lp_err lp_mux_shutdown(lp_mux *m, uint32_t id);
+
+/* Zero-copy send: room for a DATA payload on `id` (credit, frame cap and replay room
+ * allowing), *buf borrowed until lp_mux_send_commit. 0 means blocked: an
+ * LP_MUX_EV_WRITABLE event comes when that changes. */
+size_t lp_mux_send_reserve(lp_mux *m, uint32_t id, uint8_t **buf);
+/* n (1..reserved) bytes were written into the reserved room: sends them as DATA. */
+void lp_mux_send_commit(lp_mux *m, uint32_t id, size_t n);
+/* Copying convenience: sends up to n bytes, *taken says how many. */
+lp_err lp_mux_send(lp_mux *m, uint32_t id, const uint8_t *data, size_t n, size_t *taken);
+
+/* Inbound bytes buffered for `id`: returns a count, *data borrowed until the next call on
+ * the mux. Several calls may be needed to see all of them. */
+size_t lp_mux_recv_peek(lp_mux *m, uint32_t id, const uint8_t **data);
+/* The local end took n bytes: drop them and return their credit to the peer. */
+void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n);
+size_t lp_mux_recv_buffered(const lp_mux *m, uint32_t id);
+
+/* Retries control frames that found the replay buffer full and wakes streams that were
+ * blocked on it. Call after LP_PIPE_EV_ROOM (calling more often is harmless). */
+void lp_mux_flush(lp_mux *m);
+
+/* Queues GOODBYE: the session ends on purpose. */
+lp_err lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg);
+
+/* The session is gone: frees every stream and queues an LP_MUX_EV_RST (code, msg) event for
+ * each, so the glue closes the local ends. Nothing is sent. */
+void lp_mux_reset_all(lp_mux *m, uint16_t code, const char *msg);
+
+bool lp_mux_next_event(lp_mux *m, struct lp_mux_event *ev);
+
+/* The glue's pointer for a stream (e.g. its endpoint). NULL for unknown ids. */
+void lp_mux_set_user(lp_mux *m, uint32_t id, void *user);
+void *lp_mux_user(const lp_mux *m, uint32_t id);
+
+size_t lp_mux_stream_count(const lp_mux *m);
+/* True when `id` exists. */
+bool lp_mux_has_stream(const lp_mux *m, uint32_t id);
+
+#endif

@@ -1,0 +1,52 @@
+/* net.h — the I/O boundary: sockets, the clock and randomness for src/io.
+ * errno is translated here; callers get lp_err plus a one-line message. */
+#ifndef LIMPET_NET_H
+#define LIMPET_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "limpet/base.h"
+#include "limpet/err.h"
+
+struct lp_addr {
+    struct sockaddr_storage sa;
+    socklen_t len;
+};
+
+/* Monotonic milliseconds. */
+lp_time lp_now(void);
+/* Fills buf with n bytes from the kernel's CSPRNG. */
+lp_err lp_random(void *buf, size_t n);
+uint32_t lp_random_u32(void);
+
+/* Resolves host:port (numeric first; names through getaddrinfo, which blocks). */
+lp_err lp_net_resolve(const char *host, uint16_t port, struct lp_addr *out, char *err,
+                      size_t errlen);
+/* "1.2.3.4:80" / "[::1]:80" into buf. Returns buf. */
+const char *lp_net_addr_str(const struct lp_addr *a, char *buf, size_t buflen);
+
+/* A non-blocking listening socket with SO_REUSEADDR. *fd owned by the caller. */
+lp_err lp_net_listen(const struct lp_addr *a, int *fd, char *err, size_t errlen);
+/* Starts a non-blocking connect; *fd owned by the caller. LP_OK means in progress or done:
+ * wait for writability and check lp_net_connect_result. */
+lp_err lp_net_connect(const struct lp_addr *a, int *fd, char *err, size_t errlen);
+/* 0 when the connect succeeded, else the errno it failed with. */
+int lp_net_connect_result(int fd);
+/* Accepts one connection (non-blocking, close-on-exec). -1 with errno on failure. */
+int lp_net_accept(int lfd, struct lp_addr *peer);
+/* The locally bound address of fd. */
+lp_err lp_net_local_addr(int fd, struct lp_addr *a);
+
+/* Tunnel links: TCP_NODELAY and TCP_USER_TIMEOUT (ms). Local streams: TCP_NODELAY. */
+void lp_net_tune_link(int fd, lp_time user_timeout);
+void lp_net_tune_stream(int fd);
+/* Closes fd so that the peer sees a reset (SO_LINGER 0). */
+void lp_net_close_reset(int fd);
+
+/* Maps an errno to the RST code that describes it to the peer. */
+uint16_t lp_net_rst_code(int err);
+
+#endif

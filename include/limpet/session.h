@@ -1,0 +1,113 @@
+/* session.h — one tunnel session on a libev loop: a pipe and a mux (the sans-I/O cores),
+ * the TCP link under them and the local ends of its streams. Shared by client and server.
+ *
+ * Ownership: the owner (client or server) creates sessions and ends them with
+ * lp_session_close(); memory is released at the end of the loop iteration, so a callback
+ * further down the same iteration never sees freed memory. Hooks report what the owner
+ * must decide; a hook may call lp_session_close() on its session but must not free it.
+ */
+#ifndef LIMPET_SESSION_H
+#define LIMPET_SESSION_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "limpet/config.h"
+#include "limpet/mux.h"
+#include "limpet/net.h"
+#include "limpet/pipe.h"
+
+struct lp_session;
+struct lp_stream;
+
+/* Process-wide glue state: deferred writes and deferred frees. */
+struct lp_runtime {
+    struct ev_loop *loop;
+    ev_prepare flush;              /* before the loop sleeps: write dirty sessions' output */
+    ev_check reap;                 /* after each wake-up: free what was closed */
+    struct lp_session *dirty;      /* sessions with output or deadlines to refresh */
+    struct lp_session *dead_sessions;
+    struct lp_stream *dead_streams;
+};
+
+void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop);
+/* Frees everything still on the dead lists. */
+void lp_runtime_clear(struct lp_runtime *rt);
+
+struct lp_session_hooks {
+    /* The link failed or was replaced; the session is detached (reason for the log). */
+    void (*link_down)(struct lp_session *s, const char *reason);
+    /* The handshake finished on the current link. */
+    void (*live)(struct lp_session *s, bool resumed);
+    /* Client: the server refused the handshake. */
+    void (*rejected)(struct lp_session *s, uint16_t code, const char *msg);
+    /* The session cannot go on (sequence out of range, GOODBYE from the peer, ...). */
+    void (*lost)(struct lp_session *s, const char *reason);
+};
+
+struct lp_session {
+    struct lp_runtime *rt;
+    const struct lp_config *cfg;            /* borrowed; outlives the session */
+    const struct lp_session_hooks *hooks;
+    void *owner;                            /* the client or server */
+    bool is_client;
+    lp_pipe *pipe;
+    lp_mux *mux;
+    char tag[9];                            /* first 8 hex digits of the id, for logs */
+    /* the link: fd >= 0 only while attached */
+    int fd;
+    uint64_t gen;                           /* the pipe generation this fd carries */
+    char peer[64];                          /* the link's peer address, for logs */
+    ev_io rio, wio;
+    ev_timer deadline;                      /* the pipe's next deadline */
+    lp_time armed;                          /* what `deadline` is set to (NEVER: stopped) */
+    bool closing;
+    bool in_dirty;
+    struct lp_session *next_dirty;
+    struct lp_session *next_dead;
+    struct lp_stream *streams;              /* local ends, doubly linked */
+    size_t nstreams;
+    /* owner's list linkage and counters for status/logs */
+    struct lp_session *prev, *next;
+    uint64_t reconnects;
+    uint64_t bytes_in, bytes_out;
+    ev_timer ttl;                           /* server: detached-session lifetime */
+};
+
+lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool is_client,
+                      const struct lp_session_hooks *hooks, void *owner, struct lp_session **sp);
+/* Refreshes `tag` from the pipe's session id (after WELCOME / set_identity). */
+void lp_session_retag(struct lp_session *s);
+
+/* Attaches a connected socket as the link for pipe generation `gen` (takes fd). Bytes the
+ * owner already read past the handshake go in `extra`. */
+void lp_session_attach(struct lp_session *s, int fd, uint64_t gen, const char *peer,
+                       const uint8_t *extra, size_t extra_len);
+/* Drops the link (if any) without calling the link_down hook. */
+void lp_session_detach(struct lp_session *s, const char *reason);
+bool lp_session_attached(const struct lp_session *s);
+
+/* Resets every stream locally (code, msg), drops the link and frees the session later. */
+void lp_session_close(struct lp_session *s, uint16_t code, const char *msg);
+/* Sends GOODBYE and tries to write it out now (best effort, non-blocking). */
+void lp_session_goodbye(struct lp_session *s, uint16_t code, const char *msg);
+/* True when nothing is left to write on the link. */
+bool lp_session_flushed(struct lp_session *s);
+
+/* Marks the session for an output flush before the loop sleeps. */
+void lp_session_dirty(struct lp_session *s);
+
+/* Client: a local connection (takes fd) wants `target`; waits up to `wait` for OPEN_OK. */
+lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,
+                            lp_time wait, const char *from);
+/* Server: the peer opened `id` to `target`; dial it (answers OPEN_OK or RST). */
+void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_t target_len);
+/* Handles one mux event addressed to a stream (READABLE, WRITABLE, OPEN_OK, FIN, RST,
+ * CLOSED). */
+void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev);
+/* Frees every local end at once (runtime shutdown). */
+void lp_stream_free_all(struct lp_session *s);
+void lp_runtime_reap_streams(struct lp_runtime *rt);
+
+#endif

@@ -1,0 +1,587 @@
+/* cli.c — argv to struct lp_cli, forward specs, host:port, and the help pages.
+ *
+ * Hand-written rather than getopt_long: options belong to a subcommand, errors must name the
+ * subcommand ("unknown option --foo for 'limpet client'"), and there is no global state.
+ * Short flags bundle (-vv, -vc FILE) and take their value attached or as the next argument
+ * (-oKEY=V, -o KEY=V); long ones as --config FILE or --config=FILE.
+ */
+#include "limpet/cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CLI_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+enum opt_id {
+    O_CONFIG,
+    O_LISTEN,
+    O_SERVER,
+    O_INSECURE,
+    O_OPTION,
+    O_VERBOSE,
+    O_QUIET,
+    O_LOCAL,
+    O_HELP
+};
+
+#define FOR_SERVER (1u << LP_CMD_SERVER)
+#define FOR_CLIENT (1u << LP_CMD_CLIENT)
+#define FOR_BOTH (FOR_SERVER | FOR_CLIENT)
+
+struct opt {
+    enum opt_id id;
+    char short_name; /* 0: long form only */
+    const char *long_name;
+    const char *value; /* name of the value it takes, NULL for a plain flag */
+    unsigned cmds;     /* FOR_* mask */
+};
+
+static const struct opt opts[] = {
+    {O_CONFIG, 'c', "config", "FILE", FOR_BOTH},
+    {O_LISTEN, 'l', "listen", "ADDR:PORT", FOR_SERVER},
+    {O_SERVER, 's', "server", "HOST:PORT", FOR_CLIENT},
+    {O_INSECURE, 0, "insecure", NULL, FOR_BOTH},
+    {O_OPTION, 'o', "option", "KEY=VALUE", FOR_BOTH},
+    {O_VERBOSE, 'v', "verbose", NULL, FOR_BOTH},
+    {O_QUIET, 'q', "quiet", NULL, FOR_BOTH},
+    {O_LOCAL, 'L', "local", "[BIND:]PORT:HOST:HOSTPORT", FOR_CLIENT},
+    {O_HELP, 'h', "help", NULL, FOR_BOTH},
+};
+#define OPT_COUNT (sizeof(opts) / sizeof(opts[0]))
+
+static const char *cmd_name(enum lp_cmd cmd)
+{
+    switch (cmd) {
+    case LP_CMD_SERVER:
+        return "server";
+    case LP_CMD_CLIENT:
+        return "client";
+    case LP_CMD_NONE:
+    case LP_CMD_HELP:
+    case LP_CMD_VERSION:
+        break;
+    }
+    return "";
+}
+
+static lp_err fail(char *err, size_t errlen, const char *fmt, ...) CLI_PRINTF(3, 4);
+
+static lp_err fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return LP_ERR_INVALID;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    /* Messages quote argv; a newline in an argument must not split the one-line error. */
+    for (char *p = err; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return LP_ERR_INVALID;
+}
+
+/* ---- host and port ----------------------------------------------------------------------- */
+
+/* Ports are 1..5 decimal digits; `allow_zero` for a listening port the kernel may pick. */
+static bool parse_port(const char *s, size_t n, bool allow_zero, uint16_t *port)
+{
+    unsigned long v = 0;
+
+    if (n == 0 || n > 5)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (unsigned long)(s[i] - '0');
+    }
+    if (v > 65535 || (v == 0 && !allow_zero))
+        return false;
+    *port = (uint16_t)v;
+    return true;
+}
+
+/* A host name or IPv4 address: letters, digits, '-', '.', '_'. Inside brackets an IPv6
+ * address: hex digits, ':', '.', and a "%zone" of name characters. */
+static bool host_char(char ch, bool bracketed)
+{
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
+        return true;
+    if (ch == '-' || ch == '.' || ch == '_')
+        return true;
+    return bracketed && (ch == ':' || ch == '%');
+}
+
+/* One host field, s[0..n): "name", "1.2.3.4" or "[v6]". Writes it unbracketed into out. */
+static bool parse_host(const char *s, size_t n, char *out, size_t outlen)
+{
+    bool bracketed = n >= 2 && s[0] == '[' && s[n - 1] == ']';
+
+    if (bracketed) {
+        s++;
+        n -= 2;
+        if (memchr(s, ':', n) == NULL)
+            return false; /* brackets are for IPv6 only */
+    }
+    if (n == 0 || n >= outlen)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!host_char(s[i], bracketed))
+            return false;
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return true;
+}
+
+lp_err lp_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *colon;
+
+    if (s == NULL)
+        return LP_ERR_INVALID;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        colon = close ? close + 1 : NULL;
+        if (colon == NULL || *colon != ':')
+            return LP_ERR_INVALID;
+    } else {
+        colon = strchr(s, ':');
+        if (colon == NULL || strchr(colon + 1, ':') != NULL)
+            return LP_ERR_INVALID; /* an IPv6 address without brackets is ambiguous */
+    }
+    if (!parse_host(s, (size_t)(colon - s), host, hostlen))
+        return LP_ERR_INVALID;
+    if (!parse_port(colon + 1, strlen(colon + 1), false, port))
+        return LP_ERR_INVALID;
+    return LP_OK;
+}
+
+/* ---- -L specs ---------------------------------------------------------------------------- */
+
+struct field {
+    const char *s;
+    size_t n;
+};
+
+/* Splits at ':' outside brackets. Returns the number of fields, or -1 for a bad bracket,
+ * or 5 for "too many" (the caller only needs to know it is over 4). */
+static int split_fields(const char *spec, struct field f[4])
+{
+    int nf = 0;
+    const char *start = spec;
+    bool in_brackets = false;
+
+    for (const char *p = spec;; p++) {
+        if (*p == '[') {
+            if (in_brackets || p != start)
+                return -1;
+            in_brackets = true;
+        } else if (*p == ']') {
+            if (!in_brackets || (p[1] != ':' && p[1] != '\0'))
+                return -1;
+            in_brackets = false;
+        } else if ((*p == ':' && !in_brackets) || *p == '\0') {
+            if (*p == '\0' && in_brackets)
+                return -1;
+            if (nf == 4)
+                return 5;
+            f[nf].s = start;
+            f[nf++].n = (size_t)(p - start);
+            start = p + 1;
+            if (*p == '\0')
+                return nf;
+        }
+    }
+}
+
+static lp_err parse_bind(const struct field *b, struct lp_forward *fw, char *err, size_t errlen)
+{
+    if (b == NULL) {
+        snprintf(fw->bind_host, sizeof(fw->bind_host), "127.0.0.1");
+        return LP_OK;
+    }
+    if (b->n == 0 || (b->n == 1 && b->s[0] == '*')) {
+        snprintf(fw->bind_host, sizeof(fw->bind_host), "0.0.0.0");
+        return LP_OK;
+    }
+    if (!parse_host(b->s, b->n, fw->bind_host, sizeof(fw->bind_host)))
+        return fail(err, errlen, "bad BIND address \"%.*s\"", (int)b->n, b->s);
+    return LP_OK;
+}
+
+lp_err lp_parse_forward(const char *spec, struct lp_forward *fw, char *err, size_t errlen)
+{
+    struct field f[4];
+    const struct field *rest;
+    int nf;
+
+    memset(fw, 0, sizeof(*fw));
+    nf = split_fields(spec, f);
+    if (nf < 0)
+        return fail(err, errlen, "unbalanced brackets (write IPv6 as [::1])");
+    if (nf > 4)
+        return fail(err, errlen, "too many ':' (write IPv6 addresses in brackets: [::1])");
+    if (nf == 1)
+        return fail(err, errlen, f[0].n ? "missing HOST:HOSTPORT" : "missing PORT:HOST:HOSTPORT");
+    if (nf == 2)
+        return fail(err, errlen, "missing HOSTPORT");
+    rest = &f[nf - 3]; /* PORT, HOST, HOSTPORT; a fourth field in front is BIND */
+    if (parse_bind(nf == 4 ? &f[0] : NULL, fw, err, errlen) != LP_OK)
+        return LP_ERR_INVALID;
+    if (rest[0].n == 0)
+        return fail(err, errlen, "missing PORT");
+    if (!parse_port(rest[0].s, rest[0].n, true, &fw->bind_port))
+        return fail(err, errlen, "bad PORT \"%.*s\" (0..65535)", (int)rest[0].n, rest[0].s);
+    if (rest[1].n == 0)
+        return fail(err, errlen, "missing HOST");
+    if (!parse_host(rest[1].s, rest[1].n, fw->host, sizeof(fw->host)))
+        return fail(err, errlen, "bad HOST \"%.*s\"", (int)rest[1].n, rest[1].s);
+    if (rest[2].n == 0)
+        return fail(err, errlen, "missing HOSTPORT");
+    if (!parse_port(rest[2].s, rest[2].n, false, &fw->port))
+        return fail(err, errlen, "bad HOSTPORT \"%.*s\" (1..65535)", (int)rest[2].n, rest[2].s);
+    return LP_OK;
+}
+
+/* ---- argv -------------------------------------------------------------------------------- */
+
+static const struct opt *find_short(char ch)
+{
+    for (size_t i = 0; i < OPT_COUNT; i++)
+        if (opts[i].short_name == ch && ch != 0)
+            return &opts[i];
+    return NULL;
+}
+
+static const struct opt *find_long(const char *name, size_t n)
+{
+    for (size_t i = 0; i < OPT_COUNT; i++)
+        if (strlen(opts[i].long_name) == n && strncmp(opts[i].long_name, name, n) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+/* Stores one option and its value (NULL for plain flags). `flag` is how the user wrote it. */
+static lp_err apply(struct lp_cli *cli, const struct opt *o, const char *flag, const char *value,
+                    char *err, size_t errlen)
+{
+    char host[LP_ADDR_MAX], why[160];
+    uint16_t port;
+
+    switch (o->id) {
+    case O_CONFIG:
+        cli->config_file = value;
+        break;
+    case O_INSECURE:
+        cli->insecure = true;
+        break;
+    case O_VERBOSE:
+        cli->verbosity++;
+        break;
+    case O_QUIET:
+        cli->verbosity--;
+        break;
+    case O_HELP:
+        cli->help = true;
+        break;
+    case O_OPTION:
+        cli->overrides[cli->n_overrides++] = value;
+        break;
+    case O_LISTEN:
+    case O_SERVER:
+        if (lp_parse_hostport(value, host, sizeof(host), &port) != LP_OK)
+            return fail(err, errlen, "%s %s: expected %s", flag, value, o->value);
+        *(o->id == O_LISTEN ? &cli->listen : &cli->server) = value;
+        break;
+    case O_LOCAL:
+        if (lp_parse_forward(value, &cli->forwards[cli->n_forwards], why, sizeof(why)) != LP_OK)
+            return fail(err, errlen, "%s %s: %s", flag, value, why);
+        cli->n_forwards++;
+        break;
+    }
+    return LP_OK;
+}
+
+struct argv_cursor {
+    int argc;
+    char **argv;
+    int i; /* index of the argument being read */
+};
+
+/* The value of an option: attached (`-oK=V`, `--config=F`) or the next argument. */
+static lp_err take_value(struct argv_cursor *a, const struct opt *o, const char *flag,
+                         const char *attached, const char **value, char *err, size_t errlen)
+{
+    if (attached != NULL) {
+        *value = attached;
+        return LP_OK;
+    }
+    if (a->i + 1 >= a->argc)
+        return fail(err, errlen, "%s: missing %s", flag, o->value);
+    *value = a->argv[++a->i];
+    return LP_OK;
+}
+
+static lp_err check_cmd(const struct lp_cli *cli, const struct opt *o, const char *flag, char *err,
+                        size_t errlen)
+{
+    if (o->cmds & (1u << cli->cmd))
+        return LP_OK;
+    return fail(err, errlen, "%s is only valid for 'limpet %s', not 'limpet %s'", flag,
+                o->cmds == FOR_SERVER ? "server" : "client", cmd_name(cli->cmd));
+}
+
+static lp_err long_option(struct lp_cli *cli, struct argv_cursor *a, char *err, size_t errlen)
+{
+    const char *arg = a->argv[a->i], *name = arg + 2, *eq = strchr(name, '=');
+    size_t n = eq ? (size_t)(eq - name) : strlen(name);
+    const struct opt *o = find_long(name, n);
+    const char *value = NULL;
+    char flag[48];
+    lp_err rc;
+
+    snprintf(flag, sizeof(flag), "--%.*s", (int)LP_MIN(n, 40), name);
+    if (o == NULL)
+        return fail(err, errlen, "unknown option %s for 'limpet %s' (see 'limpet %s --help')", flag,
+                    cmd_name(cli->cmd), cmd_name(cli->cmd));
+    if ((rc = check_cmd(cli, o, flag, err, errlen)) != LP_OK)
+        return rc;
+    if (o->value == NULL && eq != NULL)
+        return fail(err, errlen, "%s takes no value", flag);
+    if (o->value != NULL &&
+        (rc = take_value(a, o, flag, eq ? eq + 1 : NULL, &value, err, errlen)) != LP_OK)
+        return rc;
+    return apply(cli, o, flag, value, err, errlen);
+}
+
+/* "-vvc FILE": flags bundle until one that takes a value swallows the rest. */
+static lp_err short_options(struct lp_cli *cli, struct argv_cursor *a, char *err, size_t errlen)
+{
+    const char *arg = a->argv[a->i];
+
+    for (size_t j = 1; arg[j] != '\0'; j++) {
+        const struct opt *o = find_short(arg[j]);
+        const char *value = NULL;
+        char flag[3] = {'-', arg[j], '\0'};
+        lp_err rc;
+
+        if (o == NULL)
+            return fail(err, errlen, "unknown option %s for 'limpet %s' (see 'limpet %s --help')",
+                        flag, cmd_name(cli->cmd), cmd_name(cli->cmd));
+        if ((rc = check_cmd(cli, o, flag, err, errlen)) != LP_OK)
+            return rc;
+        if (o->value == NULL) {
+            if ((rc = apply(cli, o, flag, NULL, err, errlen)) != LP_OK)
+                return rc;
+            continue;
+        }
+        rc = take_value(a, o, flag, arg[j + 1] ? arg + j + 1 : NULL, &value, err, errlen);
+        if (rc != LP_OK)
+            return rc;
+        return apply(cli, o, flag, value, err, errlen);
+    }
+    return LP_OK;
+}
+
+static lp_err parse_subcommand(struct lp_cli *cli, struct argv_cursor *a, char *err, size_t errlen)
+{
+    bool options_done = false;
+    lp_err rc = LP_OK;
+
+    for (a->i++; a->i < a->argc && rc == LP_OK && !cli->help; a->i++) {
+        const char *arg = a->argv[a->i];
+        if (!options_done && strcmp(arg, "--") == 0)
+            options_done = true;
+        else if (!options_done && arg[0] == '-' && arg[1] == '-')
+            rc = long_option(cli, a, err, errlen);
+        else if (!options_done && arg[0] == '-' && arg[1] != '\0')
+            rc = short_options(cli, a, err, errlen);
+        else
+            rc = fail(err, errlen, "unexpected argument '%s' for 'limpet %s'", arg,
+                      cmd_name(cli->cmd));
+    }
+    return rc;
+}
+
+/* Before the subcommand: --help, --version, or the subcommand's name. */
+static lp_err parse_command(struct lp_cli *cli, const char *arg, char *err, size_t errlen)
+{
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0 || strcmp(arg, "help") == 0)
+        cli->cmd = LP_CMD_HELP;
+    else if (strcmp(arg, "--version") == 0 || strcmp(arg, "-V") == 0)
+        cli->cmd = LP_CMD_VERSION;
+    else if (strcmp(arg, "server") == 0)
+        cli->cmd = LP_CMD_SERVER;
+    else if (strcmp(arg, "client") == 0)
+        cli->cmd = LP_CMD_CLIENT;
+    else if (arg[0] == '-')
+        return fail(err, errlen, "unknown option '%s' before the command; try 'limpet --help'",
+                    arg);
+    else
+        return fail(err, errlen, "unknown command '%s'; try 'limpet --help'", arg);
+    return LP_OK;
+}
+
+lp_err lp_cli_parse(int argc, char **argv, struct lp_cli *cli, char *err, size_t errlen)
+{
+    struct argv_cursor a = {.argc = argc, .argv = argv, .i = 1};
+    lp_err rc;
+
+    memset(cli, 0, sizeof(*cli));
+    if (argc < 2)
+        return fail(err, errlen, "no command given; try 'limpet --help'");
+    if ((rc = parse_command(cli, argv[1], err, errlen)) != LP_OK)
+        return rc;
+    if (cli->cmd == LP_CMD_HELP || cli->cmd == LP_CMD_VERSION)
+        return LP_OK;
+    /* Each -o or -L uses at least one argument, so argc bounds both arrays. */
+    cli->overrides = calloc((size_t)argc, sizeof(*cli->overrides));
+    cli->forwards = calloc((size_t)argc, sizeof(*cli->forwards));
+    if (cli->overrides == NULL || cli->forwards == NULL) {
+        lp_cli_free(cli);
+        fail(err, errlen, "out of memory");
+        return LP_ERR_NOMEM;
+    }
+    if ((rc = parse_subcommand(cli, &a, err, errlen)) != LP_OK)
+        lp_cli_free(cli);
+    return rc;
+}
+
+void lp_cli_free(struct lp_cli *cli)
+{
+    if (cli == NULL)
+        return;
+    free(cli->overrides);
+    free(cli->forwards);
+    memset(cli, 0, sizeof(*cli));
+}
+
+/* ---- help -------------------------------------------------------------------------------- */
+
+static void usage_common_options(FILE *f)
+{
+    fputs("    -c, --config FILE\n"
+          "        Read settings from the YAML file FILE (see config/*.yaml for every key).\n"
+          "    -o, --option KEY=VALUE\n"
+          "        Override one configuration key by its dotted path, after FILE; may be\n"
+          "        repeated. Every key below can be set this way.\n"
+          "    --insecure\n"
+          "        Plain TCP with no TLS and no authentication. For loopback tests or inside\n"
+          "        another secure layer only; the process warns loudly on start-up.\n"
+          "    -v, --verbose\n"
+          "        More log output (debug); -q and -v add up against log.level.\n"
+          "    -q, --quiet\n"
+          "        Less log output (warn, then error); may be repeated.\n"
+          "    -h, --help\n"
+          "        Show this help and exit.\n",
+          f);
+}
+
+static void usage_tail(FILE *f)
+{
+    fputs("\nCONFIGURATION KEYS (in FILE, or -o KEY=VALUE; shown with defaults)\n", f);
+    lp_config_print_keys(f, "    ");
+    fputs("\n    Durations: 250ms, 5s, 10m, 24h, 7d. Sizes: 512 (bytes), 64KiB, 8MiB, 1GiB.\n"
+          "\nEXIT STATUS\n"
+          "    0   clean end\n"
+          "    1   usage or configuration error\n"
+          "    2   authentication or authorization refused (never retried)\n"
+          "    3   session lost (the server no longer knows the session)\n"
+          "    4   gave up reconnecting\n",
+          f);
+}
+
+static void usage_server(FILE *f)
+{
+    fputs("NAME\n"
+          "    limpet server - accept tunnel sessions and connect their streams to targets\n"
+          "\nSYNOPSIS\n"
+          "    limpet server [-c FILE] [-l ADDR:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
+          "\nOPTIONS\n"
+          "    -l, --listen ADDR:PORT\n"
+          "        Accept tunnels on ADDR:PORT (IPv6 as [::]:7070). Default: key 'listen'.\n",
+          f);
+    usage_common_options(f);
+    usage_tail(f);
+    fputs("\nEXAMPLES\n"
+          "    limpet server -c /etc/limpet/server.yaml\n"
+          "    limpet server --insecure -l 127.0.0.1:7070 -o session.ttl=1h\n",
+          f);
+}
+
+static void usage_client(FILE *f)
+{
+    fputs("NAME\n"
+          "    limpet client - carry local connections to the server over one session\n"
+          "\nSYNOPSIS\n"
+          "    limpet client [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
+          "                  [-L [BIND:]PORT:HOST:HOSTPORT]...\n"
+          "\nOPTIONS\n"
+          "    -s, --server HOST:PORT\n"
+          "        The server to dial. Default: key 'server'.\n"
+          "    -L, --local [BIND:]PORT:HOST:HOSTPORT\n"
+          "        Listen on BIND:PORT here (BIND defaults to 127.0.0.1; '*' means all\n"
+          "        addresses; PORT 0 lets the system pick) and connect each connection to\n"
+          "        HOST:HOSTPORT as the server sees it. IPv6 in brackets: [::1]:8080:[::1]:22.\n"
+          "        May be repeated.\n",
+          f);
+    usage_common_options(f);
+    usage_tail(f);
+    fputs("\nEXAMPLES\n"
+          "    limpet client -s tunnel.example.net:7070 -L 5432:db.internal:5432\n"
+          "    limpet client --insecure -s 127.0.0.1:7070 -L '*:8080:[::1]:80' -o "
+          "session.heartbeat=500ms\n",
+          f);
+}
+
+static void usage_main(FILE *f)
+{
+    fputs("NAME\n"
+          "    limpet - a transparent, reconnecting tunnel\n"
+          "\nSYNOPSIS\n"
+          "    limpet server [-c FILE] [-l ADDR:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
+          "    limpet client [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
+          "                  [-L [BIND:]PORT:HOST:HOSTPORT]...\n"
+          "    limpet --version | --help | SUBCOMMAND --help\n"
+          "\nDESCRIPTION\n"
+          "    A client and a server carry TCP connections over one tunnel session that\n"
+          "    outlives the network connection under it: when the link drops, the client\n"
+          "    reconnects, both sides replay what the other missed, and every stream goes\n"
+          "    on byte-exact.\n"
+          "\nOPTIONS\n"
+          "    --version\n"
+          "        Print the version and exit.\n"
+          "    -l, --listen ADDR:PORT               (server)\n"
+          "        Accept tunnels on ADDR:PORT.\n"
+          "    -s, --server HOST:PORT               (client)\n"
+          "        The server to dial.\n"
+          "    -L, --local [BIND:]PORT:HOST:HOSTPORT (client)\n"
+          "        Forward local port PORT to HOST:HOSTPORT as the server sees it.\n",
+          f);
+    usage_common_options(f);
+    fputs("    'limpet SUBCOMMAND --help' describes one command in full.\n", f);
+    usage_tail(f);
+    fputs("\nEXAMPLES\n"
+          "    limpet server --insecure -l 127.0.0.1:7070\n"
+          "    limpet client --insecure -s 127.0.0.1:7070 -L 8080:localhost:80\n",
+          f);
+}
+
+void lp_cli_usage(FILE *f, enum lp_cmd cmd)
+{
+    switch (cmd) {
+    case LP_CMD_SERVER:
+        usage_server(f);
+        break;
+    case LP_CMD_CLIENT:
+        usage_client(f);
+        break;
+    case LP_CMD_NONE:
+    case LP_CMD_HELP:
+    case LP_CMD_VERSION:
+        usage_main(f);
+        break;
+    }
+}

@@ -1,0 +1,932 @@
+/* config.c — the key table, value parsers, the YAML loader (libyaml events) and -o overrides.
+ *
+ * Everything about a key lives in one row of `keys[]`: its dotted name, type, field, range and
+ * help. The loader walks libyaml's event stream (not its document tree) because events carry
+ * the line and column of every key and value, which every error message names.
+ */
+#include "limpet/config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "limpet/cli.h"
+
+#define CFG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+#define KEY_MAX 64u         /* longest dotted path we look at; longer ones are unknown */
+#define VALUE_MAX 512u      /* longest scalar value accepted */
+#define SHOWN_MAX 48u       /* longest excerpt of a bad value quoted back in an error */
+#define FILE_MAX (1u << 20) /* a config file beyond 1MiB is a mistake, not a config */
+#define SECTIONS_MAX 16u    /* distinct sections a file can name (all must be known) */
+
+#define MS(n) ((uint64_t)(n))
+#define SEC(n) (MS(n) * 1000u)
+#define MINUTE(n) (SEC(n) * 60u)
+#define HOUR(n) (MINUTE(n) * 60u)
+#define DAY(n) (HOUR(n) * 24u)
+#define KIB(n) ((uint64_t)(n) << 10)
+#define MIB(n) ((uint64_t)(n) << 20)
+#define GIB(n) ((uint64_t)(n) << 30)
+
+enum key_type { T_DURATION, T_SIZE, T_COUNT, T_BOOL, T_STRING, T_ADDRESS, T_LOG_LEVEL };
+
+struct key {
+    const char *name; /* dotted path */
+    enum key_type type;
+    size_t offset;     /* of the field in struct lp_config; its C type follows `type` */
+    uint64_t min, max; /* inclusive, for durations (ms), sizes (bytes) and counts */
+    const char *help;
+};
+
+/* The field's C type is checked at compile time: a row pointing a duration at a size_t
+ * field (on ILP32) or a bool at an int fails to build. Kept unformatted: one row, one line. */
+/* clang-format off */
+#define FIELD(f, T) _Generic(((struct lp_config *)0)->f, T: offsetof(struct lp_config, f))
+#define DURATION(k, f, lo, hi, h) { k, T_DURATION, FIELD(f, lp_time), lo, hi, h }
+#define SIZE(k, f, lo, hi, h) { k, T_SIZE, FIELD(f, size_t), lo, hi, h }
+#define COUNT(k, f, lo, hi, h) { k, T_COUNT, FIELD(f, size_t), lo, hi, h }
+#define BOOL(k, f, h) { k, T_BOOL, FIELD(f, bool), 0, 1, h }
+#define ADDRESS(k, f, h) { k, T_ADDRESS, FIELD(f, char *), 0, 0, h }
+#define LOG_LEVEL(k, f, h) { k, T_LOG_LEVEL, FIELD(f, int), LP_LOG_ERROR, LP_LOG_DEBUG, h }
+/* clang-format on */
+
+static const struct key keys[] = {
+    ADDRESS("listen", listen, "server: where to accept tunnels"),
+    ADDRESS("server", server, "client: the server to dial"),
+    BOOL("insecure", insecure, "plain TCP, no TLS, no authentication (loopback tests only)"),
+    DURATION("session.heartbeat", session.heartbeat, MS(10), MINUTE(10),
+             "PING interval on an idle link"),
+    DURATION("session.dead_after", session.dead_after, 0, HOUR(1),
+             "declare the link dead after this much silence; 0 = 3 x heartbeat"),
+    DURATION("session.ttl", session.ttl, SEC(1), DAY(30),
+             "how long the server keeps a detached session"),
+    SIZE("session.replay_buffer", session.replay_buffer, KIB(64), GIB(1),
+         "unacknowledged bytes kept for replay, per session"),
+    SIZE("session.receive_buffer", session.receive_buffer, KIB(64), GIB(1),
+         "received bytes buffered before the local sockets take them"),
+    SIZE("session.stream_window", session.stream_window, KIB(16), MIB(16),
+         "flow-control window per stream"),
+    SIZE("session.ack_every", session.ack_every, KIB(1), MIB(16),
+         "acknowledge after this many bytes"),
+    DURATION("session.ack_delay", session.ack_delay, MS(1), SEC(10),
+             "acknowledge at the latest after this long"),
+    COUNT("session.max_streams", session.max_streams, 1, 1000000, "open streams per session"),
+    DURATION("reconnect.initial_delay", reconnect.initial_delay, MS(1), MINUTE(1),
+             "first backoff cap after a drop"),
+    DURATION("reconnect.max_delay", reconnect.max_delay, MS(1), HOUR(1),
+             "largest backoff between attempts"),
+    DURATION("reconnect.give_up_after", reconnect.give_up_after, 0, DAY(30),
+             "stop reconnecting after this long; 0 = session.ttl"),
+    DURATION("reconnect.connect_timeout", reconnect.connect_timeout, MS(1), HOUR(1),
+             "time allowed for one dial and handshake"),
+    DURATION("forward.connect_timeout", forward.connect_timeout, MS(1), HOUR(1),
+             "how long a local connection waits for the tunnel or the target"),
+    DURATION("limits.handshake_timeout", limits.handshake_timeout, MS(1), HOUR(1),
+             "server: time a new link has to say HELLO"),
+    COUNT("limits.max_sessions", limits.max_sessions, 1, 1000000,
+          "server: live sessions kept, attached or detached"),
+    LOG_LEVEL("log.level", log_level, "error, warn, info or debug"),
+};
+#define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
+_Static_assert(KEY_COUNT <= 64, "seen-key bitmap is one uint64_t");
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+struct unit {
+    const char *name;
+    uint64_t scale;
+};
+static const struct unit duration_units[] = {
+    {"ms", 1}, {"s", SEC(1)}, {"m", MINUTE(1)}, {"h", HOUR(1)}, {"d", DAY(1)},
+};
+static const struct unit size_units[] = {
+    {"B", 1}, {"KiB", KIB(1)}, {"MiB", MIB(1)}, {"GiB", GIB(1)}};
+
+void lp_config_defaults(struct lp_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->listen, sizeof(c->listen), "%s", "0.0.0.0:7070");
+    snprintf(c->server, sizeof(c->server), "%s", "127.0.0.1:7070");
+    c->insecure = false;
+    c->log_level = LP_LOG_INFO;
+    c->session.heartbeat = SEC(2);
+    c->session.dead_after = 0;
+    c->session.ttl = MINUTE(10);
+    c->session.replay_buffer = MIB(8);
+    c->session.receive_buffer = MIB(16);
+    c->session.stream_window = KIB(256);
+    c->session.ack_every = KIB(64);
+    c->session.ack_delay = MS(20);
+    c->session.max_streams = 4096;
+    c->reconnect.initial_delay = MS(100);
+    c->reconnect.max_delay = SEC(5);
+    c->reconnect.give_up_after = 0;
+    c->reconnect.connect_timeout = SEC(10);
+    c->forward.connect_timeout = SEC(30);
+    c->limits.handshake_timeout = SEC(10);
+    c->limits.max_sessions = 1024;
+}
+
+/* ---- numbers with units --------------------------------------------------------------- */
+
+enum num_problem { NUM_OK, NUM_SYNTAX, NUM_NO_UNIT, NUM_BAD_UNIT, NUM_OVERFLOW };
+
+/* Digits, then one unit from `units` (or none when `bare_scale` is non-zero). */
+static enum num_problem parse_scaled(const char *s, const struct unit *units, size_t n_units,
+                                     uint64_t bare_scale, uint64_t max, uint64_t *out)
+{
+    uint64_t v = 0, scale = 0;
+    size_t i = 0;
+
+    if (s[0] < '0' || s[0] > '9')
+        return NUM_SYNTAX;
+    for (; s[i] >= '0' && s[i] <= '9'; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return NUM_OVERFLOW;
+        v = v * 10 + d;
+    }
+    if (s[i] == '\0')
+        scale = bare_scale;
+    for (size_t u = 0; u < n_units && scale == 0; u++)
+        if (strcmp(s + i, units[u].name) == 0)
+            scale = units[u].scale;
+    if (scale == 0)
+        return s[i] == '\0' ? NUM_NO_UNIT : NUM_BAD_UNIT;
+    if (v > max / scale)
+        return NUM_OVERFLOW;
+    *out = v * scale;
+    return NUM_OK;
+}
+
+/* Durations stop at INT64_MAX ms so that `now + d` stays far from wrapping. */
+static enum num_problem parse_duration_ms(const char *s, uint64_t *out)
+{
+    return parse_scaled(s, duration_units, sizeof(duration_units) / sizeof(duration_units[0]), 0,
+                        INT64_MAX, out);
+}
+
+static enum num_problem parse_size_bytes(const char *s, uint64_t *out)
+{
+    return parse_scaled(s, size_units, sizeof(size_units) / sizeof(size_units[0]), 1, SIZE_MAX,
+                        out);
+}
+
+lp_err lp_parse_duration(const char *s, lp_time *out)
+{
+    uint64_t v;
+    if (s == NULL || parse_duration_ms(s, &v) != NUM_OK)
+        return LP_ERR_INVALID;
+    *out = v;
+    return LP_OK;
+}
+
+lp_err lp_parse_size(const char *s, size_t *out)
+{
+    uint64_t v;
+    if (s == NULL || parse_size_bytes(s, &v) != NUM_OK)
+        return LP_ERR_INVALID;
+    *out = (size_t)v;
+    return LP_OK;
+}
+
+/* The largest unit that divides v exactly, so limits print as "64KiB", "30d", "250ms". */
+static void format_scaled(char *buf, size_t len, uint64_t v, const struct unit *units,
+                          size_t n_units)
+{
+    size_t best = 0;
+    for (size_t u = 1; u < n_units; u++)
+        if (v != 0 && v % units[u].scale == 0)
+            best = u;
+    if (v == 0 && units == duration_units)
+        best = 1; /* "0s" reads better than "0ms" */
+    snprintf(buf, len, "%llu%s", (unsigned long long)(v / units[best].scale), units[best].name);
+}
+
+static void format_number(char *buf, size_t len, enum key_type t, uint64_t v)
+{
+    if (t == T_DURATION)
+        format_scaled(buf, len, v, duration_units,
+                      sizeof(duration_units) / sizeof(duration_units[0]));
+    else if (t == T_SIZE)
+        format_scaled(buf, len, v, size_units, sizeof(size_units) / sizeof(size_units[0]));
+    else
+        snprintf(buf, len, "%llu", (unsigned long long)v);
+}
+
+/* ---- one value ------------------------------------------------------------------------- */
+
+/* Quotes user text back safely: control bytes escaped, long values cut. */
+static void show(char *buf, size_t len, const char *s, size_t n)
+{
+    size_t o = 0;
+    if (len == 0)
+        return;
+    for (size_t i = 0; i < n && o + 5 < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (i == SHOWN_MAX) {
+            o += (size_t)snprintf(buf + o, len - o, "...");
+            break;
+        }
+        if (ch == '"' || ch == '\\')
+            o += (size_t)snprintf(buf + o, len - o, "\\%c", ch);
+        else if (ch < 0x20 || ch == 0x7f)
+            o += (size_t)snprintf(buf + o, len - o, "\\x%02x", ch);
+        else
+            buf[o++] = (char)ch;
+    }
+    buf[o < len ? o : len - 1] = '\0';
+}
+
+static const char *type_wants(enum key_type t)
+{
+    switch (t) {
+    case T_DURATION:
+        return "a duration such as 250ms, 5s, 10m, 24h";
+    case T_SIZE:
+        return "a size such as 512, 64KiB, 8MiB, 1GiB";
+    case T_COUNT:
+        return "a whole number";
+    case T_BOOL:
+        return "true or false";
+    case T_STRING:
+        return "a string";
+    case T_ADDRESS:
+        return "HOST:PORT or [IPV6]:PORT";
+    case T_LOG_LEVEL:
+        return "one of error, warn, info, debug";
+    }
+    return "a value";
+}
+
+static lp_err number_problem(const struct key *k, enum num_problem p, const char *shown, char *msg,
+                             size_t len)
+{
+    char lim[32];
+    const char *hint = "";
+
+    if (p == NUM_OVERFLOW) {
+        format_number(lim, sizeof(lim), k->type, k->max);
+        snprintf(msg, len, "%s is above the maximum %s", shown, lim);
+        return LP_ERR_INVALID;
+    }
+    if (p == NUM_NO_UNIT && k->type == T_DURATION)
+        hint = " (say the unit)";
+    else if (p == NUM_BAD_UNIT && k->type == T_SIZE)
+        hint = " (units: B, KiB, MiB, GiB)";
+    snprintf(msg, len, "expected %s, got \"%s\"%s", type_wants(k->type), shown, hint);
+    return LP_ERR_INVALID;
+}
+
+static lp_err set_number(const struct key *k, const char *text, const char *shown,
+                         struct lp_config *c, char *msg, size_t len)
+{
+    enum num_problem p;
+    uint64_t v = 0;
+    char lim[32];
+    char *field = (char *)c + k->offset;
+
+    if (k->type == T_DURATION)
+        p = parse_duration_ms(text, &v);
+    else if (k->type == T_SIZE)
+        p = parse_size_bytes(text, &v);
+    else
+        p = parse_scaled(text, NULL, 0, 1, SIZE_MAX, &v);
+    if (p != NUM_OK)
+        return number_problem(k, p, shown, msg, len);
+    if (v < k->min || v > k->max) {
+        format_number(lim, sizeof(lim), k->type, v < k->min ? k->min : k->max);
+        snprintf(msg, len, "%s is %s %s", shown,
+                 v < k->min ? "below the minimum" : "above the maximum", lim);
+        return LP_ERR_INVALID;
+    }
+    if (k->type == T_DURATION) {
+        lp_time t = v;
+        memcpy(field, &t, sizeof(t));
+    } else {
+        size_t z = (size_t)v;
+        memcpy(field, &z, sizeof(z));
+    }
+    return LP_OK;
+}
+
+static lp_err set_word(const struct key *k, const char *text, const char *shown,
+                       struct lp_config *c, char *msg, size_t len)
+{
+    char *field = (char *)c + k->offset;
+
+    if (k->type == T_BOOL) {
+        bool b = strcmp(text, "true") == 0;
+        if (!b && strcmp(text, "false") != 0)
+            goto bad;
+        memcpy(field, &b, sizeof(b));
+        return LP_OK;
+    }
+    for (int lvl = LP_LOG_ERROR; lvl <= LP_LOG_DEBUG; lvl++) {
+        if (strcmp(text, level_names[lvl]) == 0) {
+            memcpy(field, &lvl, sizeof(lvl));
+            return LP_OK;
+        }
+    }
+bad:
+    snprintf(msg, len, "expected %s, got \"%s\"", type_wants(k->type), shown);
+    return LP_ERR_INVALID;
+}
+
+static lp_err set_text(const struct key *k, const char *text, const char *shown,
+                       struct lp_config *c, char *msg, size_t len)
+{
+    char host[LP_ADDR_MAX];
+    uint16_t port;
+    size_t n = strlen(text);
+
+    if (n >= LP_ADDR_MAX) {
+        snprintf(msg, len, "value is too long (%zu bytes, at most %u)", n, LP_ADDR_MAX - 1);
+        return LP_ERR_INVALID;
+    }
+    if (k->type == T_ADDRESS && lp_parse_hostport(text, host, sizeof(host), &port) != LP_OK) {
+        snprintf(msg, len, "expected %s, got \"%s\"", type_wants(k->type), shown);
+        return LP_ERR_INVALID;
+    }
+    memcpy((char *)c + k->offset, text, n + 1);
+    return LP_OK;
+}
+
+/* Parses `text` (len bytes, not necessarily terminated) as key k's type and stores it in c.
+ * On error writes the problem, without position or key, to msg. */
+static lp_err set_value(const struct key *k, const char *text, size_t n, struct lp_config *c,
+                        char *msg, size_t len)
+{
+    char value[VALUE_MAX];
+    char shown[SHOWN_MAX * 4 + 8];
+
+    show(shown, sizeof(shown), text, n);
+    if (n >= sizeof(value)) {
+        snprintf(msg, len, "value is too long (%zu bytes)", n);
+        return LP_ERR_INVALID;
+    }
+    if (memchr(text, '\0', n) != NULL) {
+        snprintf(msg, len, "expected %s, got \"%s\"", type_wants(k->type), shown);
+        return LP_ERR_INVALID;
+    }
+    memcpy(value, text, n);
+    value[n] = '\0';
+    switch (k->type) {
+    case T_DURATION:
+    case T_SIZE:
+    case T_COUNT:
+        return set_number(k, value, shown, c, msg, len);
+    case T_BOOL:
+    case T_LOG_LEVEL:
+        return set_word(k, value, shown, c, msg, len);
+    case T_STRING:
+    case T_ADDRESS:
+        return set_text(k, value, shown, c, msg, len);
+    }
+    return LP_ERR_INVALID;
+}
+
+/* ---- key names --------------------------------------------------------------------------- */
+
+static const struct key *find_key(const char *path)
+{
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        if (strcmp(keys[i].name, path) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+/* A section is any proper prefix of a key ending at a dot: "session" for "session.ttl". */
+static bool is_section(const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        if (n > 0 && strncmp(keys[i].name, path, n) == 0 && keys[i].name[n] == '.')
+            return true;
+    return false;
+}
+
+/* The first key inside a section, to show what a key under it looks like. */
+static const char *first_in(const char *section)
+{
+    size_t n = strlen(section);
+    for (size_t i = 0; i < KEY_COUNT; i++)
+        if (strncmp(keys[i].name, section, n) == 0 && keys[i].name[n] == '.')
+            return keys[i].name;
+    return section;
+}
+
+/* Edit distance, for "did you mean". Both lengths are below KEY_MAX. */
+static size_t distance(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t row[KEY_MAX + 1];
+
+    for (size_t j = 0; j <= bn; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= an; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= bn; j++) {
+            size_t up = row[j];
+            size_t best = LP_MIN(row[j] + 1, row[j - 1] + 1);
+            row[j] = LP_MIN(best, diag + (a[i - 1] != b[j - 1]));
+            diag = up;
+        }
+    }
+    return row[bn];
+}
+
+static const char *leaf(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    return dot ? dot + 1 : path;
+}
+
+static size_t dots(const char *s, size_t n)
+{
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++)
+        d += s[i] == '.';
+    return d;
+}
+
+/* Writes the closest key or section to `path` into out, or "" when none is close. A key
+ * with the same last word wins outright ("heartbeat" at the top -> session.heartbeat). */
+static void suggest(const char *path, char *out, size_t len)
+{
+    size_t pn = strlen(path), best = 3;
+
+    out[0] = '\0';
+    if (pn >= KEY_MAX)
+        return;
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        if (strcmp(leaf(keys[i].name), leaf(path)) == 0) {
+            snprintf(out, len, "%s", keys[i].name);
+            return;
+        }
+    }
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        const char *name = keys[i].name;
+        for (size_t n = 1; name[n - 1] != '\0'; n++) {
+            if ((name[n] != '.' && name[n] != '\0') || dots(name, n) != dots(path, pn))
+                continue; /* compare like with like: "sesion" with sections, not keys */
+            size_t d = distance(path, pn, name, n);
+            if (d > 0 && d < best && d < pn) {
+                best = d;
+                snprintf(out, len, "%.*s", (int)n, name);
+            }
+        }
+    }
+}
+
+static void unknown_key(const char *path, size_t n, char *msg, size_t len)
+{
+    char guess[KEY_MAX];
+    char path0[KEY_MAX];
+
+    snprintf(path0, sizeof(path0), "%.*s", (int)LP_MIN(n, KEY_MAX - 1), path);
+    suggest(n < KEY_MAX ? path0 : "", guess, sizeof(guess));
+    if (guess[0] != '\0')
+        snprintf(msg, len, "unknown key (did you mean %s?)", guess);
+    else
+        snprintf(msg, len, "unknown key");
+}
+
+/* ---- -o KEY=VALUE ------------------------------------------------------------------------ */
+
+lp_err lp_config_set(struct lp_config *c, const char *key_eq_value, char *err, size_t errlen)
+{
+    char msg[LP_CONFIG_ERR_MAX], shown[SHOWN_MAX * 4 + 8], path[KEY_MAX];
+    const char *eq = strchr(key_eq_value, '=');
+    size_t kn = eq ? (size_t)(eq - key_eq_value) : strlen(key_eq_value);
+    const struct key *k = NULL;
+    struct lp_config work = *c;
+
+    show(shown, sizeof(shown), key_eq_value, kn);
+    if (kn < sizeof(path)) {
+        memcpy(path, key_eq_value, kn);
+        path[kn] = '\0';
+        k = find_key(path);
+    }
+    if (eq == NULL) {
+        snprintf(msg, sizeof(msg), "expected KEY=VALUE, e.g. -o session.heartbeat=2s");
+        goto fail;
+    }
+    if (k == NULL && kn < sizeof(path) && is_section(path)) {
+        snprintf(msg, sizeof(msg), "is a section, not a key (e.g. %s)", first_in(path));
+        goto fail;
+    }
+    if (k == NULL) {
+        unknown_key(key_eq_value, kn, msg, sizeof(msg));
+        goto fail;
+    }
+    if (eq[1] == '\0') {
+        snprintf(msg, sizeof(msg), "missing value after '='");
+        goto fail;
+    }
+    if (set_value(k, eq + 1, strlen(eq + 1), &work, msg, sizeof(msg)) != LP_OK)
+        goto fail;
+    *c = work;
+    return LP_OK;
+fail:
+    if (err != NULL && errlen > 0)
+        snprintf(err, errlen, "-o %s: %s", shown, msg);
+    return LP_ERR_INVALID;
+}
+
+/* ---- cross-key checks -------------------------------------------------------------------- */
+
+lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen)
+{
+    char a[32], b[32];
+
+    if (c->session.dead_after == 0)
+        c->session.dead_after = 3 * c->session.heartbeat;
+    if (c->reconnect.give_up_after == 0)
+        c->reconnect.give_up_after = c->session.ttl;
+    if (c->session.dead_after <= c->session.heartbeat) {
+        format_number(a, sizeof(a), T_DURATION, c->session.dead_after);
+        format_number(b, sizeof(b), T_DURATION, c->session.heartbeat);
+        snprintf(err, errlen, "session.dead_after: %s must exceed session.heartbeat %s", a, b);
+        return LP_ERR_INVALID;
+    }
+    if (c->reconnect.initial_delay > c->reconnect.max_delay) {
+        format_number(a, sizeof(a), T_DURATION, c->reconnect.initial_delay);
+        format_number(b, sizeof(b), T_DURATION, c->reconnect.max_delay);
+        snprintf(err, errlen, "reconnect.initial_delay: %s exceeds reconnect.max_delay %s", a, b);
+        return LP_ERR_INVALID;
+    }
+    return LP_OK;
+}
+
+/* ---- YAML -------------------------------------------------------------------------------- */
+
+struct loader {
+    yaml_parser_t parser;
+    struct lp_config work; /* copied to the caller only when the whole file is good */
+    const char *name;
+    char *err;
+    size_t errlen;
+    uint64_t seen; /* bit i: keys[i] was set; its line in key_line[i] */
+    size_t key_line[KEY_COUNT];
+    char sections[SECTIONS_MAX][KEY_MAX]; /* sections seen, to refuse a second "session:" */
+    size_t section_line[SECTIONS_MAX];
+    size_t n_sections;
+};
+
+static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
+    CFG_PRINTF(4, 5);
+
+static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
+{
+    char msg[LP_CONFIG_ERR_MAX];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (key != NULL)
+        snprintf(ld->err, ld->errlen, "%s:%zu:%zu: %s: %s", ld->name, m.line + 1, m.column + 1, key,
+                 msg);
+    else
+        snprintf(ld->err, ld->errlen, "%s:%zu:%zu: %s", ld->name, m.line + 1, m.column + 1, msg);
+    return LP_ERR_INVALID;
+}
+
+static lp_err next_event(struct loader *ld, yaml_event_t *ev)
+{
+    yaml_parser_t *p = &ld->parser;
+
+    if (yaml_parser_parse(p, ev))
+        return LP_OK;
+    memset(ev, 0, sizeof(*ev)); /* so the caller's yaml_event_delete is harmless */
+    if (p->error == YAML_READER_ERROR) {
+        snprintf(ld->err, ld->errlen, "%s: byte %zu: %s", ld->name, p->problem_offset,
+                 p->problem ? p->problem : "unreadable input");
+        return LP_ERR_INVALID;
+    }
+    if (p->error == YAML_MEMORY_ERROR) {
+        snprintf(ld->err, ld->errlen, "%s: out of memory", ld->name);
+        return LP_ERR_NOMEM;
+    }
+    if (p->context != NULL)
+        return fail_at(ld, p->problem_mark, NULL, "syntax error: %s (%s at line %zu)",
+                       p->problem ? p->problem : "invalid YAML", p->context,
+                       p->context_mark.line + 1);
+    return fail_at(ld, p->problem_mark, NULL, "syntax error: %s",
+                   p->problem ? p->problem : "invalid YAML");
+}
+
+/* Plain `~`, `null` or nothing at all: YAML's null, which no key accepts as a value. */
+static bool is_null(const yaml_event_t *ev)
+{
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length;
+
+    if (ev->type != YAML_SCALAR_EVENT || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    return n == 0 || (n == 1 && v[0] == '~') ||
+           (n == 4 &&
+            (memcmp(v, "null", 4) == 0 || memcmp(v, "Null", 4) == 0 || memcmp(v, "NULL", 4) == 0));
+}
+
+static const char *event_kind(yaml_event_type_t t)
+{
+    switch (t) {
+    case YAML_MAPPING_START_EVENT:
+        return "a mapping";
+    case YAML_SEQUENCE_START_EVENT:
+        return "a list";
+    case YAML_ALIAS_EVENT:
+        return "an alias (aliases are not supported)";
+    case YAML_SCALAR_EVENT:
+        return "a single value";
+    default:
+        return "something else";
+    }
+}
+
+static lp_err load_mapping(struct loader *ld, const char *prefix);
+
+static lp_err load_leaf(struct loader *ld, const struct key *k, yaml_mark_t kmark)
+{
+    yaml_event_t ev;
+    char msg[LP_CONFIG_ERR_MAX];
+    size_t i = (size_t)(k - keys);
+    lp_err rc;
+
+    if (ld->seen & ((uint64_t)1 << i))
+        return fail_at(ld, kmark, k->name, "duplicate key (first set on line %zu)",
+                       ld->key_line[i]);
+    ld->seen |= (uint64_t)1 << i;
+    ld->key_line[i] = kmark.line + 1;
+    if ((rc = next_event(ld, &ev)) != LP_OK)
+        return rc;
+    if (ev.type != YAML_SCALAR_EVENT) {
+        rc = fail_at(ld, ev.start_mark, k->name, "expected %s, got %s%s", type_wants(k->type),
+                     event_kind(ev.type),
+                     k->type == T_ADDRESS && ev.type == YAML_SEQUENCE_START_EVENT
+                         ? " (quote IPv6 addresses: \"[::1]:7070\")"
+                         : "");
+    } else if (is_null(&ev)) {
+        rc =
+            fail_at(ld, ev.start_mark, k->name, "missing value (expected %s)", type_wants(k->type));
+    } else if (set_value(k, (const char *)ev.data.scalar.value, ev.data.scalar.length, &ld->work,
+                         msg, sizeof(msg)) != LP_OK) {
+        rc = fail_at(ld, ev.start_mark, k->name, "%s", msg);
+    }
+    yaml_event_delete(&ev);
+    return rc;
+}
+
+static lp_err load_section(struct loader *ld, const char *path, yaml_mark_t kmark)
+{
+    yaml_event_t ev;
+    lp_err rc = LP_OK;
+
+    for (size_t i = 0; i < ld->n_sections; i++)
+        if (strcmp(ld->sections[i], path) == 0)
+            return fail_at(ld, kmark, path, "duplicate key (first set on line %zu)",
+                           ld->section_line[i]);
+    if (ld->n_sections == SECTIONS_MAX) /* only if the key table grows past SECTIONS_MAX */
+        return fail_at(ld, kmark, path, "too many sections");
+    snprintf(ld->sections[ld->n_sections], KEY_MAX, "%s", path);
+    ld->section_line[ld->n_sections++] = kmark.line + 1;
+    if ((rc = next_event(ld, &ev)) != LP_OK)
+        return rc;
+    if (ev.type == YAML_MAPPING_START_EVENT)
+        rc = load_mapping(ld, path);
+    else if (!is_null(&ev)) /* "session:" with every key commented out is fine */
+        rc = fail_at(ld, ev.start_mark, path, "expected a mapping of %s.* keys, got %s", path,
+                     event_kind(ev.type));
+    yaml_event_delete(&ev);
+    return rc;
+}
+
+/* One "key: value" pair whose key event has been read (and is passed in). */
+static lp_err load_pair(struct loader *ld, const char *prefix, const yaml_event_t *kev)
+{
+    char path[KEY_MAX], shown[SHOWN_MAX * 4 + 8], msg[LP_CONFIG_ERR_MAX];
+    const char *name = (const char *)kev->data.scalar.value;
+    size_t n = kev->data.scalar.length, pn = strlen(prefix);
+    const struct key *k = NULL;
+    int w = -1;
+
+    if (memchr(name, '\0', n) == NULL && n < sizeof(path))
+        w = snprintf(path, sizeof(path), "%s%s%.*s", prefix, pn ? "." : "", (int)n, name);
+    if (w >= 0 && (size_t)w < sizeof(path)) {
+        if ((k = find_key(path)) != NULL)
+            return load_leaf(ld, k, kev->start_mark);
+        if (is_section(path))
+            return load_section(ld, path, kev->start_mark);
+        unknown_key(path, strlen(path), msg, sizeof(msg));
+        show(shown, sizeof(shown), path, strlen(path));
+    } else {
+        snprintf(msg, sizeof(msg), "unknown key");
+        show(shown, sizeof(shown), name, n);
+    }
+    return fail_at(ld, kev->start_mark, shown, "%s", msg);
+}
+
+/* Reads pairs up to the mapping's end. Terminates: every pair either fails or marks a
+ * distinct known key or section as seen, so a mapping holds at most KEY_COUNT pairs. */
+static lp_err load_mapping(struct loader *ld, const char *prefix)
+{
+    for (;;) {
+        yaml_event_t kev;
+        lp_err rc = next_event(ld, &kev);
+
+        if (rc != LP_OK)
+            return rc;
+        if (kev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&kev);
+            return LP_OK;
+        }
+        if (kev.type != YAML_SCALAR_EVENT)
+            rc = fail_at(ld, kev.start_mark, prefix[0] ? prefix : NULL,
+                         "a key must be a plain word, got %s", event_kind(kev.type));
+        else
+            rc = load_pair(ld, prefix, &kev);
+        yaml_event_delete(&kev);
+        if (rc != LP_OK)
+            return rc;
+    }
+}
+
+/* The document's root: a mapping, or nothing at all (an empty or all-comment file). */
+static lp_err load_root(struct loader *ld)
+{
+    yaml_event_t ev;
+    lp_err rc;
+
+    if ((rc = next_event(ld, &ev)) != LP_OK)
+        return rc;
+    if (ev.type == YAML_MAPPING_START_EVENT)
+        rc = load_mapping(ld, "");
+    else if (!is_null(&ev))
+        rc = fail_at(ld, ev.start_mark, NULL,
+                     "expected a mapping of keys (such as "
+                     "\"listen: 0.0.0.0:7070\") at the top, got %s",
+                     event_kind(ev.type));
+    yaml_event_delete(&ev);
+    return rc;
+}
+
+/* STREAM-START, at most one DOCUMENT (root, DOCUMENT-END), STREAM-END. */
+static lp_err load_stream(struct loader *ld)
+{
+    yaml_event_t ev;
+    lp_err rc = LP_OK;
+    int docs = 0;
+
+    for (int step = 0; step < 8 && rc == LP_OK; step++) {
+        if ((rc = next_event(ld, &ev)) != LP_OK)
+            return rc;
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            yaml_event_delete(&ev);
+            return LP_OK;
+        case YAML_DOCUMENT_START_EVENT:
+            if (docs++ > 0)
+                rc = fail_at(ld, ev.start_mark, NULL, "only one YAML document is allowed");
+            else
+                rc = load_root(ld);
+            break;
+        default: /* STREAM-START, DOCUMENT-END */
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    if (rc == LP_OK) /* libyaml emits STREAM-END long before this; kept for the bound */
+        rc = fail_at(ld, ld->parser.mark, NULL, "unexpected YAML structure");
+    return rc;
+}
+
+lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *yaml, size_t len,
+                             char *err, size_t errlen)
+{
+    struct loader *ld;
+    char dummy[1];
+    lp_err rc;
+
+    if (err == NULL || errlen == 0) {
+        err = dummy;
+        errlen = sizeof(dummy);
+    }
+    if (len > FILE_MAX) {
+        snprintf(err, errlen, "%s: larger than %u bytes: not a config file", name, FILE_MAX);
+        return LP_ERR_INVALID;
+    }
+    /* The loader is ~2KiB of bookkeeping: heap, not stack, as this may run deep in main. */
+    if ((ld = calloc(1, sizeof(*ld))) == NULL) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        return LP_ERR_NOMEM;
+    }
+    ld->work = *c;
+    ld->name = name;
+    ld->err = err;
+    ld->errlen = errlen;
+    if (!yaml_parser_initialize(&ld->parser)) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        free(ld);
+        return LP_ERR_NOMEM;
+    }
+    yaml_parser_set_input_string(&ld->parser, (const unsigned char *)yaml, len);
+    rc = load_stream(ld);
+    if (rc == LP_OK)
+        *c = ld->work;
+    yaml_parser_delete(&ld->parser);
+    free(ld);
+    return rc;
+}
+
+lp_err lp_config_load_file(struct lp_config *c, const char *path, char *err, size_t errlen)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    lp_err rc = LP_ERR_INVALID;
+    FILE *f = fopen(path, "rb");
+
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return LP_ERR_INVALID;
+    }
+    if ((buf = malloc(FILE_MAX + 1)) == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        rc = LP_ERR_NOMEM;
+        goto out;
+    }
+    /* Read one byte past the cap so an oversized file is refused rather than cut. */
+    n = fread(buf, 1, FILE_MAX + 1, f);
+    if (ferror(f)) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    rc = lp_config_load_string(c, path, buf, n, err, errlen);
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+/* ---- help -------------------------------------------------------------------------------- */
+
+static void format_value(char *buf, size_t len, const struct key *k, const struct lp_config *c)
+{
+    const char *field = (const char *)c + k->offset;
+    lp_time t;
+    size_t z;
+    bool b;
+    int lvl;
+
+    switch (k->type) {
+    case T_DURATION:
+        memcpy(&t, field, sizeof(t));
+        format_number(buf, len, k->type, t);
+        return;
+    case T_SIZE:
+    case T_COUNT:
+        memcpy(&z, field, sizeof(z));
+        format_number(buf, len, k->type, z);
+        return;
+    case T_BOOL:
+        memcpy(&b, field, sizeof(b));
+        snprintf(buf, len, "%s", b ? "true" : "false");
+        return;
+    case T_LOG_LEVEL:
+        memcpy(&lvl, field, sizeof(lvl));
+        snprintf(buf, len, "%s", lvl >= 0 && lvl <= LP_LOG_DEBUG ? level_names[lvl] : "?");
+        return;
+    case T_STRING:
+    case T_ADDRESS:
+        snprintf(buf, len, "%s", field);
+        return;
+    }
+}
+
+void lp_config_print_keys(FILE *f, const char *indent)
+{
+    struct lp_config d;
+    char val[LP_ADDR_MAX + 8], lo[32], hi[32];
+
+    lp_config_defaults(&d);
+    for (size_t i = 0; i < KEY_COUNT; i++) {
+        const struct key *k = &keys[i];
+        char kv[KEY_MAX + sizeof(val)];
+
+        format_value(val, sizeof(val), k, &d);
+        snprintf(kv, sizeof(kv), "%s=%s", k->name, val);
+        if (k->type == T_DURATION || k->type == T_SIZE || k->type == T_COUNT) {
+            format_number(lo, sizeof(lo), k->type, k->min);
+            format_number(hi, sizeof(hi), k->type, k->max);
+            fprintf(f, "%s%s\n%s    %s (%s..%s)\n", indent, kv, indent, k->help, lo, hi);
+        } else {
+            fprintf(f, "%s%s\n%s    %s\n", indent, kv, indent, k->help);
+        }
+    }
+}

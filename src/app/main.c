@@ -1,0 +1,132 @@
+/* main.c — wires the command line, the configuration and the runtime together. Only this
+ * file calls exit() (by returning from main). */
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "limpet/cli.h"
+#include "limpet/client.h"
+#include "limpet/config.h"
+#include "limpet/log.h"
+#include "limpet/server.h"
+
+enum { EXIT_OK = 0, EXIT_USAGE = 1 };
+
+struct app {
+    struct lp_runtime rt;
+    struct lp_client *client;
+    struct lp_server *server;
+};
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct app *a = w->data;
+    (void)loop;
+    (void)revents;
+    lp_info("signal %d: shutting down", w->signum);
+    if (a->client)
+        lp_client_stop(a->client);
+    else if (a->server)
+        lp_server_stop(a->server);
+}
+
+/* Defaults, then the file, then each -o, then the explicit flags: the most specific wins. */
+static int load_config(const struct lp_cli *cli, struct lp_config *cfg)
+{
+    char err[LP_CONFIG_ERR_MAX];
+
+    lp_config_defaults(cfg);
+    if (cli->config_file && lp_config_load_file(cfg, cli->config_file, err, sizeof(err)) != LP_OK)
+        goto bad;
+    for (size_t i = 0; i < cli->n_overrides; i++) {
+        if (lp_config_set(cfg, cli->overrides[i], err, sizeof(err)) != LP_OK)
+            goto bad;
+    }
+    if (cli->listen)
+        snprintf(cfg->listen, sizeof(cfg->listen), "%s", cli->listen);
+    if (cli->server)
+        snprintf(cfg->server, sizeof(cfg->server), "%s", cli->server);
+    if (cli->insecure)
+        cfg->insecure = true;
+    if (lp_config_finish(cfg, err, sizeof(err)) != LP_OK)
+        goto bad;
+    return EXIT_OK;
+bad:
+    fprintf(stderr, "limpet: %s\n", err);
+    return EXIT_USAGE;
+}
+
+static int run(const struct lp_cli *cli, const struct lp_config *cfg)
+{
+    struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+    struct app a;
+    ev_signal sint, sterm;
+    int code = EXIT_OK;
+
+    memset(&a, 0, sizeof(a));
+    signal(SIGPIPE, SIG_IGN);
+    lp_runtime_init(&a.rt, loop);
+    ev_signal_init(&sint, signal_cb, SIGINT);
+    ev_signal_init(&sterm, signal_cb, SIGTERM);
+    sint.data = sterm.data = &a;
+    ev_signal_start(loop, &sint);
+    ev_signal_start(loop, &sterm);
+    ev_unref(loop);   /* signals alone must not keep the loop running */
+    ev_unref(loop);
+
+    lp_warn("running with --insecure: no TLS, no authentication; use only on a trusted network");
+    if (cli->cmd == LP_CMD_SERVER) {
+        if (lp_server_new(&a.rt, cfg, &a.server) != LP_OK)
+            code = EXIT_USAGE;
+    } else if (lp_client_new(&a.rt, cfg, cli->forwards, cli->n_forwards, &a.client) != LP_OK) {
+        code = EXIT_USAGE;
+    }
+    if (code == EXIT_OK)
+        ev_run(loop, 0);
+    if (a.client)
+        code = lp_client_exit_code(a.client);
+    lp_client_free(a.client);
+    lp_server_free(a.server);
+    ev_ref(loop);
+    ev_ref(loop);
+    ev_signal_stop(loop, &sint);
+    ev_signal_stop(loop, &sterm);
+    lp_runtime_clear(&a.rt);
+    ev_loop_destroy(loop);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    struct lp_cli cli;
+    struct lp_config cfg;
+    char err[LP_CONFIG_ERR_MAX];
+    int code;
+
+    if (lp_cli_parse(argc, argv, &cli, err, sizeof(err)) != LP_OK) {
+        fprintf(stderr, "limpet: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (cli.cmd == LP_CMD_VERSION) {
+        printf("limpet %s (protocol %u)\n", LP_VERSION, LP_PROTO_VERSION);
+        code = EXIT_OK;
+    } else if (cli.cmd == LP_CMD_HELP || cli.help) {
+        lp_cli_usage(stdout, cli.cmd == LP_CMD_HELP ? LP_CMD_NONE : cli.cmd);
+        code = EXIT_OK;
+    } else if ((code = load_config(&cli, &cfg)) == EXIT_OK) {
+        lp_log_set_tag(cli.cmd == LP_CMD_SERVER ? "server" : "client");
+        int level = cfg.log_level + cli.verbosity;
+        lp_log_set_level(level < LP_LOG_ERROR ? LP_LOG_ERROR
+                                              : level > LP_LOG_DEBUG ? LP_LOG_DEBUG : level);
+        if (!cfg.insecure) {
+            fprintf(stderr, "limpet: TLS is not available in this build yet; run with "
+                            "--insecure on a trusted network (plain TCP, no authentication)\n");
+            code = EXIT_USAGE;
+        } else {
+            code = run(&cli, &cfg);
+        }
+    }
+    lp_cli_free(&cli);
+    return code;
+}

@@ -1,0 +1,405 @@
+/* client.c — the client: listeners for -L, and one session kept alive by reconnecting.
+ *
+ * The reconnect loop itself is the sans-I/O lp_reconnect machine: at most one attempt is
+ * in flight, every path into a new attempt goes through schedule_attempt(), and results
+ * of a stale attempt are ignored. Local
+ * connections are accepted in every state: their OPEN waits in the replay buffer and goes
+ * out when the link is live, so an application never sees a drop as a refusal.
+ */
+#include "limpet/client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "limpet/log.h"
+#include "limpet/reconnect.h"
+
+struct listener {
+    struct lp_client *c;
+    const struct lp_forward *fwd;
+    int fd;
+    char target[LP_ADDR_MAX + 8];
+    char local[64];
+    ev_io io;
+};
+
+struct lp_client {
+    struct lp_runtime *rt;
+    const struct lp_config *cfg;
+    struct lp_session *s;
+    struct lp_reconnect rc;      /* single-flight reconnect loop (sans-I/O) */
+    uint64_t attempt;            /* id of the attempt that fd / the handshake belongs to */
+    bool stopped;
+    int fd;                      /* the socket being connected, until the link attaches */
+    ev_io cio;
+    ev_timer ctimer;             /* one attempt's connect/handshake limit */
+    ev_timer retry;              /* backoff delay */
+    ev_timer bye;                /* stopping: wait for GOODBYE to be written */
+    lp_time bye_until;
+    int exit_code;
+    struct listener *ls;
+    size_t nls;
+};
+
+static const struct lp_session_hooks client_hooks;
+
+static void schedule_attempt(struct lp_client *c);
+static void bye_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static lp_err new_session(struct lp_client *c);
+
+static void stop_loop(struct lp_client *c, int code)
+{
+    ev_timer_stop(c->rt->loop, &c->bye);
+    c->exit_code = code;
+    c->stopped = true;
+    lp_reconnect_close(&c->rc);
+    ev_break(c->rt->loop, EVBREAK_ALL);
+}
+
+/* ---- one connection attempt --------------------------------------------------------------- */
+
+static void abandon_attempt(struct lp_client *c)
+{
+    ev_io_stop(c->rt->loop, &c->cio);
+    ev_timer_stop(c->rt->loop, &c->ctimer);
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+static void attempt_failed(struct lp_client *c, const char *why)
+{
+    abandon_attempt(c);
+    if (c->s)
+        lp_session_detach(c->s, NULL);
+    lp_debug("sess=%s connect to %s failed: %s", c->s ? c->s->tag : "-", c->cfg->server, why);
+    lp_reconnect_failed(&c->rc, c->attempt);
+    schedule_attempt(c);
+}
+
+static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct lp_client *c = LP_CONTAINER_OF(w, struct lp_client, cio);
+    (void)loop;
+    (void)revents;
+    int err = lp_net_connect_result(c->fd);
+    if (err) {
+        attempt_failed(c, strerror(err));
+        return;
+    }
+    ev_io_stop(c->rt->loop, &c->cio);
+    int fd = c->fd;
+    c->fd = -1;
+    uint64_t gen = lp_pipe_connect(c->s->pipe, lp_now());
+    lp_session_attach(c->s, fd, gen, c->cfg->server, NULL, 0);
+    /* ctimer keeps running: it now bounds the handshake too */
+}
+
+static void ctimer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lp_client *c = LP_CONTAINER_OF(w, struct lp_client, ctimer);
+    (void)loop;
+    (void)revents;
+    attempt_failed(c, lp_session_attached(c->s) ? "handshake timed out" : "connect timed out");
+}
+
+static void start_attempt(struct lp_client *c)
+{
+    char host[LP_ADDR_MAX], err[256];
+    uint16_t port;
+    struct lp_addr addr;
+
+    ev_timer_set(&c->ctimer, (double)c->cfg->reconnect.connect_timeout / 1000.0, 0.);
+    ev_timer_start(c->rt->loop, &c->ctimer);
+    if (lp_parse_hostport(c->cfg->server, host, sizeof(host), &port) != LP_OK) {
+        attempt_failed(c, "server address is not HOST:PORT");
+        return;
+    }
+    /* Resolved on every attempt: a roaming client may see the name move. */
+    if (lp_net_resolve(host, port, &addr, err, sizeof(err)) != LP_OK ||
+        lp_net_connect(&addr, &c->fd, err, sizeof(err)) != LP_OK) {
+        attempt_failed(c, err);
+        return;
+    }
+    ev_io_set(&c->cio, c->fd, EV_WRITE);
+    ev_io_start(c->rt->loop, &c->cio);
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lp_client *c = LP_CONTAINER_OF(w, struct lp_client, retry);
+    (void)loop;
+    (void)revents;
+    if (lp_reconnect_start(&c->rc, lp_now(), &c->attempt))
+        start_attempt(c);
+}
+
+/* Asks the reconnect machine for the next attempt; a no-op while one is pending. */
+static void schedule_attempt(struct lp_client *c)
+{
+    lp_time now = lp_now();
+    lp_time at = lp_reconnect_schedule(&c->rc, now, lp_random_u32());
+
+    if (c->rc.state == LP_RC_GAVE_UP) {
+        lp_error("sess=%s gave up reconnecting to %s after %llums", c->s ? c->s->tag : "-",
+                 c->cfg->server, (unsigned long long)(now - c->rc.down_since));
+        stop_loop(c, 4);
+        return;
+    }
+    if (at == LP_TIME_NEVER)
+        return;
+    if (at > now)
+        lp_debug("reconnecting to %s in %llums", c->cfg->server, (unsigned long long)(at - now));
+    ev_timer_stop(c->rt->loop, &c->retry);
+    ev_timer_set(&c->retry, at > now ? (double)(at - now) / 1000.0 : 0., 0.);
+    ev_timer_start(c->rt->loop, &c->retry);
+}
+
+/* ---- session hooks -------------------------------------------------------------------------- */
+
+static void on_link_down(struct lp_session *s, const char *reason)
+{
+    struct lp_client *c = s->owner;
+    if (c->stopped)
+        return;
+    if (ev_is_active(&c->bye)) {   /* stopping: the server closed after our GOODBYE */
+        stop_loop(c, 0);
+        return;
+    }
+    if (c->rc.state == LP_RC_LIVE) {
+        lp_info("sess=%s link down: %s", s->tag, reason);
+        lp_reconnect_down(&c->rc, lp_now());
+    } else {
+        lp_debug("sess=%s link down during handshake: %s", s->tag, reason);
+        abandon_attempt(c);
+        lp_reconnect_failed(&c->rc, c->attempt);
+    }
+    schedule_attempt(c);
+}
+
+static void on_live(struct lp_session *s, bool resumed)
+{
+    struct lp_client *c = s->owner;
+    lp_time down_for = lp_now() - c->rc.down_since;
+
+    ev_timer_stop(c->rt->loop, &c->ctimer);
+    lp_reconnect_live(&c->rc, c->attempt);
+    if (resumed) {
+        s->reconnects++;
+        lp_info("sess=%s resumed (reconnect %llu, down %llums)", s->tag,
+                (unsigned long long)s->reconnects, (unsigned long long)down_for);
+    } else {
+        lp_info("sess=%s established with %s", s->tag, c->cfg->server);
+    }
+}
+
+/* The session is gone for good: reset its local connections, start a fresh one. The
+ * listeners stay up, so new connections ride the new session. */
+static void replace_session(struct lp_client *c, const char *reason)
+{
+    lp_warn("sess=%s session lost: %s", c->s->tag, reason);
+    abandon_attempt(c);
+    lp_session_close(c->s, LP_RST_SESSION_LOST, reason);
+    c->s = NULL;
+    ev_timer_stop(c->rt->loop, &c->retry);
+    if (new_session(c) != LP_OK) {
+        lp_error("cannot create a new session: out of memory");
+        stop_loop(c, 1);
+        return;
+    }
+    lp_reconnect_restart(&c->rc, lp_now());
+    schedule_attempt(c);
+}
+
+static void on_rejected(struct lp_session *s, uint16_t code, const char *msg)
+{
+    struct lp_client *c = s->owner;
+    char why[LP_PIPE_MSG_MAX + 64];
+
+    abandon_attempt(c);
+    snprintf(why, sizeof(why), "server refused: %s: %s", lp_reject_code_name(code), msg);
+    switch (code) {
+    case LP_REJECT_SESSION_UNKNOWN:
+    case LP_REJECT_SEQ_OUT_OF_RANGE:
+        replace_session(c, why);
+        return;
+    case LP_REJECT_AUTH:
+        lp_error("authentication failed: %s", msg);
+        stop_loop(c, 2);
+        return;
+    case LP_REJECT_VERSION:
+    case LP_REJECT_PROTOCOL:
+        lp_error("%s", why);
+        stop_loop(c, 1);
+        return;
+    default:   /* LIMIT, SHUTDOWN: transient */
+        lp_info("sess=%s %s; retrying", s->tag, why);
+        lp_reconnect_failed(&c->rc, c->attempt);
+        schedule_attempt(c);
+        return;
+    }
+}
+
+static void on_lost(struct lp_session *s, const char *reason)
+{
+    replace_session(s->owner, reason);
+}
+
+static const struct lp_session_hooks client_hooks = {
+    .link_down = on_link_down,
+    .live = on_live,
+    .rejected = on_rejected,
+    .lost = on_lost,
+};
+
+static lp_err new_session(struct lp_client *c)
+{
+    return lp_session_new(c->rt, c->cfg, true, &client_hooks, c, &c->s);
+}
+
+/* ---- listeners ------------------------------------------------------------------------------ */
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct listener *l = LP_CONTAINER_OF(w, struct listener, io);
+    struct lp_client *c = l->c;
+    struct lp_addr peer;
+    char from[64];
+    (void)loop;
+    (void)revents;
+
+    for (int i = 0; i < 64; i++) {   /* bounded: other watchers get their turn */
+        int fd = lp_net_accept(l->fd, &peer);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                lp_warn("accept on %s: %s", l->local, strerror(errno));
+            return;
+        }
+        if (c->stopped || c->s == NULL) {
+            close(fd);
+            continue;
+        }
+        lp_net_addr_str(&peer, from, sizeof(from));
+        lp_stream_open_local(c->s, fd, LP_KIND_TCP, l->target, c->cfg->forward.connect_timeout,
+                             from);
+    }
+}
+
+static void format_target(char *out, size_t len, const char *host, uint16_t port)
+{
+    if (strchr(host, ':'))
+        snprintf(out, len, "[%s]:%u", host, (unsigned)port);
+    else
+        snprintf(out, len, "%s:%u", host, (unsigned)port);
+}
+
+static lp_err open_listener(struct lp_client *c, struct listener *l, const struct lp_forward *f)
+{
+    char err[256];
+    struct lp_addr addr;
+
+    l->c = c;
+    l->fwd = f;
+    l->fd = -1;
+    format_target(l->target, sizeof(l->target), f->host, f->port);
+    if (lp_net_resolve(f->bind_host, f->bind_port, &addr, err, sizeof(err)) != LP_OK ||
+        lp_net_listen(&addr, &l->fd, err, sizeof(err)) != LP_OK) {
+        lp_error("-L %s:%u:%s: %s", f->bind_host, (unsigned)f->bind_port, l->target, err);
+        return LP_ERR_IO;
+    }
+    lp_net_local_addr(l->fd, &addr);
+    lp_net_addr_str(&addr, l->local, sizeof(l->local));
+    ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
+    ev_io_start(c->rt->loop, &l->io);
+    lp_info("forward listening on %s -> %s", l->local, l->target);
+    return LP_OK;
+}
+
+/* ---- lifetime ---------------------------------------------------------------------------------- */
+
+lp_err lp_client_new(struct lp_runtime *rt, const struct lp_config *cfg,
+                     const struct lp_forward *fwd, size_t nfwd, struct lp_client **cp)
+{
+    lp_err rc = LP_ERR_NOMEM;
+    struct lp_client *c = NULL;
+
+    *cp = NULL;
+    if ((c = calloc(1, sizeof(*c))) == NULL)
+        goto out;
+    c->rt = rt;
+    c->cfg = cfg;
+    c->fd = -1;
+    ev_io_init(&c->cio, connect_done_cb, -1, EV_WRITE);
+    ev_timer_init(&c->ctimer, ctimer_cb, 0., 0.);
+    ev_timer_init(&c->retry, retry_cb, 0., 0.);
+    ev_timer_init(&c->bye, bye_cb, 0., 0.);
+    lp_reconnect_init(&c->rc, cfg->reconnect.initial_delay, cfg->reconnect.max_delay,
+                      cfg->reconnect.give_up_after, lp_now());
+    if (nfwd && (c->ls = calloc(nfwd, sizeof(*c->ls))) == NULL)
+        goto out;
+    for (size_t i = 0; i < nfwd; i++, c->nls++) {
+        if ((rc = open_listener(c, &c->ls[i], &fwd[i])) != LP_OK) {
+            c->nls++;
+            goto out;
+        }
+    }
+    if ((rc = new_session(c)) != LP_OK)
+        goto out;
+    schedule_attempt(c);
+    *cp = c;
+    c = NULL;
+out:
+    lp_client_free(c);
+    return rc;
+}
+
+static void bye_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lp_client *c = LP_CONTAINER_OF(w, struct lp_client, bye);
+    (void)loop;
+    (void)revents;
+    /* Polled every 10 ms: GOODBYE is small, so this ends within a few ticks once the
+     * link's socket buffer drains, or at the limit (the server's TTL then frees it). */
+    if (c->s == NULL || lp_session_flushed(c->s) || lp_now() >= c->bye_until)
+        stop_loop(c, 0);
+}
+
+void lp_client_stop(struct lp_client *c)
+{
+    if (c->rc.state == LP_RC_LIVE && c->s && !ev_is_active(&c->bye)) {
+        lp_info("sess=%s closing: goodbye to the server", c->s->tag);
+        lp_session_goodbye(c->s, LP_GOODBYE_NORMAL, "client exiting");
+        c->bye_until = lp_now() + 1000;
+        ev_timer_set(&c->bye, 0., 0.01);
+        ev_timer_again(c->rt->loop, &c->bye);
+        return;
+    }
+    stop_loop(c, 0);
+}
+
+int lp_client_exit_code(const struct lp_client *c)
+{
+    return c->exit_code;
+}
+
+void lp_client_free(struct lp_client *c)
+{
+    if (c == NULL)
+        return;
+    abandon_attempt(c);
+    ev_timer_stop(c->rt->loop, &c->retry);
+    ev_timer_stop(c->rt->loop, &c->bye);
+    for (size_t i = 0; i < c->nls; i++) {
+        if (c->ls[i].fd >= 0) {
+            ev_io_stop(c->rt->loop, &c->ls[i].io);
+            close(c->ls[i].fd);
+        }
+    }
+    free(c->ls);
+    if (c->s)
+        lp_session_close(c->s, LP_RST_SHUTDOWN, "client exiting");
+    free(c);
+}

@@ -1,0 +1,203 @@
+/* net.c — sockets, clock and randomness: the boundary where errno becomes lp_err. */
+#include "limpet/net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "limpet/frame.h"
+
+lp_time lp_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (lp_time)ts.tv_sec * 1000u + (lp_time)ts.tv_nsec / 1000000u;
+}
+
+lp_err lp_random(void *buf, size_t n)
+{
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return LP_ERR_IO;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+    return LP_OK;
+}
+
+uint32_t lp_random_u32(void)
+{
+    uint32_t v = 0;
+    if (lp_random(&v, sizeof(v)) != LP_OK)
+        v = (uint32_t)lp_now() * 2654435761u;   /* jitter only: weak is acceptable */
+    return v;
+}
+
+lp_err lp_net_resolve(const char *host, uint16_t port, struct lp_addr *out, char *err,
+                      size_t errlen)
+{
+    struct addrinfo hints, *res = NULL;
+    char portstr[8];
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
+    snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc == EAI_ADDRFAMILY || rc == EAI_NONAME) {
+        hints.ai_flags = AI_NUMERICSERV;   /* loopback-only hosts have no "configured" addr */
+        rc = getaddrinfo(host, portstr, &hints, &res);
+    }
+    if (rc != 0 || res == NULL) {
+        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+        if (res)
+            freeaddrinfo(res);
+        return LP_ERR_NOT_FOUND;
+    }
+    memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return LP_OK;
+}
+
+const char *lp_net_addr_str(const struct lp_addr *a, char *buf, size_t buflen)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+
+    if (a->sa.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&a->sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+        snprintf(buf, buflen, "%s:%u", host, port);
+    } else if (a->sa.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+        snprintf(buf, buflen, "[%s]:%u", host, port);
+    } else {
+        snprintf(buf, buflen, "?");
+    }
+    return buf;
+}
+
+static int new_socket(int family)
+{
+    return socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+lp_err lp_net_listen(const struct lp_addr *a, int *fd, char *err, size_t errlen)
+{
+    char name[64];
+    int one = 1;
+    int s = new_socket(a->sa.ss_family);
+
+    *fd = -1;
+    if (s < 0)
+        goto fail;
+    setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (a->sa.ss_family == AF_INET6)
+        setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(s, (const struct sockaddr *)&a->sa, a->len) < 0 || listen(s, 1024) < 0)
+        goto fail;
+    *fd = s;
+    return LP_OK;
+fail:
+    snprintf(err, errlen, "cannot listen on %s: %s", lp_net_addr_str(a, name, sizeof(name)),
+             strerror(errno));
+    if (s >= 0)
+        close(s);
+    return LP_ERR_IO;
+}
+
+lp_err lp_net_connect(const struct lp_addr *a, int *fd, char *err, size_t errlen)
+{
+    char name[64];
+    int s = new_socket(a->sa.ss_family);
+
+    *fd = -1;
+    if (s < 0)
+        goto fail;
+    if (connect(s, (const struct sockaddr *)&a->sa, a->len) < 0 && errno != EINPROGRESS)
+        goto fail;
+    *fd = s;
+    return LP_OK;
+fail:
+    snprintf(err, errlen, "connect to %s: %s", lp_net_addr_str(a, name, sizeof(name)),
+             strerror(errno));
+    if (s >= 0)
+        close(s);
+    return LP_ERR_IO;
+}
+
+int lp_net_connect_result(int fd)
+{
+    int e = 0;
+    socklen_t len = sizeof(e);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+        return errno;
+    return e;
+}
+
+int lp_net_accept(int lfd, struct lp_addr *peer)
+{
+    peer->len = sizeof(peer->sa);
+    return accept4(lfd, (struct sockaddr *)&peer->sa, &peer->len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+lp_err lp_net_local_addr(int fd, struct lp_addr *a)
+{
+    a->len = sizeof(a->sa);
+    return getsockname(fd, (struct sockaddr *)&a->sa, &a->len) < 0 ? LP_ERR_IO : LP_OK;
+}
+
+void lp_net_tune_link(int fd, lp_time user_timeout)
+{
+    int one = 1;
+    unsigned int ut = user_timeout > UINT32_MAX ? UINT32_MAX : (unsigned int)user_timeout;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    /* The kernel drops a connection whose sent data stays unacknowledged this long: a
+     * black-holed link fails even while we are only writing. */
+    setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ut, sizeof(ut));
+}
+
+void lp_net_tune_stream(int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+void lp_net_close_reset(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(fd);
+}
+
+uint16_t lp_net_rst_code(int err)
+{
+    switch (err) {
+    case ECONNREFUSED: return LP_RST_REFUSED;
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+    case EADDRNOTAVAIL:
+    case ENETDOWN:
+    case EHOSTDOWN: return LP_RST_UNREACHABLE;
+    case ETIMEDOUT: return LP_RST_TIMEOUT;
+    default: return LP_RST_RESET;
+    }
+}

@@ -1,0 +1,400 @@
+/* server.c — the server: accepts links, reads HELLO, creates or resumes sessions, and
+ * keeps detached sessions for session.ttl.
+ *
+ * A new connection is a handshake connection until its HELLO is whole: it has a fixed
+ * buffer (one HELLO frame), a deadline (limits.handshake_timeout), and reads only as many
+ * bytes as the frame it is parsing needs, so nothing past HELLO is ever read here.
+ * Anything that is not a valid HELLO drops that connection with one log line.
+ */
+#include "limpet/server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "limpet/cli.h"
+#include "limpet/log.h"
+#include "limpet/wire.h"
+
+#define HELLO_FRAME (LP_FRAME_HEADER + 64u)
+
+struct handshake {
+    struct lp_server *srv;
+    int fd;
+    struct lp_addr peer;
+    char name[64];
+    uint8_t buf[HELLO_FRAME];
+    size_t len;
+    ev_io io;
+    ev_timer timer;
+    struct handshake *prev, *next;
+};
+
+struct lp_server {
+    struct lp_runtime *rt;
+    const struct lp_config *cfg;
+    int lfd;
+    ev_io lio;
+    struct handshake *hs;          /* connections still in their handshake */
+    struct lp_session *sessions;   /* every session, live or detached */
+    size_t nsessions;
+};
+
+static const struct lp_session_hooks server_hooks;
+
+/* ---- sessions -------------------------------------------------------------------------------- */
+
+static void unlink_session(struct lp_server *srv, struct lp_session *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        srv->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    srv->nsessions--;
+}
+
+static void end_session(struct lp_session *s, uint16_t code, const char *why)
+{
+    struct lp_server *srv = s->owner;
+    unlink_session(srv, s);
+    lp_session_close(s, code, why);
+}
+
+static void ttl_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lp_session *s = LP_CONTAINER_OF(w, struct lp_session, ttl);
+    (void)loop;
+    (void)revents;
+    lp_info("sess=%s expired: detached for %llums, %zu streams reset", s->tag,
+            (unsigned long long)s->cfg->session.ttl, s->nstreams);
+    end_session(s, LP_RST_SESSION_LOST, "session expired");
+}
+
+static void on_link_down(struct lp_session *s, const char *reason)
+{
+    lp_info("sess=%s detached: %s", s->tag, reason);
+    ev_timer_set(&s->ttl, (double)s->cfg->session.ttl / 1000.0, 0.);
+    ev_timer_start(s->rt->loop, &s->ttl);
+}
+
+static void on_live(struct lp_session *s, bool resumed)
+{
+    (void)s;
+    (void)resumed;
+}
+
+static void on_lost(struct lp_session *s, const char *reason)
+{
+    if (strncmp(reason, "peer said goodbye", 17) == 0)
+        lp_info("sess=%s goodbye from client: %s", s->tag, reason);
+    else
+        lp_warn("sess=%s lost: %s", s->tag, reason);
+    end_session(s, LP_RST_SESSION_LOST, reason);
+}
+
+static const struct lp_session_hooks server_hooks = {
+    .link_down = on_link_down,
+    .live = on_live,
+    .rejected = NULL,
+    .lost = on_lost,
+};
+
+static struct lp_session *find_session(struct lp_server *srv, const uint8_t *id)
+{
+    for (struct lp_session *s = srv->sessions; s; s = s->next) {
+        if (memcmp(lp_pipe_session_id(s->pipe), id, LP_SESSION_ID_LEN) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+/* Constant time: a resume token must not leak through timing. */
+static bool token_equal(const uint8_t *a, const uint8_t *b)
+{
+    uint8_t d = 0;
+    for (unsigned i = 0; i < LP_TOKEN_LEN; i++)
+        d |= (uint8_t)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+/* ---- handshake connections ----------------------------------------------------------------- */
+
+static void hs_free(struct handshake *h, bool close_fd)
+{
+    struct lp_server *srv = h->srv;
+    ev_io_stop(srv->rt->loop, &h->io);
+    ev_timer_stop(srv->rt->loop, &h->timer);
+    if (close_fd && h->fd >= 0)
+        close(h->fd);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        srv->hs = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    free(h);
+}
+
+static void hs_drop(struct handshake *h, const char *why)
+{
+    lp_info("dropped connection from %s: %s", h->name, why);
+    hs_free(h, true);
+}
+
+/* Best effort: the socket is fresh, so a REJECT of a few bytes fits its buffer. */
+static void hs_reject(struct handshake *h, uint16_t code, const char *msg)
+{
+    uint8_t out[LP_FRAME_HEADER + 2 + 256];
+    size_t n = lp_text_encode(out, sizeof(out), LP_FT_REJECT, 0, code, msg, strlen(msg));
+    if (n > 0 && send(h->fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        lp_debug("REJECT to %s not sent: %s", h->name, strerror(errno));
+    lp_info("rejected %s: %s: %s", h->name, lp_reject_code_name(code), msg);
+    hs_free(h, true);
+}
+
+static void hs_new_session(struct handshake *h, const struct lp_hello *hello)
+{
+    struct lp_server *srv = h->srv;
+    struct lp_session *s = NULL;
+    uint8_t id[LP_SESSION_ID_LEN], token[LP_TOKEN_LEN];
+    const char *why = NULL;
+    uint64_t gen;
+
+    if (srv->nsessions >= srv->cfg->limits.max_sessions) {
+        hs_reject(h, LP_REJECT_LIMIT, "too many sessions");
+        return;
+    }
+    if (lp_random(id, sizeof(id)) != LP_OK || lp_random(token, sizeof(token)) != LP_OK ||
+        lp_session_new(srv->rt, srv->cfg, false, &server_hooks, srv, &s) != LP_OK) {
+        hs_reject(h, LP_REJECT_LIMIT, "server cannot create a session now");
+        return;
+    }
+    ev_timer_init(&s->ttl, ttl_cb, 0., 0.);
+    lp_pipe_set_identity(s->pipe, id, token);
+    memset(token, 0, sizeof(token));
+    lp_session_retag(s);
+    if (lp_pipe_accept(s->pipe, hello, lp_now(), &gen, &why) != LP_OK) {
+        /* A new session holds nothing, so only a broken client gets here. */
+        hs_reject(h, LP_REJECT_SEQ_OUT_OF_RANGE, why ? why : "bad resume point");
+        lp_session_close(s, LP_RST_SESSION_LOST, "handshake failed");
+        return;
+    }
+    s->next = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev = s;
+    srv->sessions = s;
+    srv->nsessions++;
+    lp_info("sess=%s new session from %s", s->tag, h->name);
+    int fd = h->fd;
+    h->fd = -1;
+    lp_session_attach(s, fd, gen, h->name, NULL, 0);
+    hs_free(h, false);
+}
+
+static void hs_resume(struct handshake *h, const struct lp_hello *hello)
+{
+    struct lp_session *s = find_session(h->srv, hello->session_id);
+    const char *why = NULL;
+    uint64_t gen;
+
+    if (s == NULL || !token_equal(lp_pipe_token(s->pipe), hello->token)) {
+        hs_reject(h, LP_REJECT_SESSION_UNKNOWN, "no such session on this server");
+        return;
+    }
+    bool had_link = lp_session_attached(s);
+    if (had_link)   /* the newest link wins: the old one is a half-open leftover */
+        lp_session_detach(s, "replaced by a new link");
+    if (lp_pipe_accept(s->pipe, hello, lp_now(), &gen, &why) != LP_OK) {
+        lp_warn("sess=%s lost: %s", s->tag, why);
+        hs_reject(h, LP_REJECT_SEQ_OUT_OF_RANGE, why);
+        end_session(s, LP_RST_SESSION_LOST, "resume point out of range");
+        return;
+    }
+    ev_timer_stop(s->rt->loop, &s->ttl);
+    s->reconnects++;
+    lp_info("sess=%s resumed from %s (generation %llu%s)", s->tag, h->name,
+            (unsigned long long)gen, had_link ? ", replaced a live link" : "");
+    int fd = h->fd;
+    h->fd = -1;
+    lp_session_attach(s, fd, gen, h->name, NULL, 0);
+    hs_free(h, false);
+}
+
+/* A whole frame is in h->buf: it must be a valid HELLO. */
+static void hs_complete(struct handshake *h, const struct lp_frame *f)
+{
+    struct lp_hello hello;
+    const char *why = NULL;
+    char msg[96];
+    static const uint8_t zero[LP_SESSION_ID_LEN];
+
+    if (f->type != LP_FT_HELLO) {
+        snprintf(msg, sizeof(msg), "expected HELLO, got %s", lp_frame_type_name(f->type));
+        hs_drop(h, msg);
+        return;
+    }
+    if (lp_hello_decode(f, &hello, &why) != LP_OK) {
+        snprintf(msg, sizeof(msg), "bad HELLO: %s", why ? why : "?");
+        hs_drop(h, msg);
+        return;
+    }
+    if (hello.version != LP_PROTO_VERSION) {
+        snprintf(msg, sizeof(msg), "protocol version %u not supported (this server speaks %u)",
+                 (unsigned)hello.version, LP_PROTO_VERSION);
+        hs_reject(h, LP_REJECT_VERSION, msg);
+        return;
+    }
+    if (memcmp(hello.session_id, zero, sizeof(zero)) == 0)
+        hs_new_session(h, &hello);
+    else
+        hs_resume(h, &hello);
+}
+
+static void hs_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct handshake *h = LP_CONTAINER_OF(w, struct handshake, io);
+    struct lp_frame f;
+    const char *why = NULL;
+    size_t used;
+    char msg[128];
+    (void)loop;
+    (void)revents;
+
+    for (;;) {
+        lp_err rc = lp_frame_decode(h->buf, h->len, &f, &used, &why);
+        if (rc == LP_OK) {
+            hs_complete(h, &f);
+            return;
+        }
+        if (rc != LP_ERR_TRUNCATED) {
+            snprintf(msg, sizeof(msg), "not a limpet handshake: %s", why ? why : "?");
+            hs_drop(h, msg);
+            return;
+        }
+        /* Read only what the frame needs: the header first, then its payload. */
+        size_t need = h->len < LP_FRAME_HEADER ? LP_FRAME_HEADER
+                                               : LP_FRAME_HEADER + lp_load_u16(h->buf + 2);
+        if (need > sizeof(h->buf)) {
+            hs_drop(h, "handshake frame too large");
+            return;
+        }
+        ssize_t n = recv(h->fd, h->buf + h->len, need - h->len, 0);
+        if (n > 0) {
+            h->len += (size_t)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        snprintf(msg, sizeof(msg), "%s after %zu handshake bytes",
+                 n == 0 ? "closed" : strerror(errno), h->len);
+        hs_drop(h, msg);
+        return;
+    }
+}
+
+static void hs_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct handshake *h = LP_CONTAINER_OF(w, struct handshake, timer);
+    char msg[96];
+    (void)loop;
+    (void)revents;
+    snprintf(msg, sizeof(msg), "handshake timed out after %llums with %zu bytes",
+             (unsigned long long)h->srv->cfg->limits.handshake_timeout, h->len);
+    hs_drop(h, msg);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct lp_server *srv = LP_CONTAINER_OF(w, struct lp_server, lio);
+    (void)loop;
+    (void)revents;
+
+    for (int i = 0; i < 64; i++) {
+        struct lp_addr peer;
+        int fd = lp_net_accept(srv->lfd, &peer);
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+                lp_warn("accept: %s", strerror(errno));
+            return;
+        }
+        struct handshake *h = calloc(1, sizeof(*h));
+        if (h == NULL) {
+            close(fd);
+            continue;
+        }
+        h->srv = srv;
+        h->fd = fd;
+        h->peer = peer;
+        lp_net_addr_str(&peer, h->name, sizeof(h->name));
+        ev_io_init(&h->io, hs_read_cb, fd, EV_READ);
+        ev_io_start(srv->rt->loop, &h->io);
+        ev_timer_init(&h->timer, hs_timer_cb,
+                      (double)srv->cfg->limits.handshake_timeout / 1000.0, 0.);
+        ev_timer_start(srv->rt->loop, &h->timer);
+        h->next = srv->hs;
+        if (srv->hs)
+            srv->hs->prev = h;
+        srv->hs = h;
+        lp_debug("connection from %s", h->name);
+    }
+}
+
+/* ---- lifetime ------------------------------------------------------------------------------------ */
+
+lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct lp_server **sp)
+{
+    char host[LP_ADDR_MAX], err[256], name[64];
+    uint16_t port;
+    struct lp_addr addr;
+    struct lp_server *srv;
+
+    *sp = NULL;
+    if (lp_parse_hostport(cfg->listen, host, sizeof(host), &port) != LP_OK) {
+        lp_error("listen address \"%s\" is not HOST:PORT", cfg->listen);
+        return LP_ERR_INVALID;
+    }
+    if (lp_net_resolve(host, port, &addr, err, sizeof(err)) != LP_OK) {
+        lp_error("listen: %s", err);
+        return LP_ERR_INVALID;
+    }
+    if ((srv = calloc(1, sizeof(*srv))) == NULL)
+        return LP_ERR_NOMEM;
+    srv->rt = rt;
+    srv->cfg = cfg;
+    if (lp_net_listen(&addr, &srv->lfd, err, sizeof(err)) != LP_OK) {
+        lp_error("%s", err);
+        free(srv);
+        return LP_ERR_IO;
+    }
+    lp_net_local_addr(srv->lfd, &addr);
+    ev_io_init(&srv->lio, accept_cb, srv->lfd, EV_READ);
+    ev_io_start(rt->loop, &srv->lio);
+    lp_info("listening on %s", lp_net_addr_str(&addr, name, sizeof(name)));
+    *sp = srv;
+    return LP_OK;
+}
+
+void lp_server_stop(struct lp_server *srv)
+{
+    for (struct lp_session *s = srv->sessions; s; s = s->next)
+        lp_session_goodbye(s, LP_GOODBYE_SHUTDOWN, "server shutting down");
+    ev_break(srv->rt->loop, EVBREAK_ALL);
+}
+
+void lp_server_free(struct lp_server *srv)
+{
+    if (srv == NULL)
+        return;
+    ev_io_stop(srv->rt->loop, &srv->lio);
+    close(srv->lfd);
+    while (srv->hs)
+        hs_free(srv->hs, true);
+    while (srv->sessions)
+        end_session(srv->sessions, LP_RST_SHUTDOWN, "server shutting down");
+    free(srv);
+}

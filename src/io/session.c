@@ -1,0 +1,439 @@
+/* session.c — a tunnel session on libev: link I/O ⇄ pipe ⇄ mux ⇄ stream endpoints.
+ *
+ * Every callback follows one shape: syscall → core call → drain the cores' events →
+ * mark the session dirty. Output is written once per loop iteration, from the runtime's
+ * ev_prepare, so a burst of local reads becomes a few large writes on the link.
+ */
+#include "limpet/session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "limpet/log.h"
+
+static void process(struct lp_session *s);
+
+/* ---- runtime: deferred flush and deferred free --------------------------------------- */
+
+static void flush_output(struct lp_session *s);
+static void arm_deadline(struct lp_session *s);
+
+static void free_session(struct lp_session *s)
+{
+    lp_mux_free(s->mux);
+    lp_pipe_free(s->pipe);
+    free(s);
+}
+
+static void runtime_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct lp_runtime *rt = LP_CONTAINER_OF(w, struct lp_runtime, flush);
+    (void)loop;
+    (void)revents;
+    /* flush_output may mark other sessions dirty only through hooks, which run from
+     * process(); detach the list first so re-marking lands on a fresh one. */
+    while (rt->dirty) {
+        struct lp_session *s = rt->dirty;
+        rt->dirty = s->next_dirty;
+        s->in_dirty = false;
+        s->next_dirty = NULL;
+        if (s->closing)
+            continue;
+        flush_output(s);
+        if (!s->closing)
+            arm_deadline(s);
+    }
+}
+
+static void runtime_reap_cb(struct ev_loop *loop, ev_check *w, int revents)
+{
+    struct lp_runtime *rt = LP_CONTAINER_OF(w, struct lp_runtime, reap);
+    (void)loop;
+    (void)revents;
+    lp_runtime_reap_streams(rt);
+    while (rt->dead_sessions) {
+        struct lp_session *s = rt->dead_sessions;
+        rt->dead_sessions = s->next_dead;
+        free_session(s);
+    }
+}
+
+void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop)
+{
+    memset(rt, 0, sizeof(*rt));
+    rt->loop = loop;
+    ev_prepare_init(&rt->flush, runtime_flush_cb);
+    ev_prepare_start(loop, &rt->flush);
+    ev_unref(loop);   /* housekeeping watchers must not keep the loop alive */
+    ev_check_init(&rt->reap, runtime_reap_cb);
+    ev_check_start(loop, &rt->reap);
+    ev_unref(loop);
+}
+
+void lp_runtime_clear(struct lp_runtime *rt)
+{
+    ev_ref(rt->loop);
+    ev_prepare_stop(rt->loop, &rt->flush);
+    ev_ref(rt->loop);
+    ev_check_stop(rt->loop, &rt->reap);
+    runtime_reap_cb(rt->loop, &rt->reap, 0);
+}
+
+void lp_session_dirty(struct lp_session *s)
+{
+    if (s->in_dirty || s->closing)
+        return;
+    s->in_dirty = true;
+    s->next_dirty = s->rt->dirty;
+    s->rt->dirty = s;
+}
+
+/* ---- creation ------------------------------------------------------------------------ */
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void link_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void link_write_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool is_client,
+                      const struct lp_session_hooks *hooks, void *owner, struct lp_session **sp)
+{
+    lp_err rc = LP_ERR_NOMEM;
+    struct lp_session *s = NULL;
+    struct lp_pipe_config pc = {
+        .replay_buffer = cfg->session.replay_buffer,
+        .ack_every = cfg->session.ack_every,
+        .ack_delay = cfg->session.ack_delay,
+        .heartbeat = cfg->session.heartbeat,
+        .dead_after = cfg->session.dead_after,
+    };
+    struct lp_mux_config mc = {
+        .stream_window = (uint32_t)cfg->session.stream_window,
+        .receive_buffer = cfg->session.receive_buffer,
+        .max_streams = cfg->session.max_streams,
+    };
+
+    *sp = NULL;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        goto out;
+    s->rt = rt;
+    s->cfg = cfg;
+    s->hooks = hooks;
+    s->owner = owner;
+    s->is_client = is_client;
+    s->fd = -1;
+    s->armed = LP_TIME_NEVER;
+    ev_io_init(&s->rio, link_read_cb, -1, EV_READ);
+    ev_io_init(&s->wio, link_write_cb, -1, EV_WRITE);
+    ev_timer_init(&s->deadline, deadline_cb, 0., 0.);
+    if ((rc = lp_pipe_new(&pc, is_client, &s->pipe)) != LP_OK)
+        goto out;
+    if ((rc = lp_mux_new(&mc, s->pipe, is_client, &s->mux)) != LP_OK)
+        goto out;
+    lp_session_retag(s);
+    *sp = s;
+    s = NULL;
+out:
+    if (s)
+        free_session(s);
+    return rc;
+}
+
+void lp_session_retag(struct lp_session *s)
+{
+    const uint8_t *id = lp_pipe_session_id(s->pipe);
+    bool zero = true;
+    for (unsigned i = 0; i < LP_SESSION_ID_LEN; i++)
+        zero = zero && id[i] == 0;
+    if (zero) {
+        snprintf(s->tag, sizeof(s->tag), "--------");
+        return;
+    }
+    snprintf(s->tag, sizeof(s->tag), "%02x%02x%02x%02x", id[0], id[1], id[2], id[3]);
+}
+
+/* ---- the link ---------------------------------------------------------------------------- */
+
+bool lp_session_attached(const struct lp_session *s)
+{
+    return s->fd >= 0;
+}
+
+void lp_session_attach(struct lp_session *s, int fd, uint64_t gen, const char *peer,
+                       const uint8_t *extra, size_t extra_len)
+{
+    lp_session_detach(s, NULL);
+    s->fd = fd;
+    s->gen = gen;
+    snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "?");
+    lp_net_tune_link(fd, s->cfg->session.dead_after);
+    ev_io_set(&s->rio, fd, EV_READ);
+    ev_io_set(&s->wio, fd, EV_WRITE);
+    ev_io_start(s->rt->loop, &s->rio);
+    lp_time now = lp_now();
+    while (extra_len > 0) {
+        size_t n = lp_pipe_recv(s->pipe, extra, extra_len, now);
+        if (n == 0)
+            break;
+        extra += n;
+        extra_len -= n;
+        process(s);
+    }
+    lp_session_dirty(s);
+}
+
+void lp_session_detach(struct lp_session *s, const char *reason)
+{
+    if (s->fd < 0)
+        return;
+    ev_io_stop(s->rt->loop, &s->rio);
+    ev_io_stop(s->rt->loop, &s->wio);
+    close(s->fd);
+    s->fd = -1;
+    lp_pipe_link_down(s->pipe, s->gen);
+    if (reason)
+        lp_debug("sess=%s link to %s closed: %s", s->tag, s->peer, reason);
+}
+
+/* The link failed under us: detach and tell the owner. */
+static void link_failed(struct lp_session *s, const char *reason)
+{
+    if (s->fd < 0)
+        return;
+    lp_session_detach(s, NULL);
+    if (s->hooks->link_down)
+        s->hooks->link_down(s, reason);
+}
+
+static void link_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct lp_session *s = LP_CONTAINER_OF(w, struct lp_session, rio);
+    char why[128];
+    (void)loop;
+    (void)revents;
+
+    /* Bounded so one busy link cannot starve the others on the loop. */
+    for (int i = 0; i < 16 && s->fd >= 0 && !s->closing; i++) {
+        uint8_t *buf;
+        size_t room = lp_pipe_recv_space(s->pipe, &buf);
+        if (room == 0)
+            break;
+        ssize_t n = recv(s->fd, buf, room, 0);
+        if (n > 0) {
+            s->bytes_in += (uint64_t)n;
+            lp_pipe_recv_commit(s->pipe, (size_t)n, lp_now());
+            process(s);
+            if ((size_t)n < room)
+                break;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        snprintf(why, sizeof(why), "%s", n == 0 ? "peer closed the connection" : strerror(errno));
+        link_failed(s, why);
+        break;
+    }
+    lp_session_dirty(s);
+}
+
+static void flush_output(struct lp_session *s)
+{
+    lp_time now = lp_now();
+    while (s->fd >= 0) {
+        const uint8_t *out;
+        size_t n = lp_pipe_pending_output(s->pipe, &out);
+        if (n == 0) {
+            ev_io_stop(s->rt->loop, &s->wio);
+            return;
+        }
+        ssize_t w = send(s->fd, out, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            s->bytes_out += (uint64_t)w;
+            lp_pipe_output_sent(s->pipe, (size_t)w, now);
+            if ((size_t)w == n)
+                continue;
+            errno = EAGAIN;   /* a short write means the socket buffer is full */
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            ev_io_start(s->rt->loop, &s->wio);
+            return;
+        }
+        link_failed(s, strerror(errno));
+        return;
+    }
+}
+
+static void link_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct lp_session *s = LP_CONTAINER_OF(w, struct lp_session, wio);
+    (void)loop;
+    (void)revents;
+    flush_output(s);
+    lp_session_dirty(s);
+}
+
+bool lp_session_flushed(struct lp_session *s)
+{
+    const uint8_t *out;
+    return s->fd < 0 || lp_pipe_pending_output(s->pipe, &out) == 0;
+}
+
+/* ---- deadlines ---------------------------------------------------------------------------- */
+
+static void arm_deadline(struct lp_session *s)
+{
+    lp_time at = lp_pipe_next_deadline(s->pipe);
+    if (at == s->armed)
+        return;
+    ev_timer_stop(s->rt->loop, &s->deadline);
+    s->armed = at;
+    if (at == LP_TIME_NEVER)
+        return;
+    lp_time now = lp_now();
+    double after = at > now ? (double)(at - now) / 1000.0 : 0.0;
+    ev_timer_set(&s->deadline, after, 0.);
+    ev_timer_start(s->rt->loop, &s->deadline);
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lp_session *s = LP_CONTAINER_OF(w, struct lp_session, deadline);
+    (void)loop;
+    (void)revents;
+    s->armed = LP_TIME_NEVER;
+    lp_pipe_on_timeout(s->pipe, lp_now());
+    process(s);
+    lp_session_dirty(s);
+}
+
+/* ---- draining the cores ------------------------------------------------------------------ */
+
+static void on_pipe_event(struct lp_session *s, const struct lp_pipe_event *ev)
+{
+    switch (ev->type) {
+    case LP_PIPE_EV_LIVE:
+        lp_session_retag(s);
+        if (s->hooks->live)
+            s->hooks->live(s, ev->resumed);
+        break;
+    case LP_PIPE_EV_LINK_DOWN:
+        if (ev->gen == s->gen)
+            link_failed(s, ev->msg);
+        break;
+    case LP_PIPE_EV_REJECTED:
+        lp_session_detach(s, NULL);
+        if (s->hooks->rejected)
+            s->hooks->rejected(s, ev->code, ev->msg);
+        break;
+    case LP_PIPE_EV_LOST:
+        lp_session_detach(s, NULL);
+        if (s->hooks->lost)
+            s->hooks->lost(s, ev->msg);
+        break;
+    case LP_PIPE_EV_ROOM:
+        lp_mux_flush(s->mux);
+        break;
+    case LP_PIPE_EV_RTT:
+        break;
+    }
+}
+
+static void on_mux_event(struct lp_session *s, const struct lp_mux_event *ev)
+{
+    char msg[LP_FRAME_MAX_TEXT + 64];
+
+    switch (ev->type) {
+    case LP_MUX_EV_OPEN:
+        if (s->is_client) {
+            lp_mux_reset(s->mux, ev->id, LP_RST_NOT_ALLOWED,
+                         "this client does not accept streams from the server");
+            break;
+        }
+        lp_stream_dial(s, ev->id, ev->text, ev->text_len);
+        break;
+    case LP_MUX_EV_GOODBYE:
+        snprintf(msg, sizeof(msg), "peer said goodbye (%u): %.*s", (unsigned)ev->code,
+                 (int)ev->text_len, ev->text ? ev->text : "");
+        if (s->hooks->lost)
+            s->hooks->lost(s, msg);
+        break;
+    default:
+        lp_stream_on_event(s, ev);
+        break;
+    }
+}
+
+/* Frames from the pipe go to the mux; then both event queues are drained. Mux events are
+ * drained after the whole batch of frames: READABLE is signalled once per stream, so a
+ * batch of DATA frames becomes one large write per stream rather than one per frame. */
+static void process(struct lp_session *s)
+{
+    struct lp_frame f;
+    struct lp_pipe_event pev;
+    struct lp_mux_event mev;
+    lp_time now = lp_now();
+    char why[192];
+
+    while (!s->closing && lp_pipe_next_frame(s->pipe, &f, now)) {
+        const char *reason = NULL;
+        if (lp_mux_recv(s->mux, &f, &reason) != LP_OK) {
+            snprintf(why, sizeof(why), "protocol violation: %s", reason ? reason : "?");
+            lp_warn("sess=%s %s", s->tag, why);
+            link_failed(s, why);
+            break;
+        }
+    }
+    while (!s->closing && lp_pipe_next_event(s->pipe, &pev))
+        on_pipe_event(s, &pev);
+    while (!s->closing && lp_mux_next_event(s->mux, &mev))
+        on_mux_event(s, &mev);
+}
+
+/* Streams call this after they touched the mux (consumed, committed, reset). */
+void lp_session_process(struct lp_session *s);
+void lp_session_process(struct lp_session *s)
+{
+    process(s);
+    lp_session_dirty(s);
+}
+
+/* ---- ending ------------------------------------------------------------------------------ */
+
+void lp_session_goodbye(struct lp_session *s, uint16_t code, const char *msg)
+{
+    if (s->closing)
+        return;
+    lp_mux_goodbye(s->mux, code, msg);
+    flush_output(s);
+}
+
+void lp_session_close(struct lp_session *s, uint16_t code, const char *msg)
+{
+    struct lp_mux_event ev;
+
+    if (s->closing)
+        return;
+    lp_session_detach(s, NULL);
+    lp_mux_reset_all(s->mux, code, msg);
+    while (lp_mux_next_event(s->mux, &ev))
+        lp_stream_on_event(s, &ev);
+    lp_stream_free_all(s);
+    s->closing = true;
+    if (s->in_dirty) {   /* the dirty list must never point at memory the reaper frees */
+        struct lp_session **pp = &s->rt->dirty;
+        while (*pp && *pp != s)
+            pp = &(*pp)->next_dirty;
+        if (*pp)
+            *pp = s->next_dirty;
+        s->in_dirty = false;
+    }
+    ev_timer_stop(s->rt->loop, &s->deadline);
+    ev_timer_stop(s->rt->loop, &s->ttl);
+    s->next_dead = s->rt->dead_sessions;
+    s->rt->dead_sessions = s;
+}

@@ -1,0 +1,376 @@
+/* stream.c — the local end of a stream: a TCP socket joined to one mux stream.
+ *
+ * Reading: local socket → lp_mux_send_reserve/commit (zero copy into the replay buffer).
+ * A stream with no credit or no replay room stops reading until WRITABLE: that is the
+ * backpressure that keeps memory bounded. Writing: lp_mux_recv_peek → socket →
+ * lp_mux_recv_consumed, so credit goes back only for bytes the socket really took.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "limpet/cli.h"
+#include "limpet/log.h"
+#include "limpet/session.h"
+
+void lp_session_process(struct lp_session *s);
+
+enum stream_state {
+    ST_DIALING,    /* server: connecting to the target */
+    ST_OPENING,    /* client: OPEN sent, waiting for OPEN_OK */
+    ST_OPEN,       /* data flows */
+};
+
+struct lp_stream {
+    struct lp_session *s;
+    uint32_t id;
+    int fd;
+    enum stream_state state;
+    bool read_eof;        /* local EOF seen and FIN sent */
+    bool write_shut;      /* peer FIN delivered as shutdown(SHUT_WR) */
+    bool dead;
+    ev_io rio, wio;
+    ev_timer timer;       /* dial / open timeout */
+    struct lp_stream *prev, *next, *next_dead;
+    uint64_t up, down;    /* bytes local→tunnel, tunnel→local */
+};
+
+/* ---- lifetime ------------------------------------------------------------------------- */
+
+static void unlink_stream(struct lp_stream *st)
+{
+    struct lp_session *s = st->s;
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        s->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    st->prev = st->next = NULL;
+    s->nstreams--;
+}
+
+/* Stops everything, closes the socket (with a reset when `reset`), frees at loop end. */
+static void stream_end(struct lp_stream *st, bool reset)
+{
+    struct ev_loop *loop = st->s->rt->loop;
+
+    if (st->dead)
+        return;
+    st->dead = true;
+    ev_io_stop(loop, &st->rio);
+    ev_io_stop(loop, &st->wio);
+    ev_timer_stop(loop, &st->timer);
+    if (st->fd >= 0) {
+        if (reset)
+            lp_net_close_reset(st->fd);
+        else
+            close(st->fd);
+        st->fd = -1;
+    }
+    lp_mux_set_user(st->s->mux, st->id, NULL);
+    unlink_stream(st);
+    st->next_dead = st->s->rt->dead_streams;
+    st->s->rt->dead_streams = st;
+}
+
+void lp_runtime_reap_streams(struct lp_runtime *rt)
+{
+    while (rt->dead_streams) {
+        struct lp_stream *st = rt->dead_streams;
+        rt->dead_streams = st->next_dead;
+        free(st);
+    }
+}
+
+void lp_stream_free_all(struct lp_session *s)
+{
+    while (s->streams)
+        stream_end(s->streams, true);
+}
+
+/* A local failure: tell the peer why and drop the local end. */
+static void stream_abort(struct lp_stream *st, uint16_t code, const char *why)
+{
+    struct lp_session *s = st->s;
+    lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, why);
+    lp_mux_reset(s->mux, st->id, code, why);
+    stream_end(st, true);
+    lp_session_dirty(s);
+}
+
+static void stream_read_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void stream_write_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void stream_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+static struct lp_stream *stream_new(struct lp_session *s, uint32_t id, int fd,
+                                    enum stream_state state)
+{
+    struct lp_stream *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    st->s = s;
+    st->id = id;
+    st->fd = fd;
+    st->state = state;
+    ev_io_init(&st->rio, stream_read_cb, fd, EV_READ);
+    ev_io_init(&st->wio, stream_write_cb, fd, EV_WRITE);
+    ev_timer_init(&st->timer, stream_timer_cb, 0., 0.);
+    st->next = s->streams;
+    if (s->streams)
+        s->streams->prev = st;
+    s->streams = st;
+    s->nstreams++;
+    lp_mux_set_user(s->mux, id, st);
+    return st;
+}
+
+static void start_timer(struct lp_stream *st, lp_time ms)
+{
+    ev_timer_set(&st->timer, (double)ms / 1000.0, 0.);
+    ev_timer_start(st->s->rt->loop, &st->timer);
+}
+
+/* ---- data both ways ------------------------------------------------------------------ */
+
+/* Local socket → tunnel, as far as credit and replay room allow. */
+static void pump_up(struct lp_stream *st)
+{
+    struct lp_session *s = st->s;
+
+    for (int i = 0; i < 16 && !st->read_eof && !st->dead; i++) {
+        uint8_t *buf;
+        size_t room = lp_mux_send_reserve(s->mux, st->id, &buf);
+        if (room == 0) {
+            ev_io_stop(s->rt->loop, &st->rio);   /* WRITABLE restarts us */
+            return;
+        }
+        ssize_t n = recv(st->fd, buf, room, 0);
+        if (n > 0) {
+            lp_mux_send_commit(s->mux, st->id, (size_t)n);
+            st->up += (uint64_t)n;
+            if ((size_t)n < room)
+                break;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        if (n < 0) {
+            stream_abort(st, LP_RST_RESET, strerror(errno));
+            return;
+        }
+        st->read_eof = true;   /* EOF: half-close toward the far end */
+        ev_io_stop(s->rt->loop, &st->rio);
+        lp_mux_shutdown(s->mux, st->id);
+    }
+    if (!st->dead && !st->read_eof)
+        ev_io_start(s->rt->loop, &st->rio);
+}
+
+/* Tunnel → local socket. Credit returns only for what the socket took. */
+static void pump_down(struct lp_stream *st)
+{
+    struct lp_session *s = st->s;
+
+    while (!st->dead) {
+        const uint8_t *data;
+        size_t n = lp_mux_recv_peek(s->mux, st->id, &data);
+        if (n == 0) {
+            ev_io_stop(s->rt->loop, &st->wio);
+            return;
+        }
+        ssize_t w = send(st->fd, data, n, MSG_NOSIGNAL);
+        if (w > 0) {
+            lp_mux_recv_consumed(s->mux, st->id, (size_t)w);
+            st->down += (uint64_t)w;
+            if ((size_t)w == n)
+                continue;
+            errno = EAGAIN;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            ev_io_start(s->rt->loop, &st->wio);
+            return;
+        }
+        stream_abort(st, LP_RST_RESET, strerror(errno));
+        return;
+    }
+}
+
+static void stream_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct lp_stream *st = LP_CONTAINER_OF(w, struct lp_stream, rio);
+    struct lp_session *s = st->s;
+    (void)loop;
+    (void)revents;
+    pump_up(st);
+    lp_session_process(s);
+}
+
+static void stream_write_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct lp_stream *st = LP_CONTAINER_OF(w, struct lp_stream, wio);
+    struct lp_session *s = st->s;
+    (void)loop;
+    (void)revents;
+    if (st->state == ST_DIALING) {
+        int err = lp_net_connect_result(st->fd);
+        ev_io_stop(s->rt->loop, &st->wio);
+        ev_timer_stop(s->rt->loop, &st->timer);
+        if (err) {
+            char why[160];
+            snprintf(why, sizeof(why), "connect to target failed: %s", strerror(err));
+            lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, why);
+            lp_mux_reset(s->mux, st->id, lp_net_rst_code(err), why);
+            stream_end(st, false);
+        } else {
+            st->state = ST_OPEN;
+            lp_net_tune_stream(st->fd);
+            lp_mux_accept(s->mux, st->id);
+            lp_debug("sess=%s stream=%u connected", s->tag, (unsigned)st->id);
+            pump_up(st);
+        }
+    } else {
+        pump_down(st);
+    }
+    lp_session_process(s);
+}
+
+static void stream_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lp_stream *st = LP_CONTAINER_OF(w, struct lp_stream, timer);
+    struct lp_session *s = st->s;
+    char why[128];
+    (void)loop;
+    (void)revents;
+    if (st->state == ST_DIALING)
+        snprintf(why, sizeof(why), "connect to target timed out after %llums",
+                 (unsigned long long)s->cfg->forward.connect_timeout);
+    else
+        snprintf(why, sizeof(why), "tunnel did not open the stream within %llums",
+                 (unsigned long long)s->cfg->forward.connect_timeout);
+    stream_abort(st, LP_RST_TIMEOUT, why);
+    lp_session_process(s);
+}
+
+/* ---- opening ----------------------------------------------------------------------------- */
+
+lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,
+                            lp_time wait, const char *from)
+{
+    uint32_t id;
+    lp_err rc = lp_mux_open(s->mux, kind, target, strlen(target), NULL, 0, &id);
+    if (rc != LP_OK) {
+        lp_warn("sess=%s refused local connection from %s: %s", s->tag, from, lp_strerror(rc));
+        lp_net_close_reset(fd);
+        return rc;
+    }
+    struct lp_stream *st = stream_new(s, id, fd, ST_OPENING);
+    if (st == NULL) {
+        lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
+        lp_net_close_reset(fd);
+        return LP_ERR_NOMEM;
+    }
+    lp_net_tune_stream(fd);
+    start_timer(st, wait);
+    lp_debug("sess=%s stream=%u open from %s -> %s", s->tag, (unsigned)id, from, target);
+    lp_session_dirty(s);
+    return LP_OK;
+}
+
+void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_t target_len)
+{
+    char spec[LP_FRAME_MAX_TEXT + 1], host[LP_ADDR_MAX], err[256];
+    uint16_t port;
+    struct lp_addr addr;
+    int fd;
+
+    snprintf(spec, sizeof(spec), "%.*s", (int)target_len, target);
+    if (lp_parse_hostport(spec, host, sizeof(host), &port) != LP_OK) {
+        lp_info("sess=%s stream=%u reset: bad target \"%s\"", s->tag, (unsigned)id, spec);
+        lp_mux_reset(s->mux, id, LP_RST_BAD_TARGET, "target is not HOST:PORT");
+        return;
+    }
+    if (lp_net_resolve(host, port, &addr, err, sizeof(err)) != LP_OK) {
+        lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)id, err);
+        lp_mux_reset(s->mux, id, LP_RST_UNREACHABLE, err);
+        return;
+    }
+    if (lp_net_connect(&addr, &fd, err, sizeof(err)) != LP_OK) {
+        lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)id, err);
+        lp_mux_reset(s->mux, id, lp_net_rst_code(errno), err);
+        return;
+    }
+    struct lp_stream *st = stream_new(s, id, fd, ST_DIALING);
+    if (st == NULL) {
+        close(fd);
+        lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
+        return;
+    }
+    lp_debug("sess=%s stream=%u dialing %s", s->tag, (unsigned)id, spec);
+    ev_io_start(s->rt->loop, &st->wio);
+    start_timer(st, s->cfg->forward.connect_timeout);
+}
+
+/* ---- events from the mux ------------------------------------------------------------------ */
+
+static void on_peer_fin(struct lp_stream *st)
+{
+    if (st->write_shut)
+        return;
+    st->write_shut = true;
+    shutdown(st->fd, SHUT_WR);   /* faithful half-close: the local app sees EOF */
+}
+
+static void on_rst(struct lp_session *s, struct lp_stream *st, const struct lp_mux_event *ev)
+{
+    bool hard = ev->code == LP_RST_RESET || ev->code == LP_RST_SESSION_LOST ||
+                ev->code == LP_RST_PROTOCOL || ev->code == LP_RST_SHUTDOWN;
+    if (ev->code == LP_RST_SESSION_LOST || ev->code == LP_RST_SHUTDOWN)
+        lp_debug("sess=%s stream=%u reset: %s: %.*s", s->tag, (unsigned)ev->id,
+                 lp_rst_code_name(ev->code), (int)ev->text_len, ev->text ? ev->text : "");
+    else
+        lp_info("sess=%s stream=%u reset: %s: %.*s", s->tag, (unsigned)ev->id,
+                lp_rst_code_name(ev->code), (int)ev->text_len, ev->text ? ev->text : "");
+    stream_end(st, hard);
+}
+
+void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
+{
+    struct lp_stream *st = ev->user;
+
+    if (st == NULL || st->dead)
+        return;
+    switch (ev->type) {
+    case LP_MUX_EV_OPEN_OK:
+        st->state = ST_OPEN;
+        ev_timer_stop(s->rt->loop, &st->timer);
+        pump_up(st);
+        break;
+    case LP_MUX_EV_READABLE:
+        pump_down(st);
+        break;
+    case LP_MUX_EV_WRITABLE:
+        if (st->state == ST_OPEN)
+            pump_up(st);
+        break;
+    case LP_MUX_EV_FIN:
+        on_peer_fin(st);
+        break;
+    case LP_MUX_EV_RST:
+        on_rst(s, st, ev);
+        break;
+    case LP_MUX_EV_CLOSED:
+        lp_debug("sess=%s stream=%u closed (up %llu, down %llu bytes)", s->tag,
+                 (unsigned)st->id, (unsigned long long)st->up, (unsigned long long)st->down);
+        stream_end(st, false);
+        break;
+    case LP_MUX_EV_OPEN:
+    case LP_MUX_EV_GOODBYE:
+        break;
+    }
+}

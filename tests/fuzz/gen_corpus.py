@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""gen_corpus.py — writes the seed corpora for the frame fuzz harnesses.
+
+    tests/fuzz/gen_corpus.py            (re)write tests/fuzz/corpus/{frame,handshake}/
+
+Every seed is a valid frame (or a stream of them) in the layout of docs/PROTOCOL.md section 2,
+built here independently of the C encoders, so the seeds also check the C decoder against a
+second reading of the spec. Python 3 standard library only. Output is deterministic.
+"""
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAGIC = 0x4C4D5054
+
+OPEN, OPEN_OK, DATA, WINDOW, FIN, RST = 0x01, 0x02, 0x03, 0x04, 0x05, 0x06
+BIND, BIND_OK, BIND_FAIL, GOODBYE = 0x07, 0x08, 0x09, 0x0A
+ACK, PING, PONG = 0x40, 0x41, 0x42
+HELLO, WELCOME, REJECT = 0x50, 0x51, 0x52
+
+
+def frame(ftype, stream_id, payload=b""):
+    assert len(payload) <= 16384
+    return struct.pack(">BBHI", ftype, 0, len(payload), stream_id) + payload
+
+
+def open_frame(stream_id, kind, window, target, arg=b""):
+    payload = struct.pack(">BIH", kind, window, len(target)) + target + arg
+    return frame(OPEN, stream_id, payload)
+
+
+def text(ftype, stream_id, code, msg):
+    return frame(ftype, stream_id, struct.pack(">H", code) + msg)
+
+
+def u32(ftype, stream_id, value):
+    return frame(ftype, stream_id, struct.pack(">I", value))
+
+
+def u64(ftype, value):
+    return frame(ftype, 0, struct.pack(">Q", value))
+
+
+def hello(version, session_id, token, rx_seq, flags=0):
+    payload = struct.pack(">IHH", MAGIC, version, flags) + session_id + token
+    return frame(HELLO, 0, payload + struct.pack(">Q", rx_seq))
+
+
+def welcome(flags, session_id, token, rx_seq, heartbeat_ms, dead_after_ms):
+    payload = struct.pack(">HH", 1, flags) + session_id + token
+    payload += struct.pack(">QII", rx_seq, heartbeat_ms, dead_after_ms)
+    return frame(WELCOME, 0, payload)
+
+
+SID = bytes(range(0xA0, 0xB0))
+TOKEN = bytes(range(0x30, 0x50))
+
+FRAME_SEEDS = {
+    "open_tcp": open_frame(1, 1, 262144, b"example.org:443"),
+    "open_stdio": open_frame(3, 2, 65536, b"localhost:22"),
+    "open_mcp": open_frame(5, 3, 262144, b"browser", b"work"),
+    "open_reverse": open_frame(2, 4, 1, b"0.0.0.0:8080"),
+    "open_max_text": open_frame(7, 3, 0xFFFFFFFF, b"t" * 1024, b"a" * 1024),
+    # each text field at its cap beside a short other one: one inserted byte crosses the cap
+    "open_max_target": open_frame(9, 1, 1, b"h" * 1019 + b":8080"),
+    "open_max_arg": open_frame(11, 3, 4096, b"srv", b"s" * 1024),
+    "rst_max": text(RST, 13, 9, b"r" * 1024),
+    "open_ok": u32(OPEN_OK, 1, 262144),
+    "data_small": frame(DATA, 1, b"hello, world\n"),
+    "data_max": frame(DATA, 0xFFFFFFFF, bytes(i % 251 for i in range(16384))),
+    "window": u32(WINDOW, 1, 131072),
+    "fin": frame(FIN, 1),
+    "rst": text(RST, 1, 1, b"connection refused by 10.0.0.5:443"),
+    "rst_empty": text(RST, 9, 11, b""),
+    "bind": text(BIND, 1, 0, b"127.0.0.1:8022"),
+    "bind_ok": text(BIND_OK, 1, 8022, b"127.0.0.1"),
+    "bind_fail": text(BIND_FAIL, 3, 3, b"bind 0.0.0.0:80 not allowed"),
+    "goodbye": text(GOODBYE, 0, 0, b"bye"),
+    "ack": u64(ACK, 123456789),
+    "ping": u64(PING, 1700000000000),
+    "pong": u64(PONG, 1700000000000),
+    "hello": hello(1, bytes(16), bytes(32), 0),
+    "welcome": welcome(0, SID, TOKEN, 0, 2000, 6000),
+    "reject": text(REJECT, 0, 2, b"session unknown"),
+    # a whole conversation: what one side's sequenced and link frames look like in a row
+    "stream": (open_frame(1, 1, 262144, b"db:5432") + u32(OPEN_OK, 1, 262144)
+               + frame(DATA, 1, b"SELECT 1;") + u32(WINDOW, 1, 9) + u64(ACK, 40)
+               + u64(PING, 5) + frame(FIN, 1) + text(RST, 1, 5, b"reset")
+               + text(GOODBYE, 0, 1, b"shutting down")),
+}
+
+HANDSHAKE_SEEDS = {
+    "hello_new": hello(1, bytes(16), bytes(32), 0),
+    "hello_resume": hello(1, SID, TOKEN, 0x1122334455667788),
+    "hello_version2": hello(2, bytes(16), bytes(32), 0),
+    "welcome_new": welcome(0, SID, TOKEN, 0, 2000, 6000),
+    "welcome_resumed": welcome(1, SID, bytes(32), 987654321, 200, 600),
+    "reject_version": text(REJECT, 0, 1, b"unsupported protocol version 2"),
+    "reject_unknown": text(REJECT, 0, 2, b"session unknown"),
+    "reject_seq": text(REJECT, 0, 3, b"rx_seq 10 outside [20, 30]"),
+    "reject_auth": text(REJECT, 0, 4, b""),
+    "reject_max": text(REJECT, 0, 5, b"m" * 1024),
+}
+
+
+def write(directory, seeds):
+    os.makedirs(directory, exist_ok=True)
+    for name, data in sorted(seeds.items()):
+        assert len(data) < 20 * 1024, name
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(data)
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
+    write(os.path.join(root, "frame"), FRAME_SEEDS)
+    write(os.path.join(root, "handshake"), HANDSHAKE_SEEDS)
+    print(f"wrote {len(FRAME_SEEDS)} frame and {len(HANDSHAKE_SEEDS)} handshake seeds under {root}")
+
+
+if __name__ == "__main__":
+    main()

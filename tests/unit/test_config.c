@@ -1,0 +1,754 @@
+/* test_config.c — defaults, the example files, every key by file and by -o, every error's
+ * exact text and position, the value parsers, and the cross-key checks of lp_config_finish. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "limpet/cli.h"
+#include "limpet/config.h"
+
+#define KIB ((size_t)1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static lp_err load(struct lp_config *c, const char *yaml, char *err)
+{
+    err[0] = '\0';
+    return lp_config_load_string(c, "t.yaml", yaml, strlen(yaml), err, LP_CONFIG_ERR_MAX);
+}
+
+/* Loads yaml over the defaults, expects failure with exactly `want`, and checks that the
+ * failed load changed nothing. */
+static void expect_load_error(const char *yaml, const char *want)
+{
+    struct lp_config c, before;
+    char err[LP_CONFIG_ERR_MAX];
+
+    lp_config_defaults(&c);
+    before = c;
+    assert_int_equal(load(&c, yaml, err), LP_ERR_INVALID);
+    assert_string_equal(err, want);
+    assert_memory_equal(&c, &before, sizeof(c));
+}
+
+static void expect_set_error(const char *arg, const char *want)
+{
+    struct lp_config c, before;
+    char err[LP_CONFIG_ERR_MAX] = "";
+
+    lp_config_defaults(&c);
+    before = c;
+    assert_int_equal(lp_config_set(&c, arg, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, want);
+    assert_memory_equal(&c, &before, sizeof(c));
+}
+
+/* The field behind each key, written out by hand (not from config.c's table) so that a
+ * table row pointing at the wrong field is caught. Strings and bools come back as 0/1. */
+static uint64_t field(const struct lp_config *c, const char *key)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+        int kind; /* 0 lp_time, 1 size_t, 2 bool, 3 int */
+    } f[] = {
+        {"insecure", offsetof(struct lp_config, insecure), 2},
+        {"log.level", offsetof(struct lp_config, log_level), 3},
+        {"session.heartbeat", offsetof(struct lp_config, session.heartbeat), 0},
+        {"session.dead_after", offsetof(struct lp_config, session.dead_after), 0},
+        {"session.ttl", offsetof(struct lp_config, session.ttl), 0},
+        {"session.replay_buffer", offsetof(struct lp_config, session.replay_buffer), 1},
+        {"session.receive_buffer", offsetof(struct lp_config, session.receive_buffer), 1},
+        {"session.stream_window", offsetof(struct lp_config, session.stream_window), 1},
+        {"session.ack_every", offsetof(struct lp_config, session.ack_every), 1},
+        {"session.ack_delay", offsetof(struct lp_config, session.ack_delay), 0},
+        {"session.max_streams", offsetof(struct lp_config, session.max_streams), 1},
+        {"reconnect.initial_delay", offsetof(struct lp_config, reconnect.initial_delay), 0},
+        {"reconnect.max_delay", offsetof(struct lp_config, reconnect.max_delay), 0},
+        {"reconnect.give_up_after", offsetof(struct lp_config, reconnect.give_up_after), 0},
+        {"reconnect.connect_timeout", offsetof(struct lp_config, reconnect.connect_timeout), 0},
+        {"forward.connect_timeout", offsetof(struct lp_config, forward.connect_timeout), 0},
+        {"limits.handshake_timeout", offsetof(struct lp_config, limits.handshake_timeout), 0},
+        {"limits.max_sessions", offsetof(struct lp_config, limits.max_sessions), 1},
+    };
+    const char *base = (const char *)c;
+
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+        if (strcmp(f[i].key, key) != 0)
+            continue;
+        if (f[i].kind == 0)
+            return *(const lp_time *)(const void *)(base + f[i].off);
+        if (f[i].kind == 1)
+            return *(const size_t *)(const void *)(base + f[i].off);
+        if (f[i].kind == 2)
+            return *(const bool *)(const void *)(base + f[i].off);
+        return (uint64_t) * (const int *)(const void *)(base + f[i].off);
+    }
+    fail_msg("no field for key %s", key);
+    return 0;
+}
+
+/* One non-default value for every key, with what it must store. */
+static const struct key_case {
+    const char *key;
+    const char *value;
+    uint64_t want;        /* for non-string keys */
+    const char *want_str; /* for listen/server */
+} key_cases[] = {
+    {"listen", "\"[::1]:9000\"", 0, "[::1]:9000"},
+    {"server", "tunnel.example.net:7443", 0, "tunnel.example.net:7443"},
+    {"insecure", "true", 1, NULL},
+    {"log.level", "debug", LP_LOG_DEBUG, NULL},
+    {"session.heartbeat", "250ms", 250, NULL},
+    {"session.dead_after", "7s", 7000, NULL},
+    {"session.ttl", "1h", 3600000, NULL},
+    {"session.replay_buffer", "1MiB", MIB, NULL},
+    {"session.receive_buffer", "512KiB", 512 * KIB, NULL},
+    {"session.stream_window", "1MiB", MIB, NULL},
+    {"session.ack_every", "2048", 2048, NULL},
+    {"session.ack_delay", "5ms", 5, NULL},
+    {"session.max_streams", "10", 10, NULL},
+    {"reconnect.initial_delay", "50ms", 50, NULL},
+    {"reconnect.max_delay", "1m", 60000, NULL},
+    {"reconnect.give_up_after", "2d", 2ull * 86400000, NULL},
+    {"reconnect.connect_timeout", "3s", 3000, NULL},
+    {"forward.connect_timeout", "45s", 45000, NULL},
+    {"limits.handshake_timeout", "4s", 4000, NULL},
+    {"limits.max_sessions", "99", 99, NULL},
+};
+#define KEY_CASES (sizeof(key_cases) / sizeof(key_cases[0]))
+
+static void check_key_case(const struct lp_config *c, const struct key_case *k)
+{
+    if (k->want_str == NULL) {
+        assert_int_equal(field(c, k->key), k->want);
+    } else {
+        const char *got = strcmp(k->key, "listen") == 0 ? c->listen : c->server;
+        assert_string_equal(got, k->want_str);
+    }
+}
+
+static void check_defaults(const struct lp_config *c)
+{
+    assert_string_equal(c->listen, "0.0.0.0:7070");
+    assert_string_equal(c->server, "127.0.0.1:7070");
+    assert_false(c->insecure);
+    assert_int_equal(c->log_level, LP_LOG_INFO);
+    assert_int_equal(c->session.heartbeat, 2000);
+    assert_int_equal(c->session.dead_after, 0);
+    assert_int_equal(c->session.ttl, 600000);
+    assert_int_equal(c->session.replay_buffer, 8 * MIB);
+    assert_int_equal(c->session.receive_buffer, 16 * MIB);
+    assert_int_equal(c->session.stream_window, 256 * KIB);
+    assert_int_equal(c->session.ack_every, 64 * KIB);
+    assert_int_equal(c->session.ack_delay, 20);
+    assert_int_equal(c->session.max_streams, 4096);
+    assert_int_equal(c->reconnect.initial_delay, 100);
+    assert_int_equal(c->reconnect.max_delay, 5000);
+    assert_int_equal(c->reconnect.give_up_after, 0);
+    assert_int_equal(c->reconnect.connect_timeout, 10000);
+    assert_int_equal(c->forward.connect_timeout, 30000);
+    assert_int_equal(c->limits.handshake_timeout, 10000);
+    assert_int_equal(c->limits.max_sessions, 1024);
+}
+
+/* ---- defaults and example files ---------------------------------------------------------- */
+
+static void test_config_defaults_are_the_documented_values(void **state)
+{
+    struct lp_config c;
+    (void)state;
+    memset(&c, 0xa5, sizeof(c));
+    lp_config_defaults(&c);
+    check_defaults(&c);
+}
+
+static void test_config_empty_or_comment_only_input_keeps_defaults(void **state)
+{
+    static const char *const inputs[] = {
+        "", "# nothing\n", "---\n", "---\n...\n", "~\n", "session:\n  # heartbeat: 1s\n", "{}\n"};
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    for (size_t i = 0; i < sizeof(inputs) / sizeof(inputs[0]); i++) {
+        struct lp_config c;
+        lp_config_defaults(&c);
+        assert_int_equal(load(&c, inputs[i], err), LP_OK);
+        check_defaults(&c);
+    }
+}
+
+/* The example files are loaded over a config full of garbage: every key must be present in
+ * the file (else its field stays garbage) and set to its default (so comments can't rot). */
+static void check_example_file(const char *rel)
+{
+    char path[4096], err[LP_CONFIG_ERR_MAX] = "";
+    const char *root = getenv("LIMPET_ROOT");
+    struct lp_config c;
+
+    snprintf(path, sizeof(path), "%s%s%s", root ? root : "", root ? "/" : "", rel);
+    memset(&c, 0xa5, sizeof(c));
+    if (lp_config_load_file(&c, path, err, sizeof(err)) != LP_OK)
+        fail_msg("%s", err);
+    check_defaults(&c);
+}
+
+static void test_config_server_example_lists_every_key_at_its_default(void **state)
+{
+    (void)state;
+    check_example_file("config/server.yaml");
+}
+
+static void test_config_client_example_lists_every_key_at_its_default(void **state)
+{
+    (void)state;
+    check_example_file("config/client.yaml");
+}
+
+/* The test table covers the whole key table: the help lists exactly these keys. */
+static void test_config_key_table_matches_test_table(void **state)
+{
+    char *text = NULL;
+    size_t len = 0, lines = 0;
+    FILE *f = open_memstream(&text, &len);
+    (void)state;
+    assert_non_null(f);
+    lp_config_print_keys(f, "");
+    fclose(f);
+    for (size_t i = 0; i < len; i++)
+        lines += text[i] == '\n';
+    assert_int_equal(lines, 2 * KEY_CASES); /* "key=default", then its help */
+    for (size_t i = 0; i < KEY_CASES; i++) {
+        char want[128];
+        snprintf(want, sizeof(want), "%s=", key_cases[i].key);
+        assert_non_null(strstr(text, want));
+    }
+    assert_non_null(strstr(text, "session.heartbeat=2s\n"));
+    assert_non_null(strstr(text, "session.replay_buffer=8MiB\n"));
+    assert_non_null(strstr(text, "(64KiB..1GiB)"));
+    free(text);
+}
+
+/* ---- every key, both ways ---------------------------------------------------------------- */
+
+static void test_config_every_key_is_settable_by_option(void **state)
+{
+    char arg[256], err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    for (size_t i = 0; i < KEY_CASES; i++) {
+        struct lp_config c;
+        const char *v = key_cases[i].value;
+        lp_config_defaults(&c);
+        if (v[0] == '"') /* the YAML quoting is not part of the -o value */
+            snprintf(arg, sizeof(arg), "%s=%.*s", key_cases[i].key, (int)strlen(v) - 2, v + 1);
+        else
+            snprintf(arg, sizeof(arg), "%s=%s", key_cases[i].key, v);
+        if (lp_config_set(&c, arg, err, sizeof(err)) != LP_OK)
+            fail_msg("%s: %s", arg, err);
+        check_key_case(&c, &key_cases[i]);
+    }
+}
+
+static void test_config_every_key_is_settable_nested_in_a_file(void **state)
+{
+    char yaml[256], err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    for (size_t i = 0; i < KEY_CASES; i++) {
+        struct lp_config c;
+        const char *key = key_cases[i].key, *dot = strchr(key, '.');
+        lp_config_defaults(&c);
+        if (dot != NULL)
+            snprintf(yaml, sizeof(yaml), "%.*s:\n  %s: %s\n", (int)(dot - key), key, dot + 1,
+                     key_cases[i].value);
+        else
+            snprintf(yaml, sizeof(yaml), "%s: %s\n", key, key_cases[i].value);
+        if (load(&c, yaml, err) != LP_OK)
+            fail_msg("%s", err);
+        check_key_case(&c, &key_cases[i]);
+    }
+}
+
+static void test_config_dotted_keys_work_at_the_top_level(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(load(&c, "session.heartbeat: 1s\nlog.level: warn\n", err), LP_OK);
+    assert_int_equal(c.session.heartbeat, 1000);
+    assert_int_equal(c.log_level, LP_LOG_WARN);
+}
+
+static void test_config_load_keeps_keys_absent_from_the_file(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "session.ttl=1h", err, sizeof(err)), LP_OK);
+    assert_int_equal(load(&c, "session:\n  heartbeat: 1s\n", err), LP_OK);
+    assert_int_equal(c.session.ttl, 3600000);
+    assert_int_equal(c.session.heartbeat, 1000);
+}
+
+static void test_config_accepts_flow_style_and_quoted_values(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(load(&c, "{session: {ttl: '5m', max_streams: \"7\"}, insecure: true}", err),
+                     LP_OK);
+    assert_int_equal(c.session.ttl, 300000);
+    assert_int_equal(c.session.max_streams, 7);
+    assert_true(c.insecure);
+}
+
+/* ---- file errors: exact text, line and column ---------------------------------------------- */
+
+static void test_config_unknown_key_names_position_and_suggests(void **state)
+{
+    (void)state;
+    expect_load_error("listen: \"0.0.0.0:1\"\nsession:\n  hearbeat: 2s\n",
+                      "t.yaml:3:3: session.hearbeat: unknown key (did you mean "
+                      "session.heartbeat?)");
+    expect_load_error("heartbeat: 2s\n",
+                      "t.yaml:1:1: heartbeat: unknown key (did you mean session.heartbeat?)");
+    expect_load_error("sesion:\n  ttl: 1m\n", "t.yaml:1:1: sesion: unknown key (did you mean "
+                                              "session?)");
+    expect_load_error("colour: blue\n", "t.yaml:1:1: colour: unknown key");
+    expect_load_error("session:\n  ttl: 1m\n  x: {y: 1}\n", "t.yaml:3:3: session.x: unknown key");
+}
+
+static void test_config_unknown_key_is_escaped_in_the_message(void **state)
+{
+    (void)state;
+    expect_load_error("\"a\\nb\": 1\n", "t.yaml:1:1: a\\x0ab: unknown key");
+}
+
+static void test_config_bad_duration_names_value_position(void **state)
+{
+    (void)state;
+    expect_load_error("session:\n  heartbeat: fast\n",
+                      "t.yaml:2:14: session.heartbeat: expected a duration such as 250ms, 5s, "
+                      "10m, 24h, got \"fast\"");
+    expect_load_error("session:\n  heartbeat: 5\n",
+                      "t.yaml:2:14: session.heartbeat: expected a duration such as 250ms, 5s, "
+                      "10m, 24h, got \"5\" (say the unit)");
+    expect_load_error("session:\n  ttl: 99999999999999999999d\n",
+                      "t.yaml:2:8: session.ttl: 99999999999999999999d is above the maximum 30d");
+    expect_load_error("session:\n  ttl: 31d\n",
+                      "t.yaml:2:8: session.ttl: 31d is above the maximum 30d");
+    expect_load_error("session:\n  heartbeat: 5ms\n",
+                      "t.yaml:2:14: session.heartbeat: 5ms is below the minimum 10ms");
+}
+
+static void test_config_bad_size_names_value_position(void **state)
+{
+    (void)state;
+    expect_load_error("session:\n  replay_buffer: 1KiB\n",
+                      "t.yaml:2:18: session.replay_buffer: 1KiB is below the minimum 64KiB");
+    expect_load_error("session:\n  replay_buffer: 2GiB\n",
+                      "t.yaml:2:18: session.replay_buffer: 2GiB is above the maximum 1GiB");
+    expect_load_error("session:\n  stream_window: 64KB\n",
+                      "t.yaml:2:18: session.stream_window: expected a size such as 512, 64KiB, "
+                      "8MiB, 1GiB, got \"64KB\" (units: B, KiB, MiB, GiB)");
+    expect_load_error("session:\n  stream_window: big\n",
+                      "t.yaml:2:18: session.stream_window: expected a size such as 512, 64KiB, "
+                      "8MiB, 1GiB, got \"big\"");
+}
+
+static void test_config_bad_count_bool_level_and_address(void **state)
+{
+    (void)state;
+    expect_load_error("limits:\n  max_sessions: lots\n",
+                      "t.yaml:2:17: limits.max_sessions: expected a whole number, got \"lots\"");
+    expect_load_error("limits:\n  max_sessions: 0\n",
+                      "t.yaml:2:17: limits.max_sessions: 0 is below the minimum 1");
+    expect_load_error("session:\n  max_streams: 1000001\n",
+                      "t.yaml:2:16: session.max_streams: 1000001 is above the maximum 1000000");
+    expect_load_error("insecure: yes\n",
+                      "t.yaml:1:11: insecure: expected true or false, got \"yes\"");
+    expect_load_error("log:\n  level: loud\n",
+                      "t.yaml:2:10: log.level: expected one of error, warn, info, debug, got "
+                      "\"loud\"");
+    expect_load_error("listen: nowhere\n",
+                      "t.yaml:1:9: listen: expected HOST:PORT or [IPV6]:PORT, got \"nowhere\"");
+    expect_load_error("server: \"h:0\"\n",
+                      "t.yaml:1:9: server: expected HOST:PORT or [IPV6]:PORT, got \"h:0\"");
+    expect_load_error("server: \"::1:70\"\n",
+                      "t.yaml:1:9: server: expected HOST:PORT or [IPV6]:PORT, got \"::1:70\"");
+}
+
+static void test_config_wrong_yaml_type_is_refused(void **state)
+{
+    (void)state;
+    expect_load_error("session:\n  heartbeat:\n    x: 1\n",
+                      "t.yaml:3:5: session.heartbeat: expected a duration such as 250ms, 5s, "
+                      "10m, 24h, got a mapping");
+    expect_load_error("session:\n  heartbeat: [1s, 2s]\n",
+                      "t.yaml:2:14: session.heartbeat: expected a duration such as 250ms, 5s, "
+                      "10m, 24h, got a list");
+    expect_load_error("listen: [\"::1\"]\n",
+                      "t.yaml:1:9: listen: expected HOST:PORT or [IPV6]:PORT, got a list "
+                      "(quote IPv6 addresses: \"[::1]:7070\")");
+    expect_load_error("session: 5s\n",
+                      "t.yaml:1:10: session: expected a mapping of session.* keys, got a "
+                      "single value");
+    expect_load_error("session:\n  - heartbeat: 1s\n",
+                      "t.yaml:2:3: session: expected a mapping of session.* keys, got a list");
+    expect_load_error("- listen\n", "t.yaml:1:1: expected a mapping of keys (such as \"listen: "
+                                    "0.0.0.0:7070\") at the top, got a list");
+    expect_load_error("just words\n", "t.yaml:1:1: expected a mapping of keys (such as \"listen: "
+                                      "0.0.0.0:7070\") at the top, got a single value");
+    expect_load_error("? [a]\n: 1\n", "t.yaml:1:3: a key must be a plain word, got a list");
+}
+
+static void test_config_null_value_is_refused(void **state)
+{
+    (void)state;
+    expect_load_error("insecure:\n",
+                      "t.yaml:1:10: insecure: missing value (expected true or false)");
+    expect_load_error("session:\n  ttl: ~\n",
+                      "t.yaml:2:8: session.ttl: missing value (expected a duration such as "
+                      "250ms, 5s, 10m, 24h)");
+    expect_load_error("log:\n  level: null\n",
+                      "t.yaml:2:10: log.level: missing value (expected one of error, warn, info, "
+                      "debug)");
+}
+
+static void test_config_duplicate_keys_are_refused(void **state)
+{
+    (void)state;
+    expect_load_error("insecure: true\ninsecure: false\n",
+                      "t.yaml:2:1: insecure: duplicate key (first set on line 1)");
+    expect_load_error("session:\n  ttl: 1m\nsession:\n  heartbeat: 1s\n",
+                      "t.yaml:3:1: session: duplicate key (first set on line 1)");
+    expect_load_error("session.ttl: 1m\nsession:\n  ttl: 2m\n",
+                      "t.yaml:3:3: session.ttl: duplicate key (first set on line 1)");
+}
+
+static void test_config_yaml_syntax_error_names_position(void **state)
+{
+    (void)state;
+    expect_load_error("session:\n  heartbeat: 2s\n bad\n",
+                      "t.yaml:3:2: syntax error: did not find expected key (while parsing a "
+                      "block mapping at line 1)");
+    expect_load_error("listen: \"0.0.0.0:1\n",
+                      "t.yaml:2:1: syntax error: found unexpected end of stream (while scanning "
+                      "a quoted scalar at line 1)");
+}
+
+static void test_config_refuses_aliases_and_second_documents(void **state)
+{
+    (void)state;
+    expect_load_error("session:\n  heartbeat: &h 2s\n  ack_delay: *h\n",
+                      "t.yaml:3:14: session.ack_delay: expected a duration such as 250ms, 5s, "
+                      "10m, 24h, got an alias (aliases are not supported)");
+    expect_load_error("insecure: true\n---\ninsecure: false\n",
+                      "t.yaml:2:1: only one YAML document is allowed");
+}
+
+static void test_config_refuses_bad_bytes(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    static const char yaml[] = "insecure: \xff\n";
+    static const char nul[] = "listen: \"a\\0b:1\"\n";
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_load_string(&c, "t.yaml", yaml, sizeof(yaml) - 1, err, sizeof(err)),
+                     LP_ERR_INVALID);
+    assert_string_equal(err, "t.yaml: byte 10: invalid leading UTF-8 octet");
+    expect_load_error(nul,
+                      "t.yaml:1:9: listen: expected HOST:PORT or [IPV6]:PORT, got \"a\\x00b:1\"");
+}
+
+static void test_config_missing_file_names_path_and_reason(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_load_file(&c, "/nonexistent/limpet.yaml", err, sizeof(err)),
+                     LP_ERR_INVALID);
+    assert_string_equal(err, "/nonexistent/limpet.yaml: No such file or directory");
+}
+
+static void test_config_file_errors_name_the_file(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX], path[] = "/tmp/limpet-test-config-XXXXXX", want[128];
+    FILE *f;
+    int fd;
+    (void)state;
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    fputs("# limpet\nsession:\n  heartbeat: soon\n", f);
+    fclose(f);
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_load_file(&c, path, err, sizeof(err)), LP_ERR_INVALID);
+    remove(path);
+    snprintf(want, sizeof(want), "%s:3:14: session.heartbeat: expected a duration", path);
+    assert_memory_equal(err, want, strlen(want));
+}
+
+static void test_config_long_values_are_cut_in_messages(void **state)
+{
+    char yaml[700], err[LP_CONFIG_ERR_MAX];
+    struct lp_config c;
+    (void)state;
+    memset(yaml, 'x', sizeof(yaml));
+    memcpy(yaml, "insecure: ", 10);
+    yaml[300] = '\0';
+    lp_config_defaults(&c);
+    assert_int_equal(load(&c, yaml, err), LP_ERR_INVALID);
+    assert_non_null(strstr(err, "xxx...\""));
+    assert_true(strlen(err) < 120);
+    yaml[300] = 'x';
+    yaml[sizeof(yaml) - 1] = '\0';
+    assert_int_equal(load(&c, yaml, err), LP_ERR_INVALID);
+    assert_string_equal(err, "t.yaml:1:11: insecure: value is too long (689 bytes)");
+}
+
+/* Every prefix of a valid file is either valid YAML or a one-line error; never a crash.
+ * (Config text has no "truncated" state: a prefix of YAML is usually YAML.) */
+static void test_config_every_prefix_of_a_file_loads_or_fails_cleanly(void **state)
+{
+    static const char yaml[] = "listen: \"[::]:7070\"\nsession:\n  heartbeat: 250ms\n"
+                               "  replay_buffer: 1MiB\nlog: {level: debug}\n";
+    char err[LP_CONFIG_ERR_MAX];
+    size_t ok = 0;
+    (void)state;
+    for (size_t n = 0; n <= sizeof(yaml) - 1; n++) {
+        struct lp_config c;
+        lp_config_defaults(&c);
+        err[0] = '\0';
+        if (lp_config_load_string(&c, "t.yaml", yaml, n, err, sizeof(err)) == LP_OK)
+            ok++;
+        else
+            assert_true(err[0] != '\0' && strchr(err, '\n') == NULL);
+    }
+    assert_true(ok > 5 && ok < sizeof(yaml));
+}
+
+/* ---- -o errors ------------------------------------------------------------------------------- */
+
+static void test_config_option_errors_name_the_key(void **state)
+{
+    (void)state;
+    expect_set_error("session.heartbeat=fast",
+                     "-o session.heartbeat: expected a duration such as 250ms, 5s, 10m, 24h, got "
+                     "\"fast\"");
+    expect_set_error("session.heartbeat=5", "-o session.heartbeat: expected a duration such as "
+                                            "250ms, 5s, 10m, 24h, got \"5\" (say the unit)");
+    expect_set_error("session.heartbeat",
+                     "-o session.heartbeat: expected KEY=VALUE, e.g. -o session.heartbeat=2s");
+    expect_set_error("session.hartbeat=1s",
+                     "-o session.hartbeat: unknown key (did you mean session.heartbeat?)");
+    expect_set_error("session=1s", "-o session: is a section, not a key (e.g. session.heartbeat)");
+    expect_set_error("session.ttl=", "-o session.ttl: missing value after '='");
+    expect_set_error("session.replay_buffer=1KiB",
+                     "-o session.replay_buffer: 1KiB is below the minimum 64KiB");
+    expect_set_error("insecure=1", "-o insecure: expected true or false, got \"1\"");
+    expect_set_error("=1", "-o : unknown key");
+}
+
+static void test_config_option_value_may_contain_equals_sign(void **state)
+{
+    (void)state;
+    expect_set_error("server=a=b:1", "-o server: expected HOST:PORT or [IPV6]:PORT, got \"a=b:1\"");
+}
+
+/* ---- value parsers -------------------------------------------------------------------------- */
+
+static void test_config_duration_parser_table(void **state)
+{
+    static const struct {
+        const char *s;
+        lp_err rc;
+        lp_time ms;
+    } cases[] = {
+        {"250ms", LP_OK, 250},
+        {"5s", LP_OK, 5000},
+        {"10m", LP_OK, 600000},
+        {"24h", LP_OK, 86400000},
+        {"7d", LP_OK, 604800000},
+        {"0s", LP_OK, 0},
+        {"007s", LP_OK, 7000},
+        {"9223372036854775807ms", LP_OK, INT64_MAX},
+        {"9223372036854775808ms", LP_ERR_INVALID, 0},
+        {"106751991167301d", LP_ERR_INVALID, 0},
+        {"18446744073709551616ms", LP_ERR_INVALID, 0},
+        {"99999999999999999999999999s", LP_ERR_INVALID, 0},
+        {"5", LP_ERR_INVALID, 0},
+        {"0", LP_ERR_INVALID, 0},
+        {"", LP_ERR_INVALID, 0},
+        {"s", LP_ERR_INVALID, 0},
+        {"5 s", LP_ERR_INVALID, 0},
+        {" 5s", LP_ERR_INVALID, 0},
+        {"-5s", LP_ERR_INVALID, 0},
+        {"+5s", LP_ERR_INVALID, 0},
+        {"5sec", LP_ERR_INVALID, 0},
+        {"1.5s", LP_ERR_INVALID, 0},
+        {"5S", LP_ERR_INVALID, 0},
+        {"1h30m", LP_ERR_INVALID, 0},
+        {"5s ", LP_ERR_INVALID, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        lp_time ms = 12345;
+        lp_err rc = lp_parse_duration(cases[i].s, &ms);
+        if (rc != cases[i].rc)
+            fail_msg("\"%s\": got %s", cases[i].s, lp_strerror(rc));
+        if (rc == LP_OK)
+            assert_int_equal(ms, cases[i].ms);
+        else
+            assert_int_equal(ms, 12345); /* untouched on failure */
+    }
+}
+
+static void test_config_size_parser_table(void **state)
+{
+    static const struct {
+        const char *s;
+        lp_err rc;
+        size_t bytes;
+    } cases[] = {
+        {"512", LP_OK, 512},
+        {"512B", LP_OK, 512},
+        {"64KiB", LP_OK, 64 * KIB},
+        {"8MiB", LP_OK, 8 * MIB},
+        {"1GiB", LP_OK, GIB},
+        {"0", LP_OK, 0},
+        {"18446744073709551615", LP_OK, SIZE_MAX},
+        {"17179869183GiB", LP_OK, 17179869183ull * GIB},
+        {"18446744073709551616", LP_ERR_INVALID, 0},
+        {"17179869184GiB", LP_ERR_INVALID, 0},
+        {"64KB", LP_ERR_INVALID, 0},
+        {"64kib", LP_ERR_INVALID, 0},
+        {"64K", LP_ERR_INVALID, 0},
+        {"1.5MiB", LP_ERR_INVALID, 0},
+        {"-1", LP_ERR_INVALID, 0},
+        {"", LP_ERR_INVALID, 0},
+        {"KiB", LP_ERR_INVALID, 0},
+        {"1 KiB", LP_ERR_INVALID, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t bytes = 12345;
+        lp_err rc = lp_parse_size(cases[i].s, &bytes);
+        if (rc != cases[i].rc)
+            fail_msg("\"%s\": got %s", cases[i].s, lp_strerror(rc));
+        if (rc == LP_OK)
+            assert_int_equal(bytes, cases[i].bytes);
+        else
+            assert_int_equal(bytes, 12345);
+    }
+}
+
+/* ---- lp_config_finish ----------------------------------------------------------------------- */
+
+static void test_config_finish_derives_dead_after_and_give_up(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+    assert_int_equal(c.session.dead_after, 6000);
+    assert_int_equal(c.reconnect.give_up_after, 600000);
+
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "session.heartbeat=500ms", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_set(&c, "session.ttl=1h", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+    assert_int_equal(c.session.dead_after, 1500);
+    assert_int_equal(c.reconnect.give_up_after, 3600000);
+}
+
+static void test_config_finish_keeps_explicit_values(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "session.dead_after=3s", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_set(&c, "reconnect.give_up_after=2m", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+    assert_int_equal(c.session.dead_after, 3000);
+    assert_int_equal(c.reconnect.give_up_after, 120000);
+}
+
+static void test_config_finish_refuses_dead_after_not_above_heartbeat(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "session.dead_after=2s", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "session.dead_after: 2s must exceed session.heartbeat 2s");
+}
+
+static void test_config_finish_refuses_initial_delay_above_max_delay(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "reconnect.initial_delay=10s", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "reconnect.initial_delay: 10s exceeds reconnect.max_delay 5s");
+    assert_int_equal(lp_config_set(&c, "reconnect.max_delay=10s", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config_defaults_are_the_documented_values),
+        cmocka_unit_test(test_config_empty_or_comment_only_input_keeps_defaults),
+        cmocka_unit_test(test_config_server_example_lists_every_key_at_its_default),
+        cmocka_unit_test(test_config_client_example_lists_every_key_at_its_default),
+        cmocka_unit_test(test_config_key_table_matches_test_table),
+        cmocka_unit_test(test_config_every_key_is_settable_by_option),
+        cmocka_unit_test(test_config_every_key_is_settable_nested_in_a_file),
+        cmocka_unit_test(test_config_dotted_keys_work_at_the_top_level),
+        cmocka_unit_test(test_config_load_keeps_keys_absent_from_the_file),
+        cmocka_unit_test(test_config_accepts_flow_style_and_quoted_values),
+        cmocka_unit_test(test_config_unknown_key_names_position_and_suggests),
+        cmocka_unit_test(test_config_unknown_key_is_escaped_in_the_message),
+        cmocka_unit_test(test_config_bad_duration_names_value_position),
+        cmocka_unit_test(test_config_bad_size_names_value_position),
+        cmocka_unit_test(test_config_bad_count_bool_level_and_address),
+        cmocka_unit_test(test_config_wrong_yaml_type_is_refused),
+        cmocka_unit_test(test_config_null_value_is_refused),
+        cmocka_unit_test(test_config_duplicate_keys_are_refused),
+        cmocka_unit_test(test_config_yaml_syntax_error_names_position),
+        cmocka_unit_test(test_config_refuses_aliases_and_second_documents),
+        cmocka_unit_test(test_config_refuses_bad_bytes),
+        cmocka_unit_test(test_config_missing_file_names_path_and_reason),
+        cmocka_unit_test(test_config_file_errors_name_the_file),
+        cmocka_unit_test(test_config_long_values_are_cut_in_messages),
+        cmocka_unit_test(test_config_every_prefix_of_a_file_loads_or_fails_cleanly),
+        cmocka_unit_test(test_config_option_errors_name_the_key),
+        cmocka_unit_test(test_config_option_value_may_contain_equals_sign),
+        cmocka_unit_test(test_config_duration_parser_table),
+        cmocka_unit_test(test_config_size_parser_table),
+        cmocka_unit_test(test_config_finish_derives_dead_after_and_give_up),
+        cmocka_unit_test(test_config_finish_keeps_explicit_values),
+        cmocka_unit_test(test_config_finish_refuses_dead_after_not_above_heartbeat),
+        cmocka_unit_test(test_config_finish_refuses_initial_delay_above_max_delay),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
