@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK_SIZE (16u * 1024u)
+#define CHUNK_SIZE (64u * 1024u)
 #define BUCKETS_MIN 16u
 
 /* Stream flags. */
@@ -35,12 +35,24 @@ enum {
 };
 
 /* Pending control frames, sent lowest bit first. */
-enum { PC_OPEN = 1u << 0, PC_OPEN_OK = 1u << 1, PC_WINDOW = 1u << 2, PC_FIN = 1u << 3,
-       PC_RST = 1u << 4 };
+enum {
+    PC_OPEN = 1u << 0,
+    PC_OPEN_OK = 1u << 1,
+    PC_WINDOW = 1u << 2,
+    PC_FIN = 1u << 3,
+    PC_RST = 1u << 4
+};
 
 /* Pending events, handed out lowest bit first. */
-enum { EV_OPEN = 1u << 0, EV_OPEN_OK = 1u << 1, EV_WRITABLE = 1u << 2, EV_READABLE = 1u << 3,
-       EV_FIN = 1u << 4, EV_CLOSED = 1u << 5, EV_RST = 1u << 6 };
+enum {
+    EV_OPEN = 1u << 0,
+    EV_OPEN_OK = 1u << 1,
+    EV_WRITABLE = 1u << 2,
+    EV_READABLE = 1u << 3,
+    EV_FIN = 1u << 4,
+    EV_CLOSED = 1u << 5,
+    EV_RST = 1u << 6
+};
 
 /* An intrusive list node; a node not on any list has next == NULL. */
 struct node {
@@ -49,70 +61,70 @@ struct node {
 
 struct chunk {
     struct chunk *next;
-    size_t head;      /* first unconsumed byte */
-    size_t tail;      /* end of the bytes written; head <= tail <= cap */
+    size_t head; /* first unconsumed byte */
+    size_t tail; /* end of the bytes written; head <= tail <= cap */
     size_t cap;
     uint8_t data[];
 };
 
 struct stream {
     uint32_t id;
-    uint32_t flags;        /* SF_* */
-    uint8_t pending;       /* PC_*: control frames still to go into the pipe */
-    uint8_t events;        /* EV_*: events the glue has not drained yet */
+    uint32_t flags;  /* SF_* */
+    uint8_t pending; /* PC_*: control frames still to go into the pipe */
+    uint8_t events;  /* EV_*: events the glue has not drained yet */
     uint8_t kind;
-    uint16_t rst_code;     /* with PC_RST */
-    uint32_t send_credit;  /* bytes the peer still lets us send */
-    uint32_t window;       /* W we granted: buffered + recv_credit + unreported == window */
-    uint32_t recv_credit;  /* bytes the peer may still send before our next WINDOW */
-    uint32_t unreported;   /* consumed bytes whose credit has not been returned yet */
-    size_t buffered;       /* inbound bytes held in the chunk list */
+    uint16_t rst_code;    /* with PC_RST */
+    uint32_t send_credit; /* bytes the peer still lets us send */
+    uint32_t window;      /* W we granted: buffered + recv_credit + unreported == window */
+    uint32_t recv_credit; /* bytes the peer may still send before our next WINDOW */
+    uint32_t unreported;  /* consumed bytes whose credit has not been returned yet */
+    size_t buffered;      /* inbound bytes held in the chunk list */
     struct chunk *q_head, *q_tail;
-    char *target, *arg;    /* OPEN copies: until our OPEN is sent / the OPEN event is drained */
+    char *target, *arg; /* OPEN copies: until our OPEN is sent / the OPEN event is drained */
     size_t target_len, arg_len;
-    char *rst_msg;         /* with PC_RST */
+    char *rst_msg; /* with PC_RST */
     size_t rst_len;
     void *user;
-    struct stream *hnext;  /* hash chain */
-    struct node pend;      /* on m->pending while pending != 0 */
-    struct node wait;      /* on m->waiting while blocked on a full pipe */
-    struct node evq;       /* on m->events while events != 0 */
+    struct stream *hnext; /* hash chain */
+    struct node pend;     /* on m->pending while pending != 0 */
+    struct node wait;     /* on m->waiting while blocked on a full pipe */
+    struct node evq;      /* on m->events while events != 0 */
 };
 
 /* The events of a stream already freed. */
 struct record {
     uint32_t id;
-    uint8_t events;        /* EV_OPEN_OK, EV_FIN, EV_CLOSED, EV_RST */
+    uint8_t events; /* EV_OPEN_OK, EV_FIN, EV_CLOSED, EV_RST */
     uint16_t code;
     void *user;
-    char *text;            /* owned; NULL when empty */
+    char *text; /* owned; NULL when empty */
     size_t text_len;
 };
 
 struct lp_mux {
     struct lp_mux_config cfg;
-    lp_pipe *pipe;          /* borrowed */
+    lp_pipe *pipe; /* borrowed */
     bool is_client;
-    uint64_t next_id;       /* our next stream id; every lower id of our parity was used */
-    uint32_t peer_highest;  /* the highest id the peer opened, 0 before its first OPEN */
+    uint64_t next_id;      /* our next stream id; every lower id of our parity was used */
+    uint32_t peer_highest; /* the highest id the peer opened, 0 before its first OPEN */
     struct stream **buckets;
-    size_t nbuckets;        /* a power of two */
-    size_t nlive;           /* streams in the hash table */
-    size_t nzombie;         /* reset streams waiting to send their RST */
-    size_t granted;         /* sum of the windows of live streams */
-    struct node pending;    /* streams with control frames to send, in order */
-    struct node waiting;    /* streams that found the pipe full in lp_mux_send_reserve */
-    struct node events;     /* streams with events, in order */
-    struct record *recs;    /* [rec_head, rec_tail) undrained; rec_tail + nlive <= rec_cap */
+    size_t nbuckets;     /* a power of two */
+    size_t nlive;        /* streams in the hash table */
+    size_t nzombie;      /* reset streams waiting to send their RST */
+    size_t granted;      /* sum of the windows of live streams */
+    struct node pending; /* streams with control frames to send, in order */
+    struct node waiting; /* streams that found the pipe full in lp_mux_send_reserve */
+    struct node events;  /* streams with events, in order */
+    struct record *recs; /* [rec_head, rec_tail) undrained; rec_tail + nlive <= rec_cap */
     size_t rec_head, rec_tail, rec_cap;
-    uint32_t reserved_id;   /* lp_mux_send_reserve's stream and room, until commit */
+    uint32_t reserved_id; /* lp_mux_send_reserve's stream and room, until commit */
     size_t reserved;
     bool goodbye_tx, goodbye_rx;
     uint16_t goodbye_tx_code, goodbye_rx_code;
     size_t goodbye_tx_len, goodbye_rx_len;
     char goodbye_tx_msg[LP_FRAME_MAX_TEXT];
     char goodbye_rx_msg[LP_FRAME_MAX_TEXT];
-    char text[LP_FRAME_MAX_TEXT];  /* the last event's text and arg, lent to the glue */
+    char text[LP_FRAME_MAX_TEXT]; /* the last event's text and arg, lent to the glue */
     char arg[LP_FRAME_MAX_TEXT];
 };
 
@@ -373,8 +385,8 @@ static void stream_destroy(lp_mux *m, struct stream *s)
 /* Takes a live stream out of the id table, freeing its buffers. final is EV_CLOSED, EV_RST or
  * 0 (no event); it becomes a record unless the glue never heard of the stream (its OPEN event
  * was not drained yet). The caller then destroys or zombifies s. */
-static void end_stream(lp_mux *m, struct stream *s, uint8_t final, uint16_t code,
-                       const char *msg, size_t msg_len)
+static void end_stream(lp_mux *m, struct stream *s, uint8_t final, uint16_t code, const char *msg,
+                       size_t msg_len)
 {
     if (final != 0 && (s->flags & (SF_OURS | SF_OPEN_SEEN))) {
         struct record *r = &m->recs[m->rec_tail++];
@@ -383,7 +395,7 @@ static void end_stream(lp_mux *m, struct stream *s, uint8_t final, uint16_t code
         r->user = s->user;
         r->code = code;
         r->events = final;
-        if (final == EV_CLOSED)   /* after RST nothing else matters; FIN must precede CLOSED */
+        if (final == EV_CLOSED) /* after RST nothing else matters; FIN must precede CLOSED */
             r->events |= s->events & (EV_OPEN_OK | EV_FIN);
         r->text = copy_text(msg, msg_len, &ok);
         r->text_len = ok ? msg_len : 0;
@@ -542,7 +554,7 @@ static void flush_pending(lp_mux *m)
     struct node *n, *next;
 
     for (n = m->pending.next; n != &m->pending; n = next) {
-        next = n->next;   /* send_pending may free only the stream it is given */
+        next = n->next; /* send_pending may free only the stream it is given */
         if (send_pending(m, LP_CONTAINER_OF(n, struct stream, pend)) != LP_OK)
             return;
     }
@@ -749,11 +761,21 @@ static lp_err recv_stream_frame(lp_mux *m, const struct lp_frame *f, const char 
     if ((rc = find_target(m, f->stream_id, &s, why)) != LP_OK || s == NULL)
         return rc;
     switch (f->type) {
-    case LP_FT_OPEN_OK: recv_open_ok(m, s, v); break;
-    case LP_FT_DATA: recv_data(m, s, f); break;
-    case LP_FT_WINDOW: recv_window(m, s, v); break;
-    case LP_FT_FIN: recv_fin(m, s); break;
-    default: recv_rst(m, s, &t); break;
+    case LP_FT_OPEN_OK:
+        recv_open_ok(m, s, v);
+        break;
+    case LP_FT_DATA:
+        recv_data(m, s, f);
+        break;
+    case LP_FT_WINDOW:
+        recv_window(m, s, v);
+        break;
+    case LP_FT_FIN:
+        recv_fin(m, s);
+        break;
+    default:
+        recv_rst(m, s, &t);
+        break;
     }
     return LP_OK;
 }
@@ -781,7 +803,7 @@ lp_err lp_mux_recv(lp_mux *m, const struct lp_frame *f, const char **why)
     case LP_FT_BIND:
     case LP_FT_BIND_OK:
     case LP_FT_BIND_FAIL:
-        return LP_OK;   /* reverse forwarding is not implemented yet */
+        return LP_OK; /* reverse forwarding is not implemented yet */
     default:
         return protocol(why, "not a mux frame");
     }
@@ -832,7 +854,7 @@ void lp_mux_free(lp_mux *m)
             stream_destroy(m, s);
         }
     }
-    while (!list_empty(&m->pending))   /* only zombies are left */
+    while (!list_empty(&m->pending)) /* only zombies are left */
         stream_destroy(m, LP_CONTAINER_OF(m->pending.next, struct stream, pend));
     drop_records(m);
     free(m->recs);
@@ -845,8 +867,8 @@ static bool valid_text(const char *p, size_t n)
     return n == 0 || (p != NULL && memchr(p, 0, n) == NULL);
 }
 
-lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_len,
-                   const char *arg, size_t arg_len, uint32_t *id)
+lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_len, const char *arg,
+                   size_t arg_len, uint32_t *id)
 {
     struct stream *s;
     char *t = NULL, *a = NULL;
@@ -871,7 +893,7 @@ lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_le
     s->arg = a;
     s->target_len = target_len;
     s->arg_len = arg_len;
-    t = a = NULL;   /* the stream owns them until its OPEN is sent */
+    t = a = NULL; /* the stream owns them until its OPEN is sent */
     grant_window(m, s);
     *id = s->id;
     rc = LP_OK;
@@ -917,7 +939,7 @@ lp_err lp_mux_shutdown(lp_mux *m, uint32_t id)
     if (s == NULL)
         return LP_ERR_NOT_FOUND;
     if (s->flags & SF_FIN_WANTED)
-        return LP_OK;   /* FIN goes out once */
+        return LP_OK; /* FIN goes out once */
     if (!(s->flags & (SF_OURS | SF_ESTABLISHED)))
         return LP_ERR_STATE;
     s->flags |= SF_FIN_WANTED;
@@ -925,7 +947,7 @@ lp_err lp_mux_shutdown(lp_mux *m, uint32_t id)
     list_remove(&s->wait);
     clear_event(s, EV_WRITABLE);
     if (m->reserved_id == id)
-        m->reserved = 0;   /* a late commit would put DATA after the FIN */
+        m->reserved = 0; /* a late commit would put DATA after the FIN */
     queue_control(m, s, PC_FIN);
     return LP_OK;
 }
@@ -942,7 +964,7 @@ size_t lp_mux_send_reserve(lp_mux *m, uint32_t id, uint8_t **buf)
     /* An opener not yet accepted has no credit; its OPEN_OK event is the wake-up. */
     if (s == NULL || (s->flags & SF_FIN_WANTED) || !(s->flags & SF_ESTABLISHED))
         return 0;
-    if (s->pending & PC_OPEN_OK) {   /* no DATA may overtake our OPEN_OK */
+    if (s->pending & PC_OPEN_OK) { /* no DATA may overtake our OPEN_OK */
         list_append(&m->waiting, &s->wait);
         return 0;
     }
@@ -1023,7 +1045,7 @@ void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n)
     s->unreported += (uint32_t)n;
     if (s->buffered == 0)
         clear_event(s, EV_READABLE);
-    if (s->flags & SF_PEER_FIN) {   /* no more DATA can come: credit would be wasted */
+    if (s->flags & SF_PEER_FIN) { /* no more DATA can come: credit would be wasted */
         maybe_deliver_fin(m, s);
         return;
     }
@@ -1048,7 +1070,7 @@ void lp_mux_flush(lp_mux *m)
 
     flush_pending(m);
     if (lp_pipe_tx_room(m->pipe) == 0)
-        return;   /* still full: LP_PIPE_EV_ROOM brings us back */
+        return; /* still full: LP_PIPE_EV_ROOM brings us back */
     for (n = m->waiting.next; n != &m->waiting; n = next) {
         struct stream *s = LP_CONTAINER_OF(n, struct stream, wait);
         next = n->next;
@@ -1066,7 +1088,7 @@ lp_err lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg)
     m->goodbye_tx_len = text_len(msg);
     if (m->goodbye_tx_len > 0)
         memcpy(m->goodbye_tx_msg, msg, m->goodbye_tx_len);
-    flush_pending(m);   /* GOODBYE goes after every control frame still waiting */
+    flush_pending(m); /* GOODBYE goes after every control frame still waiting */
     return LP_OK;
 }
 
@@ -1104,13 +1126,20 @@ static const char *lend_text(lp_mux *m, const char *p, size_t n)
 static enum lp_mux_event_type event_type(uint8_t bit)
 {
     switch (bit) {
-    case EV_OPEN: return LP_MUX_EV_OPEN;
-    case EV_OPEN_OK: return LP_MUX_EV_OPEN_OK;
-    case EV_WRITABLE: return LP_MUX_EV_WRITABLE;
-    case EV_READABLE: return LP_MUX_EV_READABLE;
-    case EV_FIN: return LP_MUX_EV_FIN;
-    case EV_CLOSED: return LP_MUX_EV_CLOSED;
-    default: return LP_MUX_EV_RST;
+    case EV_OPEN:
+        return LP_MUX_EV_OPEN;
+    case EV_OPEN_OK:
+        return LP_MUX_EV_OPEN_OK;
+    case EV_WRITABLE:
+        return LP_MUX_EV_WRITABLE;
+    case EV_READABLE:
+        return LP_MUX_EV_READABLE;
+    case EV_FIN:
+        return LP_MUX_EV_FIN;
+    case EV_CLOSED:
+        return LP_MUX_EV_CLOSED;
+    default:
+        return LP_MUX_EV_RST;
     }
 }
 
@@ -1169,7 +1198,7 @@ bool lp_mux_next_event(lp_mux *m, struct lp_mux_event *ev)
         pop_stream_event(m, ev);
         return true;
     }
-    if (m->goodbye_rx) {   /* last: every stream event before it is worth more */
+    if (m->goodbye_rx) { /* last: every stream event before it is worth more */
         m->goodbye_rx = false;
         ev->type = LP_MUX_EV_GOODBYE;
         ev->code = m->goodbye_rx_code;

@@ -37,17 +37,18 @@ struct logged {
 struct end {
     lp_pipe *pipe;
     lp_mux *mux;
-    struct logged *ev;       /* EV_MAX entries */
+    struct logged *ev; /* EV_MAX entries */
     size_t nev;
-    lp_err rc;               /* the first lp_mux_recv error */
+    lp_err rc; /* the first lp_mux_recv error */
     const char *why;
-    bool auto_accept;        /* accept every OPEN as its event is drained */
+    bool auto_accept; /* accept every OPEN as its event is drained */
 };
 
 struct net {
     struct end c, s;
     lp_time now;
     bool linked;
+    bool no_flush; /* ignore LP_PIPE_EV_ROOM: a glue that has not got to it yet */
     uint64_t gen_c, gen_s;
 };
 
@@ -75,8 +76,8 @@ static uint8_t pattern(size_t i)
 
 /* ---- one end ------------------------------------------------------------------------ */
 
-static void end_init(struct end *e, const struct lp_pipe_config *pc,
-                     const struct lp_mux_config *mc, bool is_client)
+static void end_init(struct end *e, const struct lp_pipe_config *pc, const struct lp_mux_config *mc,
+                     bool is_client)
 {
     memset(e, 0, sizeof(*e));
     e->ev = calloc(EV_MAX, sizeof(*e->ev));
@@ -226,7 +227,7 @@ static bool drain(struct net *n, struct end *e)
         any = true;
         assert_int_not_equal(pev.type, LP_PIPE_EV_LINK_DOWN);
         assert_int_not_equal(pev.type, LP_PIPE_EV_LOST);
-        if (pev.type == LP_PIPE_EV_ROOM)
+        if (pev.type == LP_PIPE_EV_ROOM && !n->no_flush)
             lp_mux_flush(e->mux);
     }
     return end_events(e) || any;
@@ -327,8 +328,8 @@ static lp_err feed(lp_mux *m, size_t n, const char **why)
 
 static lp_err feed_open(lp_mux *m, uint32_t id, uint32_t window, const char **why)
 {
-    struct lp_open o = {.kind = LP_KIND_TCP, .window = window,
-                        .target = (const uint8_t *)"h:1", .target_len = 3};
+    struct lp_open o = {
+        .kind = LP_KIND_TCP, .window = window, .target = (const uint8_t *)"h:1", .target_len = 3};
     return feed(m, lp_open_encode(fbuf, sizeof(fbuf), id, &o), why);
 }
 
@@ -352,8 +353,7 @@ static lp_err feed_fin(lp_mux *m, uint32_t id, const char **why)
 
 static lp_err feed_rst(lp_mux *m, uint32_t id, uint16_t code, const char *msg, const char **why)
 {
-    return feed(m, lp_text_encode(fbuf, sizeof(fbuf), LP_FT_RST, id, code, msg, strlen(msg)),
-                why);
+    return feed(m, lp_text_encode(fbuf, sizeof(fbuf), LP_FT_RST, id, code, msg, strlen(msg)), why);
 }
 
 /* A lone server mux on a detached pipe, for frames fed by hand. */
@@ -448,7 +448,7 @@ static void test_mux_refused_open_reports_reason_to_opener(void **state)
     assert_string_equal(rst->text, reason);
     assert_null(find_event(&n->c, LP_MUX_EV_OPEN_OK, id));
     assert_null(find_event(&n->c, LP_MUX_EV_CLOSED, id));
-    assert_int_equal(n->s.nev, server_events);   /* lp_mux_reset: no event of its own */
+    assert_int_equal(n->s.nev, server_events); /* lp_mux_reset: no event of its own */
     assert_int_equal(lp_mux_stream_count(n->c.mux), 0);
     assert_int_equal(lp_mux_stream_count(n->s.mux), 0);
     net_free(n);
@@ -545,7 +545,7 @@ static void test_mux_receive_buffer_shrinks_new_windows(void **state)
     (void)state;
     struct lp_mux_config cc = mux_cfg();
     struct lp_mux_config sc = mux_cfg();
-    cc.receive_buffer = 100u * 1024u;   /* 64 KiB, then the 36 KiB left, then the minimum */
+    cc.receive_buffer = 100u * 1024u; /* 64 KiB, then the 36 KiB left, then the minimum */
     struct net *n = net_new_with(&cc, &sc, &PIPE_CFG);
     uint32_t a = open_stream(n, "a:1");
     uint32_t b = open_stream(n, "b:1");
@@ -570,7 +570,7 @@ static void test_mux_window_wakes_a_stream_blocked_on_credit(void **state)
     uint32_t id = open_stream(n, "h:1");
 
     assert_int_equal(send_pattern(n->c.mux, id, 0, 65536), 65536);
-    assert_int_equal(send_pattern(n->c.mux, id, 65536, 1), 0);   /* blocked on credit */
+    assert_int_equal(send_pattern(n->c.mux, id, 65536, 1), 0); /* blocked on credit */
     pump(n);
     assert_int_equal(read_pattern(n->s.mux, id, 0, 65536), 65536);
     pump(n);
@@ -590,7 +590,7 @@ static void half_close(bool client_first)
 
     assert_int_equal(send_pattern(first->mux, id, 0, 1000), 1000);
     assert_int_equal(lp_mux_shutdown(first->mux, id), LP_OK);
-    assert_int_equal(lp_mux_shutdown(first->mux, id), LP_OK);   /* FIN goes out once */
+    assert_int_equal(lp_mux_shutdown(first->mux, id), LP_OK); /* FIN goes out once */
     pump(n);
     /* FIN waits for the bytes before it to be consumed. */
     assert_int_equal(count_events(second, LP_MUX_EV_FIN, id), 0);
@@ -645,11 +645,11 @@ static void test_mux_fin_before_accept_is_delivered_after_accept(void **state)
 
     n->s.auto_accept = false;
     assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, "h:1", 3, NULL, 0, &id), LP_OK);
-    assert_int_equal(lp_mux_shutdown(n->c.mux, id), LP_OK);   /* before OPEN_OK: allowed */
+    assert_int_equal(lp_mux_shutdown(n->c.mux, id), LP_OK); /* before OPEN_OK: allowed */
     pump(n);
     assert_non_null(find_event(&n->s, LP_MUX_EV_OPEN, id));
     assert_int_equal(count_events(&n->s, LP_MUX_EV_FIN, id), 0);
-    assert_int_equal(lp_mux_shutdown(n->s.mux, id), LP_ERR_STATE);   /* not accepted yet */
+    assert_int_equal(lp_mux_shutdown(n->s.mux, id), LP_ERR_STATE); /* not accepted yet */
     assert_int_equal(lp_mux_accept(n->s.mux, id), LP_OK);
     assert_int_equal(lp_mux_accept(n->s.mux, id), LP_ERR_STATE);
     end_events(&n->s);
@@ -777,7 +777,7 @@ static void test_mux_window_overflow_resets_the_stream(void **state)
     assert_int_equal(feed_open(e.mux, 1, 65536, &why), LP_OK);
     end_events(&e);
     assert_int_equal(feed_u32(e.mux, LP_FT_WINDOW, 1, UINT32_MAX - 65536, &why), LP_OK);
-    assert_true(lp_mux_has_stream(e.mux, 1));   /* exactly 2^32-1: still fine */
+    assert_true(lp_mux_has_stream(e.mux, 1)); /* exactly 2^32-1: still fine */
     assert_int_equal(feed_u32(e.mux, LP_FT_WINDOW, 1, 1, &why), LP_OK);
     end_events(&e);
     const struct logged *rst = find_event(&e, LP_MUX_EV_RST, 1);
@@ -833,7 +833,7 @@ static void test_mux_rejects_reused_stream_id(void **state)
     assert_int_equal(feed_open(e.mux, 5, 65536, &why), LP_OK);
     assert_int_equal(feed_open(e.mux, 5, 65536, &why), LP_ERR_PROTOCOL);
     assert_non_null(why);
-    assert_int_equal(feed_open(e.mux, 3, 65536, &why), LP_ERR_PROTOCOL);   /* lower: reused */
+    assert_int_equal(feed_open(e.mux, 3, 65536, &why), LP_ERR_PROTOCOL); /* lower: reused */
     assert_int_equal(feed_open(e.mux, 7, 65536, &why), LP_OK);
     assert_int_equal(lp_mux_stream_count(e.mux), 2);
     end_clear(&e);
@@ -935,8 +935,9 @@ static void test_mux_open_checks_its_arguments(void **state)
     assert_int_equal(lp_mux_open(e.mux, LP_KIND_TCP, "", 0, NULL, 0, &id), LP_ERR_INVALID);
     assert_int_equal(lp_mux_open(e.mux, 0, "h:1", 3, NULL, 0, &id), LP_ERR_INVALID);
     assert_int_equal(lp_mux_open(e.mux, LP_KIND_TCP, "h\0:1", 4, NULL, 0, &id), LP_ERR_INVALID);
-    assert_int_equal(lp_mux_open(e.mux, LP_KIND_TCP, big, LP_FRAME_MAX_TEXT, big,
-                                 LP_FRAME_MAX_TEXT, &id), LP_OK);
+    assert_int_equal(
+        lp_mux_open(e.mux, LP_KIND_TCP, big, LP_FRAME_MAX_TEXT, big, LP_FRAME_MAX_TEXT, &id),
+        LP_OK);
     assert_int_equal(id, 2);
     assert_int_equal(lp_mux_stream_count(e.mux), 1);
     end_clear(&e);
@@ -989,7 +990,7 @@ static void test_mux_reset_all_emits_one_rst_per_stream_with_user_pointer(void *
         assert_int_equal(rst->code, LP_RST_SESSION_LOST);
         assert_string_equal(rst->text, "session lost");
     }
-    assert_int_equal(lp_pipe_tx_seq(n->c.pipe), tx);   /* nothing sent */
+    assert_int_equal(lp_pipe_tx_seq(n->c.pipe), tx); /* nothing sent */
     assert_null(lp_mux_user(n->c.mux, ids[0]));
     net_free(n);
 }
@@ -1052,34 +1053,35 @@ static void test_mux_flush_sends_control_frames_held_by_a_full_pipe(void **state
     /* Nothing is carried now, so nothing is acknowledged: fill the replay buffer. */
     size_t sent = send_pattern(n->c.mux, a, 0, 1u << 20);
     assert_true(sent > 60000);
-    assert_int_equal(lp_mux_send_reserve(n->c.mux, b, &buf), 0);   /* b waits for room */
+    assert_int_equal(lp_mux_send_reserve(n->c.mux, b, &buf), 0); /* b waits for room */
     memset(target, 't', sizeof(target));
     size_t last = lp_pipe_buffered(n->c.pipe);
     for (int i = 0; i < 200; i++) {
-        assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, target, sizeof(target), NULL, 0,
-                                     &opened[nopened]), LP_OK);
+        assert_int_equal(
+            lp_mux_open(n->c.mux, LP_KIND_TCP, target, sizeof(target), NULL, 0, &opened[nopened]),
+            LP_OK);
         nopened++;
         size_t now_buffered = lp_pipe_buffered(n->c.pipe);
         if (now_buffered == last)
-            break;   /* this OPEN found the slack used up: it is pending */
+            break; /* this OPEN found the slack used up: it is pending */
         last = now_buffered;
     }
     assert_true(nopened < 200);
-    assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, "late:1", 6, NULL, 0,
-                                 &opened[nopened]), LP_OK);
+    assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, "late:1", 6, NULL, 0, &opened[nopened]),
+                     LP_OK);
     nopened++;
     assert_int_equal(lp_mux_shutdown(n->c.mux, a), LP_OK);
     lp_mux_reset(n->c.mux, c, LP_RST_RESET, "reset while full");
-    assert_int_equal(lp_pipe_buffered(n->c.pipe), last);   /* all of that is pending */
+    assert_int_equal(lp_pipe_buffered(n->c.pipe), last); /* all of that is pending */
 
-    pump(n);   /* ACKs come back, ROOM -> lp_mux_flush */
+    pump(n); /* ACKs come back, ROOM -> lp_mux_flush */
     assert_int_equal(n->s.rc, LP_OK);
     uint32_t prev = 0;
     size_t opens = 0;
     for (size_t i = 0; i < n->s.nev; i++) {
         if (n->s.ev[i].type != LP_MUX_EV_OPEN)
             continue;
-        assert_true(n->s.ev[i].id > prev);   /* ids arrive in order */
+        assert_true(n->s.ev[i].id > prev); /* ids arrive in order */
         prev = n->s.ev[i].id;
         opens++;
     }
@@ -1111,10 +1113,10 @@ static void test_mux_reset_of_unsent_open_sends_nothing(void **state)
     size_t last = 0;
     for (int i = 0; i < 200 && lp_pipe_buffered(n->c.pipe) != last; i++) {
         last = lp_pipe_buffered(n->c.pipe);
-        assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, target, sizeof(target), NULL, 0,
-                                     &id), LP_OK);
+        assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, target, sizeof(target), NULL, 0, &id),
+                         LP_OK);
     }
-    lp_mux_reset(n->c.mux, id, LP_RST_RESET, "never mind");   /* its OPEN never went out */
+    lp_mux_reset(n->c.mux, id, LP_RST_RESET, "never mind"); /* its OPEN never went out */
     uint32_t next = 0;
     assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, "x:1", 3, NULL, 0, &next), LP_OK);
     pump(n);
@@ -1123,6 +1125,234 @@ static void test_mux_reset_of_unsent_open_sends_nothing(void **state)
     assert_null(find_event(&n->s, LP_MUX_EV_RST, id));
     assert_non_null(find_event(&n->s, LP_MUX_EV_OPEN, next));
     assert_non_null(find_event(&n->c, LP_MUX_EV_OPEN_OK, next));
+    net_free(n);
+}
+
+/* Opens streams with 1 KiB targets until an OPEN finds the pipe full; returns the count. */
+static size_t open_until_pending(struct end *e, uint32_t *ids, size_t max)
+{
+    char target[LP_FRAME_MAX_TEXT];
+    size_t last = lp_pipe_buffered(e->pipe);
+
+    memset(target, 't', sizeof(target));
+    for (size_t i = 0; i < max; i++) {
+        assert_int_equal(lp_mux_open(e->mux, LP_KIND_TCP, target, sizeof(target), NULL, 0, &ids[i]),
+                         LP_OK);
+        if (lp_pipe_buffered(e->pipe) == last)
+            return i + 1;
+        last = lp_pipe_buffered(e->pipe);
+    }
+    fail_msg("the pipe never filled");
+    return 0;
+}
+
+static void test_mux_control_frames_alone_filling_the_pipe_are_flushed(void **state)
+{
+    (void)state;
+    struct lp_mux_config mc = mux_cfg();
+    struct lp_pipe_config small = PIPE_CFG;
+    uint32_t ids[300];
+
+    small.replay_buffer = 64u * 1024u;
+    mc.max_streams = 1000;
+    struct net *n = net_new_with(&mc, &mc, &small);
+    /* No DATA reserve ever failed here: the mux itself must get the pipe to report ROOM. */
+    size_t count = open_until_pending(&n->c, ids, 300);
+    pump(n);
+    assert_int_equal(n->s.rc, LP_OK);
+    for (size_t i = 0; i < count; i++)
+        assert_non_null(find_event(&n->s, LP_MUX_EV_OPEN, ids[i]));
+    assert_int_equal(lp_mux_stream_count(n->s.mux), count);
+    net_free(n);
+}
+
+static void test_mux_no_data_overtakes_a_pending_open_ok(void **state)
+{
+    (void)state;
+    struct lp_mux_config cc = mux_cfg();
+    struct lp_mux_config sc = mux_cfg();
+    struct lp_pipe_config small = PIPE_CFG;
+    uint32_t ids[200];
+    uint32_t r = 0;
+
+    small.replay_buffer = 64u * 1024u;
+    sc.stream_window = 1u << 20;
+    cc.max_streams = sc.max_streams = 1000;
+    struct net *n = net_new_with(&cc, &sc, &small);
+    uint32_t a = open_stream(n, "a:1");
+    n->c.auto_accept = false;
+    assert_int_equal(lp_mux_open(n->s.mux, LP_KIND_REVERSE, "r:1", 3, NULL, 0, &r), LP_OK);
+    pump(n);
+    assert_non_null(find_event(&n->c, LP_MUX_EV_OPEN, r));
+
+    send_pattern(n->c.mux, a, 0, 1u << 20);
+    open_until_pending(&n->c, ids, 200);
+    size_t full = lp_pipe_buffered(n->c.pipe);
+    assert_int_equal(lp_mux_accept(n->c.mux, r), LP_OK); /* OPEN_OK must wait */
+    assert_int_equal(lp_pipe_buffered(n->c.pipe), full);
+
+    /* ACKs make room, but the glue writes before it handles ROOM. */
+    n->no_flush = true;
+    pump(n);
+    assert_true(lp_pipe_tx_room(n->c.pipe) > 0);
+    assert_int_equal(send_pattern(n->c.mux, r, 0, 1000), 0);
+
+    n->no_flush = false;
+    lp_mux_flush(n->c.mux);
+    end_events(&n->c);
+    assert_int_equal(count_events(&n->c, LP_MUX_EV_WRITABLE, r), 1);
+    assert_int_equal(send_pattern(n->c.mux, r, 0, 1000), 1000);
+    pump(n);
+    assert_non_null(find_event(&n->s, LP_MUX_EV_OPEN_OK, r));
+    assert_null(find_event(&n->s, LP_MUX_EV_RST, r));
+    assert_int_equal(read_pattern(n->s.mux, r, 0, SIZE_MAX), 1000);
+    assert_int_equal(n->s.rc, LP_OK);
+    net_free(n);
+}
+
+static void test_mux_misplaced_open_ok_window_and_fin_reset_the_stream(void **state)
+{
+    (void)state;
+    struct end e;
+    struct lp_mux_config mc = mux_cfg();
+    const char *why;
+    uint32_t a, b, c;
+
+    lone_server(&e, &mc);
+    assert_int_equal(feed_open(e.mux, 1, 65536, &why), LP_OK);
+    assert_int_equal(lp_mux_open(e.mux, LP_KIND_REVERSE, "h:1", 3, NULL, 0, &a), LP_OK);
+    assert_int_equal(lp_mux_open(e.mux, LP_KIND_REVERSE, "h:1", 3, NULL, 0, &b), LP_OK);
+    assert_int_equal(lp_mux_open(e.mux, LP_KIND_REVERSE, "h:1", 3, NULL, 0, &c), LP_OK);
+    end_events(&e);
+    assert_int_equal(feed_u32(e.mux, LP_FT_OPEN_OK, 1, 1000, &why), LP_OK);
+    assert_int_equal(feed_u32(e.mux, LP_FT_WINDOW, a, 1000, &why), LP_OK);
+    assert_int_equal(feed_fin(e.mux, b, &why), LP_OK);
+    assert_int_equal(feed_u32(e.mux, LP_FT_OPEN_OK, c, 1000, &why), LP_OK);
+    assert_int_equal(feed_u32(e.mux, LP_FT_OPEN_OK, c, 1000, &why), LP_OK);
+    end_events(&e);
+    assert_string_equal(find_event(&e, LP_MUX_EV_RST, 1)->text,
+                        "OPEN_OK for a stream the peer opened");
+    assert_string_equal(find_event(&e, LP_MUX_EV_RST, a)->text, "WINDOW before OPEN_OK");
+    assert_string_equal(find_event(&e, LP_MUX_EV_RST, b)->text, "FIN before OPEN_OK");
+    assert_string_equal(find_event(&e, LP_MUX_EV_RST, c)->text, "duplicate OPEN_OK");
+    /* The RST supersedes the OPEN_OK event the glue had not drained yet. */
+    assert_null(find_event(&e, LP_MUX_EV_OPEN_OK, c));
+    assert_int_equal(lp_mux_stream_count(e.mux), 0);
+    end_clear(&e);
+}
+
+static void test_mux_rejects_malformed_and_foreign_frames(void **state)
+{
+    (void)state;
+    struct end e;
+    struct lp_mux_config mc = mux_cfg();
+    const uint8_t short_open[] = {LP_KIND_TCP, 0, 1, 0}; /* window cut short */
+    const uint8_t eight[8] = {0};
+    struct lp_frame f = {
+        .type = LP_FT_OPEN, .stream_id = 1, .payload = short_open, .len = sizeof(short_open)};
+    const char *why = NULL;
+
+    lone_server(&e, &mc);
+    assert_int_equal(lp_mux_recv(e.mux, &f, &why), LP_ERR_PROTOCOL);
+    assert_non_null(why);
+    f = (struct lp_frame){.type = LP_FT_ACK, .payload = eight, .len = 8};
+    assert_int_equal(lp_mux_recv(e.mux, &f, &why), LP_ERR_PROTOCOL);
+    f = (struct lp_frame){
+        .type = LP_FT_DATA, .flags = 1, .stream_id = 1, .payload = eight, .len = 8};
+    assert_int_equal(lp_mux_recv(e.mux, &f, NULL), LP_ERR_PROTOCOL);
+    f = (struct lp_frame){.type = LP_FT_DATA, .stream_id = 0, .payload = eight, .len = 8};
+    assert_int_equal(lp_mux_recv(e.mux, &f, &why), LP_ERR_PROTOCOL);
+    f = (struct lp_frame){.type = LP_FT_WINDOW, .stream_id = 1, .payload = eight, .len = 3};
+    assert_int_equal(lp_mux_recv(e.mux, &f, &why), LP_ERR_PROTOCOL);
+    f = (struct lp_frame){.type = LP_FT_GOODBYE, .payload = eight, .len = 1};
+    assert_int_equal(lp_mux_recv(e.mux, &f, &why), LP_ERR_PROTOCOL);
+    end_events(&e);
+    assert_int_equal(e.nev, 0);
+    end_clear(&e);
+}
+
+static void test_mux_local_calls_on_unknown_or_finished_streams_fail_cleanly(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    uint32_t id = open_stream(n, "h:1");
+    size_t taken = 99;
+    const uint8_t byte = 1;
+
+    assert_int_equal(lp_mux_send(n->c.mux, 77, &byte, 1, &taken), LP_ERR_NOT_FOUND);
+    assert_int_equal(taken, 0);
+    assert_int_equal(lp_mux_accept(n->c.mux, 77), LP_ERR_NOT_FOUND);
+    assert_int_equal(lp_mux_shutdown(n->c.mux, 77), LP_ERR_NOT_FOUND);
+    assert_int_equal(lp_mux_accept(n->c.mux, id), LP_ERR_STATE); /* we opened it */
+    lp_mux_reset(n->c.mux, 77, LP_RST_RESET, "nothing");
+    lp_mux_set_user(n->c.mux, 77, &taken);
+    assert_null(lp_mux_user(n->c.mux, 77));
+    assert_int_equal(lp_mux_recv_buffered(n->c.mux, 77), 0);
+    lp_mux_recv_consumed(n->c.mux, 77, 10);
+    assert_int_equal(lp_mux_shutdown(n->c.mux, id), LP_OK);
+    assert_int_equal(lp_mux_send(n->c.mux, id, &byte, 1, &taken), LP_ERR_CLOSED);
+    uint8_t *buf;
+    assert_int_equal(lp_mux_send_reserve(n->c.mux, id, &buf), 0);
+    lp_mux_send_commit(n->c.mux, id, 1); /* nothing reserved: ignored */
+    pump(n);
+    assert_int_equal(n->s.rc, LP_OK);
+    assert_int_equal(lp_mux_recv_buffered(n->s.mux, id), 0);
+    assert_int_equal(count_events(&n->s, LP_MUX_EV_FIN, id), 1);
+    net_free(n);
+}
+
+static void test_mux_events_of_freed_streams_survive_new_streams(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    uint32_t ids[3];
+    int tags[3];
+    struct lp_mux_event ev;
+
+    for (int i = 0; i < 3; i++) {
+        ids[i] = open_stream(n, "h:1");
+        lp_mux_set_user(n->c.mux, ids[i], &tags[i]);
+    }
+    lp_mux_reset_all(n->c.mux, LP_RST_SESSION_LOST, "lost");
+    assert_true(lp_mux_next_event(n->c.mux, &ev));
+    assert_int_equal(ev.type, LP_MUX_EV_RST);
+    assert_int_equal(ev.id, ids[0]);
+    /* New streams while two RST events wait: their records must not be disturbed. */
+    uint32_t more[20];
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, "h:1", 3, NULL, 0, &more[i]), LP_OK);
+    for (int i = 1; i < 3; i++) {
+        assert_true(lp_mux_next_event(n->c.mux, &ev));
+        assert_int_equal(ev.type, LP_MUX_EV_RST);
+        assert_int_equal(ev.id, ids[i]);
+        assert_ptr_equal(ev.user, &tags[i]);
+        assert_int_equal(ev.text_len, 4);
+        assert_memory_equal(ev.text, "lost", 4);
+    }
+    assert_false(lp_mux_next_event(n->c.mux, &ev));
+    assert_int_equal(lp_mux_stream_count(n->c.mux), 20);
+    net_free(n);
+}
+
+static void test_mux_free_releases_undrained_events_and_pending_frames(void **state)
+{
+    (void)state;
+    struct lp_mux_config mc = mux_cfg();
+    struct lp_pipe_config small = PIPE_CFG;
+    uint32_t ids[200];
+
+    small.replay_buffer = 64u * 1024u;
+    mc.max_streams = 1000;
+    struct net *n = net_new_with(&mc, &mc, &small);
+    uint32_t a = open_stream(n, "a:1");
+    uint32_t b = open_stream(n, "b:1");
+    send_pattern(n->c.mux, a, 0, 1u << 20);
+    open_until_pending(&n->c, ids, 200);
+    lp_mux_reset(n->c.mux, b, LP_RST_RESET, "pending reset"); /* a zombie */
+    lp_mux_goodbye(n->c.mux, LP_GOODBYE_NORMAL, "pending goodbye");
+    assert_int_equal(feed_rst(n->c.mux, a, LP_RST_RESET, "undrained", &(const char *){NULL}),
+                     LP_OK);
+    /* net_free frees the mux with all of that still inside: LeakSanitizer checks. */
     net_free(n);
 }
 
@@ -1165,8 +1395,8 @@ static void test_mux_ignores_bind_frames_for_now(void **state)
     const char *why;
 
     lone_server(&e, &mc);
-    assert_int_equal(feed(e.mux, lp_text_encode(fbuf, sizeof(fbuf), LP_FT_BIND, 1, 0, "0:80", 4),
-                          &why), LP_OK);
+    assert_int_equal(
+        feed(e.mux, lp_text_encode(fbuf, sizeof(fbuf), LP_FT_BIND, 1, 0, "0:80", 4), &why), LP_OK);
     end_events(&e);
     assert_int_equal(e.nev, 0);
     end_clear(&e);
@@ -1205,7 +1435,14 @@ int main(void)
         cmocka_unit_test(test_mux_rst_from_peer_frees_stream_with_reason),
         cmocka_unit_test(test_mux_flush_sends_control_frames_held_by_a_full_pipe),
         cmocka_unit_test(test_mux_reset_of_unsent_open_sends_nothing),
+        cmocka_unit_test(test_mux_control_frames_alone_filling_the_pipe_are_flushed),
+        cmocka_unit_test(test_mux_no_data_overtakes_a_pending_open_ok),
         cmocka_unit_test(test_mux_thousands_of_streams_are_found_by_id),
+        cmocka_unit_test(test_mux_misplaced_open_ok_window_and_fin_reset_the_stream),
+        cmocka_unit_test(test_mux_rejects_malformed_and_foreign_frames),
+        cmocka_unit_test(test_mux_local_calls_on_unknown_or_finished_streams_fail_cleanly),
+        cmocka_unit_test(test_mux_events_of_freed_streams_survive_new_streams),
+        cmocka_unit_test(test_mux_free_releases_undrained_events_and_pending_frames),
         cmocka_unit_test(test_mux_ignores_bind_frames_for_now),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
