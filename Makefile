@@ -115,10 +115,10 @@ fuzz: $(FUZZ_BIN)
 	done
 
 bench: deps all
-	scripts/bench.sh
+	LIMPET_BIN=$(abspath $(BUILD)/limpet) scripts/bench.sh
 
 demo: deps all
-	scripts/demo.sh
+	LIMPET_BIN=$(abspath $(BUILD)/limpet) scripts/demo.sh
 
 lint:
 	@scripts/lint.sh
