@@ -20,21 +20,21 @@
 
 #include "limpet/wire.h"
 
-#define LP_PIPE_CHUNK (256u * 1024u)   /* replay memory is allocated in chunks of this size */
-#define RX_CAP (256u * 1024u)          /* receive buffer per link: many whole frames */
-#define OUT_MAX (64u * 1024u)          /* sequenced bytes handed out per pending_output */
-#define RESERVE_MIN 4096u              /* a reserve smaller than this starts a new chunk */
-#define ROOM_MIN (64u * 1024u)         /* ROOM when this much (or replay_buffer/4) is free */
-#define EVQ_CAP 16u                    /* per link at most LIVE + one terminal event */
-#define SCRATCH_CAP 160u               /* HELLO or WELCOME, or PONG + ACK + PING */
+#define LP_PIPE_CHUNK (256u * 1024u) /* replay memory is allocated in chunks of this size */
+#define RX_CAP (256u * 1024u)        /* receive buffer per link: many whole frames */
+#define OUT_MAX (64u * 1024u)        /* sequenced bytes handed out per pending_output */
+#define RESERVE_MIN 4096u            /* a reserve smaller than this starts a new chunk */
+#define ROOM_MIN (64u * 1024u)       /* ROOM when this much (or replay_buffer/4) is free */
+#define EVQ_CAP 16u                  /* per link at most LIVE + one terminal event */
+#define SCRATCH_CAP 160u             /* HELLO or WELCOME, or PONG + ACK + PING */
 
 /* One piece of replay memory. It starts on a frame boundary and holds whole frames only,
  * so every frame's header can be read in place. */
 struct chunk {
-    struct chunk *next;   /* the next younger chunk; its seq == this seq + len */
-    uint64_t seq;         /* sequence number of data[0] */
+    struct chunk *next; /* the next younger chunk; its seq == this seq + len */
+    uint64_t seq;       /* sequence number of data[0] */
     size_t cap;
-    size_t len;           /* committed bytes, whole frames */
+    size_t len; /* committed bytes, whole frames */
     uint8_t data[];
 };
 
@@ -44,42 +44,42 @@ struct lp_pipe {
     struct lp_pipe_config cfg;
     bool is_client;
     enum lp_pipe_state state;
-    bool was_live;             /* a link has been LIVE once: later ones resume */
+    bool was_live; /* a link has been LIVE once: later ones resume */
     uint64_t gen;
     uint8_t session_id[LP_SESSION_ID_LEN];
     uint8_t token[LP_TOKEN_LEN];
 
     /* transmit: the sequenced stream */
     uint64_t tx_seq;
-    uint64_t acked;            /* every chunk wholly below this is freed */
-    struct chunk *head;        /* oldest chunk */
-    struct chunk *tail;        /* chunk being appended to */
-    struct chunk *spare;       /* one freed LP_PIPE_CHUNK kept against malloc churn */
-    struct chunk *hint;        /* last chunk found by find_chunk (a cache, may be NULL) */
-    size_t reserved;           /* payload bytes promised by the last reserve, 0 = none */
-    bool starved;              /* a reserve found no room: ROOM is owed */
-    uint64_t send_seq;         /* next sequenced byte for the current link */
-    uint64_t frame_end;        /* end of the frame send_seq is in; >= send_seq */
+    uint64_t acked;      /* every chunk wholly below this is freed */
+    struct chunk *head;  /* oldest chunk */
+    struct chunk *tail;  /* chunk being appended to */
+    struct chunk *spare; /* one freed LP_PIPE_CHUNK kept against malloc churn */
+    struct chunk *hint;  /* last chunk found by find_chunk (a cache, may be NULL) */
+    size_t reserved;     /* payload bytes promised by the last reserve, 0 = none */
+    bool starved;        /* a reserve found no room: ROOM is owed */
+    uint64_t send_seq;   /* next sequenced byte for the current link */
+    uint64_t frame_end;  /* end of the frame send_seq is in; >= send_seq */
 
     /* transmit: unsequenced frames, sent whole once started */
     uint8_t scratch[SCRATCH_CAP];
     size_t scratch_len;
     size_t scratch_off;
-    enum out_kind out_kind;    /* what the last pending_output handed out */
-    size_t out_avail;          /* ... and how many of those bytes are not yet reported sent */
+    enum out_kind out_kind; /* what the last pending_output handed out */
+    size_t out_avail;       /* ... and how many of those bytes are not yet reported sent */
     bool pong_owed;
-    uint64_t pong_value;       /* echo of the latest PING */
+    uint64_t pong_value; /* echo of the latest PING */
     bool ack_due;
     bool ping_due;
     uint64_t ping_value;
 
     /* receive */
-    uint8_t *rx;               /* RX_CAP bytes while a link is attached, else NULL */
-    size_t rx_start;           /* first unparsed byte */
-    size_t rx_len;             /* end of received bytes */
+    uint8_t *rx;     /* RX_CAP bytes while a link is attached, else NULL */
+    size_t rx_start; /* first unparsed byte */
+    size_t rx_len;   /* end of received bytes */
     uint64_t rx_seq;
-    uint64_t ack_sent;         /* rx_seq the peer last learned from us (ACK, HELLO, WELCOME) */
-    lp_time first_unacked;     /* when rx_seq first moved past ack_sent */
+    uint64_t ack_sent;     /* rx_seq the peer last learned from us (ACK, HELLO, WELCOME) */
+    lp_time first_unacked; /* when rx_seq first moved past ack_sent */
 
     /* time */
     lp_time connect_time;
@@ -117,6 +117,13 @@ static bool all_zero(const uint8_t *b, size_t n)
     for (size_t i = 0; i < n; i++)
         acc |= b[i];
     return acc == 0;
+}
+
+static void wipe(uint8_t *b, size_t n)
+{
+    volatile uint8_t *v = b; /* volatile: the compiler may not drop stores before free() */
+    for (size_t i = 0; i < n; i++)
+        v[i] = 0;
 }
 
 /* Returns the slot for a new event. ROOM and RTT are coalesced with one already queued, so
@@ -246,7 +253,7 @@ static bool new_chunk(lp_pipe *p, size_t need)
     else
         p->head = c;
     p->tail = c;
-    trim(p);   /* the old tail may already be wholly acknowledged */
+    trim(p); /* the old tail may already be wholly acknowledged */
     return true;
 }
 
@@ -291,7 +298,7 @@ static bool is_frame_boundary(lp_pipe *p, uint64_t seq)
         return false;
     size_t target = (size_t)(seq - c->seq);
     size_t off = 0;
-    while (off < target)   /* frames tile the chunk, each at least a header long */
+    while (off < target) /* frames tile the chunk, each at least a header long */
         off += frame_size_at(c, off);
     return off == target;
 }
@@ -301,13 +308,16 @@ static bool is_frame_boundary(lp_pipe *p, uint64_t seq)
 static bool resume_point_ok(lp_pipe *p, uint64_t seq, const char *who)
 {
     if (seq < p->acked || seq > p->tx_seq) {
-        snprintf(p->why, sizeof(p->why), "%s resumes from %" PRIu64 " but we hold [%" PRIu64
-                 ", %" PRIu64 "]", who, seq, p->acked, p->tx_seq);
+        snprintf(p->why, sizeof(p->why),
+                 "%s resumes from %" PRIu64 " but we hold [%" PRIu64 ", %" PRIu64 "]", who, seq,
+                 p->acked, p->tx_seq);
         return false;
     }
     if (!is_frame_boundary(p, seq)) {
-        snprintf(p->why, sizeof(p->why), "%s resumes from %" PRIu64 ", inside a frame of the [%"
-                 PRIu64 ", %" PRIu64 "] we hold", who, seq, p->acked, p->tx_seq);
+        snprintf(p->why, sizeof(p->why),
+                 "%s resumes from %" PRIu64 ", inside a frame of the [%" PRIu64 ", %" PRIu64
+                 "] we hold",
+                 who, seq, p->acked, p->tx_seq);
         return false;
     }
     return true;
@@ -360,10 +370,10 @@ void lp_pipe_free(lp_pipe *p)
     }
     free(p->spare);
     free(p->rx);
-    /* The token lets anyone resume the session: do not leave it in freed memory. */
-    volatile uint8_t *t = p->token;
-    for (size_t i = 0; i < sizeof(p->token); i++)
-        t[i] = 0;
+    /* The token lets anyone resume the session: do not leave it in freed memory (HELLO and
+     * WELCOME carry it through the scratch buffer too). */
+    wipe(p->token, sizeof(p->token));
+    wipe(p->scratch, sizeof(p->scratch));
     free(p);
 }
 
@@ -374,15 +384,50 @@ void lp_pipe_set_identity(lp_pipe *p, const uint8_t id[LP_SESSION_ID_LEN],
     memcpy(p->token, token, LP_TOKEN_LEN);
 }
 
-const uint8_t *lp_pipe_session_id(const lp_pipe *p) { return p->session_id; }
-const uint8_t *lp_pipe_token(const lp_pipe *p) { return p->token; }
-enum lp_pipe_state lp_pipe_state(const lp_pipe *p) { return p->state; }
-uint64_t lp_pipe_generation(const lp_pipe *p) { return p->gen; }
-uint64_t lp_pipe_tx_seq(const lp_pipe *p) { return p->tx_seq; }
-uint64_t lp_pipe_acked(const lp_pipe *p) { return p->acked; }
-uint64_t lp_pipe_rx_seq(const lp_pipe *p) { return p->rx_seq; }
-size_t lp_pipe_buffered(const lp_pipe *p) { return (size_t)(p->tx_seq - p->acked); }
-lp_time lp_pipe_rtt(const lp_pipe *p) { return p->rtt; }
+const uint8_t *lp_pipe_session_id(const lp_pipe *p)
+{
+    return p->session_id;
+}
+
+const uint8_t *lp_pipe_token(const lp_pipe *p)
+{
+    return p->token;
+}
+
+enum lp_pipe_state lp_pipe_state(const lp_pipe *p)
+{
+    return p->state;
+}
+
+uint64_t lp_pipe_generation(const lp_pipe *p)
+{
+    return p->gen;
+}
+
+uint64_t lp_pipe_tx_seq(const lp_pipe *p)
+{
+    return p->tx_seq;
+}
+
+uint64_t lp_pipe_acked(const lp_pipe *p)
+{
+    return p->acked;
+}
+
+uint64_t lp_pipe_rx_seq(const lp_pipe *p)
+{
+    return p->rx_seq;
+}
+
+size_t lp_pipe_buffered(const lp_pipe *p)
+{
+    return (size_t)(p->tx_seq - p->acked);
+}
+
+lp_time lp_pipe_rtt(const lp_pipe *p)
+{
+    return p->rtt;
+}
 
 /* Test hook, not part of the API: how many replay chunks are allocated (spare excluded). */
 size_t lp_pipe_replay_chunks(const lp_pipe *p);
@@ -403,7 +448,7 @@ static void start_link(lp_pipe *p, lp_time now)
     p->last_rx = now;
     p->last_tx = now;
     p->last_ping = now;
-    p->ack_sent = p->rx_seq;   /* HELLO / WELCOME tell the peer our rx_seq */
+    p->ack_sent = p->rx_seq; /* HELLO / WELCOME tell the peer our rx_seq */
 }
 
 /* The link carries the sequenced stream from the peer's rx_seq on. */
@@ -451,7 +496,7 @@ static void queue_welcome(lp_pipe *p, bool resumed)
         .dead_after_ms = (uint32_t)LP_MIN(p->cfg.dead_after, (lp_time)UINT32_MAX),
     };
     memcpy(w.session_id, p->session_id, LP_SESSION_ID_LEN);
-    if (!resumed)   /* the token travels once, when the session is created */
+    if (!resumed) /* the token travels once, when the session is created */
         memcpy(w.token, p->token, LP_TOKEN_LEN);
     p->scratch_len = lp_welcome_encode(p->scratch, sizeof(p->scratch), &w);
 }
@@ -474,7 +519,7 @@ lp_err lp_pipe_accept(lp_pipe *p, const struct lp_hello *h, lp_time now, uint64_
         return LP_ERR_NOMEM;
     }
     bool resumed = p->was_live;
-    start_link(p, now);   /* a link still attached is replaced: its generation goes stale */
+    start_link(p, now); /* a link still attached is replaced: its generation goes stale */
     queue_welcome(p, resumed);
     go_live(p, h->rx_seq, resumed);
     *gen = p->gen;
@@ -484,7 +529,7 @@ lp_err lp_pipe_accept(lp_pipe *p, const struct lp_hello *h, lp_time now, uint64_
 void lp_pipe_link_down(lp_pipe *p, uint64_t gen)
 {
     if (gen != p->gen)
-        return;   /* a report from a link already replaced */
+        return; /* a report from a link already replaced */
     detach(p);
 }
 
@@ -518,7 +563,7 @@ size_t lp_pipe_reserve(lp_pipe *p, size_t max, uint8_t **buf)
     if (room == 0)
         return 0;
     if (!ensure_tail(p, LP_FRAME_HEADER + LP_MIN(room, (size_t)RESERVE_MIN))) {
-        p->starved = true;   /* out of memory: retry when ACKs free some */
+        p->starved = true; /* out of memory: retry when ACKs free some */
         return 0;
     }
     room = LP_MIN(room, tail_free(p) - LP_FRAME_HEADER);
@@ -531,7 +576,7 @@ void lp_pipe_commit(lp_pipe *p, uint8_t type, uint8_t flags, uint32_t id, size_t
 {
     bool ok = n >= 1 && n <= p->reserved && lp_frame_is_sequenced(type);
 
-    assert(ok);   /* a caller bug: committing what was not reserved */
+    assert(ok); /* a caller bug: committing what was not reserved */
     if (ok) {
         lp_frame_put_header(p->tail->data + p->tail->len, type, flags, (uint16_t)n, id);
         p->tail->len += LP_FRAME_HEADER + n;
@@ -553,7 +598,7 @@ lp_err lp_pipe_send_frame(lp_pipe *p, const uint8_t *frame, size_t len)
         return LP_ERR_INVALID;
     if (buffered > limit || limit - buffered < len)
         return LP_ERR_NOSPACE;
-    p->reserved = 0;   /* a pending reservation would be overwritten */
+    p->reserved = 0; /* a pending reservation would be overwritten */
     if (!ensure_tail(p, len))
         return LP_ERR_NOMEM;
     memcpy(p->tail->data + p->tail->len, frame, len);
@@ -571,7 +616,7 @@ static void build_controls(lp_pipe *p)
 {
     size_t n = 0;
 
-    if (p->pong_owed) {   /* first: the peer measures RTT with it */
+    if (p->pong_owed) { /* first: the peer measures RTT with it */
         n += lp_u64_encode(p->scratch + n, sizeof(p->scratch) - n, LP_FT_PONG, p->pong_value);
         p->pong_owed = false;
     }
@@ -603,7 +648,7 @@ static size_t sequenced_output(lp_pipe *p, const uint8_t **out)
         return 0;
     struct chunk *c = find_chunk(p, p->send_seq);
     if (c == NULL)
-        return 0;   /* unreachable: [acked, tx_seq) is held and acked <= send_seq */
+        return 0; /* unreachable: [acked, tx_seq) is held and acked <= send_seq */
     size_t off = (size_t)(p->send_seq - c->seq);
     size_t n = LP_MIN(c->len - off, (size_t)OUT_MAX);
     if (control_due(p)) {
@@ -623,11 +668,11 @@ size_t lp_pipe_pending_output(lp_pipe *p, const uint8_t **out)
     p->out_avail = 0;
     if (!linked(p))
         return 0;
-    if (p->scratch_off < p->scratch_len)   /* started or queued: goes out whole, first */
+    if (p->scratch_off < p->scratch_len) /* started or queued: goes out whole, first */
         return hand_out(p, OUT_SCRATCH, p->scratch + p->scratch_off,
                         p->scratch_len - p->scratch_off, out);
     if (p->state != LP_PIPE_LIVE)
-        return 0;   /* HANDSHAKE: only HELLO until WELCOME */
+        return 0; /* HANDSHAKE: only HELLO until WELCOME */
     if (control_due(p) && p->send_seq == p->frame_end) {
         build_controls(p);
         return hand_out(p, OUT_SCRATCH, p->scratch, p->scratch_len, out);
@@ -641,7 +686,7 @@ static void advance_frame_end(lp_pipe *p)
     while (p->frame_end < p->send_seq) {
         struct chunk *c = find_chunk(p, p->frame_end);
         if (c == NULL)
-            break;   /* unreachable: sent bytes are held until acknowledged */
+            break; /* unreachable: sent bytes are held until acknowledged */
         p->frame_end += frame_size_at(c, (size_t)(p->frame_end - c->seq));
     }
 }
@@ -672,7 +717,7 @@ size_t lp_pipe_recv_space(lp_pipe *p, uint8_t **buf)
     *buf = NULL;
     if (!linked(p) || p->rx == NULL)
         return 0;
-    if (p->rx_start > 0) {   /* what is left is less than a frame if the caller drained */
+    if (p->rx_start > 0) { /* what is left is less than a frame if the caller drained */
         memmove(p->rx, p->rx + p->rx_start, p->rx_len - p->rx_start);
         p->rx_len -= p->rx_start;
         p->rx_start = 0;
@@ -704,6 +749,22 @@ size_t lp_pipe_recv(lp_pipe *p, const uint8_t *in, size_t len, lp_time now)
     return n;
 }
 
+/* True when v starts a frame (or is tx_seq). Walks forward from acked, always a boundary,
+ * so over a session this costs one step per frame acknowledged. Needs acked <= v <= tx_seq. */
+static bool ack_on_boundary(const lp_pipe *p, uint64_t v)
+{
+    uint64_t pos = p->acked;
+    const struct chunk *c = p->head;
+
+    while (pos < v && c != NULL) {
+        if (pos - c->seq >= c->len)
+            c = c->next; /* pos is at this chunk's end: the next one starts there */
+        else
+            pos += frame_size_at(c, (size_t)(pos - c->seq));
+    }
+    return pos == v;
+}
+
 static void on_ack(lp_pipe *p, uint64_t v)
 {
     /* The peer counts only what reached it, and this link started at send_seq's origin:
@@ -713,13 +774,21 @@ static void on_ack(lp_pipe *p, uint64_t v)
                   p->send_seq);
         return;
     }
+    if (v <= p->acked)
+        return;
+    /* The peer's rx_seq moves by whole frames. A mid-frame acked would also be a resume
+     * point we could never accept, so refuse it here, where the peer is to blame. */
+    if (!ack_on_boundary(p, v)) {
+        link_fail(p, "peer acknowledged %" PRIu64 " bytes, inside a frame", v);
+        return;
+    }
     set_acked(p, v);
 }
 
 static void on_pong(lp_pipe *p, uint64_t echoed, lp_time now)
 {
     if (echoed > now)
-        return;   /* not a time we sent: ignore rather than report nonsense */
+        return; /* not a time we sent: ignore rather than report nonsense */
     p->rtt = now - echoed;
     push_event(p, LP_PIPE_EV_RTT)->rtt = p->rtt;
 }
@@ -740,7 +809,7 @@ static void on_link_frame(lp_pipe *p, const struct lp_frame *f, lp_time now)
     if (f->type == LP_FT_ACK) {
         on_ack(p, v);
     } else if (f->type == LP_FT_PING) {
-        p->pong_owed = true;   /* only the latest is echoed */
+        p->pong_owed = true; /* only the latest is echoed */
         p->pong_value = v;
     } else {
         on_pong(p, v, now);
@@ -806,7 +875,7 @@ static void on_reject(lp_pipe *p, const struct lp_frame *f)
     struct lp_pipe_event *ev = push_event(p, LP_PIPE_EV_REJECTED);
     size_t n = LP_MIN(t.msg_len, sizeof(ev->msg) - 1);
     ev->code = t.code;
-    for (size_t i = 0; i < n; i++)   /* the message goes to logs: no control characters */
+    for (size_t i = 0; i < n; i++) /* the message goes to logs: no control characters */
         ev->msg[i] = (t.msg[i] < 0x20 || t.msg[i] == 0x7f) ? '?' : (char)t.msg[i];
     ev->msg[n] = '\0';
     detach(p);
@@ -856,8 +925,7 @@ bool lp_pipe_next_frame(lp_pipe *p, struct lp_frame *f, lp_time now)
         struct lp_frame fr;
         size_t used = 0;
         const char *why = NULL;
-        lp_err rc = lp_frame_decode(p->rx + p->rx_start, p->rx_len - p->rx_start, &fr, &used,
-                                    &why);
+        lp_err rc = lp_frame_decode(p->rx + p->rx_start, p->rx_len - p->rx_start, &fr, &used, &why);
         if (rc == LP_ERR_TRUNCATED)
             return false;
         if (rc != LP_OK) {
