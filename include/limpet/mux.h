@@ -103,6 +103,14 @@ lp_err lp_mux_send(lp_mux *m, uint32_t id, const uint8_t *data, size_t n, size_t
 /* Inbound bytes buffered for `id`: returns a count, *data borrowed until the next call on
  * the mux. Several calls may be needed to see all of them. */
 size_t lp_mux_recv_peek(lp_mux *m, uint32_t id, const uint8_t **data);
+/* One piece of a stream's inbound bytes, borrowed like lp_mux_recv_peek's. */
+struct lp_mux_span {
+    const uint8_t *data;
+    size_t len;
+};
+/* lp_mux_recv_peek for up to `max` pieces at once, in order (for writev). Returns how many
+ * spans were filled; 0 when nothing is buffered. */
+size_t lp_mux_recv_peekv(lp_mux *m, uint32_t id, struct lp_mux_span *spans, size_t max);
 /* The local end took n bytes: drop them and return their credit to the peer. */
 void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n);
 size_t lp_mux_recv_buffered(const lp_mux *m, uint32_t id);

@@ -1033,6 +1033,24 @@ size_t lp_mux_recv_peek(lp_mux *m, uint32_t id, const uint8_t **data)
     return s->q_head->tail - s->q_head->head;
 }
 
+size_t lp_mux_recv_peekv(lp_mux *m, uint32_t id, struct lp_mux_span *spans, size_t max)
+{
+    struct stream *s = find(m, id);
+    size_t n = 0;
+
+    if (s == NULL)
+        return 0;
+    s->flags &= ~(uint32_t)SF_READABLE_ARMED;
+    for (struct chunk *c = s->q_head; c != NULL && n < max; c = c->next) {
+        if (c->tail == c->head)
+            continue;
+        spans[n].data = c->data + c->head;
+        spans[n].len = c->tail - c->head;
+        n++;
+    }
+    return n;
+}
+
 void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n)
 {
     struct stream *s = find(m, id);

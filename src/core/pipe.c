@@ -22,7 +22,7 @@
 
 #define LP_PIPE_CHUNK (256u * 1024u) /* replay memory is allocated in chunks of this size */
 #define RX_CAP (256u * 1024u)        /* receive buffer per link: many whole frames */
-#define OUT_MAX (64u * 1024u)        /* sequenced bytes handed out per pending_output */
+#define OUT_MAX (256u * 1024u)       /* sequenced bytes handed out per pending_output */
 #define RESERVE_MIN 4096u            /* a reserve smaller than this starts a new chunk */
 #define ROOM_MIN (64u * 1024u)       /* ROOM when this much (or replay_buffer/4) is free */
 #define EVQ_CAP 16u                  /* per link at most LIVE + one terminal event */

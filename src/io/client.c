@@ -133,8 +133,18 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct lp_client *c = LP_CONTAINER_OF(w, struct lp_client, retry);
     (void)loop;
     (void)revents;
-    if (lp_reconnect_start(&c->rc, lp_now(), &c->attempt))
+    lp_time now = lp_now();
+    if (lp_reconnect_start(&c->rc, now, &c->attempt)) {
         start_attempt(c);
+        return;
+    }
+    /* libev measures the delay from its cached loop time, lp_now() from the clock: the
+     * timer can fire a moment before retry_at. Wait out the rest instead of stalling. */
+    if (c->rc.state == LP_RC_WAITING) {
+        lp_time left = c->rc.retry_at > now ? c->rc.retry_at - now : 1;
+        ev_timer_set(&c->retry, (double)left / 1000.0, 0.);
+        ev_timer_start(c->rt->loop, &c->retry);
+    }
 }
 
 /* Asks the reconnect machine for the next attempt; a no-op while one is pending. */

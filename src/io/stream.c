@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "limpet/cli.h"
@@ -17,6 +18,8 @@
 #include "limpet/session.h"
 
 void lp_session_process(struct lp_session *s);
+
+#define PUMP_IOV 16   /* queued chunks written per sendmsg */
 
 enum stream_state {
     ST_DIALING,    /* server: connecting to the target */
@@ -170,23 +173,31 @@ static void pump_up(struct lp_stream *st)
         ev_io_start(s->rt->loop, &st->rio);
 }
 
-/* Tunnel → local socket. Credit returns only for what the socket took. */
+/* Tunnel → local socket. Credit returns only for what the socket took. Queued chunks go
+ * out together in one sendmsg: the syscall, not the copy, is what costs here. */
 static void pump_down(struct lp_stream *st)
 {
     struct lp_session *s = st->s;
+    struct lp_mux_span spans[PUMP_IOV];
+    struct iovec iov[PUMP_IOV];
 
     while (!st->dead) {
-        const uint8_t *data;
-        size_t n = lp_mux_recv_peek(s->mux, st->id, &data);
+        size_t n = lp_mux_recv_peekv(s->mux, st->id, spans, PUMP_IOV), want = 0;
         if (n == 0) {
             ev_io_stop(s->rt->loop, &st->wio);
             return;
         }
-        ssize_t w = send(st->fd, data, n, MSG_NOSIGNAL);
+        for (size_t i = 0; i < n; i++) {
+            iov[i].iov_base = (void *)(uintptr_t)spans[i].data;
+            iov[i].iov_len = spans[i].len;
+            want += spans[i].len;
+        }
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
+        ssize_t w = sendmsg(st->fd, &mh, MSG_NOSIGNAL);
         if (w > 0) {
             lp_mux_recv_consumed(s->mux, st->id, (size_t)w);
             st->down += (uint64_t)w;
-            if ((size_t)w == n)
+            if ((size_t)w == want)
                 continue;
             errno = EAGAIN;
         }

@@ -234,7 +234,7 @@ static void server_in(struct pair *pr, const uint8_t *b, size_t n)
 /* Moves one batch of output across the link in direction dir; returns bytes offered. */
 static size_t move(struct pair *pr, int dir)
 {
-    static uint8_t buf[128u * 1024u];
+    static uint8_t buf[512u * 1024u];   /* more than one pending_output hands out */
     struct side *from = dir == C2S ? &pr->c : &pr->s;
     const uint8_t *out = NULL;
     size_t n = lp_pipe_pending_output(from->p, &out);
