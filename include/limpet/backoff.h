@@ -12,7 +12,7 @@
 struct lp_backoff {
     lp_time initial;
     lp_time max;
-    unsigned attempt;   /* attempts made since the last success */
+    unsigned attempt; /* attempts made since the last success */
 };
 
 void lp_backoff_init(struct lp_backoff *b, lp_time initial, lp_time max);

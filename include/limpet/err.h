@@ -11,23 +11,23 @@
 
 typedef enum lp_err {
     LP_OK = 0,
-    LP_ERR_NOMEM,        /* an allocation failed */
-    LP_ERR_TRUNCATED,    /* input ended before a whole item: wait for more bytes */
-    LP_ERR_MALFORMED,    /* input is not a valid encoding (a reason is given beside it) */
-    LP_ERR_TOO_BIG,      /* a length is beyond its hard cap */
-    LP_ERR_NOSPACE,      /* an output buffer or queue is full: try again later */
-    LP_ERR_STATE,        /* the call is not valid in the object's current state */
-    LP_ERR_PROTOCOL,     /* the peer broke the protocol: drop the link */
-    LP_ERR_SEQ,          /* the peer's sequence number is out of range: the session is lost */
+    LP_ERR_NOMEM,           /* an allocation failed */
+    LP_ERR_TRUNCATED,       /* input ended before a whole item: wait for more bytes */
+    LP_ERR_MALFORMED,       /* input is not a valid encoding (a reason is given beside it) */
+    LP_ERR_TOO_BIG,         /* a length is beyond its hard cap */
+    LP_ERR_NOSPACE,         /* an output buffer or queue is full: try again later */
+    LP_ERR_STATE,           /* the call is not valid in the object's current state */
+    LP_ERR_PROTOCOL,        /* the peer broke the protocol: drop the link */
+    LP_ERR_SEQ,             /* the peer's sequence number is out of range: the session is lost */
     LP_ERR_UNKNOWN_SESSION, /* the peer does not know the session */
-    LP_ERR_VERSION,      /* protocol version mismatch */
-    LP_ERR_REJECTED,     /* the peer refused the handshake */
-    LP_ERR_NOT_FOUND,    /* no such stream, key or item */
-    LP_ERR_CLOSED,       /* the object is closed */
-    LP_ERR_INVALID,      /* an argument or configured value is invalid */
-    LP_ERR_IO,           /* a system call failed (logged with errno where it happened) */
-    LP_ERR_TIMEOUT,      /* a deadline passed */
-    LP_ERR_AUTH,         /* authentication or authorization refused */
+    LP_ERR_VERSION,         /* protocol version mismatch */
+    LP_ERR_REJECTED,        /* the peer refused the handshake */
+    LP_ERR_NOT_FOUND,       /* no such stream, key or item */
+    LP_ERR_CLOSED,          /* the object is closed */
+    LP_ERR_INVALID,         /* an argument or configured value is invalid */
+    LP_ERR_IO,              /* a system call failed (logged with errno where it happened) */
+    LP_ERR_TIMEOUT,         /* a deadline passed */
+    LP_ERR_AUTH,            /* authentication or authorization refused */
 } lp_err;
 
 /* Returns a static, human-readable string for rc. Never NULL. */

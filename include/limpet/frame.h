@@ -25,9 +25,9 @@
 #define LP_FRAME_HEADER 8u
 #define LP_FRAME_MAX_PAYLOAD 16384u
 #define LP_FRAME_MAX (LP_FRAME_HEADER + LP_FRAME_MAX_PAYLOAD)
-#define LP_FRAME_MAX_TEXT 1024u        /* cap on OPEN targets, RST/REJECT/GOODBYE messages */
+#define LP_FRAME_MAX_TEXT 1024u /* cap on OPEN targets, RST/REJECT/GOODBYE messages */
 
-#define LP_PROTO_MAGIC 0x4C4D5054u     /* "LMPT" */
+#define LP_PROTO_MAGIC 0x4C4D5054u /* "LMPT" */
 #define LP_PROTO_VERSION 1u
 #define LP_SESSION_ID_LEN 16u
 #define LP_TOKEN_LEN 32u
@@ -55,28 +55,31 @@ enum lp_frame_type {
 };
 
 /* True for the types counted in the sequenced stream. */
-static inline int lp_frame_is_sequenced(uint8_t type) { return type >= 0x01 && type <= 0x0A; }
+static inline int lp_frame_is_sequenced(uint8_t type)
+{
+    return type >= 0x01 && type <= 0x0A;
+}
 
 enum lp_stream_kind {
-    LP_KIND_TCP = 1,      /* target "host:port" */
-    LP_KIND_STDIO = 2,    /* target "host:port", stdin/stdout at the opener's end */
-    LP_KIND_MCP = 3,      /* target = server name, arg = scope */
-    LP_KIND_REVERSE = 4,  /* a connection accepted on a -R listener; target = bind spec */
+    LP_KIND_TCP = 1,     /* target "host:port" */
+    LP_KIND_STDIO = 2,   /* target "host:port", stdin/stdout at the opener's end */
+    LP_KIND_MCP = 3,     /* target = server name, arg = scope */
+    LP_KIND_REVERSE = 4, /* a connection accepted on a -R listener; target = bind spec */
 };
 
 /* RST codes. Each comes with a message a person can read. */
 enum lp_rst_code {
-    LP_RST_REFUSED = 1,       /* the target refused the connection */
-    LP_RST_UNREACHABLE = 2,   /* no route / host unreachable / DNS failure */
-    LP_RST_NOT_ALLOWED = 3,   /* the peer's policy forbids the target */
-    LP_RST_TIMEOUT = 4,       /* connecting or waiting timed out */
-    LP_RST_RESET = 5,         /* the local connection was reset or failed mid-stream */
-    LP_RST_PROTOCOL = 6,      /* the stream broke the protocol (e.g. DATA beyond the window) */
-    LP_RST_SESSION_LOST = 7,  /* the session ended under the stream */
-    LP_RST_LIMIT = 8,         /* a configured limit was reached */
-    LP_RST_INTERNAL = 9,      /* a local failure (out of memory, ...) */
-    LP_RST_SHUTDOWN = 10,     /* the process is shutting down */
-    LP_RST_BAD_TARGET = 11,   /* the target string is not valid */
+    LP_RST_REFUSED = 1,      /* the target refused the connection */
+    LP_RST_UNREACHABLE = 2,  /* no route / host unreachable / DNS failure */
+    LP_RST_NOT_ALLOWED = 3,  /* the peer's policy forbids the target */
+    LP_RST_TIMEOUT = 4,      /* connecting or waiting timed out */
+    LP_RST_RESET = 5,        /* the local connection was reset or failed mid-stream */
+    LP_RST_PROTOCOL = 6,     /* the stream broke the protocol (e.g. DATA beyond the window) */
+    LP_RST_SESSION_LOST = 7, /* the session ended under the stream */
+    LP_RST_LIMIT = 8,        /* a configured limit was reached */
+    LP_RST_INTERNAL = 9,     /* a local failure (out of memory, ...) */
+    LP_RST_SHUTDOWN = 10,    /* the process is shutting down */
+    LP_RST_BAD_TARGET = 11,  /* the target string is not valid */
 };
 
 /* REJECT codes (handshake). */
@@ -101,8 +104,8 @@ struct lp_frame {
     uint8_t type;
     uint8_t flags;
     uint32_t stream_id;
-    const uint8_t *payload;   /* borrowed: points into the decoded buffer */
-    size_t len;               /* payload length, <= LP_FRAME_MAX_PAYLOAD */
+    const uint8_t *payload; /* borrowed: points into the decoded buffer */
+    size_t len;             /* payload length, <= LP_FRAME_MAX_PAYLOAD */
 };
 
 /* Decodes one header + payload from the front of buf. On LP_OK, *used is the whole frame's
@@ -117,45 +120,45 @@ void lp_frame_put_header(uint8_t *out, uint8_t type, uint8_t flags, uint16_t len
 /* ---- typed payloads ------------------------------------------------------------------- */
 
 struct lp_open {
-    uint8_t kind;              /* enum lp_stream_kind */
-    uint32_t window;           /* initial credit the opener grants for peer->opener data */
-    const uint8_t *target;     /* borrowed; not NUL-terminated */
-    size_t target_len;         /* 1..LP_FRAME_MAX_TEXT */
-    const uint8_t *arg;        /* borrowed; may be empty (MCP scope) */
+    uint8_t kind;          /* enum lp_stream_kind */
+    uint32_t window;       /* initial credit the opener grants for peer->opener data */
+    const uint8_t *target; /* borrowed; not NUL-terminated */
+    size_t target_len;     /* 1..LP_FRAME_MAX_TEXT */
+    const uint8_t *arg;    /* borrowed; may be empty (MCP scope) */
     size_t arg_len;
 };
 
-struct lp_text {               /* RST, REJECT, GOODBYE, BIND_FAIL */
+struct lp_text { /* RST, REJECT, GOODBYE, BIND_FAIL */
     uint16_t code;
-    const uint8_t *msg;        /* borrowed; UTF-8 without NUL; may be empty */
-    size_t msg_len;            /* <= LP_FRAME_MAX_TEXT */
+    const uint8_t *msg; /* borrowed; UTF-8 without NUL; may be empty */
+    size_t msg_len;     /* <= LP_FRAME_MAX_TEXT */
 };
 
 struct lp_hello {
     uint32_t magic;
     uint16_t version;
     uint16_t flags;
-    uint8_t session_id[LP_SESSION_ID_LEN];   /* all zero: a new session */
-    uint8_t token[LP_TOKEN_LEN];             /* zero for a new session */
-    uint64_t rx_seq;                         /* client's rx_seq: where the server replays from */
+    uint8_t session_id[LP_SESSION_ID_LEN]; /* all zero: a new session */
+    uint8_t token[LP_TOKEN_LEN];           /* zero for a new session */
+    uint64_t rx_seq;                       /* client's rx_seq: where the server replays from */
 };
 
-#define LP_WELCOME_RESUMED 0x0001u          /* flags: this WELCOME resumes a session */
+#define LP_WELCOME_RESUMED 0x0001u /* flags: this WELCOME resumes a session */
 
 struct lp_welcome {
     uint16_t version;
     uint16_t flags;
     uint8_t session_id[LP_SESSION_ID_LEN];
-    uint8_t token[LP_TOKEN_LEN];             /* new sessions only; zero on resume */
-    uint64_t rx_seq;                         /* server's rx_seq: where the client replays from */
-    uint32_t heartbeat_ms;                   /* server's heartbeat, for information */
+    uint8_t token[LP_TOKEN_LEN]; /* new sessions only; zero on resume */
+    uint64_t rx_seq;             /* server's rx_seq: where the client replays from */
+    uint32_t heartbeat_ms;       /* server's heartbeat, for information */
     uint32_t dead_after_ms;
 };
 
 /* Each decode takes a frame already accepted by lp_frame_decode of the matching type. */
 lp_err lp_open_decode(const struct lp_frame *f, struct lp_open *o, const char **why);
-lp_err lp_u32_decode(const struct lp_frame *f, uint32_t *v, const char **why);  /* OPEN_OK, WINDOW */
-lp_err lp_u64_decode(const struct lp_frame *f, uint64_t *v, const char **why);  /* ACK, PING, PONG */
+lp_err lp_u32_decode(const struct lp_frame *f, uint32_t *v, const char **why); /* OPEN_OK, WINDOW */
+lp_err lp_u64_decode(const struct lp_frame *f, uint64_t *v, const char **why); /* ACK, PING, PONG */
 lp_err lp_text_decode(const struct lp_frame *f, struct lp_text *t, const char **why);
 lp_err lp_hello_decode(const struct lp_frame *f, struct lp_hello *h, const char **why);
 lp_err lp_welcome_decode(const struct lp_frame *f, struct lp_welcome *w, const char **why);

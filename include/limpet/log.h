@@ -5,9 +5,9 @@
 
 #include "limpet/config.h"
 
-void lp_log_set_level(int level);           /* enum lp_log_level */
+void lp_log_set_level(int level); /* enum lp_log_level */
 int lp_log_level(void);
-void lp_log_set_tag(const char *tag);        /* "server" / "client": borrowed, static */
+void lp_log_set_tag(const char *tag); /* "server" / "client": borrowed, static */
 
 #if defined(__GNUC__)
 #define LP_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -20,7 +20,10 @@ void lp_log(int level, const char *fmt, ...) LP_PRINTF(2, 3);
 #define lp_error(...) lp_log(LP_LOG_ERROR, __VA_ARGS__)
 #define lp_warn(...) lp_log(LP_LOG_WARN, __VA_ARGS__)
 #define lp_info(...) lp_log(LP_LOG_INFO, __VA_ARGS__)
-#define lp_debug(...) \
-    do { if (lp_log_level() >= LP_LOG_DEBUG) lp_log(LP_LOG_DEBUG, __VA_ARGS__); } while (0)
+#define lp_debug(...)                          \
+    do {                                       \
+        if (lp_log_level() >= LP_LOG_DEBUG)    \
+            lp_log(LP_LOG_DEBUG, __VA_ARGS__); \
+    } while (0)
 
 #endif

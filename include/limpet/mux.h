@@ -34,36 +34,36 @@
 #define LP_MUX_MIN_WINDOW (16u * 1024u)
 
 struct lp_mux_config {
-    uint32_t stream_window;  /* window granted per stream when memory allows (256 KiB) */
-    size_t receive_buffer;   /* target cap on the sum of granted windows (16 MiB) */
-    size_t max_streams;      /* OPENs beyond this many live streams are refused (RST LIMIT) */
+    uint32_t stream_window; /* window granted per stream when memory allows (256 KiB) */
+    size_t receive_buffer;  /* target cap on the sum of granted windows (16 MiB) */
+    size_t max_streams;     /* OPENs beyond this many live streams are refused (RST LIMIT) */
 };
 
 enum lp_mux_event_type {
-    LP_MUX_EV_OPEN,      /* the peer opened `id`: kind, text = target, arg. Answer with
+    LP_MUX_EV_OPEN,     /* the peer opened `id`: kind, text = target, arg. Answer with
                             lp_mux_accept or lp_mux_reset. */
-    LP_MUX_EV_OPEN_OK,   /* our OPEN of `id` was accepted: data may flow */
-    LP_MUX_EV_READABLE,  /* `id` has inbound bytes: lp_mux_recv_peek them */
-    LP_MUX_EV_WRITABLE,  /* `id` may send again (credit or replay room came back) */
-    LP_MUX_EV_FIN,       /* the peer finished sending on `id` and every byte was consumed:
+    LP_MUX_EV_OPEN_OK,  /* our OPEN of `id` was accepted: data may flow */
+    LP_MUX_EV_READABLE, /* `id` has inbound bytes: lp_mux_recv_peek them */
+    LP_MUX_EV_WRITABLE, /* `id` may send again (credit or replay room came back) */
+    LP_MUX_EV_FIN,      /* the peer finished sending on `id` and every byte was consumed:
                             shutdown(SHUT_WR) the local socket */
-    LP_MUX_EV_RST,       /* the peer reset `id` (code, text): close the local end; the stream
+    LP_MUX_EV_RST,      /* the peer reset `id` (code, text): close the local end; the stream
                             is already freed */
-    LP_MUX_EV_CLOSED,    /* `id` is done both ways and freed */
-    LP_MUX_EV_GOODBYE,   /* the peer ended the session on purpose (code, text) */
+    LP_MUX_EV_CLOSED,   /* `id` is done both ways and freed */
+    LP_MUX_EV_GOODBYE,  /* the peer ended the session on purpose (code, text) */
 };
 
 struct lp_mux_event {
     enum lp_mux_event_type type;
     uint32_t id;
-    uint8_t kind;           /* OPEN */
-    uint16_t code;          /* RST, GOODBYE */
-    const char *text;       /* OPEN target, RST/GOODBYE message; borrowed until the next
+    uint8_t kind;     /* OPEN */
+    uint16_t code;    /* RST, GOODBYE */
+    const char *text; /* OPEN target, RST/GOODBYE message; borrowed until the next
                                call on the mux; not NUL-terminated */
     size_t text_len;
-    const char *arg;        /* OPEN arg (MCP scope); borrowed likewise */
+    const char *arg; /* OPEN arg (MCP scope); borrowed likewise */
     size_t arg_len;
-    void *user;             /* the stream's user pointer (lp_mux_set_user), if any */
+    void *user; /* the stream's user pointer (lp_mux_set_user), if any */
 };
 
 typedef struct lp_mux lp_mux;
@@ -81,8 +81,8 @@ lp_err lp_mux_recv(lp_mux *m, const struct lp_frame *f, const char **why);
 
 /* Opens a stream (queues OPEN). text/arg are copied. *id is the new stream's id.
  * LP_ERR_TOO_BIG if target or arg exceed LP_FRAME_MAX_TEXT, LP_ERR_NOSPACE at max_streams. */
-lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_len,
-                   const char *arg, size_t arg_len, uint32_t *id);
+lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_len, const char *arg,
+                   size_t arg_len, uint32_t *id);
 /* Accepts a stream the peer opened (queues OPEN_OK). */
 lp_err lp_mux_accept(lp_mux *m, uint32_t id);
 /* Resets a stream (queues RST with code and msg, up to LP_FRAME_MAX_TEXT bytes) and frees
@@ -97,6 +97,10 @@ lp_err lp_mux_shutdown(lp_mux *m, uint32_t id);
 size_t lp_mux_send_reserve(lp_mux *m, uint32_t id, uint8_t **buf);
 /* n (1..reserved) bytes were written into the reserved room: sends them as DATA. */
 void lp_mux_send_commit(lp_mux *m, uint32_t id, size_t n);
+/* The same over several DATA frames at once (for one readv): see lp_pipe_reservev. */
+size_t lp_mux_send_reservev(lp_mux *m, uint32_t id, struct lp_span *spans, size_t nspan,
+                            size_t *count);
+void lp_mux_send_commitv(lp_mux *m, uint32_t id, size_t n);
 /* Copying convenience: sends up to n bytes, *taken says how many. */
 lp_err lp_mux_send(lp_mux *m, uint32_t id, const uint8_t *data, size_t n, size_t *taken);
 

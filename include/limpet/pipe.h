@@ -32,29 +32,29 @@
 #define LP_PIPE_MSG_MAX 256u
 
 struct lp_pipe_config {
-    size_t replay_buffer;    /* cap on tx_seq - acked for DATA, bytes; >= 64 KiB */
-    size_t ack_every;        /* ACK after this many unacknowledged received bytes */
-    lp_time ack_delay;       /* ... or this long after the first unacknowledged byte */
-    lp_time heartbeat;       /* PING after this long with nothing sent (or nothing received) */
-    lp_time dead_after;      /* the link is dead after this long with nothing received;
+    size_t replay_buffer; /* cap on tx_seq - acked for DATA, bytes; >= 64 KiB */
+    size_t ack_every;     /* ACK after this many unacknowledged received bytes */
+    lp_time ack_delay;    /* ... or this long after the first unacknowledged byte */
+    lp_time heartbeat;    /* PING after this long with nothing sent (or nothing received) */
+    lp_time dead_after;   /* the link is dead after this long with nothing received;
                                 also the client's limit on waiting for WELCOME */
 };
 
 enum lp_pipe_state {
-    LP_PIPE_DETACHED,   /* no link */
-    LP_PIPE_HANDSHAKE,  /* client: HELLO queued/sent, waiting for WELCOME or REJECT */
-    LP_PIPE_LIVE,       /* a link is attached and carrying the sequenced stream */
-    LP_PIPE_LOST,       /* the session cannot go on (sequence out of range, REJECT): final */
+    LP_PIPE_DETACHED,  /* no link */
+    LP_PIPE_HANDSHAKE, /* client: HELLO queued/sent, waiting for WELCOME or REJECT */
+    LP_PIPE_LIVE,      /* a link is attached and carrying the sequenced stream */
+    LP_PIPE_LOST,      /* the session cannot go on (sequence out of range, REJECT): final */
 };
 
 enum lp_pipe_event_type {
-    LP_PIPE_EV_LIVE,       /* handshake done on `gen`; `resumed` false for a new session */
-    LP_PIPE_EV_LINK_DOWN,  /* the pipe gave up on link `gen` (dead_after passed, handshake
+    LP_PIPE_EV_LIVE,      /* handshake done on `gen`; `resumed` false for a new session */
+    LP_PIPE_EV_LINK_DOWN, /* the pipe gave up on link `gen` (dead_after passed, handshake
                               timeout, protocol violation): close that socket; msg says why */
-    LP_PIPE_EV_REJECTED,   /* client: the server sent REJECT `code` with `msg` on `gen` */
-    LP_PIPE_EV_LOST,       /* the session is lost; msg says why with both sequence numbers */
-    LP_PIPE_EV_ROOM,       /* the replay buffer was full and has room again */
-    LP_PIPE_EV_RTT,        /* a PONG came back: `rtt` ms */
+    LP_PIPE_EV_REJECTED,  /* client: the server sent REJECT `code` with `msg` on `gen` */
+    LP_PIPE_EV_LOST,      /* the session is lost; msg says why with both sequence numbers */
+    LP_PIPE_EV_ROOM,      /* the replay buffer was full and has room again */
+    LP_PIPE_EV_RTT,       /* a PONG came back: `rtt` ms */
 };
 
 struct lp_pipe_event {
@@ -86,8 +86,8 @@ uint64_t lp_pipe_generation(const lp_pipe *p);
 uint64_t lp_pipe_tx_seq(const lp_pipe *p);
 uint64_t lp_pipe_acked(const lp_pipe *p);
 uint64_t lp_pipe_rx_seq(const lp_pipe *p);
-size_t lp_pipe_buffered(const lp_pipe *p);    /* tx_seq - acked */
-lp_time lp_pipe_rtt(const lp_pipe *p);        /* last RTT sample, 0 if none */
+size_t lp_pipe_buffered(const lp_pipe *p); /* tx_seq - acked */
+lp_time lp_pipe_rtt(const lp_pipe *p);     /* last RTT sample, 0 if none */
 
 /* ---- link lifecycle ---------------------------------------------------------------- */
 
@@ -138,6 +138,12 @@ size_t lp_pipe_tx_room(const lp_pipe *p);
 size_t lp_pipe_reserve(lp_pipe *p, size_t max, uint8_t **buf);
 /* Seals a reserved payload of n (1..reserved) bytes as one sequenced frame. */
 void lp_pipe_commit(lp_pipe *p, uint8_t type, uint8_t flags, uint32_t id, size_t n);
+/* Zero-copy DATA over several frames at once, for one readv: up to `nspan` frames back to
+ * back in one chunk; spans[i] is the payload room of frame i and every span but the last
+ * holds LP_FRAME_MAX_PAYLOAD. Returns the total room (<= max), *count the spans filled. */
+size_t lp_pipe_reservev(lp_pipe *p, size_t max, struct lp_span *spans, size_t nspan, size_t *count);
+/* Seals n (1..reserved) bytes written in order into those spans: ceil(n / 16 KiB) frames. */
+void lp_pipe_commitv(lp_pipe *p, uint8_t type, uint8_t flags, uint32_t id, size_t n);
 /* Appends one whole encoded sequenced frame (copied). LP_ERR_NOSPACE if it does not fit
  * even with the control slack; LP_ERR_INVALID if it is not a whole sequenced frame. */
 lp_err lp_pipe_send_frame(lp_pipe *p, const uint8_t *frame, size_t len);

@@ -19,26 +19,26 @@
 #include "limpet/base.h"
 
 enum lp_reconnect_state {
-    LP_RC_IDLE,        /* no link and nothing scheduled */
-    LP_RC_WAITING,     /* an attempt is scheduled for retry_at */
-    LP_RC_CONNECTING,  /* an attempt is in flight (TCP, then handshake) */
-    LP_RC_LIVE,        /* the link is up */
-    LP_RC_CLOSED,      /* closed: nothing more will start */
-    LP_RC_GAVE_UP,     /* give_up_after passed without a live link */
+    LP_RC_IDLE,       /* no link and nothing scheduled */
+    LP_RC_WAITING,    /* an attempt is scheduled for retry_at */
+    LP_RC_CONNECTING, /* an attempt is in flight (TCP, then handshake) */
+    LP_RC_LIVE,       /* the link is up */
+    LP_RC_CLOSED,     /* closed: nothing more will start */
+    LP_RC_GAVE_UP,    /* give_up_after passed without a live link */
 };
 
 struct lp_reconnect {
     enum lp_reconnect_state state;
     struct lp_backoff bo;
-    lp_time give_up_after;   /* give up when down this long (0: never) */
-    lp_time down_since;      /* when the link was last lost, or the loop began */
-    lp_time retry_at;        /* WAITING: when the attempt may start */
-    uint64_t attempt;        /* id of the current attempt; ids only grow */
-    uint64_t attempts;       /* attempts started, for status */
+    lp_time give_up_after; /* give up when down this long (0: never) */
+    lp_time down_since;    /* when the link was last lost, or the loop began */
+    lp_time retry_at;      /* WAITING: when the attempt may start */
+    uint64_t attempt;      /* id of the current attempt; ids only grow */
+    uint64_t attempts;     /* attempts started, for status */
 };
 
-void lp_reconnect_init(struct lp_reconnect *r, lp_time initial, lp_time max,
-                       lp_time give_up_after, lp_time now);
+void lp_reconnect_init(struct lp_reconnect *r, lp_time initial, lp_time max, lp_time give_up_after,
+                       lp_time now);
 /* From IDLE: schedules the next attempt (the first at once, then full-jitter backoff) and
  * returns when it may start; or gives up. In any other state: returns LP_TIME_NEVER and
  * changes nothing (single flight). */

@@ -24,9 +24,9 @@ struct lp_stream;
 /* Process-wide glue state: deferred writes and deferred frees. */
 struct lp_runtime {
     struct ev_loop *loop;
-    ev_prepare flush;              /* before the loop sleeps: write dirty sessions' output */
-    ev_check reap;                 /* after each wake-up: free what was closed */
-    struct lp_session *dirty;      /* sessions with output or deadlines to refresh */
+    ev_prepare flush;         /* before the loop sleeps: write dirty sessions' output */
+    ev_check reap;            /* after each wake-up: free what was closed */
+    struct lp_session *dirty; /* sessions with output or deadlines to refresh */
     struct lp_session *dead_sessions;
     struct lp_stream *dead_streams;
 };
@@ -48,31 +48,31 @@ struct lp_session_hooks {
 
 struct lp_session {
     struct lp_runtime *rt;
-    const struct lp_config *cfg;            /* borrowed; outlives the session */
+    const struct lp_config *cfg; /* borrowed; outlives the session */
     const struct lp_session_hooks *hooks;
-    void *owner;                            /* the client or server */
+    void *owner; /* the client or server */
     bool is_client;
     lp_pipe *pipe;
     lp_mux *mux;
-    char tag[9];                            /* first 8 hex digits of the id, for logs */
+    char tag[9]; /* first 8 hex digits of the id, for logs */
     /* the link: fd >= 0 only while attached */
     int fd;
-    uint64_t gen;                           /* the pipe generation this fd carries */
-    char peer[64];                          /* the link's peer address, for logs */
+    uint64_t gen;  /* the pipe generation this fd carries */
+    char peer[64]; /* the link's peer address, for logs */
     ev_io rio, wio;
-    ev_timer deadline;                      /* the pipe's next deadline */
-    lp_time armed;                          /* what `deadline` is set to (NEVER: stopped) */
+    ev_timer deadline; /* the pipe's next deadline */
+    lp_time armed;     /* what `deadline` is set to (NEVER: stopped) */
     bool closing;
     bool in_dirty;
     struct lp_session *next_dirty;
     struct lp_session *next_dead;
-    struct lp_stream *streams;              /* local ends, doubly linked */
+    struct lp_stream *streams; /* local ends, doubly linked */
     size_t nstreams;
     /* owner's list linkage and counters for status/logs */
     struct lp_session *prev, *next;
     uint64_t reconnects;
     uint64_t bytes_in, bytes_out;
-    ev_timer ttl;                           /* server: detached-session lifetime */
+    ev_timer ttl; /* server: detached-session lifetime */
 };
 
 lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool is_client,

@@ -12,17 +12,17 @@
 #include <stdint.h>
 
 struct lp_rd {
-    const uint8_t *p;   /* borrowed: the caller's buffer */
-    size_t len;         /* bytes in the buffer */
-    size_t off;         /* next byte to read; off <= len always */
-    bool bad;           /* sticky: a read ran past the end */
+    const uint8_t *p; /* borrowed: the caller's buffer */
+    size_t len;       /* bytes in the buffer */
+    size_t off;       /* next byte to read; off <= len always */
+    bool bad;         /* sticky: a read ran past the end */
 };
 
 struct lp_wr {
-    uint8_t *p;         /* borrowed: the caller's buffer */
-    size_t cap;         /* its size */
-    size_t off;         /* bytes written so far; off <= cap always */
-    bool bad;           /* sticky: a write did not fit (nothing partial was written) */
+    uint8_t *p; /* borrowed: the caller's buffer */
+    size_t cap; /* its size */
+    size_t off; /* bytes written so far; off <= cap always */
+    bool bad;   /* sticky: a write did not fit (nothing partial was written) */
 };
 
 struct lp_rd lp_rd_init(const uint8_t *buf, size_t len);

@@ -119,7 +119,7 @@ void lp_config_defaults(struct lp_config *c)
     c->session.ttl = MINUTE(10);
     c->session.replay_buffer = MIB(8);
     c->session.receive_buffer = MIB(16);
-    c->session.stream_window = KIB(256);
+    c->session.stream_window = MIB(1);
     c->session.ack_every = KIB(64);
     c->session.ack_delay = MS(20);
     c->session.max_streams = 4096;

@@ -79,7 +79,7 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
     sint.data = sterm.data = &a;
     ev_signal_start(loop, &sint);
     ev_signal_start(loop, &sterm);
-    ev_unref(loop);   /* signals alone must not keep the loop running */
+    ev_unref(loop); /* signals alone must not keep the loop running */
     ev_unref(loop);
 
     lp_warn("running with --insecure: no TLS, no authentication; use only on a trusted network");
@@ -124,8 +124,9 @@ int main(int argc, char **argv)
     } else if ((code = load_config(&cli, &cfg)) == EXIT_OK) {
         lp_log_set_tag(cli.cmd == LP_CMD_SERVER ? "server" : "client");
         int level = cfg.log_level + cli.verbosity;
-        lp_log_set_level(level < LP_LOG_ERROR ? LP_LOG_ERROR
-                                              : level > LP_LOG_DEBUG ? LP_LOG_DEBUG : level);
+        lp_log_set_level(level < LP_LOG_ERROR   ? LP_LOG_ERROR
+                         : level > LP_LOG_DEBUG ? LP_LOG_DEBUG
+                                                : level);
         if (!cfg.insecure) {
             fprintf(stderr, "limpet: TLS is not available in this build yet; run with "
                             "--insecure on a trusted network (plain TCP, no authentication)\n");

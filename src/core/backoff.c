@@ -12,10 +12,10 @@ lp_time lp_backoff_next(struct lp_backoff *b, uint32_t rnd)
 {
     unsigned k = b->attempt++;
     if (k == 0)
-        return 0;               /* the first retry goes at once: most drops are short */
+        return 0; /* the first retry goes at once: most drops are short */
     lp_time cap = b->initial;
     for (unsigned i = 1; i < k && cap < b->max; i++)
-        cap *= 2;               /* bounded by the loop: cannot overflow before max */
+        cap *= 2; /* bounded by the loop: cannot overflow before max */
     if (cap > b->max)
         cap = b->max;
     return (lp_time)(((uint64_t)rnd * (cap + 1)) >> 32);

@@ -5,24 +5,42 @@
 const char *lp_strerror(lp_err rc)
 {
     switch (rc) {
-    case LP_OK: return "ok";
-    case LP_ERR_NOMEM: return "out of memory";
-    case LP_ERR_TRUNCATED: return "truncated input";
-    case LP_ERR_MALFORMED: return "malformed input";
-    case LP_ERR_TOO_BIG: return "length beyond limit";
-    case LP_ERR_NOSPACE: return "no space left in buffer";
-    case LP_ERR_STATE: return "invalid in current state";
-    case LP_ERR_PROTOCOL: return "protocol violation";
-    case LP_ERR_SEQ: return "sequence number out of range";
-    case LP_ERR_UNKNOWN_SESSION: return "session unknown to the peer";
-    case LP_ERR_VERSION: return "protocol version mismatch";
-    case LP_ERR_REJECTED: return "rejected by peer";
-    case LP_ERR_NOT_FOUND: return "not found";
-    case LP_ERR_CLOSED: return "closed";
-    case LP_ERR_INVALID: return "invalid argument";
-    case LP_ERR_IO: return "I/O error";
-    case LP_ERR_TIMEOUT: return "timed out";
-    case LP_ERR_AUTH: return "authentication failed";
+    case LP_OK:
+        return "ok";
+    case LP_ERR_NOMEM:
+        return "out of memory";
+    case LP_ERR_TRUNCATED:
+        return "truncated input";
+    case LP_ERR_MALFORMED:
+        return "malformed input";
+    case LP_ERR_TOO_BIG:
+        return "length beyond limit";
+    case LP_ERR_NOSPACE:
+        return "no space left in buffer";
+    case LP_ERR_STATE:
+        return "invalid in current state";
+    case LP_ERR_PROTOCOL:
+        return "protocol violation";
+    case LP_ERR_SEQ:
+        return "sequence number out of range";
+    case LP_ERR_UNKNOWN_SESSION:
+        return "session unknown to the peer";
+    case LP_ERR_VERSION:
+        return "protocol version mismatch";
+    case LP_ERR_REJECTED:
+        return "rejected by peer";
+    case LP_ERR_NOT_FOUND:
+        return "not found";
+    case LP_ERR_CLOSED:
+        return "closed";
+    case LP_ERR_INVALID:
+        return "invalid argument";
+    case LP_ERR_IO:
+        return "I/O error";
+    case LP_ERR_TIMEOUT:
+        return "timed out";
+    case LP_ERR_AUTH:
+        return "authentication failed";
     }
     return "unknown error";
 }

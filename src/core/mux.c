@@ -954,15 +954,16 @@ lp_err lp_mux_shutdown(lp_mux *m, uint32_t id)
 
 /* ---- data --------------------------------------------------------------------------- */
 
-size_t lp_mux_send_reserve(lp_mux *m, uint32_t id, uint8_t **buf)
+size_t lp_mux_send_reservev(lp_mux *m, uint32_t id, struct lp_span *spans, size_t nspan,
+                            size_t *count)
 {
     struct stream *s = find(m, id);
     size_t max, room;
 
-    *buf = NULL;
+    *count = 0;
     m->reserved = 0;
     /* An opener not yet accepted has no credit; its OPEN_OK event is the wake-up. */
-    if (s == NULL || (s->flags & SF_FIN_WANTED) || !(s->flags & SF_ESTABLISHED))
+    if (s == NULL || nspan == 0 || (s->flags & SF_FIN_WANTED) || !(s->flags & SF_ESTABLISHED))
         return 0;
     if (s->pending & PC_OPEN_OK) { /* no DATA may overtake our OPEN_OK */
         list_append(&m->waiting, &s->wait);
@@ -972,18 +973,27 @@ size_t lp_mux_send_reserve(lp_mux *m, uint32_t id, uint8_t **buf)
         s->flags |= SF_BLOCK_CREDIT;
         return 0;
     }
-    max = LP_MIN((size_t)s->send_credit, (size_t)LP_FRAME_MAX_PAYLOAD);
-    if ((room = lp_pipe_reserve(m->pipe, max, buf)) == 0) {
-        *buf = NULL;
+    max = LP_MIN((size_t)s->send_credit, nspan * (size_t)LP_FRAME_MAX_PAYLOAD);
+    if ((room = lp_pipe_reservev(m->pipe, max, spans, nspan, count)) == 0) {
         list_append(&m->waiting, &s->wait);
         return 0;
     }
     m->reserved_id = id;
-    m->reserved = LP_MIN(room, max);
-    return m->reserved;
+    m->reserved = room;
+    return room;
 }
 
-void lp_mux_send_commit(lp_mux *m, uint32_t id, size_t n)
+size_t lp_mux_send_reserve(lp_mux *m, uint32_t id, uint8_t **buf)
+{
+    struct lp_span span = {NULL, 0};
+    size_t count;
+    size_t room = lp_mux_send_reservev(m, id, &span, 1, &count);
+
+    *buf = room ? span.p : NULL;
+    return room;
+}
+
+void lp_mux_send_commitv(lp_mux *m, uint32_t id, size_t n)
 {
     struct stream *s = find(m, id);
 
@@ -993,7 +1003,12 @@ void lp_mux_send_commit(lp_mux *m, uint32_t id, size_t n)
         return;
     m->reserved = 0;
     s->send_credit -= (uint32_t)n;
-    lp_pipe_commit(m->pipe, LP_FT_DATA, 0, id, n);
+    lp_pipe_commitv(m->pipe, LP_FT_DATA, 0, id, n);
+}
+
+void lp_mux_send_commit(lp_mux *m, uint32_t id, size_t n)
+{
+    lp_mux_send_commitv(m, id, n);
 }
 
 lp_err lp_mux_send(lp_mux *m, uint32_t id, const uint8_t *data, size_t n, size_t *taken)

@@ -546,43 +546,72 @@ size_t lp_pipe_tx_room(const lp_pipe *p)
     return used < p->cfg.replay_buffer ? p->cfg.replay_buffer - used : 0;
 }
 
-size_t lp_pipe_reserve(lp_pipe *p, size_t max, uint8_t **buf)
+size_t lp_pipe_reservev(lp_pipe *p, size_t max, struct lp_span *spans, size_t nspan, size_t *count)
 {
-    size_t room = lp_pipe_tx_room(p);
+    size_t budget = lp_pipe_tx_room(p), total = 0, n = 0;
 
-    *buf = NULL;
+    *count = 0;
     p->reserved = 0;
-    /* The header counts against the buffer too, so a committed frame never passes the cap. */
-    room = room > LP_FRAME_HEADER ? room - LP_FRAME_HEADER : 0;
-    room = LP_MIN(room, (size_t)LP_FRAME_MAX_PAYLOAD);
-    if (room == 0) {
+    /* Headers count against the buffer too, so committed frames never pass the cap. */
+    if (budget <= LP_FRAME_HEADER) {
         p->starved = true;
         return 0;
     }
-    room = LP_MIN(room, max);
-    if (room == 0)
+    if (max == 0 || nspan == 0)
         return 0;
-    if (!ensure_tail(p, LP_FRAME_HEADER + LP_MIN(room, (size_t)RESERVE_MIN))) {
+    size_t first = LP_MIN(LP_MIN(budget - LP_FRAME_HEADER, max), (size_t)LP_FRAME_MAX_PAYLOAD);
+    if (!ensure_tail(p, LP_FRAME_HEADER + LP_MIN(first, (size_t)RESERVE_MIN))) {
         p->starved = true; /* out of memory: retry when ACKs free some */
         return 0;
     }
-    room = LP_MIN(room, tail_free(p) - LP_FRAME_HEADER);
-    p->reserved = room;
-    *buf = p->tail->data + p->tail->len + LP_FRAME_HEADER;
+    uint8_t *at = p->tail->data + p->tail->len;
+    size_t space = LP_MIN(tail_free(p), budget);
+    /* Frames back to back: a readv fills them in order, so only the last can be short. */
+    while (n < nspan && total < max && space > LP_FRAME_HEADER) {
+        size_t take =
+            LP_MIN(LP_MIN(space - LP_FRAME_HEADER, (size_t)LP_FRAME_MAX_PAYLOAD), max - total);
+        spans[n].p = at + LP_FRAME_HEADER;
+        spans[n].n = take;
+        n++;
+        total += take;
+        at += LP_FRAME_HEADER + take;
+        space -= LP_FRAME_HEADER + take;
+        if (take < LP_FRAME_MAX_PAYLOAD)
+            break;
+    }
+    p->reserved = total;
+    *count = n;
+    return total;
+}
+
+size_t lp_pipe_reserve(lp_pipe *p, size_t max, uint8_t **buf)
+{
+    struct lp_span span = {NULL, 0};
+    size_t count;
+    size_t room = lp_pipe_reservev(p, max, &span, 1, &count);
+
+    *buf = room ? span.p : NULL;
     return room;
 }
 
-void lp_pipe_commit(lp_pipe *p, uint8_t type, uint8_t flags, uint32_t id, size_t n)
+void lp_pipe_commitv(lp_pipe *p, uint8_t type, uint8_t flags, uint32_t id, size_t n)
 {
     bool ok = n >= 1 && n <= p->reserved && lp_frame_is_sequenced(type);
 
     assert(ok); /* a caller bug: committing what was not reserved */
-    if (ok) {
-        lp_frame_put_header(p->tail->data + p->tail->len, type, flags, (uint16_t)n, id);
-        p->tail->len += LP_FRAME_HEADER + n;
-        p->tx_seq += LP_FRAME_HEADER + n;
+    while (ok && n > 0) {
+        size_t len = LP_MIN(n, (size_t)LP_FRAME_MAX_PAYLOAD);
+        lp_frame_put_header(p->tail->data + p->tail->len, type, flags, (uint16_t)len, id);
+        p->tail->len += LP_FRAME_HEADER + len;
+        p->tx_seq += LP_FRAME_HEADER + len;
+        n -= len;
     }
     p->reserved = 0;
+}
+
+void lp_pipe_commit(lp_pipe *p, uint8_t type, uint8_t flags, uint32_t id, size_t n)
+{
+    lp_pipe_commitv(p, type, flags, id, n);
 }
 
 lp_err lp_pipe_send_frame(lp_pipe *p, const uint8_t *frame, size_t len)

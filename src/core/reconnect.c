@@ -1,8 +1,8 @@
 /* reconnect.c — single-flight reconnect loop. See reconnect.h. */
 #include "limpet/reconnect.h"
 
-void lp_reconnect_init(struct lp_reconnect *r, lp_time initial, lp_time max,
-                       lp_time give_up_after, lp_time now)
+void lp_reconnect_init(struct lp_reconnect *r, lp_time initial, lp_time max, lp_time give_up_after,
+                       lp_time now)
 {
     r->state = LP_RC_IDLE;
     lp_backoff_init(&r->bo, initial, max);
@@ -17,8 +17,7 @@ lp_time lp_reconnect_schedule(struct lp_reconnect *r, lp_time now, uint32_t rnd)
 {
     if (r->state != LP_RC_IDLE)
         return LP_TIME_NEVER;
-    if (r->give_up_after && now >= r->down_since &&
-        now - r->down_since >= r->give_up_after) {
+    if (r->give_up_after && now >= r->down_since && now - r->down_since >= r->give_up_after) {
         r->state = LP_RC_GAVE_UP;
         return LP_TIME_NEVER;
     }
@@ -66,7 +65,7 @@ void lp_reconnect_restart(struct lp_reconnect *r, lp_time now)
     if (r->state == LP_RC_CLOSED || r->state == LP_RC_GAVE_UP)
         return;
     r->state = LP_RC_IDLE;
-    r->attempt++;            /* whatever was in flight belongs to the old session */
+    r->attempt++; /* whatever was in flight belongs to the old session */
     r->retry_at = LP_TIME_NEVER;
     r->down_since = now;
     lp_backoff_reset(&r->bo);
@@ -76,5 +75,5 @@ void lp_reconnect_close(struct lp_reconnect *r)
 {
     r->state = LP_RC_CLOSED;
     r->retry_at = LP_TIME_NEVER;
-    r->attempt++;            /* results of an attempt in flight are now stale */
+    r->attempt++; /* results of an attempt in flight are now stale */
 }

@@ -30,14 +30,14 @@ struct lp_client {
     struct lp_runtime *rt;
     const struct lp_config *cfg;
     struct lp_session *s;
-    struct lp_reconnect rc;      /* single-flight reconnect loop (sans-I/O) */
-    uint64_t attempt;            /* id of the attempt that fd / the handshake belongs to */
+    struct lp_reconnect rc; /* single-flight reconnect loop (sans-I/O) */
+    uint64_t attempt;       /* id of the attempt that fd / the handshake belongs to */
     bool stopped;
-    int fd;                      /* the socket being connected, until the link attaches */
+    int fd; /* the socket being connected, until the link attaches */
     ev_io cio;
-    ev_timer ctimer;             /* one attempt's connect/handshake limit */
-    ev_timer retry;              /* backoff delay */
-    ev_timer bye;                /* stopping: wait for GOODBYE to be written */
+    ev_timer ctimer; /* one attempt's connect/handshake limit */
+    ev_timer retry;  /* backoff delay */
+    ev_timer bye;    /* stopping: wait for GOODBYE to be written */
     lp_time bye_until;
     int exit_code;
     struct listener *ls;
@@ -175,7 +175,7 @@ static void on_link_down(struct lp_session *s, const char *reason)
     struct lp_client *c = s->owner;
     if (c->stopped)
         return;
-    if (ev_is_active(&c->bye)) {   /* stopping: the server closed after our GOODBYE */
+    if (ev_is_active(&c->bye)) { /* stopping: the server closed after our GOODBYE */
         stop_loop(c, 0);
         return;
     }
@@ -245,7 +245,7 @@ static void on_rejected(struct lp_session *s, uint16_t code, const char *msg)
         lp_error("%s", why);
         stop_loop(c, 1);
         return;
-    default:   /* LIMIT, SHUTDOWN: transient */
+    default: /* LIMIT, SHUTDOWN: transient */
         lp_info("sess=%s %s; retrying", s->tag, why);
         lp_reconnect_failed(&c->rc, c->attempt);
         schedule_attempt(c);
@@ -281,7 +281,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
 
-    for (int i = 0; i < 64; i++) {   /* bounded: other watchers get their turn */
+    for (int i = 0; i < 64; i++) { /* bounded: other watchers get their turn */
         int fd = lp_net_accept(l->fd, &peer);
         if (fd < 0) {
             if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)

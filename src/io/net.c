@@ -42,7 +42,7 @@ uint32_t lp_random_u32(void)
 {
     uint32_t v = 0;
     if (lp_random(&v, sizeof(v)) != LP_OK)
-        v = (uint32_t)lp_now() * 2654435761u;   /* jitter only: weak is acceptable */
+        v = (uint32_t)lp_now() * 2654435761u; /* jitter only: weak is acceptable */
     return v;
 }
 
@@ -59,7 +59,7 @@ lp_err lp_net_resolve(const char *host, uint16_t port, struct lp_addr *out, char
     snprintf(portstr, sizeof(portstr), "%u", (unsigned)port);
     int rc = getaddrinfo(host, portstr, &hints, &res);
     if (rc == EAI_ADDRFAMILY || rc == EAI_NONAME) {
-        hints.ai_flags = AI_NUMERICSERV;   /* loopback-only hosts have no "configured" addr */
+        hints.ai_flags = AI_NUMERICSERV; /* loopback-only hosts have no "configured" addr */
         rc = getaddrinfo(host, portstr, &hints, &res);
     }
     if (rc != 0 || res == NULL) {
@@ -191,13 +191,17 @@ void lp_net_close_reset(int fd)
 uint16_t lp_net_rst_code(int err)
 {
     switch (err) {
-    case ECONNREFUSED: return LP_RST_REFUSED;
+    case ECONNREFUSED:
+        return LP_RST_REFUSED;
     case ENETUNREACH:
     case EHOSTUNREACH:
     case EADDRNOTAVAIL:
     case ENETDOWN:
-    case EHOSTDOWN: return LP_RST_UNREACHABLE;
-    case ETIMEDOUT: return LP_RST_TIMEOUT;
-    default: return LP_RST_RESET;
+    case EHOSTDOWN:
+        return LP_RST_UNREACHABLE;
+    case ETIMEDOUT:
+        return LP_RST_TIMEOUT;
+    default:
+        return LP_RST_RESET;
     }
 }

@@ -37,8 +37,8 @@ struct lp_server {
     const struct lp_config *cfg;
     int lfd;
     ev_io lio;
-    struct handshake *hs;          /* connections still in their handshake */
-    struct lp_session *sessions;   /* every session, live or detached */
+    struct handshake *hs;        /* connections still in their handshake */
+    struct lp_session *sessions; /* every session, live or detached */
     size_t nsessions;
 };
 
@@ -207,7 +207,7 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
         return;
     }
     bool had_link = lp_session_attached(s);
-    if (had_link)   /* the newest link wins: the old one is a half-open leftover */
+    if (had_link) /* the newest link wins: the old one is a half-open leftover */
         lp_session_detach(s, "replaced by a new link");
     if (lp_pipe_accept(s->pipe, hello, lp_now(), &gen, &why) != LP_OK) {
         lp_warn("sess=%s lost: %s", s->tag, why);
@@ -217,8 +217,8 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
     }
     ev_timer_stop(s->rt->loop, &s->ttl);
     s->reconnects++;
-    lp_info("sess=%s resumed from %s (generation %llu%s)", s->tag, h->name,
-            (unsigned long long)gen, had_link ? ", replaced a live link" : "");
+    lp_info("sess=%s resumed from %s (generation %llu%s)", s->tag, h->name, (unsigned long long)gen,
+            had_link ? ", replaced a live link" : "");
     int fd = h->fd;
     h->fd = -1;
     lp_session_attach(s, fd, gen, h->name, NULL, 0);
@@ -277,8 +277,8 @@ static void hs_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         /* Read only what the frame needs: the header first, then its payload. */
-        size_t need = h->len < LP_FRAME_HEADER ? LP_FRAME_HEADER
-                                               : LP_FRAME_HEADER + lp_load_u16(h->buf + 2);
+        size_t need =
+            h->len < LP_FRAME_HEADER ? LP_FRAME_HEADER : LP_FRAME_HEADER + lp_load_u16(h->buf + 2);
         if (need > sizeof(h->buf)) {
             hs_drop(h, "handshake frame too large");
             return;
@@ -333,8 +333,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         lp_net_addr_str(&peer, h->name, sizeof(h->name));
         ev_io_init(&h->io, hs_read_cb, fd, EV_READ);
         ev_io_start(srv->rt->loop, &h->io);
-        ev_timer_init(&h->timer, hs_timer_cb,
-                      (double)srv->cfg->limits.handshake_timeout / 1000.0, 0.);
+        ev_timer_init(&h->timer, hs_timer_cb, (double)srv->cfg->limits.handshake_timeout / 1000.0,
+                      0.);
         ev_timer_start(srv->rt->loop, &h->timer);
         h->next = srv->hs;
         if (srv->hs)

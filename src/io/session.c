@@ -68,7 +68,7 @@ void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop)
     rt->loop = loop;
     ev_prepare_init(&rt->flush, runtime_flush_cb);
     ev_prepare_start(loop, &rt->flush);
-    ev_unref(loop);   /* housekeeping watchers must not keep the loop alive */
+    ev_unref(loop); /* housekeeping watchers must not keep the loop alive */
     ev_check_init(&rt->reap, runtime_reap_cb);
     ev_check_start(loop, &rt->reap);
     ev_unref(loop);
@@ -255,7 +255,7 @@ static void flush_output(struct lp_session *s)
             lp_pipe_output_sent(s->pipe, (size_t)w, now);
             if ((size_t)w == n)
                 continue;
-            errno = EAGAIN;   /* a short write means the socket buffer is full */
+            errno = EAGAIN; /* a short write means the socket buffer is full */
         }
         if (w < 0 && errno == EINTR)
             continue;
@@ -424,7 +424,7 @@ void lp_session_close(struct lp_session *s, uint16_t code, const char *msg)
         lp_stream_on_event(s, &ev);
     lp_stream_free_all(s);
     s->closing = true;
-    if (s->in_dirty) {   /* the dirty list must never point at memory the reaper frees */
+    if (s->in_dirty) { /* the dirty list must never point at memory the reaper frees */
         struct lp_session **pp = &s->rt->dirty;
         while (*pp && *pp != s)
             pp = &(*pp)->next_dirty;

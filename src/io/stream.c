@@ -19,12 +19,13 @@
 
 void lp_session_process(struct lp_session *s);
 
-#define PUMP_IOV 16   /* queued chunks written per sendmsg */
+#define PUMP_IOV 16        /* queued chunks written per sendmsg */
+#define PUMP_READ_FRAMES 4 /* DATA frames filled per readv */
 
 enum stream_state {
-    ST_DIALING,    /* server: connecting to the target */
-    ST_OPENING,    /* client: OPEN sent, waiting for OPEN_OK */
-    ST_OPEN,       /* data flows */
+    ST_DIALING, /* server: connecting to the target */
+    ST_OPENING, /* client: OPEN sent, waiting for OPEN_OK */
+    ST_OPEN,    /* data flows */
 };
 
 struct lp_stream {
@@ -32,13 +33,13 @@ struct lp_stream {
     uint32_t id;
     int fd;
     enum stream_state state;
-    bool read_eof;        /* local EOF seen and FIN sent */
-    bool write_shut;      /* peer FIN delivered as shutdown(SHUT_WR) */
+    bool read_eof;   /* local EOF seen and FIN sent */
+    bool write_shut; /* peer FIN delivered as shutdown(SHUT_WR) */
     bool dead;
     ev_io rio, wio;
-    ev_timer timer;       /* dial / open timeout */
+    ev_timer timer; /* dial / open timeout */
     struct lp_stream *prev, *next, *next_dead;
-    uint64_t up, down;    /* bytes local→tunnel, tunnel→local */
+    uint64_t up, down; /* bytes local→tunnel, tunnel→local */
 };
 
 /* ---- lifetime ------------------------------------------------------------------------- */
@@ -139,21 +140,29 @@ static void start_timer(struct lp_stream *st, lp_time ms)
 
 /* ---- data both ways ------------------------------------------------------------------ */
 
-/* Local socket → tunnel, as far as credit and replay room allow. */
+/* Local socket → tunnel, as far as credit and replay room allow: one readv lands straight
+ * in up to PUMP_IOV DATA frames of the replay buffer (no copy, a quarter of the syscalls
+ * of one read per 16 KiB frame). */
 static void pump_up(struct lp_stream *st)
 {
     struct lp_session *s = st->s;
+    struct lp_span spans[PUMP_IOV];
+    struct iovec iov[PUMP_IOV];
 
-    for (int i = 0; i < 16 && !st->read_eof && !st->dead; i++) {
-        uint8_t *buf;
-        size_t room = lp_mux_send_reserve(s->mux, st->id, &buf);
+    for (int i = 0; i < 8 && !st->read_eof && !st->dead; i++) {
+        size_t count;
+        size_t room = lp_mux_send_reservev(s->mux, st->id, spans, PUMP_READ_FRAMES, &count);
         if (room == 0) {
-            ev_io_stop(s->rt->loop, &st->rio);   /* WRITABLE restarts us */
+            ev_io_stop(s->rt->loop, &st->rio); /* WRITABLE restarts us */
             return;
         }
-        ssize_t n = recv(st->fd, buf, room, 0);
+        for (size_t k = 0; k < count; k++) {
+            iov[k].iov_base = spans[k].p;
+            iov[k].iov_len = spans[k].n;
+        }
+        ssize_t n = readv(st->fd, iov, (int)count);
         if (n > 0) {
-            lp_mux_send_commit(s->mux, st->id, (size_t)n);
+            lp_mux_send_commitv(s->mux, st->id, (size_t)n);
             st->up += (uint64_t)n;
             if ((size_t)n < room)
                 break;
@@ -165,7 +174,7 @@ static void pump_up(struct lp_stream *st)
             stream_abort(st, LP_RST_RESET, strerror(errno));
             return;
         }
-        st->read_eof = true;   /* EOF: half-close toward the far end */
+        st->read_eof = true; /* EOF: half-close toward the far end */
         ev_io_stop(s->rt->loop, &st->rio);
         lp_mux_shutdown(s->mux, st->id);
     }
@@ -334,7 +343,7 @@ static void on_peer_fin(struct lp_stream *st)
     if (st->write_shut)
         return;
     st->write_shut = true;
-    shutdown(st->fd, SHUT_WR);   /* faithful half-close: the local app sees EOF */
+    shutdown(st->fd, SHUT_WR); /* faithful half-close: the local app sees EOF */
 }
 
 static void on_rst(struct lp_session *s, struct lp_stream *st, const struct lp_mux_event *ev)
@@ -376,8 +385,8 @@ void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
         on_rst(s, st, ev);
         break;
     case LP_MUX_EV_CLOSED:
-        lp_debug("sess=%s stream=%u closed (up %llu, down %llu bytes)", s->tag,
-                 (unsigned)st->id, (unsigned long long)st->up, (unsigned long long)st->down);
+        lp_debug("sess=%s stream=%u closed (up %llu, down %llu bytes)", s->tag, (unsigned)st->id,
+                 (unsigned long long)st->up, (unsigned long long)st->down);
         stream_end(st, false);
         break;
     case LP_MUX_EV_OPEN:

@@ -36,8 +36,8 @@ static void test_backoff_jitter_spans_zero_to_cap(void **state)
     (void)state;
     lp_backoff_init(&b, 100, 5000);
     lp_backoff_next(&b, 0);
-    assert_int_equal(lp_backoff_next(&b, 0), 0);            /* full jitter reaches zero */
-    assert_int_equal(lp_backoff_next(&b, 1u << 31), 100);   /* half of cap 200 */
+    assert_int_equal(lp_backoff_next(&b, 0), 0);          /* full jitter reaches zero */
+    assert_int_equal(lp_backoff_next(&b, 1u << 31), 100); /* half of cap 200 */
 }
 
 static void test_backoff_reset_starts_over(void **state)

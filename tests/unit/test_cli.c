@@ -455,7 +455,7 @@ static void check_page_basics(const char *text)
         "session.ttl=10m",
         "session.replay_buffer=8MiB",
         "session.receive_buffer=16MiB",
-        "session.stream_window=256KiB",
+        "session.stream_window=1MiB",
         "session.ack_every=64KiB",
         "session.ack_delay=20ms",
         "session.max_streams=4096",

@@ -112,7 +112,7 @@ static const struct key_case {
     {"session.ttl", "1h", 3600000, NULL},
     {"session.replay_buffer", "1MiB", MIB, NULL},
     {"session.receive_buffer", "512KiB", 512 * KIB, NULL},
-    {"session.stream_window", "1MiB", MIB, NULL},
+    {"session.stream_window", "2MiB", 2 * MIB, NULL},
     {"session.ack_every", "2048", 2048, NULL},
     {"session.ack_delay", "5ms", 5, NULL},
     {"session.max_streams", "10", 10, NULL},
@@ -147,7 +147,7 @@ static void check_defaults(const struct lp_config *c)
     assert_int_equal(c->session.ttl, 600000);
     assert_int_equal(c->session.replay_buffer, 8 * MIB);
     assert_int_equal(c->session.receive_buffer, 16 * MIB);
-    assert_int_equal(c->session.stream_window, 256 * KIB);
+    assert_int_equal(c->session.stream_window, 1 * MIB);
     assert_int_equal(c->session.ack_every, 64 * KIB);
     assert_int_equal(c->session.ack_delay, 20);
     assert_int_equal(c->session.max_streams, 4096);

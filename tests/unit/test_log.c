@@ -39,8 +39,8 @@ static void test_log_writes_one_line_with_tag_and_level(void **state)
     size_t n = capture(buf, sizeof(buf), LP_LOG_INFO, "sess=1a2b3c4d resumed");
     assert_true(n > 0);
     assert_non_null(strstr(buf, " server INFO sess=1a2b3c4d resumed\n"));
-    assert_ptr_equal(strchr(buf, '\n'), buf + n - 1);   /* exactly one line */
-    assert_true(buf[4] == '-' && buf[10] == 'T');       /* ISO-8601 time first */
+    assert_ptr_equal(strchr(buf, '\n'), buf + n - 1); /* exactly one line */
+    assert_true(buf[4] == '-' && buf[10] == 'T');     /* ISO-8601 time first */
 }
 
 static void test_log_escapes_newlines_so_an_event_stays_one_line(void **state)

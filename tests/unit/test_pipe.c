@@ -234,7 +234,7 @@ static void server_in(struct pair *pr, const uint8_t *b, size_t n)
 /* Moves one batch of output across the link in direction dir; returns bytes offered. */
 static size_t move(struct pair *pr, int dir)
 {
-    static uint8_t buf[512u * 1024u];   /* more than one pending_output hands out */
+    static uint8_t buf[512u * 1024u]; /* more than one pending_output hands out */
     struct side *from = dir == C2S ? &pr->c : &pr->s;
     const uint8_t *out = NULL;
     size_t n = lp_pipe_pending_output(from->p, &out);
@@ -510,6 +510,77 @@ static void test_pipe_sequenced_frames_arrive_byte_exact_in_order(void **state)
     blob_free(&c2s);
     blob_free(&s2c);
     pair_free(&pr);
+}
+
+/* One readv's worth: n bytes written in order into the spans become full 16 KiB frames and a
+ * short last one; the peer receives exactly those frames. */
+static void reservev_roundtrip(size_t n)
+{
+    struct pair pr;
+    struct blob want;
+    struct lp_span spans[4];
+    size_t count;
+    uint8_t hdr[LP_FRAME_HEADER];
+    struct lp_pipe_config cfg = cfg_default;
+
+    cfg.replay_buffer = 1024u * 1024u;
+    pair_new_cfg(&pr, &cfg);
+    blob_init(&want, WIRE_CAP);
+    size_t room = lp_pipe_reservev(pr.c.p, 4 * LP_FRAME_MAX_PAYLOAD, spans, 4, &count);
+    assert_int_equal(room, 4 * LP_FRAME_MAX_PAYLOAD);
+    assert_int_equal(count, 4);
+    for (size_t k = 0; k < count; k++)
+        assert_int_equal(spans[k].n, LP_FRAME_MAX_PAYLOAD);
+    size_t left = n;
+    for (size_t k = 0; k < count && left > 0; k++) { /* fill like readv: in order */
+        size_t take = left < spans[k].n ? left : spans[k].n;
+        for (size_t i = 0; i < take; i++)
+            spans[k].p[i] = (uint8_t)(k * 31 + i);
+        lp_frame_put_header(hdr, LP_FT_DATA, 0, (uint16_t)take, 7);
+        blob_put(&want, hdr, sizeof(hdr));
+        blob_put(&want, spans[k].p, take);
+        left -= take;
+    }
+    lp_pipe_commitv(pr.c.p, LP_FT_DATA, 0, 7, n);
+    size_t frames = (n + LP_FRAME_MAX_PAYLOAD - 1) / LP_FRAME_MAX_PAYLOAD;
+    assert_int_equal(lp_pipe_tx_seq(pr.c.p), n + frames * LP_FRAME_HEADER);
+    connect_pair(&pr);
+    pump(&pr);
+    assert_blob_equal(&pr.s.got, &want);
+    blob_free(&want);
+    pair_free(&pr);
+}
+
+static void test_pipe_reservev_commits_full_frames_then_a_short_one(void **state)
+{
+    (void)state;
+    reservev_roundtrip(1);
+    reservev_roundtrip(LP_FRAME_MAX_PAYLOAD);
+    reservev_roundtrip(2 * LP_FRAME_MAX_PAYLOAD + 100);
+    reservev_roundtrip(4 * LP_FRAME_MAX_PAYLOAD);
+}
+
+/* Near the cap, the spans shrink so that headers and payloads together never pass it. */
+static void test_pipe_reservev_never_passes_the_replay_cap(void **state)
+{
+    struct lp_pipe_config cfg = cfg_default;
+    struct lp_pipe *p;
+    struct lp_span spans[4];
+    size_t count;
+    uint8_t *buf;
+    (void)state;
+    cfg.replay_buffer = 64u * 1024u;
+    assert_int_equal(lp_pipe_new(&cfg, true, &p), LP_OK);
+    size_t n = lp_pipe_reserve(p, 30000, &buf); /* one frame of 16 KiB at most */
+    lp_pipe_commit(p, LP_FT_DATA, 0, 1, n);
+    size_t room = lp_pipe_reservev(p, SIZE_MAX, spans, 4, &count);
+    size_t headers = count * LP_FRAME_HEADER;
+    assert_true(count >= 2);
+    assert_true(lp_pipe_buffered(p) + room + headers <= cfg.replay_buffer);
+    lp_pipe_commitv(p, LP_FT_DATA, 0, 1, room);
+    assert_true(lp_pipe_buffered(p) <= cfg.replay_buffer);
+    assert_int_equal(lp_pipe_reservev(p, SIZE_MAX, spans, 4, &count), 0); /* full */
+    lp_pipe_free(p);
 }
 
 static void test_pipe_send_frame_refuses_what_is_not_one_sequenced_frame(void **state)
@@ -1284,6 +1355,8 @@ int main(void)
         cmocka_unit_test(test_pipe_resumes_after_cut_at_every_client_to_server_offset),
         cmocka_unit_test(test_pipe_resumes_after_cut_at_every_server_to_client_offset),
         cmocka_unit_test(test_pipe_first_link_cut_at_every_client_offset_still_delivers),
+        cmocka_unit_test(test_pipe_reservev_commits_full_frames_then_a_short_one),
+        cmocka_unit_test(test_pipe_reservev_never_passes_the_replay_cap),
         cmocka_unit_test(test_pipe_acks_free_replay_chunks),
         cmocka_unit_test(test_pipe_full_replay_buffer_stops_reserve_until_acked),
         cmocka_unit_test(test_pipe_accept_refuses_client_ahead_of_tx_seq),

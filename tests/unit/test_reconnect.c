@@ -46,7 +46,7 @@ static void test_reconnect_waits_for_backoff_after_failure(void **state)
     lp_reconnect_failed(&r, a);
     lp_time at = lp_reconnect_schedule(&r, 10, UINT32_MAX);
     assert_int_equal(at, 110);
-    assert_false(lp_reconnect_start(&r, 109, &a));   /* too early */
+    assert_false(lp_reconnect_start(&r, 109, &a)); /* too early */
     assert_true(lp_reconnect_start(&r, 110, &a));
 }
 
@@ -61,7 +61,7 @@ static void test_reconnect_ignores_stale_attempt_results(void **state)
     lp_reconnect_failed(&r, first);
     lp_reconnect_schedule(&r, 0, 0);
     lp_reconnect_start(&r, 0, &second);
-    lp_reconnect_failed(&r, first);       /* a late report from the first attempt */
+    lp_reconnect_failed(&r, first); /* a late report from the first attempt */
     assert_int_equal(r.state, LP_RC_CONNECTING);
     lp_reconnect_live(&r, first);
     assert_int_equal(r.state, LP_RC_CONNECTING);
@@ -78,7 +78,7 @@ static void test_reconnect_close_cancels_attempt_in_flight(void **state)
     lp_reconnect_schedule(&r, 0, 0);
     lp_reconnect_start(&r, 0, &a);
     lp_reconnect_close(&r);
-    lp_reconnect_live(&r, a);             /* the cancelled attempt completes late */
+    lp_reconnect_live(&r, a); /* the cancelled attempt completes late */
     assert_int_equal(r.state, LP_RC_CLOSED);
     assert_int_equal(lp_reconnect_schedule(&r, 1, 0), LP_TIME_NEVER);
 }
