@@ -17,6 +17,7 @@
 #include "limpet/mux.h"
 #include "limpet/net.h"
 #include "limpet/pipe.h"
+#include "limpet/resolve.h"
 
 struct lp_session;
 struct lp_stream;
@@ -29,6 +30,7 @@ struct lp_runtime {
     struct lp_session *dirty; /* sessions with output or deadlines to refresh */
     struct lp_session *dead_sessions;
     struct lp_stream *dead_streams;
+    struct lp_resolver resolver; /* name lookups off the loop thread */
 };
 
 void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop);

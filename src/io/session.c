@@ -72,10 +72,12 @@ void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop)
     ev_check_init(&rt->reap, runtime_reap_cb);
     ev_check_start(loop, &rt->reap);
     ev_unref(loop);
+    lp_resolver_init(&rt->resolver, loop);
 }
 
 void lp_runtime_clear(struct lp_runtime *rt)
 {
+    lp_resolver_clear(&rt->resolver);
     ev_ref(rt->loop);
     ev_prepare_stop(rt->loop, &rt->flush);
     ev_ref(rt->loop);

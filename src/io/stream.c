@@ -23,9 +23,10 @@ void lp_session_process(struct lp_session *s);
 #define PUMP_READ_FRAMES 4 /* DATA frames filled per readv */
 
 enum stream_state {
-    ST_DIALING, /* server: connecting to the target */
-    ST_OPENING, /* client: OPEN sent, waiting for OPEN_OK */
-    ST_OPEN,    /* data flows */
+    ST_RESOLVING, /* server: looking the target's name up */
+    ST_DIALING,   /* server: connecting to the target */
+    ST_OPENING,   /* client: OPEN sent, waiting for OPEN_OK */
+    ST_OPEN,      /* data flows */
 };
 
 struct lp_stream {
@@ -37,7 +38,9 @@ struct lp_stream {
     bool write_shut; /* peer FIN delivered as shutdown(SHUT_WR) */
     bool dead;
     ev_io rio, wio;
-    ev_timer timer; /* dial / open timeout */
+    ev_timer timer;            /* resolve + dial / open timeout */
+    struct lp_resolve *lookup; /* ST_RESOLVING: the lookup in flight */
+    char *target;              /* server, until connected: HOST:PORT as the peer sent it (owned) */
     struct lp_stream *prev, *next, *next_dead;
     uint64_t up, down; /* bytes local→tunnel, tunnel→local */
 };
@@ -68,6 +71,10 @@ static void stream_end(struct lp_stream *st, bool reset)
     ev_io_stop(loop, &st->rio);
     ev_io_stop(loop, &st->wio);
     ev_timer_stop(loop, &st->timer);
+    lp_resolve_cancel(st->lookup);
+    st->lookup = NULL;
+    free(st->target);
+    st->target = NULL;
     if (st->fd >= 0) {
         if (reset)
             lp_net_close_reset(st->fd);
@@ -242,8 +249,8 @@ static void stream_write_cb(struct ev_loop *loop, ev_io *w, int revents)
         ev_io_stop(s->rt->loop, &st->wio);
         ev_timer_stop(s->rt->loop, &st->timer);
         if (err) {
-            char why[160];
-            snprintf(why, sizeof(why), "connect to target failed: %s", strerror(err));
+            char why[LP_FRAME_MAX_TEXT];
+            snprintf(why, sizeof(why), "connect to %s failed: %s", st->target, strerror(err));
             lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, why);
             lp_mux_reset(s->mux, st->id, lp_net_rst_code(err), why);
             stream_end(st, false);
@@ -251,7 +258,9 @@ static void stream_write_cb(struct ev_loop *loop, ev_io *w, int revents)
             st->state = ST_OPEN;
             lp_net_tune_stream(st->fd);
             lp_mux_accept(s->mux, st->id);
-            lp_debug("sess=%s stream=%u connected", s->tag, (unsigned)st->id);
+            lp_debug("sess=%s stream=%u connected to %s", s->tag, (unsigned)st->id, st->target);
+            free(st->target); /* only needed while dialing */
+            st->target = NULL;
             pump_up(st);
         }
     } else {
@@ -267,7 +276,7 @@ static void stream_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     char why[128];
     (void)loop;
     (void)revents;
-    if (st->state == ST_DIALING)
+    if (st->state == ST_RESOLVING || st->state == ST_DIALING)
         snprintf(why, sizeof(why), "connect to target timed out after %llums",
                  (unsigned long long)s->cfg->forward.connect_timeout);
     else
@@ -302,38 +311,67 @@ lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const ch
     return LP_OK;
 }
 
-void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_t target_len)
+/* The target's address is known: start the non-blocking connect. */
+static void dial_resolved(void *user, const struct lp_addr *addr, const char *err)
 {
-    char spec[LP_FRAME_MAX_TEXT + 1], host[LP_ADDR_MAX], err[256];
-    uint16_t port;
-    struct lp_addr addr;
+    struct lp_stream *st = user;
+    struct lp_session *s = st->s;
+    char why[320];
     int fd;
 
-    snprintf(spec, sizeof(spec), "%.*s", (int)target_len, target);
-    if (lp_parse_hostport(spec, host, sizeof(host), &port) != LP_OK) {
-        lp_info("sess=%s stream=%u reset: bad target \"%s\"", s->tag, (unsigned)id, spec);
-        lp_mux_reset(s->mux, id, LP_RST_BAD_TARGET, "target is not HOST:PORT");
+    st->lookup = NULL;
+    if (addr == NULL) {
+        lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, err);
+        lp_mux_reset(s->mux, st->id, LP_RST_UNREACHABLE, err);
+        stream_end(st, false);
+        lp_session_process(s);
         return;
     }
-    if (lp_net_resolve(host, port, &addr, err, sizeof(err)) != LP_OK) {
-        lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)id, err);
-        lp_mux_reset(s->mux, id, LP_RST_UNREACHABLE, err);
+    if (lp_net_connect(addr, &fd, why, sizeof(why)) != LP_OK) {
+        lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, why);
+        lp_mux_reset(s->mux, st->id, lp_net_rst_code(errno), why);
+        stream_end(st, false);
+        lp_session_process(s);
         return;
     }
-    if (lp_net_connect(&addr, &fd, err, sizeof(err)) != LP_OK) {
-        lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)id, err);
-        lp_mux_reset(s->mux, id, lp_net_rst_code(errno), err);
-        return;
-    }
-    struct lp_stream *st = stream_new(s, id, fd, ST_DIALING);
-    if (st == NULL) {
-        close(fd);
+    st->fd = fd;
+    st->state = ST_DIALING;
+    ev_io_set(&st->rio, fd, EV_READ);
+    ev_io_set(&st->wio, fd, EV_WRITE);
+    ev_io_start(s->rt->loop, &st->wio);
+    lp_debug("sess=%s stream=%u dialing %s", s->tag, (unsigned)st->id, st->target);
+}
+
+void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_t target_len)
+{
+    char host[LP_ADDR_MAX];
+    uint16_t port;
+    struct lp_stream *st;
+
+    if (target_len > LP_FRAME_MAX_TEXT)
+        target_len = LP_FRAME_MAX_TEXT;
+    if ((st = stream_new(s, id, -1, ST_RESOLVING)) == NULL) {
         lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
         return;
     }
-    lp_debug("sess=%s stream=%u dialing %s", s->tag, (unsigned)id, spec);
-    ev_io_start(s->rt->loop, &st->wio);
+    if ((st->target = strndup(target, target_len)) == NULL) {
+        lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
+        stream_end(st, false);
+        return;
+    }
+    if (strlen(st->target) != target_len ||
+        lp_parse_hostport(st->target, host, sizeof(host), &port) != LP_OK) {
+        lp_info("sess=%s stream=%u reset: bad target \"%s\"", s->tag, (unsigned)id, st->target);
+        lp_mux_reset(s->mux, id, LP_RST_BAD_TARGET, "target is not HOST:PORT");
+        stream_end(st, false);
+        return;
+    }
+    /* One timer bounds the lookup and the connect together. */
     start_timer(st, s->cfg->forward.connect_timeout);
+    if (lp_resolve_start(&s->rt->resolver, host, port, dial_resolved, st, &st->lookup) != LP_OK) {
+        lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "cannot start a name lookup");
+        stream_end(st, false);
+    }
 }
 
 /* ---- events from the mux ------------------------------------------------------------------ */
