@@ -502,6 +502,42 @@ static void test_mux_withholds_credit_until_consumed(void **state)
     net_free(n);
 }
 
+/* One readv's worth at a time: the spans never add up to more than the stream's credit, and
+ * what is committed arrives in order as if sent frame by frame. */
+static size_t send_pattern_v(lp_mux *m, uint32_t id, size_t from, size_t len, size_t *count)
+{
+    struct lp_span spans[8];
+    size_t room = lp_mux_send_reservev(m, id, spans, 8, count);
+    size_t n = len < room ? len : room, done = 0;
+
+    for (size_t k = 0; k < *count && done < n; k++) {
+        for (size_t i = 0; i < spans[k].n && done < n; i++, done++)
+            spans[k].p[i] = pattern(from + done);
+    }
+    if (n > 0)
+        lp_mux_send_commitv(m, id, n);
+    return room;
+}
+
+static void test_mux_reservev_spans_stay_within_credit(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    uint32_t id = open_stream(n, "h:1");
+    size_t count;
+
+    /* 64 KiB of credit: four full frames. */
+    assert_int_equal(send_pattern_v(n->c.mux, id, 0, 40000, &count), 65536);
+    assert_int_equal(count, 4);
+    /* 40000 taken: 25536 left, as one full frame and a short one. */
+    assert_int_equal(send_pattern_v(n->c.mux, id, 40000, 25536, &count), 25536);
+    assert_int_equal(count, 2);
+    assert_int_equal(send_pattern_v(n->c.mux, id, 65536, 1, &count), 0); /* no credit */
+    pump(n);
+    assert_int_equal(read_pattern(n->s.mux, id, 0, 65536), 65536);
+    net_free(n);
+}
+
 static void test_mux_small_consumption_returns_credit_when_queue_empties(void **state)
 {
     (void)state;
@@ -1410,6 +1446,7 @@ int main(void)
         cmocka_unit_test(test_mux_refused_open_reports_reason_to_opener),
         cmocka_unit_test(test_mux_sender_stops_at_exactly_the_window),
         cmocka_unit_test(test_mux_withholds_credit_until_consumed),
+        cmocka_unit_test(test_mux_reservev_spans_stay_within_credit),
         cmocka_unit_test(test_mux_small_consumption_returns_credit_when_queue_empties),
         cmocka_unit_test(test_mux_slow_stream_does_not_stop_another),
         cmocka_unit_test(test_mux_receive_buffer_shrinks_new_windows),
