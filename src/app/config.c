@@ -1,28 +1,19 @@
-/* config.c — the key table, value parsers, the YAML loader (libyaml events) and -o overrides.
+/* config.c — the key table, value parsers, -o overrides, cross-key checks and help.
  *
  * Everything about a key lives in one row of `keys[]`: its dotted name, type, field, range and
- * help. The loader walks libyaml's event stream (not its document tree) because events carry
- * the line and column of every key and value, which every error message names.
+ * help. The YAML loader (config_yaml.c) reaches the table only through config_internal.h.
  */
 #include "limpet/config.h"
 
-#include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
+#include "config_internal.h"
 #include "limpet/cli.h"
 
-#define CFG_PRINTF(a, b) __attribute__((format(printf, a, b)))
-
-#define KEY_MAX 64u         /* longest dotted path we look at; longer ones are unknown */
-#define VALUE_MAX 512u      /* longest scalar value accepted */
-#define SHOWN_MAX 48u       /* longest excerpt of a bad value quoted back in an error */
-#define FILE_MAX (1u << 20) /* a config file beyond 1MiB is a mistake, not a config */
-#define SECTIONS_MAX 16u    /* distinct sections a file can name (all must be known) */
+#define VALUE_MAX 512u /* longest scalar value accepted */
 
 #define MS(n) ((uint64_t)(n))
 #define SEC(n) (MS(n) * 1000u)
@@ -35,7 +26,7 @@
 
 enum key_type { T_DURATION, T_SIZE, T_COUNT, T_BOOL, T_STRING, T_ADDRESS, T_LOG_LEVEL };
 
-struct key {
+struct cfg_key {
     const char *name; /* dotted path */
     enum key_type type;
     size_t offset;     /* of the field in struct lp_config; its C type follows `type` */
@@ -55,7 +46,7 @@ struct key {
 #define LOG_LEVEL(k, f, h) { k, T_LOG_LEVEL, FIELD(f, int), LP_LOG_ERROR, LP_LOG_DEBUG, h }
 /* clang-format on */
 
-static const struct key keys[] = {
+static const struct cfg_key keys[] = {
     ADDRESS("listen", listen, "server: where to accept tunnels"),
     ADDRESS("server", server, "client: the server to dial"),
     BOOL("insecure", insecure, "plain TCP, no TLS, no authentication (loopback tests only)"),
@@ -93,7 +84,7 @@ static const struct key keys[] = {
     LOG_LEVEL("log.level", log_level, "error, warn, info or debug"),
 };
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
-_Static_assert(KEY_COUNT <= 64, "seen-key bitmap is one uint64_t");
+_Static_assert(KEY_COUNT <= CFG_KEYS_MAX, "the loader's seen-key bitmap is one uint64_t");
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -221,15 +212,14 @@ static void format_number(char *buf, size_t len, enum key_type t, uint64_t v)
 
 /* ---- one value ------------------------------------------------------------------------- */
 
-/* Quotes user text back safely: control bytes escaped, long values cut. */
-static void show(char *buf, size_t len, const char *s, size_t n)
+void cfg_show(char *buf, size_t len, const char *s, size_t n)
 {
     size_t o = 0;
     if (len == 0)
         return;
     for (size_t i = 0; i < n && o + 5 < len; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if (i == SHOWN_MAX) {
+        if (i == CFG_SHOWN_MAX) {
             o += (size_t)snprintf(buf + o, len - o, "...");
             break;
         }
@@ -264,8 +254,8 @@ static const char *type_wants(enum key_type t)
     return "a value";
 }
 
-static lp_err number_problem(const struct key *k, enum num_problem p, const char *shown, char *msg,
-                             size_t len)
+static lp_err number_problem(const struct cfg_key *k, enum num_problem p, const char *shown,
+                             char *msg, size_t len)
 {
     char lim[32];
     const char *hint = "";
@@ -283,7 +273,7 @@ static lp_err number_problem(const struct key *k, enum num_problem p, const char
     return LP_ERR_INVALID;
 }
 
-static lp_err set_number(const struct key *k, const char *text, const char *shown,
+static lp_err set_number(const struct cfg_key *k, const char *text, const char *shown,
                          struct lp_config *c, char *msg, size_t len)
 {
     enum num_problem p;
@@ -315,7 +305,7 @@ static lp_err set_number(const struct key *k, const char *text, const char *show
     return LP_OK;
 }
 
-static lp_err set_word(const struct key *k, const char *text, const char *shown,
+static lp_err set_word(const struct cfg_key *k, const char *text, const char *shown,
                        struct lp_config *c, char *msg, size_t len)
 {
     char *field = (char *)c + k->offset;
@@ -338,7 +328,7 @@ bad:
     return LP_ERR_INVALID;
 }
 
-static lp_err set_text(const struct key *k, const char *text, const char *shown,
+static lp_err set_text(const struct cfg_key *k, const char *text, const char *shown,
                        struct lp_config *c, char *msg, size_t len)
 {
     char host[LP_ADDR_MAX];
@@ -357,15 +347,13 @@ static lp_err set_text(const struct key *k, const char *text, const char *shown,
     return LP_OK;
 }
 
-/* Parses `text` (len bytes, not necessarily terminated) as key k's type and stores it in c.
- * On error writes the problem, without position or key, to msg. */
-static lp_err set_value(const struct key *k, const char *text, size_t n, struct lp_config *c,
-                        char *msg, size_t len)
+lp_err cfg_set_value(const struct cfg_key *k, const char *text, size_t n, struct lp_config *c,
+                     char *msg, size_t len)
 {
     char value[VALUE_MAX];
-    char shown[SHOWN_MAX * 4 + 8];
+    char shown[CFG_SHOWN_BUF];
 
-    show(shown, sizeof(shown), text, n);
+    cfg_show(shown, sizeof(shown), text, n);
     if (n >= sizeof(value)) {
         snprintf(msg, len, "value is too long (%zu bytes)", n);
         return LP_ERR_INVALID;
@@ -393,7 +381,7 @@ static lp_err set_value(const struct key *k, const char *text, size_t n, struct 
 
 /* ---- key names --------------------------------------------------------------------------- */
 
-static const struct key *find_key(const char *path)
+const struct cfg_key *cfg_find_key(const char *path)
 {
     for (size_t i = 0; i < KEY_COUNT; i++)
         if (strcmp(keys[i].name, path) == 0)
@@ -401,8 +389,27 @@ static const struct key *find_key(const char *path)
     return NULL;
 }
 
-/* A section is any proper prefix of a key ending at a dot: "session" for "session.ttl". */
-static bool is_section(const char *path)
+size_t cfg_key_index(const struct cfg_key *k)
+{
+    return (size_t)(k - keys);
+}
+
+const char *cfg_key_name(const struct cfg_key *k)
+{
+    return k->name;
+}
+
+const char *cfg_key_wants(const struct cfg_key *k)
+{
+    return type_wants(k->type);
+}
+
+bool cfg_key_is_address(const struct cfg_key *k)
+{
+    return k->type == T_ADDRESS;
+}
+
+bool cfg_is_section(const char *path)
 {
     size_t n = strlen(path);
     for (size_t i = 0; i < KEY_COUNT; i++)
@@ -421,10 +428,10 @@ static const char *first_in(const char *section)
     return section;
 }
 
-/* Edit distance, for "did you mean". Both lengths are below KEY_MAX. */
+/* Edit distance, for "did you mean". Both lengths are below CFG_KEY_MAX. */
 static size_t distance(const char *a, size_t an, const char *b, size_t bn)
 {
-    size_t row[KEY_MAX + 1];
+    size_t row[CFG_KEY_MAX + 1];
 
     for (size_t j = 0; j <= bn; j++)
         row[j] = j;
@@ -462,7 +469,7 @@ static void suggest(const char *path, char *out, size_t len)
     size_t pn = strlen(path), best = 3;
 
     out[0] = '\0';
-    if (pn >= KEY_MAX)
+    if (pn >= CFG_KEY_MAX)
         return;
     for (size_t i = 0; i < KEY_COUNT; i++) {
         if (strcmp(leaf(keys[i].name), leaf(path)) == 0) {
@@ -484,13 +491,13 @@ static void suggest(const char *path, char *out, size_t len)
     }
 }
 
-static void unknown_key(const char *path, size_t n, char *msg, size_t len)
+void cfg_unknown_key(const char *path, size_t n, char *msg, size_t len)
 {
-    char guess[KEY_MAX];
-    char path0[KEY_MAX];
+    char guess[CFG_KEY_MAX];
+    char path0[CFG_KEY_MAX];
 
-    snprintf(path0, sizeof(path0), "%.*s", (int)LP_MIN(n, KEY_MAX - 1), path);
-    suggest(n < KEY_MAX ? path0 : "", guess, sizeof(guess));
+    snprintf(path0, sizeof(path0), "%.*s", (int)LP_MIN(n, CFG_KEY_MAX - 1), path);
+    suggest(n < CFG_KEY_MAX ? path0 : "", guess, sizeof(guess));
     if (guess[0] != '\0')
         snprintf(msg, len, "unknown key (did you mean %s?)", guess);
     else
@@ -501,35 +508,35 @@ static void unknown_key(const char *path, size_t n, char *msg, size_t len)
 
 lp_err lp_config_set(struct lp_config *c, const char *key_eq_value, char *err, size_t errlen)
 {
-    char msg[LP_CONFIG_ERR_MAX], shown[SHOWN_MAX * 4 + 8], path[KEY_MAX];
+    char msg[LP_CONFIG_ERR_MAX], shown[CFG_SHOWN_BUF], path[CFG_KEY_MAX];
     const char *eq = strchr(key_eq_value, '=');
     size_t kn = eq ? (size_t)(eq - key_eq_value) : strlen(key_eq_value);
-    const struct key *k = NULL;
+    const struct cfg_key *k = NULL;
     struct lp_config work = *c;
 
-    show(shown, sizeof(shown), key_eq_value, kn);
+    cfg_show(shown, sizeof(shown), key_eq_value, kn);
     if (kn < sizeof(path)) {
         memcpy(path, key_eq_value, kn);
         path[kn] = '\0';
-        k = find_key(path);
+        k = cfg_find_key(path);
     }
     if (eq == NULL) {
         snprintf(msg, sizeof(msg), "expected KEY=VALUE, e.g. -o session.heartbeat=2s");
         goto fail;
     }
-    if (k == NULL && kn < sizeof(path) && is_section(path)) {
+    if (k == NULL && kn < sizeof(path) && cfg_is_section(path)) {
         snprintf(msg, sizeof(msg), "is a section, not a key (e.g. %s)", first_in(path));
         goto fail;
     }
     if (k == NULL) {
-        unknown_key(key_eq_value, kn, msg, sizeof(msg));
+        cfg_unknown_key(key_eq_value, kn, msg, sizeof(msg));
         goto fail;
     }
     if (eq[1] == '\0') {
         snprintf(msg, sizeof(msg), "missing value after '='");
         goto fail;
     }
-    if (set_value(k, eq + 1, strlen(eq + 1), &work, msg, sizeof(msg)) != LP_OK)
+    if (cfg_set_value(k, eq + 1, strlen(eq + 1), &work, msg, sizeof(msg)) != LP_OK)
         goto fail;
     *c = work;
     return LP_OK;
@@ -564,319 +571,9 @@ lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen)
     return LP_OK;
 }
 
-/* ---- YAML -------------------------------------------------------------------------------- */
-
-struct loader {
-    yaml_parser_t parser;
-    struct lp_config work; /* copied to the caller only when the whole file is good */
-    const char *name;
-    char *err;
-    size_t errlen;
-    uint64_t seen; /* bit i: keys[i] was set; its line in key_line[i] */
-    size_t key_line[KEY_COUNT];
-    char sections[SECTIONS_MAX][KEY_MAX]; /* sections seen, to refuse a second "session:" */
-    size_t section_line[SECTIONS_MAX];
-    size_t n_sections;
-};
-
-static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
-    CFG_PRINTF(4, 5);
-
-static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
-{
-    char msg[LP_CONFIG_ERR_MAX];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (key != NULL)
-        snprintf(ld->err, ld->errlen, "%s:%zu:%zu: %s: %s", ld->name, m.line + 1, m.column + 1, key,
-                 msg);
-    else
-        snprintf(ld->err, ld->errlen, "%s:%zu:%zu: %s", ld->name, m.line + 1, m.column + 1, msg);
-    return LP_ERR_INVALID;
-}
-
-static lp_err next_event(struct loader *ld, yaml_event_t *ev)
-{
-    yaml_parser_t *p = &ld->parser;
-
-    if (yaml_parser_parse(p, ev))
-        return LP_OK;
-    memset(ev, 0, sizeof(*ev)); /* so the caller's yaml_event_delete is harmless */
-    if (p->error == YAML_READER_ERROR) {
-        snprintf(ld->err, ld->errlen, "%s: byte %zu: %s", ld->name, p->problem_offset,
-                 p->problem ? p->problem : "unreadable input");
-        return LP_ERR_INVALID;
-    }
-    if (p->error == YAML_MEMORY_ERROR) {
-        snprintf(ld->err, ld->errlen, "%s: out of memory", ld->name);
-        return LP_ERR_NOMEM;
-    }
-    if (p->context != NULL)
-        return fail_at(ld, p->problem_mark, NULL, "syntax error: %s (%s at line %zu)",
-                       p->problem ? p->problem : "invalid YAML", p->context,
-                       p->context_mark.line + 1);
-    return fail_at(ld, p->problem_mark, NULL, "syntax error: %s",
-                   p->problem ? p->problem : "invalid YAML");
-}
-
-/* Plain `~`, `null` or nothing at all: YAML's null, which no key accepts as a value. */
-static bool is_null(const yaml_event_t *ev)
-{
-    const char *v = (const char *)ev->data.scalar.value;
-    size_t n = ev->data.scalar.length;
-
-    if (ev->type != YAML_SCALAR_EVENT || ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return false;
-    return n == 0 || (n == 1 && v[0] == '~') ||
-           (n == 4 &&
-            (memcmp(v, "null", 4) == 0 || memcmp(v, "Null", 4) == 0 || memcmp(v, "NULL", 4) == 0));
-}
-
-static const char *event_kind(yaml_event_type_t t)
-{
-    switch (t) {
-    case YAML_MAPPING_START_EVENT:
-        return "a mapping";
-    case YAML_SEQUENCE_START_EVENT:
-        return "a list";
-    case YAML_ALIAS_EVENT:
-        return "an alias (aliases are not supported)";
-    case YAML_SCALAR_EVENT:
-        return "a single value";
-    default:
-        return "something else";
-    }
-}
-
-static lp_err load_mapping(struct loader *ld, const char *prefix);
-
-static lp_err load_leaf(struct loader *ld, const struct key *k, yaml_mark_t kmark)
-{
-    yaml_event_t ev;
-    char msg[LP_CONFIG_ERR_MAX];
-    size_t i = (size_t)(k - keys);
-    lp_err rc;
-
-    if (ld->seen & ((uint64_t)1 << i))
-        return fail_at(ld, kmark, k->name, "duplicate key (first set on line %zu)",
-                       ld->key_line[i]);
-    ld->seen |= (uint64_t)1 << i;
-    ld->key_line[i] = kmark.line + 1;
-    if ((rc = next_event(ld, &ev)) != LP_OK)
-        return rc;
-    if (ev.type != YAML_SCALAR_EVENT) {
-        rc = fail_at(ld, ev.start_mark, k->name, "expected %s, got %s%s", type_wants(k->type),
-                     event_kind(ev.type),
-                     k->type == T_ADDRESS && ev.type == YAML_SEQUENCE_START_EVENT
-                         ? " (quote IPv6 addresses: \"[::1]:7070\")"
-                         : "");
-    } else if (is_null(&ev)) {
-        rc =
-            fail_at(ld, ev.start_mark, k->name, "missing value (expected %s)", type_wants(k->type));
-    } else if (set_value(k, (const char *)ev.data.scalar.value, ev.data.scalar.length, &ld->work,
-                         msg, sizeof(msg)) != LP_OK) {
-        rc = fail_at(ld, ev.start_mark, k->name, "%s", msg);
-    }
-    yaml_event_delete(&ev);
-    return rc;
-}
-
-static lp_err load_section(struct loader *ld, const char *path, yaml_mark_t kmark)
-{
-    yaml_event_t ev;
-    lp_err rc = LP_OK;
-
-    for (size_t i = 0; i < ld->n_sections; i++)
-        if (strcmp(ld->sections[i], path) == 0)
-            return fail_at(ld, kmark, path, "duplicate key (first set on line %zu)",
-                           ld->section_line[i]);
-    if (ld->n_sections == SECTIONS_MAX) /* only if the key table grows past SECTIONS_MAX */
-        return fail_at(ld, kmark, path, "too many sections");
-    snprintf(ld->sections[ld->n_sections], KEY_MAX, "%s", path);
-    ld->section_line[ld->n_sections++] = kmark.line + 1;
-    if ((rc = next_event(ld, &ev)) != LP_OK)
-        return rc;
-    if (ev.type == YAML_MAPPING_START_EVENT)
-        rc = load_mapping(ld, path);
-    else if (!is_null(&ev)) /* "session:" with every key commented out is fine */
-        rc = fail_at(ld, ev.start_mark, path, "expected a mapping of %s.* keys, got %s", path,
-                     event_kind(ev.type));
-    yaml_event_delete(&ev);
-    return rc;
-}
-
-/* One "key: value" pair whose key event has been read (and is passed in). */
-static lp_err load_pair(struct loader *ld, const char *prefix, const yaml_event_t *kev)
-{
-    char path[KEY_MAX], shown[SHOWN_MAX * 4 + 8], msg[LP_CONFIG_ERR_MAX];
-    const char *name = (const char *)kev->data.scalar.value;
-    size_t n = kev->data.scalar.length, pn = strlen(prefix);
-    const struct key *k = NULL;
-    int w = -1;
-
-    if (memchr(name, '\0', n) == NULL && n < sizeof(path))
-        w = snprintf(path, sizeof(path), "%s%s%.*s", prefix, pn ? "." : "", (int)n, name);
-    if (w >= 0 && (size_t)w < sizeof(path)) {
-        if ((k = find_key(path)) != NULL)
-            return load_leaf(ld, k, kev->start_mark);
-        if (is_section(path))
-            return load_section(ld, path, kev->start_mark);
-        unknown_key(path, strlen(path), msg, sizeof(msg));
-        show(shown, sizeof(shown), path, strlen(path));
-    } else {
-        snprintf(msg, sizeof(msg), "unknown key");
-        show(shown, sizeof(shown), name, n);
-    }
-    return fail_at(ld, kev->start_mark, shown, "%s", msg);
-}
-
-/* Reads pairs up to the mapping's end. Terminates: every pair either fails or marks a
- * distinct known key or section as seen, so a mapping holds at most KEY_COUNT pairs. */
-static lp_err load_mapping(struct loader *ld, const char *prefix)
-{
-    for (;;) {
-        yaml_event_t kev;
-        lp_err rc = next_event(ld, &kev);
-
-        if (rc != LP_OK)
-            return rc;
-        if (kev.type == YAML_MAPPING_END_EVENT) {
-            yaml_event_delete(&kev);
-            return LP_OK;
-        }
-        if (kev.type != YAML_SCALAR_EVENT)
-            rc = fail_at(ld, kev.start_mark, prefix[0] ? prefix : NULL,
-                         "a key must be a plain word, got %s", event_kind(kev.type));
-        else
-            rc = load_pair(ld, prefix, &kev);
-        yaml_event_delete(&kev);
-        if (rc != LP_OK)
-            return rc;
-    }
-}
-
-/* The document's root: a mapping, or nothing at all (an empty or all-comment file). */
-static lp_err load_root(struct loader *ld)
-{
-    yaml_event_t ev;
-    lp_err rc;
-
-    if ((rc = next_event(ld, &ev)) != LP_OK)
-        return rc;
-    if (ev.type == YAML_MAPPING_START_EVENT)
-        rc = load_mapping(ld, "");
-    else if (!is_null(&ev))
-        rc = fail_at(ld, ev.start_mark, NULL,
-                     "expected a mapping of keys (such as "
-                     "\"listen: 0.0.0.0:7070\") at the top, got %s",
-                     event_kind(ev.type));
-    yaml_event_delete(&ev);
-    return rc;
-}
-
-/* STREAM-START, at most one DOCUMENT (root, DOCUMENT-END), STREAM-END. */
-static lp_err load_stream(struct loader *ld)
-{
-    yaml_event_t ev;
-    lp_err rc = LP_OK;
-    int docs = 0;
-
-    for (int step = 0; step < 8 && rc == LP_OK; step++) {
-        if ((rc = next_event(ld, &ev)) != LP_OK)
-            return rc;
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            yaml_event_delete(&ev);
-            return LP_OK;
-        case YAML_DOCUMENT_START_EVENT:
-            if (docs++ > 0)
-                rc = fail_at(ld, ev.start_mark, NULL, "only one YAML document is allowed");
-            else
-                rc = load_root(ld);
-            break;
-        default: /* STREAM-START, DOCUMENT-END */
-            break;
-        }
-        yaml_event_delete(&ev);
-    }
-    if (rc == LP_OK) /* libyaml emits STREAM-END long before this; kept for the bound */
-        rc = fail_at(ld, ld->parser.mark, NULL, "unexpected YAML structure");
-    return rc;
-}
-
-lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *yaml, size_t len,
-                             char *err, size_t errlen)
-{
-    struct loader *ld;
-    char dummy[1];
-    lp_err rc;
-
-    if (err == NULL || errlen == 0) {
-        err = dummy;
-        errlen = sizeof(dummy);
-    }
-    if (len > FILE_MAX) {
-        snprintf(err, errlen, "%s: larger than %u bytes: not a config file", name, FILE_MAX);
-        return LP_ERR_INVALID;
-    }
-    /* The loader is ~2KiB of bookkeeping: heap, not stack, as this may run deep in main. */
-    if ((ld = calloc(1, sizeof(*ld))) == NULL) {
-        snprintf(err, errlen, "%s: out of memory", name);
-        return LP_ERR_NOMEM;
-    }
-    ld->work = *c;
-    ld->name = name;
-    ld->err = err;
-    ld->errlen = errlen;
-    if (!yaml_parser_initialize(&ld->parser)) {
-        snprintf(err, errlen, "%s: out of memory", name);
-        free(ld);
-        return LP_ERR_NOMEM;
-    }
-    yaml_parser_set_input_string(&ld->parser, (const unsigned char *)yaml, len);
-    rc = load_stream(ld);
-    if (rc == LP_OK)
-        *c = ld->work;
-    yaml_parser_delete(&ld->parser);
-    free(ld);
-    return rc;
-}
-
-lp_err lp_config_load_file(struct lp_config *c, const char *path, char *err, size_t errlen)
-{
-    char *buf = NULL;
-    size_t n = 0;
-    lp_err rc = LP_ERR_INVALID;
-    FILE *f = fopen(path, "rb");
-
-    if (f == NULL) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return LP_ERR_INVALID;
-    }
-    if ((buf = malloc(FILE_MAX + 1)) == NULL) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        rc = LP_ERR_NOMEM;
-        goto out;
-    }
-    /* Read one byte past the cap so an oversized file is refused rather than cut. */
-    n = fread(buf, 1, FILE_MAX + 1, f);
-    if (ferror(f)) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    rc = lp_config_load_string(c, path, buf, n, err, errlen);
-out:
-    free(buf);
-    fclose(f);
-    return rc;
-}
-
 /* ---- help -------------------------------------------------------------------------------- */
 
-static void format_value(char *buf, size_t len, const struct key *k, const struct lp_config *c)
+static void format_value(char *buf, size_t len, const struct cfg_key *k, const struct lp_config *c)
 {
     const char *field = (const char *)c + k->offset;
     lp_time t;
@@ -916,8 +613,8 @@ void lp_config_print_keys(FILE *f, const char *indent)
 
     lp_config_defaults(&d);
     for (size_t i = 0; i < KEY_COUNT; i++) {
-        const struct key *k = &keys[i];
-        char kv[KEY_MAX + sizeof(val)];
+        const struct cfg_key *k = &keys[i];
+        char kv[CFG_KEY_MAX + sizeof(val)];
 
         format_value(val, sizeof(val), k, &d);
         snprintf(kv, sizeof(kv), "%s=%s", k->name, val);

@@ -7,277 +7,29 @@
  * id always precedes a higher one, a FIN always follows its OPEN). flush_pending() may free
  * the stream it sends for (its last FIN or RST went out), so callers queue control last.
  *
- * Events are bits on the stream plus the stream's place on the `events` FIFO, so the queue
- * is bounded by the stream count. A stream that is freed while the glue still has to hear of
- * it (RST, CLOSED) leaves a record behind; a record slot is reserved when the stream is
- * created, so freeing never needs memory.
+ * Events go out through the event queue in mux_event.c; live streams are found by id in an
+ * idtab (idtab.h) and hold their inbound bytes in a streamq (streamq.h).
  */
-#include "limpet/mux.h"
+#include "mux_internal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK_SIZE (64u * 1024u)
-#define BUCKETS_MIN 16u
-
-/* Stream flags. */
-enum {
-    SF_OURS = 1u << 0,           /* we opened it (our parity) */
-    SF_ESTABLISHED = 1u << 1,    /* opener: the peer's OPEN_OK arrived; acceptor: we accepted */
-    SF_OPEN_SEEN = 1u << 2,      /* acceptor: the glue has been handed the OPEN event */
-    SF_FIN_WANTED = 1u << 3,     /* lp_mux_shutdown was called: no DATA from us any more */
-    SF_FIN_SENT = 1u << 4,       /* our FIN is in the pipe */
-    SF_PEER_FIN = 1u << 5,       /* the peer's FIN arrived */
-    SF_FIN_DELIVERED = 1u << 6,  /* the FIN event is queued: every byte before it consumed */
-    SF_READABLE_ARMED = 1u << 7, /* READABLE queued; not again until the glue peeks/consumes */
-    SF_BLOCK_CREDIT = 1u << 8,   /* reserve found no credit: WINDOW wakes it */
-    SF_ZOMBIE = 1u << 9,         /* reset: kept only until its RST finds room in the pipe */
-};
-
-/* Pending control frames, sent lowest bit first. */
-enum {
-    PC_OPEN = 1u << 0,
-    PC_OPEN_OK = 1u << 1,
-    PC_WINDOW = 1u << 2,
-    PC_FIN = 1u << 3,
-    PC_RST = 1u << 4
-};
-
-/* Pending events, handed out lowest bit first. */
-enum {
-    EV_OPEN = 1u << 0,
-    EV_OPEN_OK = 1u << 1,
-    EV_WRITABLE = 1u << 2,
-    EV_READABLE = 1u << 3,
-    EV_FIN = 1u << 4,
-    EV_CLOSED = 1u << 5,
-    EV_RST = 1u << 6
-};
-
-/* An intrusive list node; a node not on any list has next == NULL. */
-struct node {
-    struct node *prev, *next;
-};
-
-struct chunk {
-    struct chunk *next;
-    size_t head; /* first unconsumed byte */
-    size_t tail; /* end of the bytes written; head <= tail <= cap */
-    size_t cap;
-    uint8_t data[];
-};
-
-struct stream {
-    uint32_t id;
-    uint32_t flags;  /* SF_* */
-    uint8_t pending; /* PC_*: control frames still to go into the pipe */
-    uint8_t events;  /* EV_*: events the glue has not drained yet */
-    uint8_t kind;
-    uint16_t rst_code;    /* with PC_RST */
-    uint32_t send_credit; /* bytes the peer still lets us send */
-    uint32_t window;      /* W we granted: buffered + recv_credit + unreported == window */
-    uint32_t recv_credit; /* bytes the peer may still send before our next WINDOW */
-    uint32_t unreported;  /* consumed bytes whose credit has not been returned yet */
-    size_t buffered;      /* inbound bytes held in the chunk list */
-    struct chunk *q_head, *q_tail;
-    char *target, *arg; /* OPEN copies: until our OPEN is sent / the OPEN event is drained */
-    size_t target_len, arg_len;
-    char *rst_msg; /* with PC_RST */
-    size_t rst_len;
-    void *user;
-    struct stream *hnext; /* hash chain */
-    struct node pend;     /* on m->pending while pending != 0 */
-    struct node wait;     /* on m->waiting while blocked on a full pipe */
-    struct node evq;      /* on m->events while events != 0 */
-};
-
-/* The events of a stream already freed. */
-struct record {
-    uint32_t id;
-    uint8_t events; /* EV_OPEN_OK, EV_FIN, EV_CLOSED, EV_RST */
-    uint16_t code;
-    void *user;
-    char *text; /* owned; NULL when empty */
-    size_t text_len;
-};
-
-struct lp_mux {
-    struct lp_mux_config cfg;
-    lp_pipe *pipe; /* borrowed */
-    bool is_client;
-    uint64_t next_id;      /* our next stream id; every lower id of our parity was used */
-    uint32_t peer_highest; /* the highest id the peer opened, 0 before its first OPEN */
-    struct stream **buckets;
-    size_t nbuckets;     /* a power of two */
-    size_t nlive;        /* streams in the hash table */
-    size_t nzombie;      /* reset streams waiting to send their RST */
-    size_t granted;      /* sum of the windows of live streams */
-    struct node pending; /* streams with control frames to send, in order */
-    struct node waiting; /* streams that found the pipe full in lp_mux_send_reserve */
-    struct node events;  /* streams with events, in order */
-    struct record *recs; /* [rec_head, rec_tail) undrained; rec_tail + nlive <= rec_cap */
-    size_t rec_head, rec_tail, rec_cap;
-    uint32_t reserved_id; /* lp_mux_send_reserve's stream and room, until commit */
-    size_t reserved;
-    bool goodbye_tx, goodbye_rx;
-    uint16_t goodbye_tx_code, goodbye_rx_code;
-    size_t goodbye_tx_len, goodbye_rx_len;
-    char goodbye_tx_msg[LP_FRAME_MAX_TEXT];
-    char goodbye_rx_msg[LP_FRAME_MAX_TEXT];
-    char text[LP_FRAME_MAX_TEXT]; /* the last event's text and arg, lent to the glue */
-    char arg[LP_FRAME_MAX_TEXT];
-};
-
-/* ---- lists -------------------------------------------------------------------------- */
-
-static void list_init(struct node *l)
-{
-    l->prev = l->next = l;
-}
-
-static bool list_empty(const struct node *l)
-{
-    return l->next == l;
-}
-
-static bool linked(const struct node *n)
-{
-    return n->next != NULL;
-}
-
-static void list_append(struct node *l, struct node *n)
-{
-    if (linked(n))
-        return;
-    n->prev = l->prev;
-    n->next = l;
-    l->prev->next = n;
-    l->prev = n;
-}
-
-static void list_remove(struct node *n)
-{
-    if (!linked(n))
-        return;
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->prev = n->next = NULL;
-}
-
-/* ---- the id table ------------------------------------------------------------------- */
-
-static size_t bucket_of(size_t nbuckets, uint32_t id)
-{
-    return (size_t)((id * 2654435761u) & (uint32_t)(nbuckets - 1));
-}
+/* ---- helpers ------------------------------------------------------------------------ */
 
 static struct stream *find(const lp_mux *m, uint32_t id)
 {
-    struct stream *s = m->buckets[bucket_of(m->nbuckets, id)];
+    struct lp_idtab_node *n = lp_idtab_find(&m->ids, id);
 
-    while (s != NULL && s->id != id)
-        s = s->hnext;
-    return s;
+    return n != NULL ? LP_CONTAINER_OF(n, struct stream, hn) : NULL;
 }
-
-/* Doubles the table; on failure the old one simply stays (longer chains, still correct). */
-static void hash_grow(lp_mux *m)
-{
-    size_t n = m->nbuckets * 2;
-    struct stream **b = calloc(n, sizeof(*b));
-
-    if (b == NULL)
-        return;
-    for (size_t i = 0; i < m->nbuckets; i++) {
-        while (m->buckets[i] != NULL) {
-            struct stream *s = m->buckets[i];
-            m->buckets[i] = s->hnext;
-            s->hnext = b[bucket_of(n, s->id)];
-            b[bucket_of(n, s->id)] = s;
-        }
-    }
-    free(m->buckets);
-    m->buckets = b;
-    m->nbuckets = n;
-}
-
-static void hash_insert(lp_mux *m, struct stream *s)
-{
-    if (m->nlive >= m->nbuckets && m->nbuckets <= SIZE_MAX / 2 / sizeof(*m->buckets))
-        hash_grow(m);
-    size_t b = bucket_of(m->nbuckets, s->id);
-    s->hnext = m->buckets[b];
-    m->buckets[b] = s;
-}
-
-static void hash_remove(lp_mux *m, struct stream *s)
-{
-    struct stream **pp = &m->buckets[bucket_of(m->nbuckets, s->id)];
-
-    while (*pp != NULL && *pp != s)
-        pp = &(*pp)->hnext;
-    if (*pp == s)
-        *pp = s->hnext;
-    s->hnext = NULL;
-}
-
-/* ---- inbound queue ------------------------------------------------------------------ */
-
-static bool queue_append(struct stream *s, const uint8_t *p, size_t n)
-{
-    struct chunk *c = s->q_tail;
-
-    if (c == NULL || c->cap - c->tail < n) {
-        size_t cap = LP_MAX((size_t)CHUNK_SIZE, n);
-        if ((c = malloc(sizeof(*c) + cap)) == NULL)
-            return false;
-        c->next = NULL;
-        c->head = c->tail = 0;
-        c->cap = cap;
-        if (s->q_tail != NULL)
-            s->q_tail->next = c;
-        else
-            s->q_head = c;
-        s->q_tail = c;
-    }
-    memcpy(c->data + c->tail, p, n);
-    c->tail += n;
-    s->buffered += n;
-    return true;
-}
-
-/* Drops n <= buffered bytes; emptied chunks are freed, so an idle stream holds none. */
-static void queue_drop(struct stream *s, size_t n)
-{
-    while (n > 0 && s->q_head != NULL) {
-        struct chunk *c = s->q_head;
-        size_t take = LP_MIN(n, c->tail - c->head);
-        c->head += take;
-        s->buffered -= take;
-        n -= take;
-        if (c->head == c->tail) {
-            s->q_head = c->next;
-            if (s->q_head == NULL)
-                s->q_tail = NULL;
-            free(c);
-        }
-    }
-}
-
-static void queue_clear(struct stream *s)
-{
-    queue_drop(s, s->buffered);
-}
-
-/* ---- helpers ------------------------------------------------------------------------ */
 
 static size_t text_len(const char *msg)
 {
     return msg != NULL ? strnlen(msg, LP_FRAME_MAX_TEXT) : 0;
 }
 
-/* Returns an owned copy, NULL for an empty text; *ok false only when malloc failed. */
-static char *copy_text(const void *p, size_t n, bool *ok)
+char *mux_copy_text(const void *p, size_t n, bool *ok)
 {
     char *c = NULL;
 
@@ -291,7 +43,7 @@ static char *copy_text(const void *p, size_t n, bool *ok)
 
 static size_t object_count(const lp_mux *m)
 {
-    return m->nlive + m->nzombie + (m->rec_tail - m->rec_head);
+    return m->ids.count + m->nzombie + (m->rec_tail - m->rec_head);
 }
 
 static bool ours(const lp_mux *m, uint32_t id)
@@ -311,59 +63,23 @@ static void grant_window(lp_mux *m, struct stream *s)
     m->granted += w;
 }
 
-/* ---- events ------------------------------------------------------------------------- */
-
-static void queue_event(lp_mux *m, struct stream *s, uint8_t ev)
-{
-    s->events |= ev;
-    list_append(&m->events, &s->evq);
-}
-
-static void clear_event(struct stream *s, uint8_t ev)
-{
-    s->events &= (uint8_t)~ev;
-    if (s->events == 0)
-        list_remove(&s->evq);
-}
-
-/* Keeps one record slot per live stream, so end_stream never allocates. */
-static bool reserve_record(lp_mux *m)
-{
-    if (m->rec_head == m->rec_tail) {
-        m->rec_head = m->rec_tail = 0;
-    } else if (m->rec_head > 0) {
-        memmove(m->recs, m->recs + m->rec_head, (m->rec_tail - m->rec_head) * sizeof(*m->recs));
-        m->rec_tail -= m->rec_head;
-        m->rec_head = 0;
-    }
-    size_t need = m->rec_tail + m->nlive + 1;
-    if (need <= m->rec_cap)
-        return true;
-    size_t cap = LP_MAX(need, LP_MAX(m->rec_cap * 2, (size_t)16));
-    struct record *r = realloc(m->recs, cap * sizeof(*r));
-    if (r == NULL)
-        return false;
-    m->recs = r;
-    m->rec_cap = cap;
-    return true;
-}
-
 /* ---- stream lifetime ---------------------------------------------------------------- */
 
 static struct stream *stream_new(lp_mux *m, uint32_t id, uint32_t flags)
 {
     struct stream *s;
 
-    if (!reserve_record(m) || (s = calloc(1, sizeof(*s))) == NULL)
+    if (!mux_reserve_record(m) || (s = calloc(1, sizeof(*s))) == NULL)
         return NULL;
     s->id = id;
     s->flags = flags;
-    hash_insert(m, s);
-    m->nlive++;
+    lp_streamq_init(&s->inq);
+    s->hn.id = id;
+    lp_idtab_insert(&m->ids, &s->hn);
     return s;
 }
 
-static void free_open_copies(struct stream *s)
+void mux_free_open_copies(struct stream *s)
 {
     free(s->target);
     free(s->arg);
@@ -377,7 +93,7 @@ static void stream_destroy(lp_mux *m, struct stream *s)
     list_remove(&s->pend);
     if (s->flags & SF_ZOMBIE)
         m->nzombie--;
-    free_open_copies(s);
+    mux_free_open_copies(s);
     free(s->rst_msg);
     free(s);
 }
@@ -388,27 +104,16 @@ static void stream_destroy(lp_mux *m, struct stream *s)
 static void end_stream(lp_mux *m, struct stream *s, uint8_t final, uint16_t code, const char *msg,
                        size_t msg_len)
 {
-    if (final != 0 && (s->flags & (SF_OURS | SF_OPEN_SEEN))) {
-        struct record *r = &m->recs[m->rec_tail++];
-        bool ok;
-        r->id = s->id;
-        r->user = s->user;
-        r->code = code;
-        r->events = final;
-        if (final == EV_CLOSED) /* after RST nothing else matters; FIN must precede CLOSED */
-            r->events |= s->events & (EV_OPEN_OK | EV_FIN);
-        r->text = copy_text(msg, msg_len, &ok);
-        r->text_len = ok ? msg_len : 0;
-    }
-    hash_remove(m, s);
+    if (final != 0 && (s->flags & (SF_OURS | SF_OPEN_SEEN)))
+        mux_push_record(m, s, final, code, msg, msg_len);
+    lp_idtab_remove(&m->ids, &s->hn);
     list_remove(&s->evq);
     list_remove(&s->wait);
     s->events = 0;
     m->granted -= s->window;
     s->window = 0;
-    m->nlive--;
-    queue_clear(s);
-    free_open_copies(s);
+    lp_streamq_clear(&s->inq);
+    mux_free_open_copies(s);
 }
 
 static void flush_pending(lp_mux *m);
@@ -426,7 +131,7 @@ static void zombify(lp_mux *m, struct stream *s, uint16_t code, const char *msg,
     s->flags |= SF_ZOMBIE;
     m->nzombie++;
     s->rst_code = code;
-    s->rst_msg = copy_text(msg, len, &ok);
+    s->rst_msg = mux_copy_text(msg, len, &ok);
     s->rst_len = ok ? len : 0;
     s->pending = PC_RST;
     list_append(&m->pending, &s->pend);
@@ -453,10 +158,10 @@ static void maybe_finish(lp_mux *m, struct stream *s)
 static void maybe_deliver_fin(lp_mux *m, struct stream *s)
 {
     if (!(s->flags & SF_PEER_FIN) || (s->flags & SF_FIN_DELIVERED) ||
-        !(s->flags & SF_ESTABLISHED) || s->buffered > 0)
+        !(s->flags & SF_ESTABLISHED) || s->inq.buffered > 0)
         return;
     s->flags |= SF_FIN_DELIVERED;
-    queue_event(m, s, EV_FIN);
+    mux_queue_event(m, s, EV_FIN);
     maybe_finish(m, s);
 }
 
@@ -522,7 +227,7 @@ static lp_err send_pending(lp_mux *m, struct stream *s)
             return LP_ERR_NOSPACE;
         s->pending &= (uint8_t)~bit;
         if (bit == PC_OPEN)
-            free_open_copies(s);
+            mux_free_open_copies(s);
         if (bit == PC_WINDOW) {
             s->recv_credit += s->unreported;
             s->unreported = 0;
@@ -614,8 +319,8 @@ static lp_err recv_open(lp_mux *m, const struct lp_frame *f, const char **why)
         return refuse(m, f->stream_id, LP_RST_LIMIT, "too many streams", why);
     if ((s = stream_new(m, f->stream_id, 0)) == NULL)
         return refuse(m, f->stream_id, LP_RST_INTERNAL, "out of memory", why);
-    s->target = copy_text(o.target, o.target_len, &ok1);
-    s->arg = copy_text(o.arg, o.arg_len, &ok2);
+    s->target = mux_copy_text(o.target, o.target_len, &ok1);
+    s->arg = mux_copy_text(o.arg, o.arg_len, &ok2);
     if (!ok1 || !ok2) {
         end_stream(m, s, 0, 0, NULL, 0);
         stream_destroy(m, s);
@@ -625,7 +330,7 @@ static lp_err recv_open(lp_mux *m, const struct lp_frame *f, const char **why)
     s->arg_len = o.arg_len;
     s->kind = o.kind;
     s->send_credit = o.window;
-    queue_event(m, s, EV_OPEN);
+    mux_queue_event(m, s, EV_OPEN);
     return LP_OK;
 }
 
@@ -655,7 +360,7 @@ static void recv_open_ok(lp_mux *m, struct stream *s, uint32_t window)
     }
     s->flags |= SF_ESTABLISHED;
     s->send_credit = window;
-    queue_event(m, s, EV_OPEN_OK);
+    mux_queue_event(m, s, EV_OPEN_OK);
 }
 
 /* The opener's side of a stream is not open until OPEN_OK: nothing but RST may precede it. */
@@ -680,14 +385,14 @@ static void recv_data(lp_mux *m, struct stream *s, const struct lp_frame *f)
     }
     if (f->len == 0)
         return;
-    if (!queue_append(s, f->payload, f->len)) {
+    if (!lp_streamq_append(&s->inq, f->payload, f->len)) {
         fail_stream(m, s, LP_RST_INTERNAL, "out of memory");
         return;
     }
     s->recv_credit -= (uint32_t)f->len;
     if (!(s->flags & SF_READABLE_ARMED)) {
         s->flags |= SF_READABLE_ARMED;
-        queue_event(m, s, EV_READABLE);
+        mux_queue_event(m, s, EV_READABLE);
     }
 }
 
@@ -704,7 +409,7 @@ static void recv_window(lp_mux *m, struct stream *s, uint32_t inc)
     s->send_credit += inc;
     if ((s->flags & SF_BLOCK_CREDIT) && inc > 0) {
         s->flags &= ~(uint32_t)SF_BLOCK_CREDIT;
-        queue_event(m, s, EV_WRITABLE);
+        mux_queue_event(m, s, EV_WRITABLE);
     }
 }
 
@@ -820,11 +525,10 @@ lp_err lp_mux_new(const struct lp_mux_config *cfg, lp_pipe *pipe, bool is_client
         return LP_ERR_INVALID;
     if ((m = calloc(1, sizeof(*m))) == NULL)
         return LP_ERR_NOMEM;
-    if ((m->buckets = calloc(BUCKETS_MIN, sizeof(*m->buckets))) == NULL) {
+    if (lp_idtab_init(&m->ids) != LP_OK) {
         free(m);
         return LP_ERR_NOMEM;
     }
-    m->nbuckets = BUCKETS_MIN;
     m->cfg = *cfg;
     m->pipe = pipe;
     m->is_client = is_client;
@@ -836,29 +540,23 @@ lp_err lp_mux_new(const struct lp_mux_config *cfg, lp_pipe *pipe, bool is_client
     return LP_OK;
 }
 
-static void drop_records(lp_mux *m)
-{
-    for (size_t i = m->rec_head; i < m->rec_tail; i++)
-        free(m->recs[i].text);
-    m->rec_head = m->rec_tail = 0;
-}
-
 void lp_mux_free(lp_mux *m)
 {
+    struct lp_idtab_node *n;
+    size_t cursor = 0;
+
     if (m == NULL)
         return;
-    for (size_t i = 0; i < m->nbuckets; i++) {
-        while (m->buckets[i] != NULL) {
-            struct stream *s = m->buckets[i];
-            end_stream(m, s, 0, 0, NULL, 0);
-            stream_destroy(m, s);
-        }
+    while ((n = lp_idtab_drain_next(&m->ids, &cursor)) != NULL) {
+        struct stream *s = LP_CONTAINER_OF(n, struct stream, hn);
+        end_stream(m, s, 0, 0, NULL, 0);
+        stream_destroy(m, s);
     }
     while (!list_empty(&m->pending)) /* only zombies are left */
         stream_destroy(m, LP_CONTAINER_OF(m->pending.next, struct stream, pend));
-    drop_records(m);
+    mux_drop_records(m);
     free(m->recs);
-    free(m->buckets);
+    lp_idtab_clear(&m->ids);
     free(m);
 }
 
@@ -883,8 +581,8 @@ lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_le
         return LP_ERR_INVALID;
     if (object_count(m) >= m->cfg.max_streams || m->next_id > UINT32_MAX)
         return LP_ERR_NOSPACE;
-    t = copy_text(target, target_len, &ok1);
-    a = copy_text(arg, arg_len, &ok2);
+    t = mux_copy_text(target, target_len, &ok1);
+    a = mux_copy_text(arg, arg_len, &ok2);
     if (!ok1 || !ok2 || (s = stream_new(m, (uint32_t)m->next_id, SF_OURS)) == NULL)
         goto out;
     m->next_id += 2;
@@ -913,8 +611,8 @@ lp_err lp_mux_accept(lp_mux *m, uint32_t id)
     if (s->flags & (SF_OURS | SF_ESTABLISHED))
         return LP_ERR_STATE;
     s->flags |= SF_ESTABLISHED | SF_OPEN_SEEN;
-    clear_event(s, EV_OPEN);
-    free_open_copies(s);
+    mux_clear_event(s, EV_OPEN);
+    mux_free_open_copies(s);
     grant_window(m, s);
     /* Queued before OPEN_OK so that s cannot have been freed: our FIN is not sent yet. */
     maybe_deliver_fin(m, s);
@@ -945,7 +643,7 @@ lp_err lp_mux_shutdown(lp_mux *m, uint32_t id)
     s->flags |= SF_FIN_WANTED;
     s->flags &= ~(uint32_t)SF_BLOCK_CREDIT;
     list_remove(&s->wait);
-    clear_event(s, EV_WRITABLE);
+    mux_clear_event(s, EV_WRITABLE);
     if (m->reserved_id == id)
         m->reserved = 0; /* a late commit would put DATA after the FIN */
     queue_control(m, s, PC_FIN);
@@ -1042,28 +740,17 @@ size_t lp_mux_recv_peek(lp_mux *m, uint32_t id, const uint8_t **data)
     if (s == NULL)
         return 0;
     s->flags &= ~(uint32_t)SF_READABLE_ARMED;
-    if (s->q_head == NULL)
-        return 0;
-    *data = s->q_head->data + s->q_head->head;
-    return s->q_head->tail - s->q_head->head;
+    return lp_streamq_peek(&s->inq, data);
 }
 
 size_t lp_mux_recv_peekv(lp_mux *m, uint32_t id, struct lp_mux_span *spans, size_t max)
 {
     struct stream *s = find(m, id);
-    size_t n = 0;
 
     if (s == NULL)
         return 0;
     s->flags &= ~(uint32_t)SF_READABLE_ARMED;
-    for (struct chunk *c = s->q_head; c != NULL && n < max; c = c->next) {
-        if (c->tail == c->head)
-            continue;
-        spans[n].data = c->data + c->head;
-        spans[n].len = c->tail - c->head;
-        n++;
-    }
-    return n;
+    return lp_streamq_peekv(&s->inq, spans, max);
 }
 
 void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n)
@@ -1072,19 +759,19 @@ void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n)
 
     if (s == NULL)
         return;
-    n = LP_MIN(n, s->buffered);
+    n = LP_MIN(n, s->inq.buffered);
     s->flags &= ~(uint32_t)SF_READABLE_ARMED;
-    queue_drop(s, n);
+    lp_streamq_drop(&s->inq, n);
     s->unreported += (uint32_t)n;
-    if (s->buffered == 0)
-        clear_event(s, EV_READABLE);
+    if (s->inq.buffered == 0)
+        mux_clear_event(s, EV_READABLE);
     if (s->flags & SF_PEER_FIN) { /* no more DATA can come: credit would be wasted */
         maybe_deliver_fin(m, s);
         return;
     }
     /* A quarter of the window keeps bulk transfers streaming with few WINDOW frames; an
      * emptied queue returns small amounts at once so interactive streams never stall. */
-    if (s->unreported >= s->window / 4 || (s->buffered == 0 && s->unreported > 0))
+    if (s->unreported >= s->window / 4 || (s->inq.buffered == 0 && s->unreported > 0))
         queue_control(m, s, PC_WINDOW);
 }
 
@@ -1092,7 +779,7 @@ size_t lp_mux_recv_buffered(const lp_mux *m, uint32_t id)
 {
     const struct stream *s = find(m, id);
 
-    return s != NULL ? s->buffered : 0;
+    return s != NULL ? s->inq.buffered : 0;
 }
 
 /* ---- session ------------------------------------------------------------------------ */
@@ -1110,7 +797,7 @@ void lp_mux_flush(lp_mux *m)
         if (s->pending & PC_OPEN_OK)
             continue;
         list_remove(&s->wait);
-        queue_event(m, s, EV_WRITABLE);
+        mux_queue_event(m, s, EV_WRITABLE);
     }
 }
 
@@ -1127,119 +814,18 @@ lp_err lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg)
 
 void lp_mux_reset_all(lp_mux *m, uint16_t code, const char *msg)
 {
-    size_t len = text_len(msg);
+    size_t len = text_len(msg), cursor = 0;
+    struct lp_idtab_node *n;
 
-    for (size_t i = 0; i < m->nbuckets; i++) {
-        while (m->buckets[i] != NULL) {
-            struct stream *s = m->buckets[i];
-            end_stream(m, s, EV_RST, code, msg, len);
-            stream_destroy(m, s);
-        }
+    while ((n = lp_idtab_drain_next(&m->ids, &cursor)) != NULL) {
+        struct stream *s = LP_CONTAINER_OF(n, struct stream, hn);
+        end_stream(m, s, EV_RST, code, msg, len);
+        stream_destroy(m, s);
     }
     while (!list_empty(&m->pending))
         stream_destroy(m, LP_CONTAINER_OF(m->pending.next, struct stream, pend));
     m->goodbye_tx = false;
     m->reserved = 0;
-}
-
-/* ---- events out --------------------------------------------------------------------- */
-
-static uint8_t lowest_bit(uint8_t bits)
-{
-    return bits & (uint8_t)-bits;
-}
-
-static const char *lend_text(lp_mux *m, const char *p, size_t n)
-{
-    if (n > 0)
-        memcpy(m->text, p, n);
-    return m->text;
-}
-
-static enum lp_mux_event_type event_type(uint8_t bit)
-{
-    switch (bit) {
-    case EV_OPEN:
-        return LP_MUX_EV_OPEN;
-    case EV_OPEN_OK:
-        return LP_MUX_EV_OPEN_OK;
-    case EV_WRITABLE:
-        return LP_MUX_EV_WRITABLE;
-    case EV_READABLE:
-        return LP_MUX_EV_READABLE;
-    case EV_FIN:
-        return LP_MUX_EV_FIN;
-    case EV_CLOSED:
-        return LP_MUX_EV_CLOSED;
-    default:
-        return LP_MUX_EV_RST;
-    }
-}
-
-static void pop_record(lp_mux *m, struct lp_mux_event *ev)
-{
-    struct record *r = &m->recs[m->rec_head];
-    uint8_t bit = lowest_bit(r->events);
-
-    ev->type = event_type(bit);
-    ev->id = r->id;
-    ev->user = r->user;
-    r->events &= (uint8_t)~bit;
-    if (bit == EV_RST) {
-        ev->code = r->code;
-        ev->text = lend_text(m, r->text, r->text_len);
-        ev->text_len = r->text_len;
-    }
-    if (r->events == 0) {
-        free(r->text);
-        if (++m->rec_head == m->rec_tail)
-            m->rec_head = m->rec_tail = 0;
-    }
-}
-
-static void pop_stream_event(lp_mux *m, struct lp_mux_event *ev)
-{
-    struct stream *s = LP_CONTAINER_OF(m->events.next, struct stream, evq);
-    uint8_t bit = lowest_bit(s->events);
-
-    ev->type = event_type(bit);
-    ev->id = s->id;
-    ev->user = s->user;
-    clear_event(s, bit);
-    if (bit != EV_OPEN)
-        return;
-    /* The copies are lent from mux storage, so the stream's can go now. */
-    s->flags |= SF_OPEN_SEEN;
-    ev->kind = s->kind;
-    ev->text = lend_text(m, s->target, s->target_len);
-    ev->text_len = s->target_len;
-    if (s->arg_len > 0)
-        memcpy(m->arg, s->arg, s->arg_len);
-    ev->arg = m->arg;
-    ev->arg_len = s->arg_len;
-    free_open_copies(s);
-}
-
-bool lp_mux_next_event(lp_mux *m, struct lp_mux_event *ev)
-{
-    memset(ev, 0, sizeof(*ev));
-    if (m->rec_head < m->rec_tail) {
-        pop_record(m, ev);
-        return true;
-    }
-    if (!list_empty(&m->events)) {
-        pop_stream_event(m, ev);
-        return true;
-    }
-    if (m->goodbye_rx) { /* last: every stream event before it is worth more */
-        m->goodbye_rx = false;
-        ev->type = LP_MUX_EV_GOODBYE;
-        ev->code = m->goodbye_rx_code;
-        ev->text = lend_text(m, m->goodbye_rx_msg, m->goodbye_rx_len);
-        ev->text_len = m->goodbye_rx_len;
-        return true;
-    }
-    return false;
 }
 
 /* ---- small accessors ---------------------------------------------------------------- */
@@ -1261,7 +847,7 @@ void *lp_mux_user(const lp_mux *m, uint32_t id)
 
 size_t lp_mux_stream_count(const lp_mux *m)
 {
-    return m->nlive;
+    return m->ids.count;
 }
 
 bool lp_mux_has_stream(const lp_mux *m, uint32_t id)

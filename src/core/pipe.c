@@ -5,8 +5,8 @@
  *
  *     acked <= send_seq <= frame_end ... <= tx_seq          (while LIVE)
  *
- * [acked, tx_seq) is held in the replay chunks; send_seq is how far the current link took;
- * frame_end is the end of the frame send_seq is in, so send_seq == frame_end means "between
+ * [acked, tx_seq) is held in the replay store (replay.h); send_seq is how far the current link
+ * took; frame_end is the end of the frame send_seq is in, so send_seq == frame_end means "between
  * two whole frames", the only place an unsequenced frame may be slipped in.
  */
 #include "limpet/pipe.h"
@@ -18,25 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limpet/wire.h"
+#include "limpet/replay.h"
 
-#define LP_PIPE_CHUNK (256u * 1024u) /* replay memory is allocated in chunks of this size */
-#define RX_CAP (256u * 1024u)        /* receive buffer per link: many whole frames */
-#define OUT_MAX (256u * 1024u)       /* sequenced bytes handed out per pending_output */
-#define RESERVE_MIN 4096u            /* a reserve smaller than this starts a new chunk */
-#define ROOM_MIN (64u * 1024u)       /* ROOM when this much (or replay_buffer/4) is free */
-#define EVQ_CAP 16u                  /* per link at most LIVE + one terminal event */
-#define SCRATCH_CAP 160u             /* HELLO or WELCOME, or PONG + ACK + PING */
-
-/* One piece of replay memory. It starts on a frame boundary and holds whole frames only,
- * so every frame's header can be read in place. */
-struct chunk {
-    struct chunk *next; /* the next younger chunk; its seq == this seq + len */
-    uint64_t seq;       /* sequence number of data[0] */
-    size_t cap;
-    size_t len; /* committed bytes, whole frames */
-    uint8_t data[];
-};
+#define RX_CAP (256u * 1024u)  /* receive buffer per link: many whole frames */
+#define OUT_MAX (256u * 1024u) /* sequenced bytes handed out per pending_output */
+#define RESERVE_MIN 4096u      /* a reserve smaller than this starts a new chunk */
+#define ROOM_MIN (64u * 1024u) /* ROOM when this much (or replay_buffer/4) is free */
+#define EVQ_CAP 16u            /* per link at most LIVE + one terminal event */
+#define SCRATCH_CAP 160u       /* HELLO or WELCOME, or PONG + ACK + PING */
 
 enum out_kind { OUT_NONE, OUT_SCRATCH, OUT_SEQ };
 
@@ -50,16 +39,11 @@ struct lp_pipe {
     uint8_t token[LP_TOKEN_LEN];
 
     /* transmit: the sequenced stream */
-    uint64_t tx_seq;
-    uint64_t acked;      /* every chunk wholly below this is freed */
-    struct chunk *head;  /* oldest chunk */
-    struct chunk *tail;  /* chunk being appended to */
-    struct chunk *spare; /* one freed LP_PIPE_CHUNK kept against malloc churn */
-    struct chunk *hint;  /* last chunk found by find_chunk (a cache, may be NULL) */
-    size_t reserved;     /* payload bytes promised by the last reserve, 0 = none */
-    bool starved;        /* a reserve found no room: ROOM is owed */
-    uint64_t send_seq;   /* next sequenced byte for the current link */
-    uint64_t frame_end;  /* end of the frame send_seq is in; >= send_seq */
+    struct lp_replay replay; /* holds [acked, tx_seq) */
+    size_t reserved;         /* payload bytes promised by the last reserve, 0 = none */
+    bool starved;            /* a reserve found no room: ROOM is owed */
+    uint64_t send_seq;       /* next sequenced byte for the current link */
+    uint64_t frame_end;      /* end of the frame send_seq is in; >= send_seq */
 
     /* transmit: unsequenced frames, sent whole once started */
     uint8_t scratch[SCRATCH_CAP];
@@ -210,114 +194,25 @@ static void go_lost(lp_pipe *p)
     free_rx(p);
 }
 
-/* ---- replay chunks ---------------------------------------------------------------------- */
-
-static void release_chunk(lp_pipe *p, struct chunk *c)
-{
-    if (p->hint == c)
-        p->hint = NULL;
-    if (c->cap == LP_PIPE_CHUNK && p->spare == NULL) {
-        p->spare = c;
-        return;
-    }
-    free(c);
-}
-
-/* Frees every chunk wholly below acked. The tail stays: it is where the next frame goes. */
-static void trim(lp_pipe *p)
-{
-    while (p->head != NULL && p->head != p->tail && p->head->seq + p->head->len <= p->acked) {
-        struct chunk *c = p->head;
-        p->head = c->next;
-        release_chunk(p, c);
-    }
-}
-
-static bool new_chunk(lp_pipe *p, size_t need)
-{
-    size_t cap = LP_MAX((size_t)LP_PIPE_CHUNK, need);
-    struct chunk *c;
-
-    if (cap == LP_PIPE_CHUNK && p->spare != NULL) {
-        c = p->spare;
-        p->spare = NULL;
-    } else if ((c = malloc(sizeof(*c) + cap)) == NULL) {
-        return false;
-    }
-    c->next = NULL;
-    c->seq = p->tx_seq;
-    c->cap = cap;
-    c->len = 0;
-    if (p->tail != NULL)
-        p->tail->next = c;
-    else
-        p->head = c;
-    p->tail = c;
-    trim(p); /* the old tail may already be wholly acknowledged */
-    return true;
-}
-
-static size_t tail_free(const lp_pipe *p)
-{
-    return p->tail != NULL ? p->tail->cap - p->tail->len : 0;
-}
-
-static bool ensure_tail(lp_pipe *p, size_t need)
-{
-    return tail_free(p) >= need || new_chunk(p, need);
-}
-
-/* The chunk holding byte `seq`, or NULL if no held chunk does. */
-static struct chunk *find_chunk(lp_pipe *p, uint64_t seq)
-{
-    struct chunk *c = p->hint;
-
-    if (c == NULL || c->seq > seq)
-        c = p->head;
-    for (; c != NULL; c = c->next) {
-        if (seq >= c->seq && seq - c->seq < c->len) {
-            p->hint = c;
-            return c;
-        }
-    }
-    return NULL;
-}
-
-/* Size of the frame at chunk offset off. Our own bytes: the header was written by us. */
-static size_t frame_size_at(const struct chunk *c, size_t off)
-{
-    return LP_FRAME_HEADER + lp_load_u16(c->data + off + 2);
-}
-
-static bool is_frame_boundary(lp_pipe *p, uint64_t seq)
-{
-    if (seq == p->tx_seq)
-        return true;
-    struct chunk *c = find_chunk(p, seq);
-    if (c == NULL)
-        return false;
-    size_t target = (size_t)(seq - c->seq);
-    size_t off = 0;
-    while (off < target) /* frames tile the chunk, each at least a header long */
-        off += frame_size_at(c, off);
-    return off == target;
-}
+/* ---- replay positions ------------------------------------------------------------------ */
 
 /* A peer may resume only from a whole-frame position we still hold. On failure p->why says
  * why, with every number involved. */
 static bool resume_point_ok(lp_pipe *p, uint64_t seq, const char *who)
 {
-    if (seq < p->acked || seq > p->tx_seq) {
+    const struct lp_replay *r = &p->replay;
+
+    if (seq < r->acked || seq > r->tx_seq) {
         snprintf(p->why, sizeof(p->why),
                  "%s resumes from %" PRIu64 " but we hold [%" PRIu64 ", %" PRIu64 "]", who, seq,
-                 p->acked, p->tx_seq);
+                 r->acked, r->tx_seq);
         return false;
     }
-    if (!is_frame_boundary(p, seq)) {
+    if (!lp_replay_is_boundary(&p->replay, seq)) {
         snprintf(p->why, sizeof(p->why),
                  "%s resumes from %" PRIu64 ", inside a frame of the [%" PRIu64 ", %" PRIu64
                  "] we hold",
-                 who, seq, p->acked, p->tx_seq);
+                 who, seq, r->acked, r->tx_seq);
         return false;
     }
     return true;
@@ -333,11 +228,8 @@ static void check_room(lp_pipe *p)
 
 static void set_acked(lp_pipe *p, uint64_t v)
 {
-    if (v <= p->acked)
-        return;
-    p->acked = v;
-    trim(p);
-    check_room(p);
+    if (lp_replay_ack(&p->replay, v))
+        check_room(p);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------------------- */
@@ -355,6 +247,7 @@ lp_err lp_pipe_new(const struct lp_pipe_config *cfg, bool is_client, lp_pipe **p
     p->cfg = *cfg;
     p->is_client = is_client;
     p->state = LP_PIPE_DETACHED;
+    lp_replay_init(&p->replay);
     *pp = p;
     return LP_OK;
 }
@@ -363,12 +256,7 @@ void lp_pipe_free(lp_pipe *p)
 {
     if (p == NULL)
         return;
-    while (p->head != NULL) {
-        struct chunk *c = p->head;
-        p->head = c->next;
-        free(c);
-    }
-    free(p->spare);
+    lp_replay_clear(&p->replay);
     free(p->rx);
     /* The token lets anyone resume the session: do not leave it in freed memory (HELLO and
      * WELCOME carry it through the scratch buffer too). */
@@ -406,12 +294,12 @@ uint64_t lp_pipe_generation(const lp_pipe *p)
 
 uint64_t lp_pipe_tx_seq(const lp_pipe *p)
 {
-    return p->tx_seq;
+    return p->replay.tx_seq;
 }
 
 uint64_t lp_pipe_acked(const lp_pipe *p)
 {
-    return p->acked;
+    return p->replay.acked;
 }
 
 uint64_t lp_pipe_rx_seq(const lp_pipe *p)
@@ -421,7 +309,7 @@ uint64_t lp_pipe_rx_seq(const lp_pipe *p)
 
 size_t lp_pipe_buffered(const lp_pipe *p)
 {
-    return (size_t)(p->tx_seq - p->acked);
+    return (size_t)(p->replay.tx_seq - p->replay.acked);
 }
 
 lp_time lp_pipe_rtt(const lp_pipe *p)
@@ -433,10 +321,7 @@ lp_time lp_pipe_rtt(const lp_pipe *p)
 size_t lp_pipe_replay_chunks(const lp_pipe *p);
 size_t lp_pipe_replay_chunks(const lp_pipe *p)
 {
-    size_t n = 0;
-    for (const struct chunk *c = p->head; c != NULL; c = c->next)
-        n++;
-    return n;
+    return lp_replay_chunks(&p->replay);
 }
 
 /* Resets the per-link state for a link that starts at `now`. */
@@ -456,7 +341,6 @@ static void go_live(lp_pipe *p, uint64_t peer_rx_seq, bool resumed)
 {
     p->send_seq = peer_rx_seq;
     p->frame_end = peer_rx_seq;
-    p->hint = NULL;
     p->state = LP_PIPE_LIVE;
     p->was_live = true;
     struct lp_pipe_event *ev = push_event(p, LP_PIPE_EV_LIVE);
@@ -560,12 +444,12 @@ size_t lp_pipe_reservev(lp_pipe *p, size_t max, struct lp_span *spans, size_t ns
     if (max == 0 || nspan == 0)
         return 0;
     size_t first = LP_MIN(LP_MIN(budget - LP_FRAME_HEADER, max), (size_t)LP_FRAME_MAX_PAYLOAD);
-    if (!ensure_tail(p, LP_FRAME_HEADER + LP_MIN(first, (size_t)RESERVE_MIN))) {
+    if (!lp_replay_ensure_tail(&p->replay, LP_FRAME_HEADER + LP_MIN(first, (size_t)RESERVE_MIN))) {
         p->starved = true; /* out of memory: retry when ACKs free some */
         return 0;
     }
-    uint8_t *at = p->tail->data + p->tail->len;
-    size_t space = LP_MIN(tail_free(p), budget);
+    uint8_t *at = lp_replay_tail(&p->replay);
+    size_t space = LP_MIN(lp_replay_tail_free(&p->replay), budget);
     /* Frames back to back: a readv fills them in order, so only the last can be short. */
     while (n < nspan && total < max && space > LP_FRAME_HEADER) {
         size_t take =
@@ -601,9 +485,8 @@ void lp_pipe_commitv(lp_pipe *p, uint8_t type, uint8_t flags, uint32_t id, size_
     assert(ok); /* a caller bug: committing what was not reserved */
     while (ok && n > 0) {
         size_t len = LP_MIN(n, (size_t)LP_FRAME_MAX_PAYLOAD);
-        lp_frame_put_header(p->tail->data + p->tail->len, type, flags, (uint16_t)len, id);
-        p->tail->len += LP_FRAME_HEADER + len;
-        p->tx_seq += LP_FRAME_HEADER + len;
+        lp_frame_put_header(lp_replay_tail(&p->replay), type, flags, (uint16_t)len, id);
+        lp_replay_commit(&p->replay, LP_FRAME_HEADER + len);
         n -= len;
     }
     p->reserved = 0;
@@ -628,11 +511,10 @@ lp_err lp_pipe_send_frame(lp_pipe *p, const uint8_t *frame, size_t len)
     if (buffered > limit || limit - buffered < len)
         return LP_ERR_NOSPACE;
     p->reserved = 0; /* a pending reservation would be overwritten */
-    if (!ensure_tail(p, len))
+    if (!lp_replay_ensure_tail(&p->replay, len))
         return LP_ERR_NOMEM;
-    memcpy(p->tail->data + p->tail->len, frame, len);
-    p->tail->len += len;
-    p->tx_seq += len;
+    memcpy(lp_replay_tail(&p->replay), frame, len);
+    lp_replay_commit(&p->replay, len);
     return LP_OK;
 }
 
@@ -673,21 +555,21 @@ static size_t hand_out(lp_pipe *p, enum out_kind kind, const uint8_t *bytes, siz
 
 static size_t sequenced_output(lp_pipe *p, const uint8_t **out)
 {
-    if (p->send_seq >= p->tx_seq)
+    const uint8_t *bytes;
+
+    if (p->send_seq >= p->replay.tx_seq)
         return 0;
-    struct chunk *c = find_chunk(p, p->send_seq);
-    if (c == NULL)
+    size_t n = LP_MIN(lp_replay_peek(&p->replay, p->send_seq, &bytes), (size_t)OUT_MAX);
+    if (n == 0)
         return 0; /* unreachable: [acked, tx_seq) is held and acked <= send_seq */
-    size_t off = (size_t)(p->send_seq - c->seq);
-    size_t n = LP_MIN(c->len - off, (size_t)OUT_MAX);
     if (control_due(p)) {
         /* Stop at the end of this frame so the control frames can follow it. */
         uint64_t end = p->frame_end;
         if (end == p->send_seq)
-            end += frame_size_at(c, off);
+            end += lp_replay_frame_size(&p->replay, p->send_seq);
         n = LP_MIN(n, (size_t)(end - p->send_seq));
     }
-    return hand_out(p, OUT_SEQ, c->data + off, n, out);
+    return hand_out(p, OUT_SEQ, bytes, n, out);
 }
 
 size_t lp_pipe_pending_output(lp_pipe *p, const uint8_t **out)
@@ -713,10 +595,10 @@ size_t lp_pipe_pending_output(lp_pipe *p, const uint8_t **out)
 static void advance_frame_end(lp_pipe *p)
 {
     while (p->frame_end < p->send_seq) {
-        struct chunk *c = find_chunk(p, p->frame_end);
-        if (c == NULL)
+        size_t size = lp_replay_frame_size(&p->replay, p->frame_end);
+        if (size == 0)
             break; /* unreachable: sent bytes are held until acknowledged */
-        p->frame_end += frame_size_at(c, (size_t)(p->frame_end - c->seq));
+        p->frame_end += size;
     }
 }
 
@@ -778,22 +660,6 @@ size_t lp_pipe_recv(lp_pipe *p, const uint8_t *in, size_t len, lp_time now)
     return n;
 }
 
-/* True when v starts a frame (or is tx_seq). Walks forward from acked, always a boundary,
- * so over a session this costs one step per frame acknowledged. Needs acked <= v <= tx_seq. */
-static bool ack_on_boundary(const lp_pipe *p, uint64_t v)
-{
-    uint64_t pos = p->acked;
-    const struct chunk *c = p->head;
-
-    while (pos < v && c != NULL) {
-        if (pos - c->seq >= c->len)
-            c = c->next; /* pos is at this chunk's end: the next one starts there */
-        else
-            pos += frame_size_at(c, (size_t)(pos - c->seq));
-    }
-    return pos == v;
-}
-
 static void on_ack(lp_pipe *p, uint64_t v)
 {
     /* The peer counts only what reached it, and this link started at send_seq's origin:
@@ -803,11 +669,11 @@ static void on_ack(lp_pipe *p, uint64_t v)
                   p->send_seq);
         return;
     }
-    if (v <= p->acked)
+    if (v <= p->replay.acked)
         return;
     /* The peer's rx_seq moves by whole frames. A mid-frame acked would also be a resume
      * point we could never accept, so refuse it here, where the peer is to blame. */
-    if (!ack_on_boundary(p, v)) {
+    if (!lp_replay_ack_on_boundary(&p->replay, v)) {
         link_fail(p, "peer acknowledged %" PRIu64 " bytes, inside a frame", v);
         return;
     }

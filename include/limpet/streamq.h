@@ -1,0 +1,48 @@
+/* streamq.h — one mux stream's inbound bytes, held until the local socket takes them.
+ *
+ * Sans-I/O, used by the mux. A list of chunks: DATA payloads are appended to the youngest
+ * chunk while they fit and a new chunk starts when they do not, so the glue can hand several
+ * chunks to one writev (lp_streamq_peekv). Bytes leave only from the front (lp_streamq_drop)
+ * and an emptied chunk is freed at once, so an idle stream holds no memory.
+ *
+ * No cap of its own: the mux's flow control bounds it, since DATA beyond the window the
+ * receiver granted is refused before it is appended. An embedded struct: lp_streamq_init,
+ * then lp_streamq_clear to free what it holds.
+ */
+#ifndef LIMPET_STREAMQ_H
+#define LIMPET_STREAMQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limpet/mux.h"
+
+#define LP_STREAMQ_CHUNK (64u * 1024u) /* inbound memory is allocated in chunks of this size */
+
+struct lp_streamq_chunk;
+
+/* Read the fields, change them only through the functions below. */
+struct lp_streamq {
+    struct lp_streamq_chunk *head; /* oldest chunk; owned, like every chunk on the list */
+    struct lp_streamq_chunk *tail; /* chunk being appended to */
+    size_t buffered;               /* bytes held: every chunk's unconsumed bytes */
+};
+
+void lp_streamq_init(struct lp_streamq *q);
+/* Frees every chunk: the queue is empty (and initialised) again. */
+void lp_streamq_clear(struct lp_streamq *q);
+
+/* Copies n bytes to the back. False only when malloc failed; then nothing was appended. */
+bool lp_streamq_append(struct lp_streamq *q, const uint8_t *p, size_t n);
+/* Drops the first n bytes (at most buffered); emptied chunks are freed. */
+void lp_streamq_drop(struct lp_streamq *q, size_t n);
+
+/* The first contiguous run of bytes: returns its length (0 when empty), *data borrowed until
+ * the next append, drop or clear. */
+size_t lp_streamq_peek(const struct lp_streamq *q, const uint8_t **data);
+/* Up to `max` runs in order (for writev), borrowed like lp_streamq_peek's. Returns how many
+ * spans were filled. */
+size_t lp_streamq_peekv(const struct lp_streamq *q, struct lp_mux_span *spans, size_t max);
+
+#endif

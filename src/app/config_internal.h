@@ -1,0 +1,44 @@
+/* config_internal.h — what the YAML loader (config_yaml.c) needs from the key table and the
+ * value parsers in config.c. Private to src/app/config*.c; the contract is config.h.
+ */
+#ifndef LIMPET_CONFIG_INTERNAL_H
+#define LIMPET_CONFIG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "limpet/config.h"
+
+#define CFG_KEY_MAX 64u   /* longest dotted path we look at; longer ones are unknown */
+#define CFG_SHOWN_MAX 48u /* longest excerpt of a bad value quoted back in an error */
+#define CFG_SHOWN_BUF (CFG_SHOWN_MAX * 4 + 8) /* room for cfg_show's output */
+#define CFG_KEYS_MAX 64u /* keys in the table at most: the loader keeps a one-word bitmap */
+
+/* One row of the key table; opaque outside config.c. */
+struct cfg_key;
+
+/* The key named by a dotted path, NULL if none; borrowed from static storage. */
+const struct cfg_key *cfg_find_key(const char *path);
+/* The key's row in the table, below CFG_KEYS_MAX. */
+size_t cfg_key_index(const struct cfg_key *k);
+/* Its dotted name; static storage. */
+const char *cfg_key_name(const struct cfg_key *k);
+/* What a value for it looks like ("a duration such as 250ms, ..."); static storage. */
+const char *cfg_key_wants(const struct cfg_key *k);
+/* True for HOST:PORT keys (an unquoted IPv6 address reads as a YAML list). */
+bool cfg_key_is_address(const struct cfg_key *k);
+/* A section is any proper prefix of a key ending at a dot: "session" for "session.ttl". */
+bool cfg_is_section(const char *path);
+
+/* Writes "unknown key", with a "did you mean" when a key or section is close, to msg. path
+ * is n bytes, not necessarily terminated. */
+void cfg_unknown_key(const char *path, size_t n, char *msg, size_t len);
+/* Quotes user text back safely: control bytes escaped, long values cut. buf gets at most
+ * len bytes, NUL-terminated; CFG_SHOWN_BUF is always enough. */
+void cfg_show(char *buf, size_t len, const char *s, size_t n);
+/* Parses `text` (n bytes, not necessarily terminated) as key k's type and stores it in c.
+ * On error writes the problem, without position or key, to msg. */
+lp_err cfg_set_value(const struct cfg_key *k, const char *text, size_t n, struct lp_config *c,
+                     char *msg, size_t len);
+
+#endif

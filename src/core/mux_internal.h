@@ -1,0 +1,169 @@
+/* mux_internal.h — what mux.c and mux_event.c share: the stream and mux structs and the
+ * event queue's entry points. Private to src/core/mux*.c; the contract is mux.h.
+ */
+#ifndef LIMPET_MUX_INTERNAL_H
+#define LIMPET_MUX_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limpet/idtab.h"
+#include "limpet/mux.h"
+#include "limpet/streamq.h"
+
+/* Stream flags. */
+enum {
+    SF_OURS = 1u << 0,           /* we opened it (our parity) */
+    SF_ESTABLISHED = 1u << 1,    /* opener: the peer's OPEN_OK arrived; acceptor: we accepted */
+    SF_OPEN_SEEN = 1u << 2,      /* acceptor: the glue has been handed the OPEN event */
+    SF_FIN_WANTED = 1u << 3,     /* lp_mux_shutdown was called: no DATA from us any more */
+    SF_FIN_SENT = 1u << 4,       /* our FIN is in the pipe */
+    SF_PEER_FIN = 1u << 5,       /* the peer's FIN arrived */
+    SF_FIN_DELIVERED = 1u << 6,  /* the FIN event is queued: every byte before it consumed */
+    SF_READABLE_ARMED = 1u << 7, /* READABLE queued; not again until the glue peeks/consumes */
+    SF_BLOCK_CREDIT = 1u << 8,   /* reserve found no credit: WINDOW wakes it */
+    SF_ZOMBIE = 1u << 9,         /* reset: kept only until its RST finds room in the pipe */
+};
+
+/* Pending control frames, sent lowest bit first. */
+enum {
+    PC_OPEN = 1u << 0,
+    PC_OPEN_OK = 1u << 1,
+    PC_WINDOW = 1u << 2,
+    PC_FIN = 1u << 3,
+    PC_RST = 1u << 4
+};
+
+/* Pending events, handed out lowest bit first. */
+enum {
+    EV_OPEN = 1u << 0,
+    EV_OPEN_OK = 1u << 1,
+    EV_WRITABLE = 1u << 2,
+    EV_READABLE = 1u << 3,
+    EV_FIN = 1u << 4,
+    EV_CLOSED = 1u << 5,
+    EV_RST = 1u << 6
+};
+
+/* An intrusive list node; a node not on any list has next == NULL. */
+struct node {
+    struct node *prev, *next;
+};
+
+static inline void list_init(struct node *l)
+{
+    l->prev = l->next = l;
+}
+
+static inline bool list_empty(const struct node *l)
+{
+    return l->next == l;
+}
+
+static inline bool linked(const struct node *n)
+{
+    return n->next != NULL;
+}
+
+static inline void list_append(struct node *l, struct node *n)
+{
+    if (linked(n))
+        return;
+    n->prev = l->prev;
+    n->next = l;
+    l->prev->next = n;
+    l->prev = n;
+}
+
+static inline void list_remove(struct node *n)
+{
+    if (!linked(n))
+        return;
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = NULL;
+}
+
+struct stream {
+    uint32_t id;
+    uint32_t flags;  /* SF_* */
+    uint8_t pending; /* PC_*: control frames still to go into the pipe */
+    uint8_t events;  /* EV_*: events the glue has not drained yet */
+    uint8_t kind;
+    uint16_t rst_code;     /* with PC_RST */
+    uint32_t send_credit;  /* bytes the peer still lets us send */
+    uint32_t window;       /* W we granted: inq.buffered + recv_credit + unreported == window */
+    uint32_t recv_credit;  /* bytes the peer may still send before our next WINDOW */
+    uint32_t unreported;   /* consumed bytes whose credit has not been returned yet */
+    struct lp_streamq inq; /* inbound bytes the local socket has not taken yet */
+    char *target, *arg;    /* OPEN copies: until our OPEN is sent / the OPEN event is drained */
+    size_t target_len, arg_len;
+    char *rst_msg; /* with PC_RST */
+    size_t rst_len;
+    void *user;
+    struct lp_idtab_node hn; /* in m->ids while live; hn.id == id */
+    struct node pend;        /* on m->pending while pending != 0 */
+    struct node wait;        /* on m->waiting while blocked on a full pipe */
+    struct node evq;         /* on m->events while events != 0 */
+};
+
+/* The events of a stream already freed. */
+struct record {
+    uint32_t id;
+    uint8_t events; /* EV_OPEN_OK, EV_FIN, EV_CLOSED, EV_RST */
+    uint16_t code;
+    void *user;
+    char *text; /* owned; NULL when empty */
+    size_t text_len;
+};
+
+struct lp_mux {
+    struct lp_mux_config cfg;
+    lp_pipe *pipe; /* borrowed */
+    bool is_client;
+    uint64_t next_id;      /* our next stream id; every lower id of our parity was used */
+    uint32_t peer_highest; /* the highest id the peer opened, 0 before its first OPEN */
+    struct lp_idtab ids;   /* the live streams; ids.count of them */
+    size_t nzombie;        /* reset streams waiting to send their RST */
+    size_t granted;        /* sum of the windows of live streams */
+    struct node pending;   /* streams with control frames to send, in order */
+    struct node waiting;   /* streams that found the pipe full in lp_mux_send_reserve */
+    struct node events;    /* streams with events, in order */
+    struct record *recs;   /* [rec_head, rec_tail) undrained; rec_tail + ids.count <= rec_cap */
+    size_t rec_head, rec_tail, rec_cap;
+    uint32_t reserved_id; /* lp_mux_send_reserve's stream and room, until commit */
+    size_t reserved;
+    bool goodbye_tx, goodbye_rx;
+    uint16_t goodbye_tx_code, goodbye_rx_code;
+    size_t goodbye_tx_len, goodbye_rx_len;
+    char goodbye_tx_msg[LP_FRAME_MAX_TEXT];
+    char goodbye_rx_msg[LP_FRAME_MAX_TEXT];
+    char text[LP_FRAME_MAX_TEXT]; /* the last event's text and arg, lent to the glue */
+    char arg[LP_FRAME_MAX_TEXT];
+};
+
+/* ---- mux.c ---------------------------------------------------------------------------- */
+
+/* Returns an owned copy, NULL for an empty text; *ok false only when malloc failed. */
+char *mux_copy_text(const void *p, size_t n, bool *ok);
+/* Frees the OPEN target and arg copies of s. */
+void mux_free_open_copies(struct stream *s);
+
+/* ---- mux_event.c: the event queue ------------------------------------------------------ */
+
+/* Sets ev on s and puts s at the back of the event FIFO (if not already on it). */
+void mux_queue_event(lp_mux *m, struct stream *s, uint8_t ev);
+/* Clears ev on s; s leaves the FIFO when it has no events left. */
+void mux_clear_event(struct stream *s, uint8_t ev);
+/* Keeps one record slot per live stream, so mux_push_record never allocates. Call before a
+ * stream is added to m->ids; false when out of memory. */
+bool mux_reserve_record(lp_mux *m);
+/* s (still live) is being freed with final event `final` (EV_CLOSED or EV_RST): leaves a
+ * record behind so the glue still hears of it. msg is copied. */
+void mux_push_record(lp_mux *m, const struct stream *s, uint8_t final, uint16_t code,
+                     const char *msg, size_t msg_len);
+/* Frees every undrained record. */
+void mux_drop_records(lp_mux *m);
+
+#endif

@@ -1,0 +1,162 @@
+/* test_streamq.c — a mux stream's inbound chunk queue (streamq.h): order, chunking, partial
+ * drops, freeing emptied chunks, peek and peekv.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "limpet/streamq.h"
+
+/* Copies everything the queue holds, in order, through peekv; returns the byte count. */
+static size_t drain_copy(const struct lp_streamq *q, uint8_t *out, size_t cap)
+{
+    struct lp_mux_span spans[64];
+    size_t n = lp_streamq_peekv(q, spans, 64), total = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        assert_true(total + spans[i].len <= cap);
+        memcpy(out + total, spans[i].data, spans[i].len);
+        total += spans[i].len;
+    }
+    return total;
+}
+
+static void test_streamq_starts_empty(void **state)
+{
+    (void)state;
+    struct lp_streamq q;
+    const uint8_t *data = (const uint8_t *)"x";
+    struct lp_mux_span span;
+
+    lp_streamq_init(&q);
+    assert_int_equal(q.buffered, 0);
+    assert_int_equal(lp_streamq_peek(&q, &data), 0);
+    assert_null(data);
+    assert_int_equal(lp_streamq_peekv(&q, &span, 1), 0);
+    lp_streamq_drop(&q, 10); /* nothing to drop: harmless */
+    lp_streamq_clear(&q);
+}
+
+static void test_streamq_keeps_bytes_in_order_and_drops_from_the_front(void **state)
+{
+    (void)state;
+    struct lp_streamq q;
+    const uint8_t *data;
+
+    lp_streamq_init(&q);
+    assert_true(lp_streamq_append(&q, (const uint8_t *)"hello ", 6));
+    assert_true(lp_streamq_append(&q, (const uint8_t *)"world", 5));
+    assert_int_equal(q.buffered, 11);
+    assert_int_equal(lp_streamq_peek(&q, &data), 11); /* both fit one chunk */
+    assert_memory_equal(data, "hello world", 11);
+    lp_streamq_drop(&q, 4);
+    assert_int_equal(q.buffered, 7);
+    assert_int_equal(lp_streamq_peek(&q, &data), 7);
+    assert_memory_equal(data, "o world", 7);
+    lp_streamq_clear(&q);
+    assert_int_equal(q.buffered, 0);
+    assert_null(q.head);
+}
+
+static void test_streamq_starts_a_new_chunk_when_a_payload_does_not_fit(void **state)
+{
+    (void)state;
+    struct lp_streamq q;
+    uint8_t *big = malloc(LP_STREAMQ_CHUNK);
+    uint8_t *out = malloc(LP_STREAMQ_CHUNK + 16);
+    struct lp_mux_span spans[4];
+
+    assert_non_null(big);
+    assert_non_null(out);
+    for (size_t i = 0; i < LP_STREAMQ_CHUNK; i++)
+        big[i] = (uint8_t)(i * 7);
+    lp_streamq_init(&q);
+    assert_true(lp_streamq_append(&q, big, LP_STREAMQ_CHUNK - 3));
+    assert_true(lp_streamq_append(&q, (const uint8_t *)"abcdef", 6)); /* 3 bytes left: no fit */
+    assert_int_equal(lp_streamq_peekv(&q, spans, 4), 2);
+    assert_int_equal(spans[0].len, LP_STREAMQ_CHUNK - 3);
+    assert_int_equal(spans[1].len, 6);
+    assert_int_equal(lp_streamq_peekv(&q, spans, 1), 1); /* max is respected */
+    assert_int_equal(drain_copy(&q, out, LP_STREAMQ_CHUNK + 16), LP_STREAMQ_CHUNK + 3);
+    assert_memory_equal(out, big, LP_STREAMQ_CHUNK - 3);
+    assert_memory_equal(out + LP_STREAMQ_CHUNK - 3, "abcdef", 6);
+    lp_streamq_clear(&q);
+    free(big);
+    free(out);
+}
+
+static void test_streamq_frees_a_chunk_once_dropped_past_it(void **state)
+{
+    (void)state;
+    struct lp_streamq q;
+    uint8_t *big = calloc(1, LP_STREAMQ_CHUNK);
+    const uint8_t *data;
+
+    assert_non_null(big);
+    lp_streamq_init(&q);
+    assert_true(lp_streamq_append(&q, big, LP_STREAMQ_CHUNK));
+    assert_true(lp_streamq_append(&q, (const uint8_t *)"tail", 4));
+    assert_true(q.head != q.tail);
+    lp_streamq_drop(&q, LP_STREAMQ_CHUNK + 1); /* across the chunk boundary */
+    assert_true(q.head == q.tail);
+    assert_int_equal(q.buffered, 3);
+    assert_int_equal(lp_streamq_peek(&q, &data), 3);
+    assert_memory_equal(data, "ail", 3);
+    lp_streamq_drop(&q, 3);
+    assert_null(q.head); /* an idle stream holds no memory */
+    assert_null(q.tail);
+    lp_streamq_clear(&q);
+    free(big);
+}
+
+static void test_streamq_drop_beyond_buffered_empties_it(void **state)
+{
+    (void)state;
+    struct lp_streamq q;
+
+    lp_streamq_init(&q);
+    assert_true(lp_streamq_append(&q, (const uint8_t *)"abc", 3));
+    lp_streamq_drop(&q, 100);
+    assert_int_equal(q.buffered, 0);
+    assert_null(q.head);
+    assert_true(lp_streamq_append(&q, (const uint8_t *)"de", 2)); /* usable again */
+    assert_int_equal(q.buffered, 2);
+    lp_streamq_clear(&q);
+}
+
+static void test_streamq_takes_a_payload_larger_than_a_chunk(void **state)
+{
+    (void)state;
+    struct lp_streamq q;
+    size_t n = LP_STREAMQ_CHUNK * 2 + 5;
+    uint8_t *big = malloc(n);
+    const uint8_t *data;
+
+    assert_non_null(big);
+    memset(big, 0x5a, n);
+    lp_streamq_init(&q);
+    assert_true(lp_streamq_append(&q, big, n));
+    assert_int_equal(lp_streamq_peek(&q, &data), n);
+    assert_memory_equal(data, big, n);
+    lp_streamq_clear(&q);
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_streamq_starts_empty),
+        cmocka_unit_test(test_streamq_keeps_bytes_in_order_and_drops_from_the_front),
+        cmocka_unit_test(test_streamq_starts_a_new_chunk_when_a_payload_does_not_fit),
+        cmocka_unit_test(test_streamq_frees_a_chunk_once_dropped_past_it),
+        cmocka_unit_test(test_streamq_drop_beyond_buffered_empties_it),
+        cmocka_unit_test(test_streamq_takes_a_payload_larger_than_a_chunk),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
