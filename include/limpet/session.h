@@ -44,8 +44,10 @@ struct lp_session_hooks {
     void (*live)(struct lp_session *s, bool resumed);
     /* Client: the server refused the handshake. */
     void (*rejected)(struct lp_session *s, uint16_t code, const char *msg);
-    /* The session cannot go on (sequence out of range, GOODBYE from the peer, ...). */
+    /* The session cannot go on (the resume point is out of range, ...). */
     void (*lost)(struct lp_session *s, const char *reason);
+    /* The peer ended the session on purpose (GOODBYE code and its message). */
+    void (*goodbye)(struct lp_session *s, uint16_t code, const char *msg);
 };
 
 struct lp_session {
@@ -99,6 +101,8 @@ bool lp_session_flushed(struct lp_session *s);
 
 /* Marks the session for an output flush before the loop sleeps. */
 void lp_session_dirty(struct lp_session *s);
+/* Drains the cores' events after a stream touched the mux, and marks the session dirty. */
+void lp_session_process(struct lp_session *s);
 
 /* Client: a local connection (takes fd) wants `target`; waits up to `wait` for OPEN_OK. */
 lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,

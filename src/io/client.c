@@ -258,11 +258,20 @@ static void on_lost(struct lp_session *s, const char *reason)
     replace_session(s->owner, reason);
 }
 
+static void on_goodbye(struct lp_session *s, uint16_t code, const char *msg)
+{
+    char why[LP_FRAME_MAX_TEXT + 64];
+    snprintf(why, sizeof(why), "server ended the session (%s): %s",
+             code == LP_GOODBYE_SHUTDOWN ? "shutting down" : "goodbye", msg);
+    replace_session(s->owner, why);
+}
+
 static const struct lp_session_hooks client_hooks = {
     .link_down = on_link_down,
     .live = on_live,
     .rejected = on_rejected,
     .lost = on_lost,
+    .goodbye = on_goodbye,
 };
 
 static lp_err new_session(struct lp_client *c)

@@ -90,11 +90,14 @@ static void on_live(struct lp_session *s, bool resumed)
 
 static void on_lost(struct lp_session *s, const char *reason)
 {
-    if (strncmp(reason, "peer said goodbye", 17) == 0)
-        lp_info("sess=%s goodbye from client: %s", s->tag, reason);
-    else
-        lp_warn("sess=%s lost: %s", s->tag, reason);
+    lp_warn("sess=%s lost: %s", s->tag, reason);
     end_session(s, LP_RST_SESSION_LOST, reason);
+}
+
+static void on_goodbye(struct lp_session *s, uint16_t code, const char *msg)
+{
+    lp_info("sess=%s goodbye from client (code %u): %s", s->tag, (unsigned)code, msg);
+    end_session(s, LP_RST_SESSION_LOST, "the client ended the session");
 }
 
 static const struct lp_session_hooks server_hooks = {
@@ -102,6 +105,7 @@ static const struct lp_session_hooks server_hooks = {
     .live = on_live,
     .rejected = NULL,
     .lost = on_lost,
+    .goodbye = on_goodbye,
 };
 
 static struct lp_session *find_session(struct lp_server *srv, const uint8_t *id)

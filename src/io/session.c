@@ -359,10 +359,9 @@ static void on_mux_event(struct lp_session *s, const struct lp_mux_event *ev)
         lp_stream_dial(s, ev->id, ev->text, ev->text_len);
         break;
     case LP_MUX_EV_GOODBYE:
-        snprintf(msg, sizeof(msg), "peer said goodbye (%u): %.*s", (unsigned)ev->code,
-                 (int)ev->text_len, ev->text ? ev->text : "");
-        if (s->hooks->lost)
-            s->hooks->lost(s, msg);
+        snprintf(msg, sizeof(msg), "%.*s", (int)ev->text_len, ev->text ? ev->text : "");
+        if (s->hooks->goodbye)
+            s->hooks->goodbye(s, ev->code, msg);
         break;
     default:
         lp_stream_on_event(s, ev);
@@ -396,8 +395,6 @@ static void process(struct lp_session *s)
         on_mux_event(s, &mev);
 }
 
-/* Streams call this after they touched the mux (consumed, committed, reset). */
-void lp_session_process(struct lp_session *s);
 void lp_session_process(struct lp_session *s)
 {
     process(s);

@@ -17,8 +17,6 @@
 #include "limpet/log.h"
 #include "limpet/session.h"
 
-void lp_session_process(struct lp_session *s);
-
 #define PUMP_IOV 16        /* queued chunks written per sendmsg */
 #define PUMP_READ_FRAMES 4 /* DATA frames filled per readv */
 
