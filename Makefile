@@ -22,7 +22,7 @@ OPT      := -O1 -g -fno-omit-frame-pointer
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 CFLAGS_ALL := -std=c11 $(OPT) $(WARN) $(SANFLAGS) $(CFLAGS)
-LDLIBS_ALL := -lev -lyaml -lm $(LDLIBS)
+LDLIBS_ALL := -lev -lyaml -lmbedtls -lmbedx509 -lmbedcrypto -lm $(LDLIBS)
 
 CORE_SRC := $(wildcard src/core/*.c)
 APP_SRC  := $(filter-out src/app/main.c,$(wildcard src/app/*.c))
@@ -97,7 +97,7 @@ fuzz-build: $(FUZZ_BIN)
 
 build/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(APP_SRC)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(APP_SRC) -lyaml -lm
+	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(APP_SRC) -lyaml -lmbedtls -lmbedx509 -lmbedcrypto -lm
 
 # Replays each checked-in corpus once: a cheap regression run for `make test`.
 fuzz-regress: $(FUZZ_BIN)

@@ -1,0 +1,281 @@
+/* test_tls.c — TLS links over a socketpair: both modes carry data both ways, and every kind of
+ * wrong key or certificate is refused as an authentication failure. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "limpet/tls.h"
+
+static const uint8_t KEY_A[LP_TLS_PSK_LEN] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11,
+                                              12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22,
+                                              23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+static uint8_t KEY_B[LP_TLS_PSK_LEN];
+
+static bool lookup_laptop(void *user, const char *identity, uint8_t key[LP_TLS_PSK_LEN])
+{
+    (void)user;
+    if (strcmp(identity, "laptop") != 0)
+        return false;
+    memcpy(key, KEY_A, LP_TLS_PSK_LEN);
+    return true;
+}
+
+struct pair {
+    int fds[2];
+    lp_tls *c, *s;
+    lp_err crc, src;
+    char cerr[256], serr[256];
+};
+
+static void pair_open(struct pair *p, lp_tls_conf *cc, lp_tls_conf *sc)
+{
+    memset(p, 0, sizeof(*p));
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, p->fds), 0);
+    assert_int_equal(lp_tls_new(cc, p->fds[0], &p->c), LP_OK);
+    assert_int_equal(lp_tls_new(sc, p->fds[1], &p->s), LP_OK);
+}
+
+/* Alternates the two handshakes until neither is waiting (bounded). */
+static void pair_handshake(struct pair *p)
+{
+    p->crc = p->src = LP_ERR_TRUNCATED;
+    for (int i = 0; i < 1000 && (p->crc == LP_ERR_TRUNCATED || p->src == LP_ERR_TRUNCATED); i++) {
+        if (p->crc == LP_ERR_TRUNCATED)
+            p->crc = lp_tls_handshake(p->c, p->cerr, sizeof(p->cerr));
+        if (p->src == LP_ERR_TRUNCATED)
+            p->src = lp_tls_handshake(p->s, p->serr, sizeof(p->serr));
+        if (p->crc != LP_ERR_TRUNCATED && p->src != LP_ERR_TRUNCATED)
+            break;
+        if (p->crc != LP_OK && p->crc != LP_ERR_TRUNCATED)
+            shutdown(p->fds[0], SHUT_RDWR); /* a failed side closes, as the runtime does */
+        if (p->src != LP_OK && p->src != LP_ERR_TRUNCATED)
+            shutdown(p->fds[1], SHUT_RDWR);
+    }
+}
+
+static void pair_close(struct pair *p)
+{
+    lp_tls_free(p->c);
+    lp_tls_free(p->s);
+    close(p->fds[0]);
+    close(p->fds[1]);
+}
+
+/* Moves n bytes from one end to the other through TLS, both non-blocking. */
+static void carry(lp_tls *from, lp_tls *to, size_t n)
+{
+    uint8_t *out = malloc(n), *in = malloc(n);
+    size_t sent = 0, got = 0;
+    lp_err rc;
+
+    for (size_t i = 0; i < n; i++)
+        out[i] = (uint8_t)(i * 7 + 3);
+    for (int i = 0; i < 100000 && got < n; i++) {
+        if (sent < n) {
+            ssize_t w = lp_tls_write(from, out + sent, n - sent, &rc);
+            if (w > 0)
+                sent += (size_t)w;
+        } else {
+            lp_tls_flush(from);
+        }
+        ssize_t r = lp_tls_read(to, in + got, n - got, &rc);
+        if (r > 0)
+            got += (size_t)r;
+    }
+    assert_int_equal(got, n);
+    assert_memory_equal(in, out, n);
+    free(out);
+    free(in);
+}
+
+static void test_tls_psk_carries_data_both_ways_with_chacha20(void **state)
+{
+    lp_tls_conf *cc, *sc;
+    struct pair p;
+    char err[256];
+    (void)state;
+    assert_int_equal(lp_tls_conf_client_psk("laptop", KEY_A, &cc, err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_tls_conf_server_psk(lookup_laptop, NULL, &sc, err, sizeof(err)), LP_OK);
+    pair_open(&p, cc, sc);
+    pair_handshake(&p);
+    assert_int_equal(p.crc, LP_OK);
+    assert_int_equal(p.src, LP_OK);
+    assert_string_equal(lp_tls_peer_identity(p.s), "laptop");
+    assert_string_equal(lp_tls_suite(p.c), "TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256");
+    carry(p.c, p.s, 300000); /* more than a socket buffer: WANT_WRITE paths run */
+    carry(p.s, p.c, 300000);
+    pair_close(&p);
+    lp_tls_conf_free(cc);
+    lp_tls_conf_free(sc);
+}
+
+static void psk_refused(const char *identity, const uint8_t *key)
+{
+    lp_tls_conf *cc, *sc;
+    struct pair p;
+    char err[256];
+    assert_int_equal(lp_tls_conf_client_psk(identity, key, &cc, err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_tls_conf_server_psk(lookup_laptop, NULL, &sc, err, sizeof(err)), LP_OK);
+    pair_open(&p, cc, sc);
+    pair_handshake(&p);
+    assert_int_equal(p.src, LP_ERR_AUTH);
+    assert_int_not_equal(p.crc, LP_OK);
+    assert_null(strstr(p.serr, "\x01\x02\x03")); /* no key bytes in the message */
+    pair_close(&p);
+    lp_tls_conf_free(cc);
+    lp_tls_conf_free(sc);
+}
+
+static void test_tls_psk_refuses_unknown_identity(void **state)
+{
+    (void)state;
+    psk_refused("stranger", KEY_A);
+}
+
+static void test_tls_psk_refuses_wrong_key(void **state)
+{
+    (void)state;
+    memset(KEY_B, 0x5a, sizeof(KEY_B));
+    psk_refused("laptop", KEY_B);
+}
+
+/* ---- certificates ---------------------------------------------------------------------- */
+
+static char dir[64];
+
+static void make_cert(const char *name)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+             "-subj /CN=%s -keyout %s/%s.key -out %s/%s.crt >/dev/null 2>&1",
+             name, dir, name, dir, name);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void cert_fp(const char *name, uint8_t fp[LP_TLS_FP_LEN])
+{
+    char cmd[512], hex[3 * LP_TLS_FP_LEN + 8];
+    snprintf(cmd, sizeof(cmd), "openssl x509 -in %s/%s.crt -outform DER | sha256sum", dir, name);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(hex, sizeof(hex), f));
+    pclose(f);
+    for (unsigned i = 0; i < LP_TLS_FP_LEN; i++) {
+        unsigned v;
+        assert_int_equal(sscanf(hex + 2 * i, "%2x", &v), 1);
+        fp[i] = (uint8_t)v;
+    }
+}
+
+static uint8_t listed_client[LP_TLS_FP_LEN];
+
+static bool lookup_fp(void *user, const uint8_t fp[LP_TLS_FP_LEN])
+{
+    (void)user;
+    return memcmp(fp, listed_client, LP_TLS_FP_LEN) == 0;
+}
+
+static int certs_setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/limpet-tls-XXXXXX");
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    make_cert("server");
+    make_cert("client");
+    make_cert("other");
+    return 0;
+}
+
+static int certs_teardown(void **state)
+{
+    char cmd[128];
+    (void)state;
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void cert_run(const char *client, const uint8_t *pin, lp_err want_c, lp_err want_s)
+{
+    char crt[128], key[128], scrt[128], skey[128], err[256];
+    lp_tls_conf *cc, *sc;
+    struct pair p;
+
+    snprintf(crt, sizeof(crt), "%s/%s.crt", dir, client);
+    snprintf(key, sizeof(key), "%s/%s.key", dir, client);
+    snprintf(scrt, sizeof(scrt), "%s/server.crt", dir);
+    snprintf(skey, sizeof(skey), "%s/server.key", dir);
+    assert_int_equal(lp_tls_conf_client_cert(crt, key, pin, &cc, err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_tls_conf_server_cert(scrt, skey, lookup_fp, NULL, &sc, err, sizeof(err)),
+                     LP_OK);
+    pair_open(&p, cc, sc);
+    pair_handshake(&p);
+    if (want_c == LP_OK && want_s == LP_OK) {
+        assert_int_equal(p.crc, LP_OK);
+        assert_int_equal(p.src, LP_OK);
+        assert_string_equal(lp_tls_suite(p.c), "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256");
+        carry(p.c, p.s, 100000);
+        carry(p.s, p.c, 100000);
+    } else {
+        if (want_c != LP_OK)
+            assert_int_equal(p.crc, want_c);
+        if (want_s != LP_OK)
+            assert_int_equal(p.src, want_s);
+    }
+    pair_close(&p);
+    lp_tls_conf_free(cc);
+    lp_tls_conf_free(sc);
+}
+
+static void test_tls_cert_mode_with_pins_on_both_sides(void **state)
+{
+    uint8_t server_fp[LP_TLS_FP_LEN];
+    (void)state;
+    cert_fp("server", server_fp);
+    cert_fp("client", listed_client);
+    cert_run("client", server_fp, LP_OK, LP_OK);
+}
+
+static void test_tls_client_refuses_server_with_other_fingerprint(void **state)
+{
+    uint8_t wrong[LP_TLS_FP_LEN];
+    (void)state;
+    cert_fp("other", wrong);
+    cert_fp("client", listed_client);
+    cert_run("client", wrong, LP_ERR_AUTH, LP_OK);
+}
+
+static void test_tls_server_refuses_unlisted_client_certificate(void **state)
+{
+    uint8_t server_fp[LP_TLS_FP_LEN];
+    (void)state;
+    cert_fp("server", server_fp);
+    cert_fp("client", listed_client);
+    cert_run("other", server_fp, LP_OK, LP_ERR_AUTH);
+}
+
+int main(void)
+{
+    const struct CMUnitTest psk[] = {
+        cmocka_unit_test(test_tls_psk_carries_data_both_ways_with_chacha20),
+        cmocka_unit_test(test_tls_psk_refuses_unknown_identity),
+        cmocka_unit_test(test_tls_psk_refuses_wrong_key),
+    };
+    const struct CMUnitTest certs[] = {
+        cmocka_unit_test(test_tls_cert_mode_with_pins_on_both_sides),
+        cmocka_unit_test(test_tls_client_refuses_server_with_other_fingerprint),
+        cmocka_unit_test(test_tls_server_refuses_unlisted_client_certificate),
+    };
+    int fails = cmocka_run_group_tests(psk, NULL, NULL);
+    return fails + cmocka_run_group_tests(certs, certs_setup, certs_teardown);
+}
