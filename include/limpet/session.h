@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "limpet/config.h"
+#include "limpet/link.h"
 #include "limpet/mux.h"
 #include "limpet/net.h"
 #include "limpet/pipe.h"
@@ -58,11 +59,10 @@ struct lp_session {
     bool is_client;
     lp_pipe *pipe;
     lp_mux *mux;
-    char tag[9]; /* first 8 hex digits of the id, for logs */
-    /* the link: fd >= 0 only while attached */
-    int fd;
-    uint64_t gen;  /* the pipe generation this fd carries */
-    char peer[64]; /* the link's peer address, for logs */
+    char tag[9];         /* first 8 hex digits of the id, for logs */
+    struct lp_link link; /* open only while attached */
+    uint64_t gen;        /* the pipe generation this fd carries */
+    char peer[64];       /* the link's peer address, for logs */
     ev_io rio, wio;
     ev_timer deadline; /* the pipe's next deadline */
     lp_time armed;     /* what `deadline` is set to (NEVER: stopped) */
@@ -84,9 +84,9 @@ lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool i
 /* Refreshes `tag` from the pipe's session id (after WELCOME / set_identity). */
 void lp_session_retag(struct lp_session *s);
 
-/* Attaches a connected socket as the link for pipe generation `gen` (takes fd). Bytes the
- * owner already read past the handshake go in `extra`. */
-void lp_session_attach(struct lp_session *s, int fd, uint64_t gen, const char *peer,
+/* Attaches a connected link (plain or TLS, handshake done) for pipe generation `gen`; takes
+ * it (link is left closed). Bytes the owner already read past the handshake go in `extra`. */
+void lp_session_attach(struct lp_session *s, struct lp_link *link, uint64_t gen, const char *peer,
                        const uint8_t *extra, size_t extra_len);
 /* Drops the link (if any) without calling the link_down hook. */
 void lp_session_detach(struct lp_session *s, const char *reason);

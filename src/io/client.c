@@ -91,10 +91,11 @@ static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     ev_io_stop(c->rt->loop, &c->cio);
-    int fd = c->fd;
+    struct lp_link link;
+    lp_link_set(&link, c->fd, NULL);
     c->fd = -1;
     uint64_t gen = lp_pipe_connect(c->s->pipe, lp_now());
-    lp_session_attach(c->s, fd, gen, c->cfg->server, NULL, 0);
+    lp_session_attach(c->s, &link, gen, c->cfg->server, NULL, 0);
     /* ctimer keeps running: it now bounds the handshake too */
 }
 

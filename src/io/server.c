@@ -22,7 +22,7 @@
 
 struct handshake {
     struct lp_server *srv;
-    int fd;
+    struct lp_link link; /* plain now; TLS once the handshake layer is wired */
     struct lp_addr peer;
     char name[64];
     uint8_t buf[HELLO_FRAME];
@@ -133,8 +133,8 @@ static void hs_free(struct handshake *h, bool close_fd)
     struct lp_server *srv = h->srv;
     ev_io_stop(srv->rt->loop, &h->io);
     ev_timer_stop(srv->rt->loop, &h->timer);
-    if (close_fd && h->fd >= 0)
-        close(h->fd);
+    if (close_fd)
+        lp_link_close(&h->link);
     if (h->prev)
         h->prev->next = h->next;
     else
@@ -155,8 +155,9 @@ static void hs_reject(struct handshake *h, uint16_t code, const char *msg)
 {
     uint8_t out[LP_FRAME_HEADER + 2 + 256];
     size_t n = lp_text_encode(out, sizeof(out), LP_FT_REJECT, 0, code, msg, strlen(msg));
-    if (n > 0 && send(h->fd, out, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        lp_debug("REJECT to %s not sent: %s", h->name, strerror(errno));
+    lp_err rc = LP_OK;
+    if (n > 0 && (lp_link_write(&h->link, out, n, &rc) < 0 || lp_link_flush(&h->link) != LP_OK))
+        lp_debug("REJECT to %s not sent: %s", h->name, h->link.err);
     lp_info("rejected %s: %s: %s", h->name, lp_reject_code_name(code), msg);
     hs_free(h, true);
 }
@@ -194,9 +195,7 @@ static void hs_new_session(struct handshake *h, const struct lp_hello *hello)
     srv->sessions = s;
     srv->nsessions++;
     lp_info("sess=%s new session from %s", s->tag, h->name);
-    int fd = h->fd;
-    h->fd = -1;
-    lp_session_attach(s, fd, gen, h->name, NULL, 0);
+    lp_session_attach(s, &h->link, gen, h->name, NULL, 0);
     hs_free(h, false);
 }
 
@@ -223,9 +222,7 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
     s->reconnects++;
     lp_info("sess=%s resumed from %s (generation %llu%s)", s->tag, h->name, (unsigned long long)gen,
             had_link ? ", replaced a live link" : "");
-    int fd = h->fd;
-    h->fd = -1;
-    lp_session_attach(s, fd, gen, h->name, NULL, 0);
+    lp_session_attach(s, &h->link, gen, h->name, NULL, 0);
     hs_free(h, false);
 }
 
@@ -265,7 +262,7 @@ static void hs_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct lp_frame f;
     const char *why = NULL;
     size_t used;
-    char msg[128];
+    char msg[256];
     (void)loop;
     (void)revents;
 
@@ -287,15 +284,15 @@ static void hs_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             hs_drop(h, "handshake frame too large");
             return;
         }
-        ssize_t n = recv(h->fd, h->buf + h->len, need - h->len, 0);
+        ssize_t n = lp_link_read(&h->link, h->buf + h->len, need - h->len, &rc);
         if (n > 0) {
             h->len += (size_t)n;
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        if (n < 0 && rc == LP_ERR_TRUNCATED)
             return;
-        snprintf(msg, sizeof(msg), "%s after %zu handshake bytes",
-                 n == 0 ? "closed" : strerror(errno), h->len);
+        snprintf(msg, sizeof(msg), "%s after %zu handshake bytes", n == 0 ? "closed" : h->link.err,
+                 h->len);
         hs_drop(h, msg);
         return;
     }
@@ -332,7 +329,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         h->srv = srv;
-        h->fd = fd;
+        lp_link_set(&h->link, fd, NULL);
         h->peer = peer;
         lp_net_addr_str(&peer, h->name, sizeof(h->name));
         ev_io_init(&h->io, hs_read_cb, fd, EV_READ);

@@ -126,7 +126,7 @@ lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool i
     s->hooks = hooks;
     s->owner = owner;
     s->is_client = is_client;
-    s->fd = -1;
+    lp_link_init(&s->link);
     s->armed = LP_TIME_NEVER;
     ev_io_init(&s->rio, link_read_cb, -1, EV_READ);
     ev_io_init(&s->wio, link_write_cb, -1, EV_WRITE);
@@ -161,19 +161,19 @@ void lp_session_retag(struct lp_session *s)
 
 bool lp_session_attached(const struct lp_session *s)
 {
-    return s->fd >= 0;
+    return lp_link_open(&s->link);
 }
 
-void lp_session_attach(struct lp_session *s, int fd, uint64_t gen, const char *peer,
+void lp_session_attach(struct lp_session *s, struct lp_link *link, uint64_t gen, const char *peer,
                        const uint8_t *extra, size_t extra_len)
 {
     lp_session_detach(s, NULL);
-    s->fd = fd;
+    lp_link_move(&s->link, link);
     s->gen = gen;
     snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "?");
-    lp_net_tune_link(fd, s->cfg->session.dead_after);
-    ev_io_set(&s->rio, fd, EV_READ);
-    ev_io_set(&s->wio, fd, EV_WRITE);
+    lp_net_tune_link(s->link.fd, s->cfg->session.dead_after);
+    ev_io_set(&s->rio, s->link.fd, EV_READ);
+    ev_io_set(&s->wio, s->link.fd, EV_WRITE);
     ev_io_start(s->rt->loop, &s->rio);
     lp_time now = lp_now();
     while (extra_len > 0) {
@@ -184,17 +184,19 @@ void lp_session_attach(struct lp_session *s, int fd, uint64_t gen, const char *p
         extra_len -= n;
         process(s);
     }
+    /* TLS may already hold decrypted bytes that no socket event will announce. */
+    if (lp_link_pending(&s->link))
+        ev_feed_event(s->rt->loop, &s->rio, EV_READ);
     lp_session_dirty(s);
 }
 
 void lp_session_detach(struct lp_session *s, const char *reason)
 {
-    if (s->fd < 0)
+    if (!lp_link_open(&s->link))
         return;
     ev_io_stop(s->rt->loop, &s->rio);
     ev_io_stop(s->rt->loop, &s->wio);
-    close(s->fd);
-    s->fd = -1;
+    lp_link_close(&s->link);
     lp_pipe_link_down(s->pipe, s->gen);
     if (reason)
         lp_debug("sess=%s link to %s closed: %s", s->tag, s->peer, reason);
@@ -203,7 +205,7 @@ void lp_session_detach(struct lp_session *s, const char *reason)
 /* The link failed under us: detach and tell the owner. */
 static void link_failed(struct lp_session *s, const char *reason)
 {
-    if (s->fd < 0)
+    if (!lp_link_open(&s->link))
         return;
     lp_session_detach(s, NULL);
     if (s->hooks->link_down)
@@ -213,61 +215,63 @@ static void link_failed(struct lp_session *s, const char *reason)
 static void link_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct lp_session *s = LP_CONTAINER_OF(w, struct lp_session, rio);
-    char why[128];
+    lp_err rc = LP_OK;
     (void)loop;
     (void)revents;
 
     /* Bounded so one busy link cannot starve the others on the loop. */
-    for (int i = 0; i < 16 && s->fd >= 0 && !s->closing; i++) {
+    for (int i = 0; i < 16 && lp_link_open(&s->link) && !s->closing; i++) {
         uint8_t *buf;
         size_t room = lp_pipe_recv_space(s->pipe, &buf);
         if (room == 0)
             break;
-        ssize_t n = recv(s->fd, buf, room, 0);
+        ssize_t n = lp_link_read(&s->link, buf, room, &rc);
         if (n > 0) {
             s->bytes_in += (uint64_t)n;
             lp_pipe_recv_commit(s->pipe, (size_t)n, lp_now());
             process(s);
-            if ((size_t)n < room)
+            /* a short plain read drained the socket; TLS reads stop at record ends */
+            if ((size_t)n < room && !lp_link_pending(&s->link) && s->link.tls == NULL)
                 break;
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        if (n < 0 && rc == LP_ERR_TRUNCATED)
             break;
-        snprintf(why, sizeof(why), "%s", n == 0 ? "peer closed the connection" : strerror(errno));
-        link_failed(s, why);
+        link_failed(s, n == 0 ? "peer closed the connection" : s->link.err);
         break;
     }
+    if (lp_link_open(&s->link) && !s->closing && lp_link_pending(&s->link))
+        ev_feed_event(s->rt->loop, &s->rio, EV_READ);
     lp_session_dirty(s);
 }
 
 static void flush_output(struct lp_session *s)
 {
     lp_time now = lp_now();
-    while (s->fd >= 0) {
+    lp_err rc = lp_link_open(&s->link) ? lp_link_flush(&s->link) : LP_OK;
+
+    while (rc == LP_OK && lp_link_open(&s->link)) {
         const uint8_t *out;
         size_t n = lp_pipe_pending_output(s->pipe, &out);
-        if (n == 0) {
-            ev_io_stop(s->rt->loop, &s->wio);
-            return;
-        }
-        ssize_t w = send(s->fd, out, n, MSG_NOSIGNAL);
+        if (n == 0)
+            break;
+        ssize_t w = lp_link_write(&s->link, out, n, &rc);
         if (w > 0) {
             s->bytes_out += (uint64_t)w;
             lp_pipe_output_sent(s->pipe, (size_t)w, now);
-            if ((size_t)w == n)
-                continue;
-            errno = EAGAIN; /* a short write means the socket buffer is full */
+            rc = LP_OK; /* short or not, try again: only TRUNCATED means the socket is full */
         }
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (errno == EAGAIN) {
-            ev_io_start(s->rt->loop, &s->wio);
-            return;
-        }
-        link_failed(s, strerror(errno));
+    }
+    if (!lp_link_open(&s->link))
+        return;
+    if (rc != LP_OK && rc != LP_ERR_TRUNCATED) {
+        link_failed(s, s->link.err);
         return;
     }
+    if (rc == LP_ERR_TRUNCATED || lp_link_wants_write(&s->link))
+        ev_io_start(s->rt->loop, &s->wio);
+    else
+        ev_io_stop(s->rt->loop, &s->wio);
 }
 
 static void link_write_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -282,7 +286,8 @@ static void link_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 bool lp_session_flushed(struct lp_session *s)
 {
     const uint8_t *out;
-    return s->fd < 0 || lp_pipe_pending_output(s->pipe, &out) == 0;
+    return !lp_link_open(&s->link) ||
+           (lp_pipe_pending_output(s->pipe, &out) == 0 && !lp_link_wants_write(&s->link));
 }
 
 /* ---- deadlines ---------------------------------------------------------------------------- */
