@@ -32,6 +32,7 @@ struct lp_runtime {
     struct lp_session *dead_sessions;
     struct lp_stream *dead_streams;
     struct lp_resolver resolver; /* name lookups off the loop thread */
+    lp_tls_conf *tls;            /* borrowed; NULL with --insecure (plain TCP) */
 };
 
 void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop);
@@ -59,10 +60,13 @@ struct lp_session {
     bool is_client;
     lp_pipe *pipe;
     lp_mux *mux;
-    char tag[9];         /* first 8 hex digits of the id, for logs */
-    struct lp_link link; /* open only while attached */
-    uint64_t gen;        /* the pipe generation this fd carries */
-    char peer[64];       /* the link's peer address, for logs */
+    char tag[9];                             /* first 8 hex digits of the id, for logs */
+    char identity[LP_TLS_IDENTITY_MAX + 80]; /* server: who created it (PSK identity or
+                                              * "sha256:..." of the client certificate), ""
+                                              * with --insecure; a resume must match */
+    struct lp_link link;                     /* open only while attached */
+    uint64_t gen;                            /* the pipe generation this fd carries */
+    char peer[64];                           /* the link's peer address, for logs */
     ev_io rio, wio;
     ev_timer deadline; /* the pipe's next deadline */
     lp_time armed;     /* what `deadline` is set to (NEVER: stopped) */

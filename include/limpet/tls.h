@@ -58,6 +58,8 @@ void lp_tls_free(lp_tls *t);
  * LP_ERR_AUTH when the peer's key, identity or certificate was refused; other errors for a
  * broken handshake. err gets one line (never a secret). */
 lp_err lp_tls_handshake(lp_tls *t, char *err, size_t errlen);
+/* While the handshake waits (LP_ERR_TRUNCATED): true when it waits to write, false to read. */
+bool lp_tls_handshake_wants_write(const lp_tls *t);
 /* After the handshake: the client's PSK identity (server side, PSK mode) or "" */
 const char *lp_tls_peer_identity(const lp_tls *t);
 /* After the handshake: the peer certificate's fingerprint; false in PSK mode. */

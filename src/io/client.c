@@ -33,7 +33,8 @@ struct lp_client {
     struct lp_reconnect rc; /* single-flight reconnect loop (sans-I/O) */
     uint64_t attempt;       /* id of the attempt that fd / the handshake belongs to */
     bool stopped;
-    int fd; /* the socket being connected, until the link attaches */
+    int fd;      /* the socket being connected, until the link attaches */
+    lp_tls *tls; /* its TLS handshake in progress, if not --insecure */
     ev_io cio;
     ev_timer ctimer; /* one attempt's connect/handshake limit */
     ev_timer retry;  /* backoff delay */
@@ -65,6 +66,8 @@ static void abandon_attempt(struct lp_client *c)
 {
     ev_io_stop(c->rt->loop, &c->cio);
     ev_timer_stop(c->rt->loop, &c->ctimer);
+    lp_tls_free(c->tls);
+    c->tls = NULL;
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -80,23 +83,66 @@ static void attempt_failed(struct lp_client *c, const char *why)
     schedule_attempt(c);
 }
 
+/* The link is up (TCP, and TLS unless --insecure): hand it to the session, send HELLO. */
+static void link_ready(struct lp_client *c)
+{
+    struct lp_link link;
+
+    ev_io_stop(c->rt->loop, &c->cio);
+    lp_link_set(&link, c->fd, c->tls);
+    c->fd = -1;
+    c->tls = NULL;
+    uint64_t gen = lp_pipe_connect(c->s->pipe, lp_now());
+    lp_session_attach(c->s, &link, gen, c->cfg->server, NULL, 0);
+    /* ctimer keeps running: it now bounds the limpet handshake too */
+}
+
+/* One step of the TLS handshake; the watcher waits in whichever direction it needs. */
+static void tls_step(struct lp_client *c)
+{
+    char err[256];
+    lp_err rc = lp_tls_handshake(c->tls, err, sizeof(err));
+
+    if (rc == LP_OK) {
+        lp_debug("TLS with %s: %s", c->cfg->server, lp_tls_suite(c->tls));
+        link_ready(c);
+    } else if (rc == LP_ERR_TRUNCATED) {
+        ev_io_stop(c->rt->loop, &c->cio);
+        ev_io_set(&c->cio, c->fd, lp_tls_handshake_wants_write(c->tls) ? EV_WRITE : EV_READ);
+        ev_io_start(c->rt->loop, &c->cio);
+    } else if (rc == LP_ERR_AUTH) {
+        /* Permanent: retrying with the same key would only be refused again. */
+        lp_error("authentication failed: %s", err);
+        abandon_attempt(c);
+        stop_loop(c, 2);
+    } else {
+        attempt_failed(c, err);
+    }
+}
+
 static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct lp_client *c = LP_CONTAINER_OF(w, struct lp_client, cio);
     (void)loop;
     (void)revents;
+    if (c->tls) {
+        tls_step(c);
+        return;
+    }
     int err = lp_net_connect_result(c->fd);
     if (err) {
         attempt_failed(c, strerror(err));
         return;
     }
-    ev_io_stop(c->rt->loop, &c->cio);
-    struct lp_link link;
-    lp_link_set(&link, c->fd, NULL);
-    c->fd = -1;
-    uint64_t gen = lp_pipe_connect(c->s->pipe, lp_now());
-    lp_session_attach(c->s, &link, gen, c->cfg->server, NULL, 0);
-    /* ctimer keeps running: it now bounds the handshake too */
+    if (c->rt->tls == NULL) {
+        link_ready(c);
+        return;
+    }
+    if (lp_tls_new(c->rt->tls, c->fd, &c->tls) != LP_OK) {
+        attempt_failed(c, "out of memory for TLS");
+        return;
+    }
+    tls_step(c);
 }
 
 static void ctimer_cb(struct ev_loop *loop, ev_timer *w, int revents)

@@ -22,7 +22,9 @@
 
 struct handshake {
     struct lp_server *srv;
-    struct lp_link link; /* plain now; TLS once the handshake layer is wired */
+    struct lp_link link; /* TLS unless --insecure */
+    bool tls_done;       /* the TLS handshake finished: now read HELLO */
+    char identity[LP_TLS_IDENTITY_MAX + 80];
     struct lp_addr peer;
     char name[64];
     uint8_t buf[HELLO_FRAME];
@@ -180,6 +182,7 @@ static void hs_new_session(struct handshake *h, const struct lp_hello *hello)
         return;
     }
     ev_timer_init(&s->ttl, ttl_cb, 0., 0.);
+    snprintf(s->identity, sizeof(s->identity), "%s", h->identity);
     lp_pipe_set_identity(s->pipe, id, token);
     memset(token, 0, sizeof(token));
     lp_session_retag(s);
@@ -207,6 +210,14 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
 
     if (s == NULL || !token_equal(lp_pipe_token(s->pipe), hello->token)) {
         hs_reject(h, LP_REJECT_SESSION_UNKNOWN, "no such session on this server");
+        return;
+    }
+    /* A stolen id and token are worthless without the key of the identity that made the
+     * session; the session itself is left alone. */
+    if (strcmp(s->identity, h->identity) != 0) {
+        lp_warn("sess=%s resume attempt by another identity (%s) from %s refused", s->tag,
+                h->identity[0] ? h->identity : "none", h->name);
+        hs_reject(h, LP_REJECT_AUTH, "this session belongs to another identity");
         return;
     }
     bool had_link = lp_session_attached(s);
@@ -256,6 +267,42 @@ static void hs_complete(struct handshake *h, const struct lp_frame *f)
         hs_resume(h, &hello);
 }
 
+/* Drives the TLS handshake of a new connection. True when it is done and HELLO may be read;
+ * false while it waits, or when it failed (the connection is then dropped). */
+static bool hs_tls_step(struct handshake *h)
+{
+    char err[256];
+    uint8_t fp[LP_TLS_FP_LEN];
+    lp_tls *t = h->link.tls;
+    lp_err rc = lp_tls_handshake(t, err, sizeof(err));
+
+    if (rc == LP_ERR_TRUNCATED) {
+        ev_io_stop(h->srv->rt->loop, &h->io);
+        ev_io_set(&h->io, h->link.fd, lp_tls_handshake_wants_write(t) ? EV_WRITE : EV_READ);
+        ev_io_start(h->srv->rt->loop, &h->io);
+        return false;
+    }
+    if (rc != LP_OK) {
+        if (rc == LP_ERR_AUTH)
+            lp_warn("authentication failed from %s: %s", h->name, err);
+        hs_drop(h, rc == LP_ERR_AUTH ? "authentication failed" : err);
+        return false;
+    }
+    if (lp_tls_peer_fingerprint(t, fp)) {
+        char *o = h->identity + snprintf(h->identity, sizeof(h->identity), "sha256:");
+        for (unsigned i = 0; i < LP_TLS_FP_LEN; i++, o += 2)
+            snprintf(o, 3, "%02x", fp[i]);
+    } else {
+        snprintf(h->identity, sizeof(h->identity), "%s", lp_tls_peer_identity(t));
+    }
+    h->tls_done = true;
+    ev_io_stop(h->srv->rt->loop, &h->io);
+    ev_io_set(&h->io, h->link.fd, EV_READ);
+    ev_io_start(h->srv->rt->loop, &h->io);
+    lp_debug("TLS from %s: identity %s, %s", h->name, h->identity, lp_tls_suite(t));
+    return true;
+}
+
 static void hs_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct handshake *h = LP_CONTAINER_OF(w, struct handshake, io);
@@ -266,6 +313,8 @@ static void hs_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
 
+    if (h->link.tls && !h->tls_done && !hs_tls_step(h))
+        return;
     for (;;) {
         lp_err rc = lp_frame_decode(h->buf, h->len, &f, &used, &why);
         if (rc == LP_OK) {
@@ -329,7 +378,13 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         h->srv = srv;
-        lp_link_set(&h->link, fd, NULL);
+        lp_tls *tls = NULL;
+        if (srv->rt->tls && lp_tls_new(srv->rt->tls, fd, &tls) != LP_OK) {
+            close(fd);
+            free(h);
+            continue;
+        }
+        lp_link_set(&h->link, fd, tls);
         h->peer = peer;
         lp_net_addr_str(&peer, h->name, sizeof(h->name));
         ev_io_init(&h->io, hs_read_cb, fd, EV_READ);

@@ -48,7 +48,8 @@ struct lp_tls {
     mbedtls_ssl_context ssl;
     lp_tls_conf *conf;
     int fd;
-    bool auth_failed; /* a callback refused the peer: report LP_ERR_AUTH */
+    bool auth_failed;   /* a callback refused the peer: report LP_ERR_AUTH */
+    bool hs_want_write; /* the handshake last waited to write */
     char identity[LP_TLS_IDENTITY_MAX + 1];
     uint8_t *pend;   /* a record mbedTLS holds after WANT_WRITE: its plaintext */
     size_t pend_len; /* (mbedTLS wants the same buffer again to finish it) */
@@ -332,6 +333,7 @@ lp_err lp_tls_handshake(lp_tls *t, char *err, size_t errlen)
 {
     int ret = mbedtls_ssl_handshake(&t->ssl);
 
+    t->hs_want_write = ret == MBEDTLS_ERR_SSL_WANT_WRITE;
     if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
         return LP_ERR_TRUNCATED;
     if (ret != 0) {
@@ -345,6 +347,11 @@ lp_err lp_tls_handshake(lp_tls *t, char *err, size_t errlen)
         return LP_ERR_AUTH;
     }
     return LP_OK;
+}
+
+bool lp_tls_handshake_wants_write(const lp_tls *t)
+{
+    return t->hs_want_write;
 }
 
 const char *lp_tls_peer_identity(const lp_tls *t)
