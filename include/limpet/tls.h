@@ -47,6 +47,12 @@ lp_err lp_tls_conf_client_cert(const char *crt_path, const char *key_path,
                                size_t errlen);
 lp_err lp_tls_conf_server_cert(const char *crt_path, const char *key_path, lp_tls_fp_lookup lookup,
                                void *user, lp_tls_conf **out, char *err, size_t errlen);
+/* Server for both kinds of client at once: PSK identities (psk_lookup) and, when crt_path and
+ * key_path are given, certificate clients (fp_lookup). Offers the PSK suite and, with a
+ * certificate, the ECDHE-ECDSA suites; each client picks the one its mode allows. */
+lp_err lp_tls_conf_server(const char *crt_path, const char *key_path, lp_tls_psk_lookup psk_lookup,
+                          lp_tls_fp_lookup fp_lookup, void *user, lp_tls_conf **out, char *err,
+                          size_t errlen);
 void lp_tls_conf_free(lp_tls_conf *c);
 
 /* A TLS session over the connected non-blocking socket fd (borrowed: the caller closes

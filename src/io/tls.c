@@ -34,7 +34,7 @@ struct lp_tls_conf {
     mbedtls_ctr_drbg_context drbg;
     mbedtls_x509_crt crt;
     mbedtls_pk_context pk;
-    int suites[4];
+    int suites[5];
     bool is_server;
     bool psk_mode;
     bool has_pin;
@@ -222,6 +222,34 @@ lp_err lp_tls_conf_server_cert(const char *crt_path, const char *key_path, lp_tl
     return rc;
 }
 
+lp_err lp_tls_conf_server(const char *crt_path, const char *key_path, lp_tls_psk_lookup psk_lookup,
+                          lp_tls_fp_lookup fp_lookup, void *user, lp_tls_conf **out, char *err,
+                          size_t errlen)
+{
+    bool certs = crt_path && crt_path[0] && key_path && key_path[0];
+    lp_err rc = conf_new(true, !certs, out, err, errlen);
+
+    if (rc != LP_OK)
+        return rc;
+    lp_tls_conf *c = *out;
+    c->user = user;
+    c->psk_lookup = psk_lookup;
+    c->fp_lookup = fp_lookup;
+    mbedtls_ssl_conf_psk_cb(&c->ssl, psk_cb, c);
+    if (certs) {
+        if ((rc = load_own_cert(c, crt_path, key_path, err, errlen)) != LP_OK) {
+            lp_tls_conf_free(c);
+            *out = NULL;
+            return rc;
+        }
+        /* ECDSA suites first for certificate clients; the PSK suite for PSK clients. */
+        c->suites[3] = MBEDTLS_TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256;
+        c->suites[4] = 0;
+        mbedtls_ssl_conf_ciphersuites(&c->ssl, c->suites);
+    }
+    return LP_OK;
+}
+
 /* ---- sessions ------------------------------------------------------------------------------ */
 
 /* Plain send/recv: mbedtls_net_* would ask fcntl whether the socket blocks on every call. */
@@ -309,8 +337,8 @@ static bool peer_pinned(lp_tls *t)
     uint8_t fp[LP_TLS_FP_LEN];
     lp_tls_conf *c = t->conf;
 
-    if (c->psk_mode)
-        return true;
+    if (c->psk_mode || t->identity[0] != '\0')
+        return true; /* the PSK suite ran: holding the identity's key is the proof */
     if (!lp_tls_peer_fingerprint(t, fp))
         return false;
     if (c->is_server)

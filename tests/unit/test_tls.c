@@ -264,6 +264,47 @@ static void test_tls_server_refuses_unlisted_client_certificate(void **state)
     cert_run("other", server_fp, LP_OK, LP_ERR_AUTH);
 }
 
+/* One server configuration serves a PSK client and a certificate client alike. */
+static void test_tls_mixed_server_accepts_psk_and_cert_clients(void **state)
+{
+    char scrt[128], skey[128], crt[128], key[128], err[256];
+    uint8_t server_fp[LP_TLS_FP_LEN];
+    lp_tls_conf *sc, *pc, *cc;
+    struct pair p;
+    (void)state;
+    snprintf(scrt, sizeof(scrt), "%s/server.crt", dir);
+    snprintf(skey, sizeof(skey), "%s/server.key", dir);
+    snprintf(crt, sizeof(crt), "%s/client.crt", dir);
+    snprintf(key, sizeof(key), "%s/client.key", dir);
+    cert_fp("server", server_fp);
+    cert_fp("client", listed_client);
+    assert_int_equal(
+        lp_tls_conf_server(scrt, skey, lookup_laptop, lookup_fp, NULL, &sc, err, sizeof(err)),
+        LP_OK);
+    assert_int_equal(lp_tls_conf_client_psk("laptop", KEY_A, &pc, err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_tls_conf_client_cert(crt, key, server_fp, &cc, err, sizeof(err)), LP_OK);
+
+    pair_open(&p, pc, sc);
+    pair_handshake(&p);
+    assert_int_equal(p.crc, LP_OK);
+    assert_int_equal(p.src, LP_OK);
+    assert_string_equal(lp_tls_peer_identity(p.s), "laptop");
+    carry(p.c, p.s, 50000);
+    pair_close(&p);
+
+    pair_open(&p, cc, sc);
+    pair_handshake(&p);
+    assert_int_equal(p.crc, LP_OK);
+    assert_int_equal(p.src, LP_OK);
+    assert_string_equal(lp_tls_suite(p.c), "TLS-ECDHE-ECDSA-WITH-CHACHA20-POLY1305-SHA256");
+    carry(p.s, p.c, 50000);
+    pair_close(&p);
+
+    lp_tls_conf_free(sc);
+    lp_tls_conf_free(pc);
+    lp_tls_conf_free(cc);
+}
+
 int main(void)
 {
     const struct CMUnitTest psk[] = {
@@ -275,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_tls_cert_mode_with_pins_on_both_sides),
         cmocka_unit_test(test_tls_client_refuses_server_with_other_fingerprint),
         cmocka_unit_test(test_tls_server_refuses_unlisted_client_certificate),
+        cmocka_unit_test(test_tls_mixed_server_accepts_psk_and_cert_clients),
     };
     int fails = cmocka_run_group_tests(psk, NULL, NULL);
     return fails + cmocka_run_group_tests(certs, certs_setup, certs_teardown);
