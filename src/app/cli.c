@@ -544,6 +544,7 @@ static void usage_main(FILE *f)
           "    limpet server [-c FILE] [-l ADDR:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
           "    limpet client [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
           "                  [-L [BIND:]PORT:HOST:HOSTPORT]...\n"
+          "    limpet keygen psk NAME [-o FILE] | keygen cert NAME [-o PREFIX]\n"
           "    limpet --version | --help | SUBCOMMAND --help\n"
           "\nDESCRIPTION\n"
           "    A client and a server carry TCP connections over one tunnel session that\n"

@@ -9,6 +9,7 @@
 #include "limpet/cli.h"
 #include "limpet/client.h"
 #include "limpet/config.h"
+#include "limpet/keys.h"
 #include "limpet/log.h"
 #include "limpet/server.h"
 
@@ -111,6 +112,9 @@ int main(int argc, char **argv)
     char err[LP_CONFIG_ERR_MAX];
     int code;
 
+    /* keygen has its own small command line (its -o names an output file). */
+    if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
+        return lp_keygen_main(argc - 1, argv + 1);
     if (lp_cli_parse(argc, argv, &cli, err, sizeof(err)) != LP_OK) {
         fprintf(stderr, "limpet: %s\n", err);
         return EXIT_USAGE;
