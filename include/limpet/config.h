@@ -5,6 +5,12 @@
  * (binary units only); booleans true/false; strings; addresses "HOST:PORT" / "[V6]:PORT".
  * Errors are one line: "FILE:LINE:COL: KEY: what is wrong" (LINE/COL 1-based), written to
  * the caller's buffer. `-o KEY=VALUE` errors read "-o KEY: what is wrong".
+ *
+ * String keys (tls.*, identity, psk_file, server_fingerprint) default to "" = unset. The
+ * server's identities (auth.clients.NAME) are a list, so they live on the heap: a config that
+ * may hold them is released with lp_config_clear(). A file with an `auth:` section replaces
+ * the whole client list of the config it is loaded over (the old list is freed when the new
+ * file is good); a file without one keeps it. `-o` cannot set auth.clients.
  */
 #ifndef LIMPET_CONFIG_H
 #define LIMPET_CONFIG_H
@@ -18,14 +24,45 @@
 
 #define LP_CONFIG_ERR_MAX 512u
 #define LP_ADDR_MAX 256u
+#define LP_IDENTITY_MAX 64u       /* identity names: 1..64 of [A-Za-z0-9._-] */
+#define LP_FINGERPRINT_MAX 100u   /* room for the canonical "sha256:" + 64 hex digits */
+#define LP_AUTH_CLIENTS_MAX 4096u /* auth.clients entries at most */
+#define LP_AUTH_ALLOW_MAX 1024u   /* entries in one allow list at most */
+#define LP_AUTH_ENTRY_MAX 300u    /* bytes in one allow entry at most */
 
 enum lp_log_level { LP_LOG_ERROR = 0, LP_LOG_WARN = 1, LP_LOG_INFO = 2, LP_LOG_DEBUG = 3 };
+
+/* One identity the server accepts (auth.clients.NAME). Exactly one of psk_file and
+ * cert_fingerprint is non-empty. The allow entries are kept as written (1..300 bytes, no NUL):
+ * the policy module parses them. Owned by the lp_config that holds the client. */
+struct lp_auth_client {
+    char name[LP_IDENTITY_MAX + 1];            /* NAME, already checked as for `identity` */
+    char psk_file[LP_ADDR_MAX];                /* path as written, "" if cert_fingerprint */
+    char cert_fingerprint[LP_FINGERPRINT_MAX]; /* canonical (see server_fingerprint) or "" */
+    char **forward; /* allow.forward entries in file order; n_forward of them, NULL if 0 */
+    size_t n_forward;
+    char **reverse; /* allow.reverse, likewise */
+    size_t n_reverse;
+    char **mcp; /* allow.mcp, likewise */
+    size_t n_mcp;
+    unsigned line; /* 1-based line of NAME in the file, for later error messages */
+};
 
 struct lp_config {
     char listen[LP_ADDR_MAX]; /* listen: server's tunnel address ("0.0.0.0:7070") */
     char server[LP_ADDR_MAX]; /* server: where the client dials ("127.0.0.1:7070") */
     bool insecure;            /* insecure: plain TCP, no TLS, no auth (false) */
     int log_level;            /* log.level: error|warn|info|debug (info) */
+    struct {
+        char cert[LP_ADDR_MAX]; /* tls.cert: certificate file (PEM), "" = none */
+        char key[LP_ADDR_MAX];  /* tls.key: its private key file; set both or neither */
+    } tls;
+    char identity[LP_IDENTITY_MAX + 1]; /* identity: client's name at the server ("") */
+    char psk_file[LP_ADDR_MAX];         /* psk_file: client's pre-shared key file ("") */
+    /* server_fingerprint: the client's pin of the server certificate. Accepted as "sha256:"
+     * and 32 hex bytes, colons between bytes optional, either case; stored canonical:
+     * "sha256:" + 64 lowercase hex digits, no colons (so pins compare with strcmp). */
+    char server_fingerprint[LP_FINGERPRINT_MAX];
     struct {
         lp_time heartbeat;     /* session.heartbeat (2s), 10ms..10m */
         lp_time dead_after;    /* session.dead_after (6s); 0 in the file = 3 x heartbeat */
@@ -48,15 +85,29 @@ struct lp_config {
                                        local connection waits for the tunnel or the target */
     } forward;
     struct {
-        lp_time handshake_timeout; /* limits.handshake_timeout (10s): server side, HELLO */
-        size_t max_sessions;       /* limits.max_sessions (1024) */
+        lp_time handshake_timeout;     /* limits.handshake_timeout (10s): server side, HELLO */
+        size_t max_sessions;           /* limits.max_sessions (1024) */
+        size_t max_pending;            /* limits.max_pending (256): unauthenticated links */
+        size_t max_pending_per_source; /* limits.max_pending_per_source (16), per address */
+        size_t sessions_per_identity;  /* limits.sessions_per_identity (16) */
+        /* limits.session_memory (32MiB): bytes buffered per session; lp_config_finish
+         * checks session.replay_buffer + session.receive_buffer against it */
+        size_t session_memory;
     } limits;
+    struct {
+        struct lp_auth_client *clients; /* owned; n_clients of them, NULL if none */
+        size_t n_clients;               /* <= LP_AUTH_CLIENTS_MAX, names unique */
+    } auth;
 };
 
-/* Fills every key with its default. */
+/* Fills every key with its default; no client list. Overwrites c without freeing: call
+ * lp_config_clear first on a config that may hold clients. */
 void lp_config_defaults(struct lp_config *c);
+/* Frees the client list and leaves c at its defaults; safe to call twice. */
+void lp_config_clear(struct lp_config *c);
 
-/* Reads a YAML file over the current values (keys absent from the file keep theirs). */
+/* Reads a YAML file over the current values (keys absent from the file keep theirs). On
+ * error c is unchanged. An `auth:` section in the file replaces c's client list. */
 lp_err lp_config_load_file(struct lp_config *c, const char *path, char *err, size_t errlen);
 /* The same from memory; `name` stands for the file name in errors. */
 lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *yaml, size_t len,
@@ -64,7 +115,8 @@ lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *
 /* One `-o KEY=VALUE` override (the argument as given). */
 lp_err lp_config_set(struct lp_config *c, const char *key_eq_value, char *err, size_t errlen);
 /* Cross-key checks and derived defaults (dead_after 0 -> 3 x heartbeat, dead_after must
- * exceed heartbeat, initial_delay <= max_delay, give_up_after 0 -> ttl). Call once after
+ * exceed heartbeat, initial_delay <= max_delay, give_up_after 0 -> ttl, replay_buffer +
+ * receive_buffer <= limits.session_memory, tls.cert and tls.key set together). Call once after
  * loading and overrides. */
 lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen);
 

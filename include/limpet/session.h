@@ -33,6 +33,9 @@ struct lp_runtime {
     struct lp_stream *dead_streams;
     struct lp_resolver resolver; /* name lookups off the loop thread */
     lp_tls_conf *tls;            /* borrowed; NULL with --insecure (plain TCP) */
+    /* Server: may this identity reach host:port? NULL with --insecure (anything goes). */
+    bool (*allow_target)(void *user, const char *identity, const char *host, uint16_t port);
+    void *allow_user;
 };
 
 void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "config_internal.h"
 #include "limpet/cli.h"
@@ -24,13 +25,24 @@
 #define MIB(n) ((uint64_t)(n) << 20)
 #define GIB(n) ((uint64_t)(n) << 30)
 
-enum key_type { T_DURATION, T_SIZE, T_COUNT, T_BOOL, T_STRING, T_ADDRESS, T_LOG_LEVEL };
+enum key_type {
+    T_DURATION,
+    T_SIZE,
+    T_COUNT,
+    T_BOOL,
+    T_STRING,
+    T_ADDRESS,
+    T_LOG_LEVEL,
+    T_IDENTITY,
+    T_FINGERPRINT
+};
 
 struct cfg_key {
     const char *name; /* dotted path */
     enum key_type type;
     size_t offset;     /* of the field in struct lp_config; its C type follows `type` */
-    uint64_t min, max; /* inclusive, for durations (ms), sizes (bytes) and counts */
+    uint64_t min, max; /* inclusive, for durations (ms), sizes (bytes) and counts; for text
+                          keys max is the field's size, so a row can't overrun its array */
     const char *help;
 };
 
@@ -42,7 +54,9 @@ struct cfg_key {
 #define SIZE(k, f, lo, hi, h) { k, T_SIZE, FIELD(f, size_t), lo, hi, h }
 #define COUNT(k, f, lo, hi, h) { k, T_COUNT, FIELD(f, size_t), lo, hi, h }
 #define BOOL(k, f, h) { k, T_BOOL, FIELD(f, bool), 0, 1, h }
-#define ADDRESS(k, f, h) { k, T_ADDRESS, FIELD(f, char *), 0, 0, h }
+#define TEXT(k, t, f, h) { k, t, FIELD(f, char *), 0, sizeof(((struct lp_config *)0)->f), h }
+#define ADDRESS(k, f, h) TEXT(k, T_ADDRESS, f, h)
+#define STRING(k, f, h) TEXT(k, T_STRING, f, h)
 #define LOG_LEVEL(k, f, h) { k, T_LOG_LEVEL, FIELD(f, int), LP_LOG_ERROR, LP_LOG_DEBUG, h }
 /* clang-format on */
 
@@ -81,6 +95,20 @@ static const struct cfg_key keys[] = {
              "server: time a new link has to say HELLO"),
     COUNT("limits.max_sessions", limits.max_sessions, 1, 1000000,
           "server: live sessions kept, attached or detached"),
+    COUNT("limits.max_pending", limits.max_pending, 1, 100000,
+          "server: connections not yet authenticated, in total"),
+    COUNT("limits.max_pending_per_source", limits.max_pending_per_source, 1, 100000,
+          "server: connections not yet authenticated, per source address"),
+    COUNT("limits.sessions_per_identity", limits.sessions_per_identity, 1, 1000000,
+          "server: live sessions one client identity may hold"),
+    SIZE("limits.session_memory", limits.session_memory, KIB(128), GIB(2),
+         "bytes buffered per session: replay_buffer + receive_buffer must fit"),
+    STRING("tls.cert", tls.cert, "certificate file (PEM); set with tls.key"),
+    STRING("tls.key", tls.key, "private key file of tls.cert (mode 0600)"),
+    TEXT("identity", T_IDENTITY, identity, "client: the name the server knows this client by"),
+    STRING("psk_file", psk_file, "client: pre-shared key file (64 hex digits, mode 0600)"),
+    TEXT("server_fingerprint", T_FINGERPRINT, server_fingerprint,
+         "client: the server certificate's SHA-256 pin, \"sha256:AB:CD:...\""),
     LOG_LEVEL("log.level", log_level, "error, warn, info or debug"),
 };
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
@@ -121,6 +149,33 @@ void lp_config_defaults(struct lp_config *c)
     c->forward.connect_timeout = SEC(30);
     c->limits.handshake_timeout = SEC(10);
     c->limits.max_sessions = 1024;
+    c->limits.max_pending = 256;
+    c->limits.max_pending_per_source = 16;
+    c->limits.sessions_per_identity = 16;
+    c->limits.session_memory = MIB(32);
+}
+
+static void free_list(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+void cfg_free_clients(struct lp_auth_client *v, size_t n)
+{
+    for (size_t i = 0; i < n && v != NULL; i++) {
+        free_list(v[i].forward, v[i].n_forward);
+        free_list(v[i].reverse, v[i].n_reverse);
+        free_list(v[i].mcp, v[i].n_mcp);
+    }
+    free(v);
+}
+
+void lp_config_clear(struct lp_config *c)
+{
+    cfg_free_clients(c->auth.clients, c->auth.n_clients);
+    lp_config_defaults(c);
 }
 
 /* ---- numbers with units --------------------------------------------------------------- */
@@ -250,6 +305,10 @@ static const char *type_wants(enum key_type t)
         return "HOST:PORT or [IPV6]:PORT";
     case T_LOG_LEVEL:
         return "one of error, warn, info, debug";
+    case T_IDENTITY:
+        return CFG_IDENTITY_WANTS;
+    case T_FINGERPRINT:
+        return CFG_FINGERPRINT_WANTS;
     }
     return "a value";
 }
@@ -328,18 +387,76 @@ bad:
     return LP_ERR_INVALID;
 }
 
+/* Names as the server's auth.clients keys them: short, and safe in logs and file names. */
+bool cfg_identity_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > LP_IDENTITY_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        bool alnum =
+            (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+        if (!alnum && ch != '.' && ch != '_' && ch != '-')
+            return false;
+    }
+    return true;
+}
+
+static int hex_value(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* "sha256:" then 32 bytes in hex; a colon may separate two bytes, nowhere else. The output is
+ * canonical (lowercase, no colons) so that a pin is compared with strcmp. */
+bool cfg_fingerprint_canon(const char *s, size_t n, char out[LP_FINGERPRINT_MAX])
+{
+    static const char prefix[] = "sha256:", digits[] = "0123456789abcdef";
+    size_t o = sizeof(prefix) - 1, i = o;
+
+    if (n < o || strncasecmp(s, prefix, o) != 0)
+        return false;
+    memcpy(out, prefix, o);
+    for (size_t bytes = 0; bytes < 32; bytes++) {
+        if (bytes > 0 && i < n && s[i] == ':')
+            i++;
+        if (n - i < 2 || hex_value(s[i]) < 0 || hex_value(s[i + 1]) < 0)
+            return false;
+        out[o++] = digits[hex_value(s[i])];
+        out[o++] = digits[hex_value(s[i + 1])];
+        i += 2;
+    }
+    out[o] = '\0';
+    return i == n;
+}
+
 static lp_err set_text(const struct cfg_key *k, const char *text, const char *shown,
                        struct lp_config *c, char *msg, size_t len)
 {
-    char host[LP_ADDR_MAX];
+    char host[LP_ADDR_MAX], canon[LP_FINGERPRINT_MAX];
     uint16_t port;
     size_t n = strlen(text);
+    bool ok = true;
 
-    if (n >= LP_ADDR_MAX) {
-        snprintf(msg, len, "value is too long (%zu bytes, at most %u)", n, LP_ADDR_MAX - 1);
+    if (k->type == T_FINGERPRINT && (ok = cfg_fingerprint_canon(text, n, canon))) {
+        text = canon;
+        n = strlen(canon);
+    }
+    if (k->type == T_IDENTITY)
+        ok = cfg_identity_ok(text, n);
+    if (ok && n >= k->max) {
+        snprintf(msg, len, "value is too long (%zu bytes, at most %u)", n, (unsigned)k->max - 1);
         return LP_ERR_INVALID;
     }
-    if (k->type == T_ADDRESS && lp_parse_hostport(text, host, sizeof(host), &port) != LP_OK) {
+    if (k->type == T_ADDRESS)
+        ok = lp_parse_hostport(text, host, sizeof(host), &port) == LP_OK;
+    if (!ok) {
         snprintf(msg, len, "expected %s, got \"%s\"", type_wants(k->type), shown);
         return LP_ERR_INVALID;
     }
@@ -374,6 +491,8 @@ lp_err cfg_set_value(const struct cfg_key *k, const char *text, size_t n, struct
         return set_word(k, value, shown, c, msg, len);
     case T_STRING:
     case T_ADDRESS:
+    case T_IDENTITY:
+    case T_FINGERPRINT:
         return set_text(k, value, shown, c, msg, len);
     }
     return LP_ERR_INVALID;
@@ -462,6 +581,15 @@ static size_t dots(const char *s, size_t n)
     return d;
 }
 
+/* Names the loader knows beyond the table: auth.clients is a list, not a scalar key. */
+static const char *const list_names[] = {"auth.clients"};
+#define NAME_COUNT (KEY_COUNT + sizeof(list_names) / sizeof(list_names[0]))
+
+static const char *name_at(size_t i)
+{
+    return i < KEY_COUNT ? keys[i].name : list_names[i - KEY_COUNT];
+}
+
 /* Writes the closest key or section to `path` into out, or "" when none is close. A key
  * with the same last word wins outright ("heartbeat" at the top -> session.heartbeat). */
 static void suggest(const char *path, char *out, size_t len)
@@ -471,14 +599,14 @@ static void suggest(const char *path, char *out, size_t len)
     out[0] = '\0';
     if (pn >= CFG_KEY_MAX)
         return;
-    for (size_t i = 0; i < KEY_COUNT; i++) {
-        if (strcmp(leaf(keys[i].name), leaf(path)) == 0) {
-            snprintf(out, len, "%s", keys[i].name);
+    for (size_t i = 0; i < NAME_COUNT; i++) {
+        if (strcmp(leaf(name_at(i)), leaf(path)) == 0) {
+            snprintf(out, len, "%s", name_at(i));
             return;
         }
     }
-    for (size_t i = 0; i < KEY_COUNT; i++) {
-        const char *name = keys[i].name;
+    for (size_t i = 0; i < NAME_COUNT; i++) {
+        const char *name = name_at(i);
         for (size_t n = 1; name[n - 1] != '\0'; n++) {
             if ((name[n] != '.' && name[n] != '\0') || dots(name, n) != dots(path, pn))
                 continue; /* compare like with like: "sesion" with sections, not keys */
@@ -489,6 +617,28 @@ static void suggest(const char *path, char *out, size_t len)
             }
         }
     }
+}
+
+void cfg_unknown_word(const char *word, size_t n, const char *const *choices, size_t n_choices,
+                      char *msg, size_t len)
+{
+    const char *guess = NULL;
+    size_t best = 3;
+
+    for (size_t i = 0; i < n_choices && n < CFG_KEY_MAX; i++) {
+        size_t cn = strlen(choices[i]), d;
+        if (cn >= CFG_KEY_MAX)
+            continue;
+        d = distance(word, n, choices[i], cn);
+        if (d > 0 && d < best && d < n) {
+            best = d;
+            guess = choices[i];
+        }
+    }
+    if (guess != NULL)
+        snprintf(msg, len, "unknown key (did you mean %s?)", guess);
+    else
+        snprintf(msg, len, "unknown key");
 }
 
 void cfg_unknown_key(const char *path, size_t n, char *msg, size_t len)
@@ -520,6 +670,10 @@ lp_err lp_config_set(struct lp_config *c, const char *key_eq_value, char *err, s
         path[kn] = '\0';
         k = cfg_find_key(path);
     }
+    if (kn >= 4 && strncmp(key_eq_value, "auth", 4) == 0 && (kn == 4 || key_eq_value[4] == '.')) {
+        snprintf(msg, sizeof(msg), "set identities in the config file");
+        goto fail;
+    }
     if (eq == NULL) {
         snprintf(msg, sizeof(msg), "expected KEY=VALUE, e.g. -o session.heartbeat=2s");
         goto fail;
@@ -548,6 +702,30 @@ fail:
 
 /* ---- cross-key checks -------------------------------------------------------------------- */
 
+/* Both buffers are capped at 1GiB each, so their sum cannot wrap even a 32-bit size_t. */
+static lp_err finish_security(const struct lp_config *c, char *err, size_t errlen)
+{
+    char a[32], b[32], m[32];
+    size_t sum = c->session.replay_buffer + c->session.receive_buffer;
+
+    if (sum > c->limits.session_memory) {
+        format_number(a, sizeof(a), T_SIZE, c->session.replay_buffer);
+        format_number(b, sizeof(b), T_SIZE, c->session.receive_buffer);
+        format_number(m, sizeof(m), T_SIZE, c->limits.session_memory);
+        snprintf(err, errlen,
+                 "limits.session_memory: session.replay_buffer %s + session.receive_buffer %s "
+                 "exceed limits.session_memory %s",
+                 a, b, m);
+        return LP_ERR_INVALID;
+    }
+    if ((c->tls.cert[0] == '\0') != (c->tls.key[0] == '\0')) {
+        snprintf(err, errlen, "%s: set together with %s", c->tls.cert[0] ? "tls.key" : "tls.cert",
+                 c->tls.cert[0] ? "tls.cert" : "tls.key");
+        return LP_ERR_INVALID;
+    }
+    return LP_OK;
+}
+
 lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen)
 {
     char a[32], b[32];
@@ -568,7 +746,7 @@ lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen)
         snprintf(err, errlen, "reconnect.initial_delay: %s exceeds reconnect.max_delay %s", a, b);
         return LP_ERR_INVALID;
     }
-    return LP_OK;
+    return finish_security(c, err, errlen);
 }
 
 /* ---- help -------------------------------------------------------------------------------- */
@@ -601,6 +779,8 @@ static void format_value(char *buf, size_t len, const struct cfg_key *k, const s
         return;
     case T_STRING:
     case T_ADDRESS:
+    case T_IDENTITY:
+    case T_FINGERPRINT:
         snprintf(buf, len, "%s", field);
         return;
     }

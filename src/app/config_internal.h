@@ -14,6 +14,9 @@
 #define CFG_SHOWN_BUF (CFG_SHOWN_MAX * 4 + 8) /* room for cfg_show's output */
 #define CFG_KEYS_MAX 64u /* keys in the table at most: the loader keeps a one-word bitmap */
 
+#define CFG_IDENTITY_WANTS "a name of 1..64 letters, digits, '.', '_' or '-'"
+#define CFG_FINGERPRINT_WANTS "\"sha256:\" and 32 hex bytes (colons between bytes optional)"
+
 /* One row of the key table; opaque outside config.c. */
 struct cfg_key;
 
@@ -33,6 +36,17 @@ bool cfg_is_section(const char *path);
 /* Writes "unknown key", with a "did you mean" when a key or section is close, to msg. path
  * is n bytes, not necessarily terminated. */
 void cfg_unknown_key(const char *path, size_t n, char *msg, size_t len);
+/* The same among `choices` (compared whole with the n bytes of word): "unknown key (did you
+ * mean allow?)". */
+void cfg_unknown_word(const char *word, size_t n, const char *const *choices, size_t n_choices,
+                      char *msg, size_t len);
+/* True if the n bytes of s are a valid identity name (1..64 of [A-Za-z0-9._-]). */
+bool cfg_identity_ok(const char *s, size_t n);
+/* Checks the n bytes of s as "sha256:" + 32 hex bytes (colons between bytes optional, either
+ * case) and writes the canonical form ("sha256:" + 64 lowercase hex) to out. */
+bool cfg_fingerprint_canon(const char *s, size_t n, char out[LP_FINGERPRINT_MAX]);
+/* Frees n clients and their lists, then the array itself; NULL-safe. */
+void cfg_free_clients(struct lp_auth_client *v, size_t n);
 /* Quotes user text back safely: control bytes escaped, long values cut. buf gets at most
  * len bytes, NUL-terminated; CFG_SHOWN_BUF is always enough. */
 void cfg_show(char *buf, size_t len, const char *s, size_t n);

@@ -18,6 +18,7 @@
 
 #define FILE_MAX (1u << 20) /* a config file beyond 1MiB is a mistake, not a config */
 #define SECTIONS_MAX 16u    /* distinct sections a file can name (all must be known) */
+#define AUTH_PATH_MAX (2 * CFG_SHOWN_BUF) /* auth.clients.NAME.allow.KEY, both quoted */
 
 struct loader {
     yaml_parser_t parser;
@@ -30,6 +31,11 @@ struct loader {
     char sections[SECTIONS_MAX][CFG_KEY_MAX]; /* sections seen, to refuse a second "session:" */
     size_t section_line[SECTIONS_MAX];
     size_t n_sections;
+    /* auth.clients as read so far; it replaces work.auth only when the whole file is good,
+     * so a failed load frees it and leaves the caller's list alone. */
+    struct lp_auth_client *clients;
+    size_t n_clients, cap_clients;
+    bool auth_defined; /* the file has an auth section: its list replaces the old one */
 };
 
 static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
@@ -105,6 +111,7 @@ static const char *event_kind(yaml_event_type_t t)
 }
 
 static lp_err load_mapping(struct loader *ld, const char *prefix);
+static lp_err load_auth(struct loader *ld, const char *path, yaml_mark_t kmark);
 
 static lp_err load_leaf(struct loader *ld, const struct cfg_key *k, yaml_mark_t kmark)
 {
@@ -136,11 +143,9 @@ static lp_err load_leaf(struct loader *ld, const struct cfg_key *k, yaml_mark_t 
     return rc;
 }
 
-static lp_err load_section(struct loader *ld, const char *path, yaml_mark_t kmark)
+/* Records that a section was opened, refusing a second "session:" in one file. */
+static lp_err note_section(struct loader *ld, const char *path, yaml_mark_t kmark)
 {
-    yaml_event_t ev;
-    lp_err rc = LP_OK;
-
     for (size_t i = 0; i < ld->n_sections; i++)
         if (strcmp(ld->sections[i], path) == 0)
             return fail_at(ld, kmark, path, "duplicate key (first set on line %zu)",
@@ -149,6 +154,16 @@ static lp_err load_section(struct loader *ld, const char *path, yaml_mark_t kmar
         return fail_at(ld, kmark, path, "too many sections");
     snprintf(ld->sections[ld->n_sections], CFG_KEY_MAX, "%s", path);
     ld->section_line[ld->n_sections++] = kmark.line + 1;
+    return LP_OK;
+}
+
+static lp_err load_section(struct loader *ld, const char *path, yaml_mark_t kmark)
+{
+    yaml_event_t ev;
+    lp_err rc = LP_OK;
+
+    if ((rc = note_section(ld, path, kmark)) != LP_OK)
+        return rc;
     if ((rc = next_event(ld, &ev)) != LP_OK)
         return rc;
     if (ev.type == YAML_MAPPING_START_EVENT)
@@ -158,6 +173,328 @@ static lp_err load_section(struct loader *ld, const char *path, yaml_mark_t kmar
                      event_kind(ev.type));
     yaml_event_delete(&ev);
     return rc;
+}
+
+/* ---- auth.clients ---------------------------------------------------------------------- */
+
+/* The identities are a list, not table keys: each client's mapping is walked here, with the
+ * same "FILE:LINE:COL: auth.clients.NAME.KEY: problem" errors as the scalar keys. */
+
+typedef lp_err (*pair_fn)(struct loader *ld, void *ctx, const yaml_event_t *kev);
+
+static const char *const client_keys[] = {"psk_file", "cert_fingerprint", "allow"};
+static const char *const allow_keys[] = {"forward", "reverse", "mcp"};
+static const char *const auth_keys[] = {"clients"};
+#define IPV6_HINT " (quote IPv6 addresses: \"[::1]:80\")"
+
+/* Reads pairs up to the mapping's end, each through fn. Terminates: every fn either fails or
+ * takes a key not seen before in this mapping, or adds an item below a hard cap. */
+static lp_err each_pair(struct loader *ld, const char *path, pair_fn fn, void *ctx)
+{
+    for (;;) {
+        yaml_event_t kev;
+        lp_err rc = next_event(ld, &kev);
+
+        if (rc != LP_OK)
+            return rc;
+        if (kev.type == YAML_MAPPING_END_EVENT) {
+            yaml_event_delete(&kev);
+            return LP_OK;
+        }
+        if (kev.type != YAML_SCALAR_EVENT)
+            rc = fail_at(ld, kev.start_mark, path, "a key must be a plain word, got %s",
+                         event_kind(kev.type));
+        else
+            rc = fn(ld, ctx, &kev);
+        yaml_event_delete(&kev);
+        if (rc != LP_OK)
+            return rc;
+    }
+}
+
+/* Reads the start of a value that must be a `want` (a mapping or a list). *open says whether
+ * one started; a null value is an empty one and leaves it false. */
+static lp_err open_value(struct loader *ld, const char *path, yaml_event_type_t want,
+                         const char *what, bool *open)
+{
+    yaml_event_t ev;
+    lp_err rc;
+
+    *open = false;
+    if ((rc = next_event(ld, &ev)) != LP_OK)
+        return rc;
+    if (ev.type == want)
+        *open = true;
+    else if (!is_null(&ev))
+        rc = fail_at(ld, ev.start_mark, path, "expected %s, got %s", what, event_kind(ev.type));
+    yaml_event_delete(&ev);
+    return rc;
+}
+
+/* A string value: a scalar of 1..max_len bytes without NUL. `if_list` is added to the error
+ * when a list stands where the string should be. */
+static lp_err check_text(struct loader *ld, const char *path, const char *what,
+                         const yaml_event_t *ev, size_t max_len, const char *if_list)
+{
+    char shown[CFG_SHOWN_BUF];
+    const char *v = (const char *)ev->data.scalar.value;
+    size_t n = ev->data.scalar.length;
+
+    if (ev->type != YAML_SCALAR_EVENT)
+        return fail_at(ld, ev->start_mark, path, "expected %s, got %s%s", what,
+                       event_kind(ev->type), ev->type == YAML_SEQUENCE_START_EVENT ? if_list : "");
+    if (is_null(ev))
+        return fail_at(ld, ev->start_mark, path, "missing value (expected %s)", what);
+    if (n == 0)
+        return fail_at(ld, ev->start_mark, path, "expected %s, got an empty string", what);
+    if (n > max_len)
+        return fail_at(ld, ev->start_mark, path, "value is too long (%zu bytes, at most %zu)", n,
+                       max_len);
+    cfg_show(shown, sizeof(shown), v, n);
+    if (memchr(v, '\0', n) != NULL)
+        return fail_at(ld, ev->start_mark, path, "expected %s, got \"%s\"", what, shown);
+    return LP_OK;
+}
+
+/* Which of `words` the key is (-1: none); writes "base.KEY", the key escaped, to path. */
+static int key_index(const yaml_event_t *kev, const char *const *words, size_t n_words,
+                     const char *base, char *path, size_t len)
+{
+    char shown[CFG_SHOWN_BUF];
+    const char *name = (const char *)kev->data.scalar.value;
+    size_t n = kev->data.scalar.length;
+
+    cfg_show(shown, sizeof(shown), name, n);
+    if (snprintf(path, len, "%s.%s", base, shown) < 0) /* a long quote may be cut: fine */
+        path[0] = '\0';
+    for (size_t i = 0; i < n_words; i++)
+        if (strlen(words[i]) == n && memcmp(words[i], name, n) == 0)
+            return (int)i;
+    return -1;
+}
+
+static lp_err unknown_word(struct loader *ld, const yaml_event_t *kev, const char *path,
+                           const char *const *words, size_t n_words)
+{
+    char msg[LP_CONFIG_ERR_MAX];
+
+    cfg_unknown_word((const char *)kev->data.scalar.value, kev->data.scalar.length, words, n_words,
+                     msg, sizeof(msg));
+    return fail_at(ld, kev->start_mark, path, "%s", msg);
+}
+
+/* Appends one allow entry; the list grows by doubling up to LP_AUTH_ALLOW_MAX. */
+static lp_err add_entry(struct loader *ld, const char *path, const yaml_event_t *ev, char ***list,
+                        size_t *n)
+{
+    size_t len = ev->data.scalar.length;
+    lp_err rc = check_text(ld, path, "a string", ev, LP_AUTH_ENTRY_MAX, IPV6_HINT);
+    char *entry;
+
+    if (rc != LP_OK)
+        return rc;
+    if (*n == LP_AUTH_ALLOW_MAX)
+        return fail_at(ld, ev->start_mark, path, "more than %u entries", LP_AUTH_ALLOW_MAX);
+    if (*n == 0 || (*n >= 8 && (*n & (*n - 1)) == 0)) {
+        char **grown = realloc(*list, (*n == 0 ? 8 : 2 * *n) * sizeof(**list));
+        if (grown == NULL)
+            return fail_at(ld, ev->start_mark, path, "out of memory");
+        *list = grown;
+    }
+    if ((entry = malloc(len + 1)) == NULL)
+        return fail_at(ld, ev->start_mark, path, "out of memory");
+    memcpy(entry, ev->data.scalar.value, len);
+    entry[len] = '\0';
+    (*list)[(*n)++] = entry;
+    return LP_OK;
+}
+
+static lp_err load_list(struct loader *ld, const char *path, char ***list, size_t *n)
+{
+    bool open;
+    lp_err rc = open_value(ld, path, YAML_SEQUENCE_START_EVENT, "a list of strings", &open);
+
+    if (rc != LP_OK || !open)
+        return rc;
+    for (;;) { /* ends: add_entry fails at LP_AUTH_ALLOW_MAX */
+        yaml_event_t ev;
+        if ((rc = next_event(ld, &ev)) != LP_OK)
+            return rc;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            return LP_OK;
+        }
+        rc = add_entry(ld, path, &ev, list, n);
+        yaml_event_delete(&ev);
+        if (rc != LP_OK)
+            return rc;
+    }
+}
+
+struct client_ctx {
+    struct lp_auth_client *cl; /* stable: clients are only added between clients */
+    char path[AUTH_PATH_MAX];  /* auth.clients.NAME, or that .allow in allow_pair */
+    size_t line[3];            /* where each of client_keys / allow_keys was set; 0 = not */
+};
+
+static lp_err allow_pair(struct loader *ld, void *vctx, const yaml_event_t *kev)
+{
+    struct client_ctx *cc = vctx;
+    struct lp_auth_client *cl = cc->cl;
+    char path[AUTH_PATH_MAX];
+    int i;
+
+    if ((i = key_index(kev, allow_keys, 3, cc->path, path, sizeof(path))) < 0)
+        return unknown_word(ld, kev, path, allow_keys, 3);
+    if (cc->line[i] != 0)
+        return fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
+                       cc->line[i]);
+    cc->line[i] = kev->start_mark.line + 1;
+    if (i == 0)
+        return load_list(ld, path, &cl->forward, &cl->n_forward);
+    if (i == 1)
+        return load_list(ld, path, &cl->reverse, &cl->n_reverse);
+    return load_list(ld, path, &cl->mcp, &cl->n_mcp);
+}
+
+static lp_err load_allow(struct loader *ld, const char *path, struct client_ctx *cc)
+{
+    struct client_ctx allow = *cc; /* its own seen-lines: forward, reverse, mcp */
+    bool open;
+    lp_err rc = open_value(ld, path, YAML_MAPPING_START_EVENT,
+                           "a mapping of forward, reverse and mcp lists", &open);
+
+    if (rc != LP_OK || !open)
+        return rc;
+    memset(allow.line, 0, sizeof(allow.line));
+    snprintf(allow.path, sizeof(allow.path), "%s", path); /* auth.clients.NAME.allow */
+    return each_pair(ld, path, allow_pair, &allow);
+}
+
+static lp_err load_credential(struct loader *ld, const char *path, struct lp_auth_client *cl,
+                              bool is_fingerprint)
+{
+    const char *what = is_fingerprint ? CFG_FINGERPRINT_WANTS : "a file path";
+    char shown[CFG_SHOWN_BUF];
+    yaml_event_t ev;
+    lp_err rc;
+
+    if ((rc = next_event(ld, &ev)) != LP_OK)
+        return rc;
+    rc = check_text(ld, path, what, &ev, LP_ADDR_MAX - 1, "");
+    if (rc == LP_OK && !is_fingerprint) {
+        memcpy(cl->psk_file, ev.data.scalar.value, ev.data.scalar.length);
+        cl->psk_file[ev.data.scalar.length] = '\0';
+    } else if (rc == LP_OK && !cfg_fingerprint_canon((const char *)ev.data.scalar.value,
+                                                     ev.data.scalar.length, cl->cert_fingerprint)) {
+        cfg_show(shown, sizeof(shown), (const char *)ev.data.scalar.value, ev.data.scalar.length);
+        rc = fail_at(ld, ev.start_mark, path, "expected %s, got \"%s\"", what, shown);
+    }
+    yaml_event_delete(&ev);
+    return rc;
+}
+
+static lp_err client_pair(struct loader *ld, void *vctx, const yaml_event_t *kev)
+{
+    struct client_ctx *cc = vctx;
+    char path[AUTH_PATH_MAX];
+    int i;
+
+    if ((i = key_index(kev, client_keys, 3, cc->path, path, sizeof(path))) < 0)
+        return unknown_word(ld, kev, path, client_keys, 3);
+    if (cc->line[i] != 0)
+        return fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
+                       cc->line[i]);
+    cc->line[i] = kev->start_mark.line + 1;
+    if (i == 2)
+        return load_allow(ld, path, cc);
+    return load_credential(ld, path, cc->cl, i == 1);
+}
+
+/* A new, zeroed client at the end of the list, named after the key. */
+static lp_err add_client(struct loader *ld, const yaml_event_t *kev, const char *path,
+                         struct lp_auth_client **out)
+{
+    const char *name = (const char *)kev->data.scalar.value;
+    size_t n = kev->data.scalar.length;
+    struct lp_auth_client *cl;
+
+    if (!cfg_identity_ok(name, n))
+        return fail_at(ld, kev->start_mark, path, "bad client name (expected %s)",
+                       CFG_IDENTITY_WANTS);
+    for (size_t i = 0; i < ld->n_clients; i++)
+        if (strlen(ld->clients[i].name) == n && memcmp(ld->clients[i].name, name, n) == 0)
+            return fail_at(ld, kev->start_mark, path,
+                           "duplicate client name (first defined on line %u)", ld->clients[i].line);
+    if (ld->n_clients == LP_AUTH_CLIENTS_MAX)
+        return fail_at(ld, kev->start_mark, path, "more than %u clients", LP_AUTH_CLIENTS_MAX);
+    if (ld->n_clients == ld->cap_clients) {
+        size_t cap = ld->cap_clients == 0 ? 8 : LP_MIN(2 * ld->cap_clients, LP_AUTH_CLIENTS_MAX);
+        struct lp_auth_client *grown = realloc(ld->clients, cap * sizeof(*grown));
+        if (grown == NULL)
+            return fail_at(ld, kev->start_mark, path, "out of memory");
+        ld->clients = grown;
+        ld->cap_clients = cap;
+    }
+    cl = &ld->clients[ld->n_clients++];
+    memset(cl, 0, sizeof(*cl));
+    memcpy(cl->name, name, n);
+    cl->line = (unsigned)kev->start_mark.line + 1;
+    *out = cl;
+    return LP_OK;
+}
+
+static lp_err client_entry(struct loader *ld, void *ctx, const yaml_event_t *kev)
+{
+    struct client_ctx cc;
+    char shown[CFG_SHOWN_BUF];
+    bool open;
+    lp_err rc;
+
+    (void)ctx;
+    memset(&cc, 0, sizeof(cc));
+    cfg_show(shown, sizeof(shown), (const char *)kev->data.scalar.value, kev->data.scalar.length);
+    snprintf(cc.path, sizeof(cc.path), "auth.clients.%s", shown);
+    if ((rc = add_client(ld, kev, cc.path, &cc.cl)) != LP_OK)
+        return rc;
+    rc = open_value(ld, cc.path, YAML_MAPPING_START_EVENT,
+                    "a mapping with psk_file or cert_fingerprint", &open);
+    if (rc == LP_OK && open)
+        rc = each_pair(ld, cc.path, client_pair, &cc);
+    if (rc != LP_OK)
+        return rc;
+    /* Checked here, where the client's position is known, rather than in lp_config_finish. */
+    if (cc.cl->psk_file[0] != '\0' && cc.cl->cert_fingerprint[0] != '\0')
+        return fail_at(ld, kev->start_mark, cc.path, "set psk_file or cert_fingerprint, not both");
+    if (cc.cl->psk_file[0] == '\0' && cc.cl->cert_fingerprint[0] == '\0')
+        return fail_at(ld, kev->start_mark, cc.path, "needs psk_file or cert_fingerprint");
+    return LP_OK;
+}
+
+static lp_err auth_pair(struct loader *ld, void *ctx, const yaml_event_t *kev)
+{
+    char path[AUTH_PATH_MAX];
+
+    (void)ctx;
+    if (key_index(kev, auth_keys, 1, "auth", path, sizeof(path)) < 0)
+        return unknown_word(ld, kev, path, auth_keys, 1);
+    return load_auth(ld, "auth.clients", kev->start_mark);
+}
+
+/* "auth:" or "auth.clients:". Either marks the file as defining the whole client list. */
+static lp_err load_auth(struct loader *ld, const char *path, yaml_mark_t kmark)
+{
+    bool clients = strcmp(path, "auth.clients") == 0, open;
+    lp_err rc;
+
+    if ((rc = note_section(ld, path, kmark)) != LP_OK)
+        return rc;
+    ld->auth_defined = true;
+    rc = open_value(ld, path, YAML_MAPPING_START_EVENT,
+                    clients ? "a mapping of client names" : "a mapping of auth.* keys", &open);
+    if (rc != LP_OK || !open)
+        return rc;
+    return each_pair(ld, path, clients ? client_entry : auth_pair, NULL);
 }
 
 /* One "key: value" pair whose key event has been read (and is passed in). */
@@ -172,6 +509,8 @@ static lp_err load_pair(struct loader *ld, const char *prefix, const yaml_event_
     if (memchr(name, '\0', n) == NULL && n < sizeof(path))
         w = snprintf(path, sizeof(path), "%s%s%.*s", prefix, pn ? "." : "", (int)n, name);
     if (w >= 0 && (size_t)w < sizeof(path)) {
+        if (strcmp(path, "auth") == 0 || strcmp(path, "auth.clients") == 0)
+            return load_auth(ld, path, kev->start_mark);
         if ((k = cfg_find_key(path)) != NULL)
             return load_leaf(ld, k, kev->start_mark);
         if (cfg_is_section(path))
@@ -279,7 +618,7 @@ lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *
         snprintf(err, errlen, "%s: out of memory", name);
         return LP_ERR_NOMEM;
     }
-    ld->work = *c;
+    ld->work = *c; /* shares c's client list until the file is good */
     ld->name = name;
     ld->err = err;
     ld->errlen = errlen;
@@ -290,8 +629,15 @@ lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *
     }
     yaml_parser_set_input_string(&ld->parser, (const unsigned char *)yaml, len);
     rc = load_stream(ld);
+    if (rc == LP_OK && ld->auth_defined) {
+        cfg_free_clients(c->auth.clients, c->auth.n_clients);
+        ld->work.auth.clients = ld->clients;
+        ld->work.auth.n_clients = ld->n_clients;
+        ld->clients = NULL; /* c owns them now */
+    }
     if (rc == LP_OK)
         *c = ld->work;
+    cfg_free_clients(ld->clients, ld->n_clients);
     yaml_parser_delete(&ld->parser);
     free(ld);
     return rc;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "limpet/auth.h"
 #include "limpet/cli.h"
 #include "limpet/client.h"
 #include "limpet/config.h"
@@ -17,6 +18,8 @@ enum { EXIT_OK = 0, EXIT_USAGE = 1 };
 
 struct app {
     struct lp_runtime rt;
+    lp_tls_conf *client_tls;
+    struct lp_auth *auth;
     struct lp_client *client;
     struct lp_server *server;
 };
@@ -59,6 +62,28 @@ bad:
     return EXIT_USAGE;
 }
 
+/* Keys from the configuration; a missing or unsafe key file stops here with one line. */
+static int setup_tls(const struct lp_cli *cli, const struct lp_config *cfg, struct app *a)
+{
+    char err[LP_CONFIG_ERR_MAX];
+
+    if (cli->cmd == LP_CMD_CLIENT) {
+        if (lp_auth_client_tls(cfg, &a->client_tls, err, sizeof(err)) != LP_OK)
+            goto bad;
+        a->rt.tls = a->client_tls;
+        return EXIT_OK;
+    }
+    if (lp_auth_new(cfg, &a->auth, err, sizeof(err)) != LP_OK)
+        goto bad;
+    a->rt.tls = lp_auth_tls(a->auth);
+    a->rt.allow_target = lp_auth_allows_target;
+    a->rt.allow_user = a->auth;
+    return EXIT_OK;
+bad:
+    lp_error("%s", err);
+    return EXIT_USAGE;
+}
+
 static int run(const struct lp_cli *cli, const struct lp_config *cfg)
 {
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
@@ -83,7 +108,11 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
     ev_unref(loop); /* signals alone must not keep the loop running */
     ev_unref(loop);
 
-    lp_warn("running with --insecure: no TLS, no authentication; use only on a trusted network");
+    if (cfg->insecure)
+        lp_warn("running with --insecure: no TLS, no authentication; use only on a trusted "
+                "network");
+    else if ((code = setup_tls(cli, cfg, &a)) != EXIT_OK)
+        goto out;
     if (cli->cmd == LP_CMD_SERVER) {
         if (lp_server_new(&a.rt, cfg, &a.server) != LP_OK)
             code = EXIT_USAGE;
@@ -94,8 +123,11 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
         ev_run(loop, 0);
     if (a.client)
         code = lp_client_exit_code(a.client);
+out:
     lp_client_free(a.client);
     lp_server_free(a.server);
+    lp_tls_conf_free(a.client_tls);
+    lp_auth_free(a.auth);
     ev_ref(loop);
     ev_ref(loop);
     ev_signal_stop(loop, &sint);
@@ -112,6 +144,7 @@ int main(int argc, char **argv)
     char err[LP_CONFIG_ERR_MAX];
     int code;
 
+    lp_config_defaults(&cfg); /* so that every path below may lp_config_clear it */
     /* keygen has its own small command line (its -o names an output file). */
     if (argc >= 2 && strcmp(argv[1], "keygen") == 0)
         return lp_keygen_main(argc - 1, argv + 1);
@@ -131,14 +164,9 @@ int main(int argc, char **argv)
         lp_log_set_level(level < LP_LOG_ERROR   ? LP_LOG_ERROR
                          : level > LP_LOG_DEBUG ? LP_LOG_DEBUG
                                                 : level);
-        if (!cfg.insecure) {
-            fprintf(stderr, "limpet: TLS is not available in this build yet; run with "
-                            "--insecure on a trusted network (plain TCP, no authentication)\n");
-            code = EXIT_USAGE;
-        } else {
-            code = run(&cli, &cfg);
-        }
+        code = run(&cli, &cfg);
     }
+    lp_config_clear(&cfg);
     lp_cli_free(&cli);
     return code;
 }

@@ -152,6 +152,47 @@ static void hs_drop(struct handshake *h, const char *why)
     hs_free(h, true);
 }
 
+/* After a refusal: read and discard what the peer still sends, until it closes or a second
+ * passes. Closing at once would answer its last handshake bytes with a TCP reset, which can
+ * reach the client before our alert does: it would then see a network error, retry, and
+ * not learn that its key was refused. */
+static void hs_linger_read_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct handshake *h = LP_CONTAINER_OF(w, struct handshake, io);
+    uint8_t sink[4096];
+    (void)loop;
+    (void)revents;
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(h->link.fd, sink, sizeof(sink), 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        break;
+    }
+    hs_free(h, true);
+}
+
+static void hs_linger_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    hs_free(LP_CONTAINER_OF(w, struct handshake, timer), true);
+}
+
+static void hs_refuse(struct handshake *h, const char *why)
+{
+    struct ev_loop *loop = h->srv->rt->loop;
+    lp_info("dropped connection from %s: %s", h->name, why);
+    ev_io_stop(loop, &h->io);
+    ev_timer_stop(loop, &h->timer);
+    shutdown(h->link.fd, SHUT_WR);
+    ev_io_init(&h->io, hs_linger_read_cb, h->link.fd, EV_READ);
+    ev_io_start(loop, &h->io);
+    ev_timer_init(&h->timer, hs_linger_timer_cb, 1.0, 0.);
+    ev_timer_start(loop, &h->timer);
+}
+
 /* Best effort: the socket is fresh, so a REJECT of a few bytes fits its buffer. */
 static void hs_reject(struct handshake *h, uint16_t code, const char *msg)
 {
@@ -285,7 +326,10 @@ static bool hs_tls_step(struct handshake *h)
     if (rc != LP_OK) {
         if (rc == LP_ERR_AUTH)
             lp_warn("authentication failed from %s: %s", h->name, err);
-        hs_drop(h, rc == LP_ERR_AUTH ? "authentication failed" : err);
+        if (rc == LP_ERR_AUTH)
+            hs_refuse(h, "authentication failed");
+        else
+            hs_drop(h, err);
         return false;
     }
     if (lp_tls_peer_fingerprint(t, fp)) {

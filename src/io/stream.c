@@ -364,6 +364,14 @@ void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_
         stream_end(st, false);
         return;
     }
+    /* The server is never an open proxy: each identity reaches only what it is allowed. */
+    if (s->rt->allow_target && !s->rt->allow_target(s->rt->allow_user, s->identity, host, port)) {
+        lp_warn("sess=%s stream=%u refused: identity %s may not reach %s", s->tag, (unsigned)id,
+                s->identity, st->target);
+        lp_mux_reset(s->mux, id, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
+        stream_end(st, false);
+        return;
+    }
     /* One timer bounds the lookup and the connect together. */
     start_timer(st, s->cfg->forward.connect_timeout);
     if (lp_resolve_start(&s->rt->resolver, host, port, dial_resolved, st, &st->lookup) != LP_OK) {

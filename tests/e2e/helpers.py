@@ -269,10 +269,13 @@ def limpet_server(procs, port, *opts, name="server", prefix=(), wait=True, insec
     return p
 
 
-def limpet_client(procs, server, forwards, *opts, name="client", prefix=(), wait=True):
+def limpet_client(procs, server, forwards, *opts, name="client", prefix=(), wait=True,
+                  insecure=True):
     """forwards: list of (local_port, target_port) or raw -L specs."""
     argv = list(prefix) + [BIN, "client", "-s", server if isinstance(server, str)
-                           else "127.0.0.1:%d" % server, "--insecure"]
+                           else "127.0.0.1:%d" % server]
+    if insecure:
+        argv.append("--insecure")
     for fw in forwards:
         spec = fw if isinstance(fw, str) else "%d:127.0.0.1:%d" % fw
         argv += ["-L", spec]

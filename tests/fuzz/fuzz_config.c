@@ -65,6 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (memcmp(&c, &before, sizeof(c)) != 0)
             abort();
     }
+    lp_config_clear(&c); /* identities live on the heap */
     if (size < 4096)
         fuzz_strings(data, size);
     return 0;

@@ -37,6 +37,7 @@ static void expect_load_error(const char *yaml, const char *want)
     assert_int_equal(load(&c, yaml, err), LP_ERR_INVALID);
     assert_string_equal(err, want);
     assert_memory_equal(&c, &before, sizeof(c));
+    lp_config_clear(&c);
 }
 
 static void expect_set_error(const char *arg, const char *want)
@@ -78,6 +79,12 @@ static uint64_t field(const struct lp_config *c, const char *key)
         {"forward.connect_timeout", offsetof(struct lp_config, forward.connect_timeout), 0},
         {"limits.handshake_timeout", offsetof(struct lp_config, limits.handshake_timeout), 0},
         {"limits.max_sessions", offsetof(struct lp_config, limits.max_sessions), 1},
+        {"limits.max_pending", offsetof(struct lp_config, limits.max_pending), 1},
+        {"limits.max_pending_per_source", offsetof(struct lp_config, limits.max_pending_per_source),
+         1},
+        {"limits.sessions_per_identity", offsetof(struct lp_config, limits.sessions_per_identity),
+         1},
+        {"limits.session_memory", offsetof(struct lp_config, limits.session_memory), 1},
     };
     const char *base = (const char *)c;
 
@@ -101,7 +108,7 @@ static const struct key_case {
     const char *key;
     const char *value;
     uint64_t want;        /* for non-string keys */
-    const char *want_str; /* for listen/server */
+    const char *want_str; /* for string keys */
 } key_cases[] = {
     {"listen", "\"[::1]:9000\"", 0, "[::1]:9000"},
     {"server", "tunnel.example.net:7443", 0, "tunnel.example.net:7443"},
@@ -123,17 +130,49 @@ static const struct key_case {
     {"forward.connect_timeout", "45s", 45000, NULL},
     {"limits.handshake_timeout", "4s", 4000, NULL},
     {"limits.max_sessions", "99", 99, NULL},
+    {"limits.max_pending", "100000", 100000, NULL},
+    {"limits.max_pending_per_source", "1", 1, NULL},
+    {"limits.sessions_per_identity", "3", 3, NULL},
+    {"limits.session_memory", "2GiB", 2 * GIB, NULL},
+    {"tls.cert", "/etc/limpet/server.crt", 0, "/etc/limpet/server.crt"},
+    {"tls.key", "server.key", 0, "server.key"},
+    {"identity", "Lap-top_1.x", 0, "Lap-top_1.x"},
+    {"psk_file", "\"my laptop.psk\"", 0, "my laptop.psk"},
+    {"server_fingerprint",
+     "\"SHA256:AB:CD:EF:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:ab:cd:ef:"
+     "01:23:45:67:89\"",
+     0, "sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"},
 };
 #define KEY_CASES (sizeof(key_cases) / sizeof(key_cases[0]))
 
+/* The string field behind a key, by hand as in field(). */
+static const char *str_field(const struct lp_config *c, const char *key)
+{
+    const struct {
+        const char *key;
+        const char *field;
+    } f[] = {
+        {"listen", c->listen},
+        {"server", c->server},
+        {"tls.cert", c->tls.cert},
+        {"tls.key", c->tls.key},
+        {"identity", c->identity},
+        {"psk_file", c->psk_file},
+        {"server_fingerprint", c->server_fingerprint},
+    };
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+        if (strcmp(f[i].key, key) == 0)
+            return f[i].field;
+    fail_msg("no string field for key %s", key);
+    return "";
+}
+
 static void check_key_case(const struct lp_config *c, const struct key_case *k)
 {
-    if (k->want_str == NULL) {
+    if (k->want_str == NULL)
         assert_int_equal(field(c, k->key), k->want);
-    } else {
-        const char *got = strcmp(k->key, "listen") == 0 ? c->listen : c->server;
-        assert_string_equal(got, k->want_str);
-    }
+    else
+        assert_string_equal(str_field(c, k->key), k->want_str);
 }
 
 static void check_defaults(const struct lp_config *c)
@@ -158,6 +197,29 @@ static void check_defaults(const struct lp_config *c)
     assert_int_equal(c->forward.connect_timeout, 30000);
     assert_int_equal(c->limits.handshake_timeout, 10000);
     assert_int_equal(c->limits.max_sessions, 1024);
+    assert_int_equal(c->limits.max_pending, 256);
+    assert_int_equal(c->limits.max_pending_per_source, 16);
+    assert_int_equal(c->limits.sessions_per_identity, 16);
+    assert_int_equal(c->limits.session_memory, 32 * MIB);
+    assert_string_equal(c->tls.cert, "");
+    assert_string_equal(c->tls.key, "");
+    assert_string_equal(c->identity, "");
+    assert_string_equal(c->psk_file, "");
+    assert_string_equal(c->server_fingerprint, "");
+    assert_null(c->auth.clients);
+    assert_int_equal(c->auth.n_clients, 0);
+}
+
+/* The keys that are unset by default, copied from src: an example file may only mention
+ * them in comments, so loading it over garbage leaves them garbage. */
+static void copy_optional(struct lp_config *dst, const struct lp_config *src)
+{
+    memcpy(dst->tls.cert, src->tls.cert, sizeof(dst->tls.cert));
+    memcpy(dst->tls.key, src->tls.key, sizeof(dst->tls.key));
+    memcpy(dst->identity, src->identity, sizeof(dst->identity));
+    memcpy(dst->psk_file, src->psk_file, sizeof(dst->psk_file));
+    memcpy(dst->server_fingerprint, src->server_fingerprint, sizeof(dst->server_fingerprint));
+    dst->auth = src->auth;
 }
 
 /* ---- defaults and example files ---------------------------------------------------------- */
@@ -187,17 +249,91 @@ static void test_config_empty_or_comment_only_input_keeps_defaults(void **state)
 
 /* The example files are loaded over a config full of garbage: every key must be present in
  * the file (else its field stays garbage) and set to its default (so comments can't rot). */
+static void example_path(char *path, size_t len, const char *rel)
+{
+    const char *root = getenv("LIMPET_ROOT");
+    snprintf(path, len, "%s%s%s", root ? root : "", root ? "/" : "", rel);
+}
+
 static void check_example_file(const char *rel)
 {
     char path[4096], err[LP_CONFIG_ERR_MAX] = "";
-    const char *root = getenv("LIMPET_ROOT");
-    struct lp_config c;
+    struct lp_config c, d;
 
-    snprintf(path, sizeof(path), "%s%s%s", root ? root : "", root ? "/" : "", rel);
+    example_path(path, sizeof(path), rel);
+    lp_config_defaults(&d);
     memset(&c, 0xa5, sizeof(c));
     if (lp_config_load_file(&c, path, err, sizeof(err)) != LP_OK)
         fail_msg("%s", err);
+    copy_optional(&c, &d);
     check_defaults(&c);
+    /* ...and the optional keys stay unset: their examples are commented out. */
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_load_file(&c, path, err, sizeof(err)), LP_OK);
+    assert_memory_equal(&c, &d, sizeof(c));
+    lp_config_clear(&c);
+}
+
+/* The commented-out examples ("#key:" or "#  key:", an even indent) must load once
+ * uncommented, so that they cannot rot either. Returns the file with them uncommented. */
+static char *uncommented_example(const char *rel)
+{
+    char path[4096], line[1024];
+    char *out = NULL;
+    size_t len = 0;
+    FILE *in, *mem;
+
+    example_path(path, sizeof(path), rel);
+    assert_non_null(in = fopen(path, "r"));
+    assert_non_null(mem = open_memstream(&out, &len));
+    while (fgets(line, sizeof(line), in) != NULL) {
+        size_t sp = 0, w = 0;
+        if (line[0] == '#') {
+            sp = strspn(line + 1, " ");
+            w = strspn(line + 1 + sp, "abcdefghijklmnopqrstuvwxyz_-.");
+        }
+        if (w > 0 && sp % 2 == 0 && line[1 + sp + w] == ':')
+            fputs(line + 1, mem);
+        else
+            fputs(line, mem);
+    }
+    fclose(in);
+    fclose(mem);
+    return out;
+}
+
+static void test_config_commented_examples_load_when_uncommented(void **state)
+{
+    char err[LP_CONFIG_ERR_MAX] = "";
+    struct lp_config c;
+    char *yaml;
+    (void)state;
+
+    yaml = uncommented_example("config/server.yaml");
+    lp_config_defaults(&c);
+    if (load(&c, yaml, err) != LP_OK)
+        fail_msg("%s", err);
+    assert_string_equal(c.tls.key, "server.key");
+    assert_int_equal(c.auth.n_clients, 2);
+    assert_string_equal(c.auth.clients[0].name, "laptop");
+    assert_int_equal(c.auth.clients[0].n_forward, 4);
+    assert_string_equal(c.auth.clients[1].cert_fingerprint + 7,
+                        "3f9a00112233445566778899aabbccddeeff00112233445566778899aabbccdd");
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+    lp_config_clear(&c);
+    free(yaml);
+
+    yaml = uncommented_example("config/client.yaml");
+    if (load(&c, yaml, err) != LP_OK)
+        fail_msg("%s", err);
+    assert_string_equal(c.identity, "laptop");
+    assert_string_equal(c.psk_file, "laptop.psk");
+    assert_string_equal(c.tls.cert, "laptop.crt");
+    assert_string_equal(c.server_fingerprint + 7,
+                        "3f9a00112233445566778899aabbccddeeff00112233445566778899aabbccdd");
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+    lp_config_clear(&c);
+    free(yaml);
 }
 
 static void test_config_server_example_lists_every_key_at_its_default(void **state)
@@ -569,6 +705,152 @@ static void test_config_option_value_may_contain_equals_sign(void **state)
     expect_set_error("server=a=b:1", "-o server: expected HOST:PORT or [IPV6]:PORT, got \"a=b:1\"");
 }
 
+/* ---- issue 4 keys: identities, pins, limits ------------------------------------------------- */
+
+#define HEX32 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+
+static void test_config_fingerprint_forms_are_checked_and_made_canonical(void **state)
+{
+    static const struct {
+        const char *value;
+        bool ok;
+    } cases[] = {
+        {"sha256:" HEX32, true},
+        {"SHA256:00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF", true},
+        {"sha256:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:"
+         "bb:cc:dd:ee:ff",
+         true},
+        {"sha256:0011:2233445566778899aabbccddeeff00112233445566778899aabbccddeeff", true},
+        {HEX32, false},
+        {"sha1:" HEX32, false},
+        {"sha256:" HEX32 "00", false},
+        {"sha256:" HEX32 ":", false},
+        {"sha256::" HEX32, false},
+        {"sha256:0:0112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", false},
+        {"sha256:00::112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", false},
+        {"sha256:0g112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", false},
+        {"sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddee", false},
+        {"sha256: " HEX32, false},
+    };
+    char arg[256], err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct lp_config c;
+        lp_config_defaults(&c);
+        snprintf(arg, sizeof(arg), "server_fingerprint=%s", cases[i].value);
+        lp_err rc = lp_config_set(&c, arg, err, sizeof(err));
+        if ((rc == LP_OK) != cases[i].ok)
+            fail_msg("%s: %s", cases[i].value, rc == LP_OK ? "accepted" : err);
+        if (rc == LP_OK)
+            assert_string_equal(c.server_fingerprint, "sha256:" HEX32);
+        else
+            assert_string_equal(c.server_fingerprint, "");
+    }
+}
+
+static void test_config_identity_and_fingerprint_errors(void **state)
+{
+    char yaml[200], want[300];
+    (void)state;
+    expect_load_error("identity: \"lap top\"\n",
+                      "t.yaml:1:11: identity: expected a name of 1..64 letters, digits, '.', '_' "
+                      "or '-', got \"lap top\"");
+    expect_load_error("identity: \"\"\n", "t.yaml:1:11: identity: expected a name of 1..64 "
+                                          "letters, digits, '.', '_' or '-', got \"\"");
+    memset(want, 'a', 65);
+    snprintf(yaml, sizeof(yaml), "identity: %.65s\n", want);
+    expect_load_error(yaml, "t.yaml:1:11: identity: expected a name of 1..64 letters, digits, "
+                            "'.', '_' or '-', got "
+                            "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\"");
+    expect_set_error("identity=a/b", "-o identity: expected a name of 1..64 letters, digits, '.', "
+                                     "'_' or '-', got \"a/b\"");
+    expect_load_error("server_fingerprint: \"sha256:AB\"\n",
+                      "t.yaml:1:21: server_fingerprint: expected \"sha256:\" and 32 hex bytes "
+                      "(colons between bytes optional), got \"sha256:AB\"");
+    expect_set_error("server_fingerprint=AB:CD",
+                     "-o server_fingerprint: expected \"sha256:\" and 32 hex bytes (colons "
+                     "between bytes optional), got \"AB:CD\"");
+    expect_load_error("tls:\n  cert: [a, b]\n",
+                      "t.yaml:2:9: tls.cert: expected a string, got a list");
+    expect_load_error("tlss:\n  cert: a\n", "t.yaml:1:1: tlss: unknown key (did you mean tls?)");
+}
+
+static void test_config_string_keys_are_capped_at_their_field(void **state)
+{
+    char yaml[400], arg[400], err[LP_CONFIG_ERR_MAX];
+    struct lp_config c;
+    (void)state;
+    memset(arg, 'p', sizeof(arg));
+    snprintf(yaml, sizeof(yaml), "psk_file: %.255s\n", arg);
+    lp_config_defaults(&c);
+    assert_int_equal(load(&c, yaml, err), LP_OK);
+    assert_int_equal(strlen(c.psk_file), 255);
+    snprintf(yaml, sizeof(yaml), "psk_file: %.256s\n", arg);
+    expect_load_error(yaml, "t.yaml:1:11: psk_file: value is too long (256 bytes, at most 255)");
+}
+
+static void test_config_option_cannot_set_identities(void **state)
+{
+    (void)state;
+    expect_set_error("auth.clients.laptop.psk_file=x.psk",
+                     "-o auth.clients.laptop.psk_file: set identities in the config file");
+    expect_set_error("auth=x", "-o auth: set identities in the config file");
+    expect_set_error("auth.clients", "-o auth.clients: set identities in the config file");
+    expect_set_error("authx=1", "-o authx: unknown key (did you mean auth?)");
+    expect_set_error("auth.clients.x=1", "-o auth.clients.x: set identities in the config file");
+    expect_set_error("tls=1", "-o tls: is a section, not a key (e.g. tls.cert)");
+}
+
+static void test_config_limits_have_ranges(void **state)
+{
+    (void)state;
+    expect_load_error("limits:\n  max_pending: 0\n",
+                      "t.yaml:2:16: limits.max_pending: 0 is below the minimum 1");
+    expect_set_error("limits.max_pending=100001",
+                     "-o limits.max_pending: 100001 is above the maximum 100000");
+    expect_set_error("limits.max_pending_per_source=0",
+                     "-o limits.max_pending_per_source: 0 is below the minimum 1");
+    expect_set_error("limits.sessions_per_identity=1000001",
+                     "-o limits.sessions_per_identity: 1000001 is above the maximum 1000000");
+    expect_set_error("limits.session_memory=64KiB",
+                     "-o limits.session_memory: 64KiB is below the minimum 128KiB");
+    expect_set_error("limits.session_memory=3GiB",
+                     "-o limits.session_memory: 3GiB is above the maximum 2GiB");
+}
+
+static void test_config_finish_refuses_buffers_beyond_session_memory(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "session.receive_buffer=24MiB", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK); /* 8 + 24 = 32MiB fits */
+    assert_int_equal(lp_config_set(&c, "session.replay_buffer=9MiB", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "limits.session_memory: session.replay_buffer 9MiB + "
+                             "session.receive_buffer 24MiB exceed limits.session_memory 32MiB");
+    assert_int_equal(lp_config_set(&c, "limits.session_memory=33MiB", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+}
+
+static void test_config_finish_wants_tls_cert_and_key_together(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "tls.cert=a.crt", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "tls.key: set together with tls.cert");
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "tls.key=a.key", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "tls.cert: set together with tls.key");
+    assert_int_equal(lp_config_set(&c, "tls.cert=a.crt", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+}
+
 /* ---- value parsers -------------------------------------------------------------------------- */
 
 static void test_config_duration_parser_table(void **state)
@@ -749,6 +1031,14 @@ int main(void)
         cmocka_unit_test(test_config_finish_keeps_explicit_values),
         cmocka_unit_test(test_config_finish_refuses_dead_after_not_above_heartbeat),
         cmocka_unit_test(test_config_finish_refuses_initial_delay_above_max_delay),
+        cmocka_unit_test(test_config_commented_examples_load_when_uncommented),
+        cmocka_unit_test(test_config_fingerprint_forms_are_checked_and_made_canonical),
+        cmocka_unit_test(test_config_identity_and_fingerprint_errors),
+        cmocka_unit_test(test_config_string_keys_are_capped_at_their_field),
+        cmocka_unit_test(test_config_option_cannot_set_identities),
+        cmocka_unit_test(test_config_limits_have_ranges),
+        cmocka_unit_test(test_config_finish_refuses_buffers_beyond_session_memory),
+        cmocka_unit_test(test_config_finish_wants_tls_cert_and_key_together),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

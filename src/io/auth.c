@@ -1,0 +1,191 @@
+/* auth.c — keys and identities from the configuration. See auth.h. */
+#include "limpet/auth.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/platform_util.h>
+
+#include "limpet/keys.h"
+#include "limpet/log.h"
+#include "limpet/policy.h"
+
+static const char HOW[] = "create keys with `limpet keygen psk NAME` (or `limpet keygen cert "
+                          "NAME`), or run with --insecure on a trusted network";
+
+struct lp_auth {
+    const struct lp_config *cfg;
+    lp_tls_conf *tls;
+    struct lp_policy *forward; /* one per auth.clients entry, same order */
+};
+
+lp_err lp_auth_client_tls(const struct lp_config *cfg, lp_tls_conf **out, char *err, size_t errlen)
+{
+    uint8_t key[LP_PSK_LEN], fp[LP_FINGERPRINT_LEN];
+    const char *why = NULL;
+    lp_err rc;
+
+    *out = NULL;
+    if (cfg->psk_file[0]) {
+        if (!cfg->identity[0]) {
+            snprintf(err, errlen,
+                     "psk_file is set but identity is not: set identity to the "
+                     "name the server lists this client under");
+            return LP_ERR_INVALID;
+        }
+        if ((rc = lp_psk_load(cfg->psk_file, key, err, errlen)) != LP_OK)
+            return rc;
+        rc = lp_tls_conf_client_psk(cfg->identity, key, out, err, errlen);
+        mbedtls_platform_zeroize(key, sizeof(key));
+        return rc;
+    }
+    if (cfg->tls.cert[0]) {
+        if (!cfg->server_fingerprint[0]) {
+            snprintf(err, errlen,
+                     "tls.cert is set but server_fingerprint is not: pin the "
+                     "server's certificate (limpet keygen cert prints it)");
+            return LP_ERR_INVALID;
+        }
+        if (lp_fingerprint_parse(cfg->server_fingerprint, fp, &why) != LP_OK) {
+            snprintf(err, errlen, "server_fingerprint: %s", why ? why : "malformed");
+            return LP_ERR_INVALID;
+        }
+        if ((rc = lp_secret_file_check(cfg->tls.key, err, errlen)) != LP_OK)
+            return rc;
+        return lp_tls_conf_client_cert(cfg->tls.cert, cfg->tls.key, fp, out, err, errlen);
+    }
+    snprintf(err, errlen,
+             "no keys configured (identity and psk_file, or tls.cert, tls.key and "
+             "server_fingerprint): %s",
+             HOW);
+    return LP_ERR_INVALID;
+}
+
+static const struct lp_auth_client *find_client(const struct lp_config *cfg, const char *identity,
+                                                size_t *index)
+{
+    for (size_t i = 0; i < cfg->auth.n_clients; i++) {
+        const struct lp_auth_client *c = &cfg->auth.clients[i];
+        bool psk = c->psk_file[0] && strcmp(c->name, identity) == 0;
+        bool crt = c->cert_fingerprint[0] && strcmp(c->cert_fingerprint, identity) == 0;
+        if (psk || crt) {
+            *index = i;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* TLS callbacks: read the identity's key file at each handshake, so a rotated key needs no
+ * restart; a file that went bad refuses that identity with a log line. */
+static bool psk_lookup(void *user, const char *identity, uint8_t key[LP_TLS_PSK_LEN])
+{
+    struct lp_auth *a = user;
+    size_t i;
+    char err[LP_CONFIG_ERR_MAX];
+    const struct lp_auth_client *c = find_client(a->cfg, identity, &i);
+
+    if (c == NULL || !c->psk_file[0])
+        return false;
+    if (lp_psk_load(c->psk_file, key, err, sizeof(err)) != LP_OK) {
+        lp_warn("identity %s refused: %s", c->name, err);
+        return false;
+    }
+    return true;
+}
+
+static bool fp_lookup(void *user, const uint8_t fp[LP_TLS_FP_LEN])
+{
+    struct lp_auth *a = user;
+    char text[LP_FINGERPRINT_MAX];
+    size_t i;
+    char *o = text + snprintf(text, sizeof(text), "sha256:");
+
+    for (unsigned k = 0; k < LP_TLS_FP_LEN; k++, o += 2)
+        snprintf(o, 3, "%02x", fp[k]);
+    return find_client(a->cfg, text, &i) != NULL;
+}
+
+bool lp_auth_allows_target(void *user, const char *identity, const char *host, uint16_t port)
+{
+    struct lp_auth *a = user;
+    size_t i;
+
+    if (find_client(a->cfg, identity, &i) == NULL)
+        return false;
+    return lp_policy_allows(&a->forward[i], host, port);
+}
+
+/* Every key file and allow entry is checked now: refusing at start beats refusing a client. */
+static lp_err check_client(struct lp_auth *a, size_t i, char *err, size_t errlen)
+{
+    const struct lp_auth_client *c = &a->cfg->auth.clients[i];
+    uint8_t key[LP_PSK_LEN];
+    const char *why = NULL;
+
+    if (c->psk_file[0]) {
+        lp_err rc = lp_psk_load(c->psk_file, key, err, errlen);
+        mbedtls_platform_zeroize(key, sizeof(key));
+        if (rc != LP_OK)
+            return rc;
+    }
+    lp_policy_init(&a->forward[i]);
+    for (size_t k = 0; k < c->n_forward; k++) {
+        if (lp_policy_add(&a->forward[i], c->forward[k], strlen(c->forward[k]), &why) != LP_OK) {
+            snprintf(err, errlen, "auth.clients.%s.allow.forward: \"%s\": %s", c->name,
+                     c->forward[k], why ? why : "too many entries");
+            return LP_ERR_INVALID;
+        }
+    }
+    return LP_OK;
+}
+
+lp_err lp_auth_new(const struct lp_config *cfg, struct lp_auth **out, char *err, size_t errlen)
+{
+    lp_err rc = LP_ERR_NOMEM;
+    struct lp_auth *a = calloc(1, sizeof(*a));
+
+    *out = NULL;
+    if (a == NULL)
+        return LP_ERR_NOMEM;
+    a->cfg = cfg;
+    if (cfg->auth.n_clients == 0) {
+        snprintf(err, errlen, "no client identities configured (auth.clients): %s", HOW);
+        rc = LP_ERR_INVALID;
+        goto out;
+    }
+    if ((a->forward = calloc(cfg->auth.n_clients, sizeof(*a->forward))) == NULL)
+        goto out;
+    for (size_t i = 0; i < cfg->auth.n_clients; i++) {
+        if ((rc = check_client(a, i, err, errlen)) != LP_OK)
+            goto out;
+    }
+    if (cfg->tls.key[0] && (rc = lp_secret_file_check(cfg->tls.key, err, errlen)) != LP_OK)
+        goto out;
+    rc = lp_tls_conf_server(cfg->tls.cert, cfg->tls.key, psk_lookup, fp_lookup, a, &a->tls, err,
+                            errlen);
+    if (rc != LP_OK)
+        goto out;
+    *out = a;
+    a = NULL;
+out:
+    lp_auth_free(a);
+    return rc;
+}
+
+void lp_auth_free(struct lp_auth *a)
+{
+    if (a == NULL)
+        return;
+    for (size_t i = 0; a->forward && i < a->cfg->auth.n_clients; i++)
+        lp_policy_clear(&a->forward[i]);
+    free(a->forward);
+    lp_tls_conf_free(a->tls);
+    free(a);
+}
+
+lp_tls_conf *lp_auth_tls(struct lp_auth *a)
+{
+    return a->tls;
+}

@@ -1,0 +1,190 @@
+"""TLS and authentication (issue 4): the default mode is secure.
+
+Keys come from `limpet keygen`, as a user would make them. Checked here: PSK mode and
+certificate mode carry cut transfers byte-exact; a wrong key, an unknown identity and a wrong
+pinned fingerprint make the client exit 2 at once, after exactly one attempt; a target
+outside the identity's allow-list is refused with the reason while other streams go on; key
+files readable by others are refused with the chmod that fixes them.
+"""
+
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+import helpers as H
+
+
+def keygen(tmp, *args):
+    r = subprocess.run([H.BIN, "keygen", *args], cwd=tmp, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def cert_fingerprint(out):
+    for word in out.split():
+        if word.startswith("sha256:") and len(word) > 60:
+            return word.strip('"')
+    raise AssertionError("no fingerprint in keygen output:\n" + out)
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def server_yaml(tmp, port, clients, tls=None):
+    lines = ["listen: 127.0.0.1:%d" % port]
+    if tls:
+        lines += ["tls:", "  cert: %s" % tls[0], "  key: %s" % tls[1]]
+    lines += ["auth:", "  clients:"]
+    for name, how, allow in clients:
+        lines.append("    %s:" % name)
+        lines.append("      %s: \"%s\"" % how)
+        lines.append("      allow:")
+        lines.append("        forward: [%s]" % ", ".join('"%s"' % a for a in allow))
+    return write(os.path.join(tmp, "server.yaml"), "\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def keys(tmp_path):
+    tmp = str(tmp_path)
+    keygen(tmp, "psk", "laptop")
+    keygen(tmp, "psk", "mallory")
+    return tmp
+
+
+def psk_server(procs, keys, target_port, *opts):
+    port = H.free_port()
+    cfg = server_yaml(keys, port, [
+        ("laptop", ("psk_file", os.path.join(keys, "laptop.psk")),
+         ["127.0.0.1:%d" % target_port])])
+    server = H.limpet_server(procs, port, "-c", cfg, *H.FAST, *opts, insecure=False)
+    return server, port
+
+
+def psk_client_opts(keys, identity="laptop", keyfile="laptop.psk"):
+    return ["-o", "identity=%s" % identity, "-o", "psk_file=%s" % os.path.join(keys, keyfile)]
+
+
+@pytest.mark.budget(120)
+def test_psk_mode_carries_cut_transfers_byte_exact(limpet_bin, procs, target, keys):
+    server, sport = psk_server(procs, keys, target.port)
+    relay = H.RelayProc(procs, sport)
+    lport = H.free_port()
+    client = H.limpet_client(procs, relay.port, [(lport, target.port)], *H.FAST_CLIENT,
+                             *psk_client_opts(keys), insecure=False)
+    client.wait_log("established", timeout=H.slack(10))
+    relay.mode("rst")
+    relay.every(300)
+    streams = [H.Stream(up=8 * H.MiB, down=8 * H.MiB, up_pace=3.0, down_pace=3.0)
+               for _ in range(4)]
+    H.run_streams(streams, lport, timeout=H.slack(60))
+    relay.every(0)
+    H.check_streams(streams, target)
+    assert relay.stats()["cuts"] >= 5
+    assert client.count("resumed") >= 5
+    assert server.count("authentication failed") == 0
+
+
+@pytest.mark.budget(120)
+def test_cert_mode_carries_cut_transfers_byte_exact(limpet_bin, procs, target, tmp_path):
+    tmp = str(tmp_path)
+    server_fp = cert_fingerprint(keygen(tmp, "cert", "server"))
+    client_fp = cert_fingerprint(keygen(tmp, "cert", "laptop"))
+    sport = H.free_port()
+    cfg = server_yaml(tmp, sport, [("laptop", ("cert_fingerprint", client_fp),
+                                    ["127.0.0.1:%d" % target.port])],
+                      tls=(os.path.join(tmp, "server.crt"), os.path.join(tmp, "server.key")))
+    H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
+    relay = H.RelayProc(procs, sport)
+    lport = H.free_port()
+    client = H.limpet_client(procs, relay.port, [(lport, target.port)], *H.FAST_CLIENT,
+                             "-o", "tls.cert=%s" % os.path.join(tmp, "laptop.crt"),
+                             "-o", "tls.key=%s" % os.path.join(tmp, "laptop.key"),
+                             "-o", "server_fingerprint=%s" % server_fp, insecure=False)
+    client.wait_log("established", timeout=H.slack(10))
+    relay.mode("rst")
+    relay.every(300)
+    streams = [H.Stream(up=8 * H.MiB, down=8 * H.MiB, up_pace=3.0, down_pace=3.0)
+               for _ in range(4)]
+    H.run_streams(streams, lport, timeout=H.slack(60))
+    relay.every(0)
+    H.check_streams(streams, target)
+    assert relay.stats()["cuts"] >= 5
+    assert client.count("resumed") >= 5
+
+
+def refused_at_once(server, argv):
+    """Runs a client that must be refused: exit 2 within 2 s, after exactly one attempt."""
+    before = server.count("authentication failed from")
+    t0 = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - t0
+    assert r.returncode == 2, "exit %d: %s" % (r.returncode, r.stderr)
+    assert took < 2.0, "took %.1fs" % took
+    assert "authentication failed" in r.stderr
+    time.sleep(0.3)
+    assert server.count("authentication failed from") == before + 1, "retried:\n" + server.tail(8)
+
+
+@pytest.mark.budget(60)
+def test_wrong_key_and_unknown_identity_exit_2_without_retry(limpet_bin, procs, target, keys):
+    server, sport = psk_server(procs, keys, target.port)
+    base = [H.BIN, "client", "-s", "127.0.0.1:%d" % sport, "-L", "%d:127.0.0.1:%d" % (
+        H.free_port(), target.port)]
+    refused_at_once(server, base + psk_client_opts(keys, "laptop", "mallory.psk"))
+    refused_at_once(server, base + psk_client_opts(keys, "mallory", "mallory.psk"))
+
+
+@pytest.mark.budget(60)
+def test_wrong_pinned_server_fingerprint_exits_2(limpet_bin, procs, target, tmp_path):
+    tmp = str(tmp_path)
+    keygen(tmp, "cert", "server")
+    other_fp = cert_fingerprint(keygen(tmp, "cert", "impostor"))
+    client_fp = cert_fingerprint(keygen(tmp, "cert", "laptop"))
+    sport = H.free_port()
+    cfg = server_yaml(tmp, sport, [("laptop", ("cert_fingerprint", client_fp), ["*:*"])],
+                      tls=(os.path.join(tmp, "server.crt"), os.path.join(tmp, "server.key")))
+    H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
+    t0 = time.monotonic()
+    r = subprocess.run([H.BIN, "client", "-s", "127.0.0.1:%d" % sport,
+                        "-o", "tls.cert=%s" % os.path.join(tmp, "laptop.crt"),
+                        "-o", "tls.key=%s" % os.path.join(tmp, "laptop.key"),
+                        "-o", "server_fingerprint=%s" % other_fp],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stderr
+    assert time.monotonic() - t0 < 2.0
+    assert "certificate is not the one configured" in r.stderr
+
+
+@pytest.mark.budget(60)
+def test_target_outside_allow_list_is_refused_with_reason(limpet_bin, procs, target, keys):
+    server, sport = psk_server(procs, keys, target.port)
+    ok_port, bad_port = H.free_port(), H.free_port()
+    client = H.limpet_client(procs, sport, [(ok_port, target.port),
+                                            "%d:127.0.0.1:%d" % (bad_port, H.free_port())],
+                             *H.FAST_CLIENT, *psk_client_opts(keys), insecure=False)
+    client.wait_log("established", timeout=H.slack(10))
+    s = socket.create_connection(("127.0.0.1", bad_port), timeout=5)
+    assert H.is_closed(s, H.slack(5))
+    s.close()
+    client.wait_log("NOT_ALLOWED: not allowed by the server's policy", timeout=H.slack(5))
+    server.wait_log("identity laptop may not reach", timeout=H.slack(5))
+    streams = [H.Stream(up=H.MiB, down=H.MiB) for _ in range(2)]
+    H.run_streams(streams, ok_port, timeout=H.slack(30))
+    H.check_streams(streams, target)
+
+
+@pytest.mark.budget(30)
+def test_key_file_readable_by_others_is_refused_with_chmod_hint(limpet_bin, keys):
+    path = os.path.join(keys, "laptop.psk")
+    os.chmod(path, 0o644)
+    r = subprocess.run([H.BIN, "client", "-s", "127.0.0.1:%d" % H.free_port(),
+                        *psk_client_opts(keys)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1
+    assert "permissions 0644 are too open; run: chmod 600 %s" % path in r.stderr
