@@ -188,3 +188,46 @@ def test_key_file_readable_by_others_is_refused_with_chmod_hint(limpet_bin, keys
                         *psk_client_opts(keys)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 1
     assert "permissions 0644 are too open; run: chmod 600 %s" % path in r.stderr
+
+
+def s_client(port, *args):
+    r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % port, *args],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=20)
+    out = r.stdout + r.stderr
+    for line in out.splitlines():
+        if "Cipher is" in line:
+            return line.split("Cipher is", 1)[1].strip(), out
+    return "(none)", out
+
+
+@pytest.mark.budget(60)
+def test_openssl_sees_only_tls12_aead_ecdhe_suites(limpet_bin, procs, target, tmp_path):
+    """An independent TLS stack (OpenSSL) probes the server: TLS 1.2 with an ECDHE AEAD suite
+    works; TLS 1.1, TLS 1.3 (which mbedTLS 2.28 lacks), CBC and non-ECDHE suites fail."""
+    tmp = str(tmp_path)
+    keygen(tmp, "psk", "laptop")
+    keygen(tmp, "cert", "server")
+    client_fp = cert_fingerprint(keygen(tmp, "cert", "cl"))
+    sport = H.free_port()
+    cfg = server_yaml(tmp, sport, [
+        ("laptop", ("psk_file", os.path.join(tmp, "laptop.psk")), ["*:*"]),
+        ("cl", ("cert_fingerprint", client_fp), ["*:*"])],
+        tls=(os.path.join(tmp, "server.crt"), os.path.join(tmp, "server.key")))
+    H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
+    with open(os.path.join(tmp, "laptop.psk")) as f:
+        psk = ["-psk_identity", "laptop", "-psk", f.read().strip()]
+    crt = ["-cert", os.path.join(tmp, "cl.crt"), "-key", os.path.join(tmp, "cl.key")]
+
+    # offering every PSK suite OpenSSL knows, the server picks its one ECDHE AEAD suite
+    suite, out = s_client(sport, "-tls1_2", "-cipher", "PSK", *psk)
+    assert suite == "ECDHE-PSK-CHACHA20-POLY1305", out
+    suite, out = s_client(sport, "-tls1_2", *crt)
+    assert suite == "ECDHE-ECDSA-CHACHA20-POLY1305", out
+    suite, out = s_client(sport, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256", *crt)
+    assert suite == "ECDHE-ECDSA-AES128-GCM-SHA256", out
+    for refused in (["-tls1_1", *psk], ["-tls1_3", *psk],
+                    ["-tls1_2", "-cipher", "ECDHE-PSK-AES128-CBC-SHA256", *psk],
+                    ["-tls1_2", "-cipher", "PSK-CHACHA20-POLY1305", *psk],
+                    ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256", *crt]):
+        suite, out = s_client(sport, *refused)
+        assert suite in ("(NONE)", "(none)"), "%r negotiated %s\n%s" % (refused, suite, out)
