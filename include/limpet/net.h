@@ -25,6 +25,9 @@ uint32_t lp_random_u32(void);
 /* Resolves host:port (numeric first; names through getaddrinfo, which blocks). */
 lp_err lp_net_resolve(const char *host, uint16_t port, struct lp_addr *out, char *err,
                       size_t errlen);
+/* The address bytes of a (4 for IPv4, 16 for IPv6) into out; returns their count (0 for
+ * another family). */
+size_t lp_net_addr_bytes(const struct lp_addr *a, uint8_t out[16]);
 /* "1.2.3.4:80" / "[::1]:80" into buf. Returns buf. */
 const char *lp_net_addr_str(const struct lp_addr *a, char *buf, size_t buflen);
 

@@ -74,6 +74,19 @@ lp_err lp_net_resolve(const char *host, uint16_t port, struct lp_addr *out, char
     return LP_OK;
 }
 
+size_t lp_net_addr_bytes(const struct lp_addr *a, uint8_t out[16])
+{
+    if (a->sa.ss_family == AF_INET) {
+        memcpy(out, &((const struct sockaddr_in *)&a->sa)->sin_addr, 4);
+        return 4;
+    }
+    if (a->sa.ss_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)&a->sa)->sin6_addr, 16);
+        return 16;
+    }
+    return 0;
+}
+
 const char *lp_net_addr_str(const struct lp_addr *a, char *buf, size_t buflen)
 {
     char host[INET6_ADDRSTRLEN] = "?";

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "limpet/admit.h"
 #include "limpet/cli.h"
 #include "limpet/log.h"
 #include "limpet/wire.h"
@@ -26,6 +27,8 @@ struct handshake {
     bool tls_done;       /* the TLS handshake finished: now read HELLO */
     char identity[LP_TLS_IDENTITY_MAX + 80];
     struct lp_addr peer;
+    uint8_t src[16]; /* the peer's address bytes, as counted by admission */
+    size_t src_len;
     char name[64];
     uint8_t buf[HELLO_FRAME];
     size_t len;
@@ -42,6 +45,9 @@ struct lp_server {
     struct handshake *hs;        /* connections still in their handshake */
     struct lp_session *sessions; /* every session, live or detached */
     size_t nsessions;
+    lp_admit *admit;             /* caps on unauthenticated connections */
+    lp_time refused_logged;      /* refusals are logged at most once a second ... */
+    unsigned long refused_quiet; /* ... with a count of those not logged */
 };
 
 static const struct lp_session_hooks server_hooks;
@@ -135,6 +141,7 @@ static void hs_free(struct handshake *h, bool close_fd)
     struct lp_server *srv = h->srv;
     ev_io_stop(srv->rt->loop, &h->io);
     ev_timer_stop(srv->rt->loop, &h->timer);
+    lp_admit_leave(srv->admit, h->src, h->src_len);
     if (close_fd)
         lp_link_close(&h->link);
     if (h->prev)
@@ -326,9 +333,10 @@ static bool hs_tls_step(struct handshake *h)
     if (rc != LP_OK) {
         if (rc == LP_ERR_AUTH)
             lp_warn("authentication failed from %s: %s", h->name, err);
-        if (rc == LP_ERR_AUTH)
+        if (rc == LP_ERR_AUTH) {
+            lp_admit_failed(h->srv->admit, h->src, h->src_len, lp_now());
             hs_refuse(h, "authentication failed");
-        else
+        } else
             hs_drop(h, err);
         return false;
     }
@@ -340,6 +348,7 @@ static bool hs_tls_step(struct handshake *h)
         snprintf(h->identity, sizeof(h->identity), "%s", lp_tls_peer_identity(t));
     }
     h->tls_done = true;
+    lp_admit_succeeded(h->srv->admit, h->src, h->src_len);
     ev_io_stop(h->srv->rt->loop, &h->io);
     ev_io_set(&h->io, h->link.fd, EV_READ);
     ev_io_start(h->srv->rt->loop, &h->io);
@@ -402,6 +411,23 @@ static void hs_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     hs_drop(h, msg);
 }
 
+/* A flood must not flood the log too: one line a second, with how many went unlogged. */
+static void refuse_at_accept(struct lp_server *srv, const struct lp_addr *peer,
+                             enum lp_admit_verdict v)
+{
+    char name[64];
+    lp_time now = lp_now();
+
+    if (now - srv->refused_logged < 1000) {
+        srv->refused_quiet++;
+        return;
+    }
+    lp_info("refused connection from %s: %s (%lu more refused in the last second)",
+            lp_net_addr_str(peer, name, sizeof(name)), lp_admit_reason(v), srv->refused_quiet);
+    srv->refused_logged = now;
+    srv->refused_quiet = 0;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct lp_server *srv = LP_CONTAINER_OF(w, struct lp_server, lio);
@@ -416,14 +442,26 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
                 lp_warn("accept: %s", strerror(errno));
             return;
         }
+        uint8_t src[16];
+        size_t src_len = lp_net_addr_bytes(&peer, src);
+        enum lp_admit_verdict v = lp_admit_enter(srv->admit, src, src_len, lp_now());
+        if (v != LP_ADMIT_OK) {
+            refuse_at_accept(srv, &peer, v);
+            lp_net_close_reset(fd);
+            continue;
+        }
         struct handshake *h = calloc(1, sizeof(*h));
         if (h == NULL) {
+            lp_admit_leave(srv->admit, src, src_len);
             close(fd);
             continue;
         }
+        memcpy(h->src, src, src_len);
+        h->src_len = src_len;
         h->srv = srv;
         lp_tls *tls = NULL;
         if (srv->rt->tls && lp_tls_new(srv->rt->tls, fd, &tls) != LP_OK) {
+            lp_admit_leave(srv->admit, src, src_len);
             close(fd);
             free(h);
             continue;
@@ -462,12 +500,23 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
         lp_error("listen: %s", err);
         return LP_ERR_INVALID;
     }
+    struct lp_admit_config ac = {
+        .max_pending = cfg->limits.max_pending,
+        .max_per_source = cfg->limits.max_pending_per_source,
+        .penalty_base = 100,
+        .penalty_max = 10000,
+    };
     if ((srv = calloc(1, sizeof(*srv))) == NULL)
         return LP_ERR_NOMEM;
     srv->rt = rt;
     srv->cfg = cfg;
+    if (lp_admit_new(&ac, &srv->admit) != LP_OK) {
+        free(srv);
+        return LP_ERR_NOMEM;
+    }
     if (lp_net_listen(&addr, &srv->lfd, err, sizeof(err)) != LP_OK) {
         lp_error("%s", err);
+        lp_admit_free(srv->admit);
         free(srv);
         return LP_ERR_IO;
     }
@@ -496,5 +545,6 @@ void lp_server_free(struct lp_server *srv)
         hs_free(srv->hs, true);
     while (srv->sessions)
         end_session(srv->sessions, LP_RST_SHUTDOWN, "server shutting down");
+    lp_admit_free(srv->admit);
     free(srv);
 }

@@ -231,3 +231,50 @@ def test_openssl_sees_only_tls12_aead_ecdhe_suites(limpet_bin, procs, target, tm
                     ["-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA256", *crt]):
         suite, out = s_client(sport, *refused)
         assert suite in ("(NONE)", "(none)"), "%r negotiated %s\n%s" % (refused, suite, out)
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+@pytest.mark.budget(120)
+def test_flood_of_silent_and_garbage_connections_only_delays_a_real_client(
+        limpet_bin, procs, target, keys):
+    """500 connections that never handshake and 100 that send random bytes, all from the
+    client's own address: the server holds at most limits.max_pending of them (and 16 per
+    address), drops the silent ones after limits.handshake_timeout, stays within a memory
+    bound, and a real client is delayed (it retries) but connects and transfers."""
+    server, sport = psk_server(procs, keys, target.port, "-o", "limits.handshake_timeout=2s")
+    flood = []
+    try:
+        for i in range(600):
+            try:
+                s = socket.create_connection(("127.0.0.1", sport), timeout=2)
+            except OSError:
+                continue   # refused at the door: that is the server protecting itself
+            if i >= 500:
+                try:
+                    s.send(os.urandom(512))
+                except OSError:
+                    pass
+            flood.append(s)
+        lport = H.free_port()
+        client = H.limpet_client(procs, sport, [(lport, target.port)], *H.FAST_CLIENT,
+                                 *psk_client_opts(keys), insecure=False)
+        client.wait_log("established", timeout=H.slack(15))
+        streams = [H.Stream(up=4 * H.MiB, down=4 * H.MiB) for _ in range(2)]
+        H.run_streams(streams, lport, timeout=H.slack(30))
+        H.check_streams(streams, target)
+        assert client.alive(), "the client exited during the flood:\n" + client.tail(10)
+        rss = rss_kib(server.pid)
+        assert rss < 64 * 1024, "server RSS %d KiB during the flood (bound: 64 MiB)" % rss
+        # the silent connections the server took are dropped after the handshake timeout
+        assert any(H.is_closed(s, H.slack(4)) for s in flood[:50])
+        assert server.count("refused connection from") >= 1
+    finally:
+        for s in flood:
+            s.close()
