@@ -125,6 +125,14 @@ static struct lp_session *find_session(struct lp_server *srv, const uint8_t *id)
     return NULL;
 }
 
+static size_t sessions_of(const struct lp_server *srv, const char *identity)
+{
+    size_t n = 0;
+    for (const struct lp_session *s = srv->sessions; s; s = s->next)
+        n += strcmp(s->identity, identity) == 0;
+    return n;
+}
+
 /* Constant time: a resume token must not leak through timing. */
 static bool token_equal(const uint8_t *a, const uint8_t *b)
 {
@@ -222,6 +230,13 @@ static void hs_new_session(struct handshake *h, const struct lp_hello *hello)
 
     if (srv->nsessions >= srv->cfg->limits.max_sessions) {
         hs_reject(h, LP_REJECT_LIMIT, "too many sessions");
+        return;
+    }
+    /* Detached sessions count too: they hold memory until their TTL. */
+    if (h->identity[0] && sessions_of(srv, h->identity) >= srv->cfg->limits.sessions_per_identity) {
+        hs_reject(h, LP_REJECT_LIMIT,
+                  "too many sessions for this identity "
+                  "(limits.sessions_per_identity)");
         return;
     }
     if (lp_random(id, sizeof(id)) != LP_OK || lp_random(token, sizeof(token)) != LP_OK ||

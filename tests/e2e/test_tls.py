@@ -278,3 +278,23 @@ def test_flood_of_silent_and_garbage_connections_only_delays_a_real_client(
     finally:
         for s in flood:
             s.close()
+
+
+@pytest.mark.budget(60)
+def test_sessions_per_identity_limit_refuses_the_newest_and_it_keeps_retrying(
+        limpet_bin, procs, target, keys):
+    server, sport = psk_server(procs, keys, target.port, "-o", "limits.sessions_per_identity=1")
+    p1, p2 = H.free_port(), H.free_port()
+    first = H.limpet_client(procs, sport, [(p1, target.port)], *H.FAST_CLIENT,
+                            *psk_client_opts(keys), insecure=False, name="first")
+    first.wait_log("established", timeout=H.slack(10))
+    second = H.limpet_client(procs, sport, [(p2, target.port)], *H.FAST_CLIENT,
+                             *psk_client_opts(keys), insecure=False, name="second")
+    second.wait_log("too many sessions for this identity", timeout=H.slack(10))
+    second.wait_log("too many sessions for this identity", count=2, timeout=H.slack(10))
+    assert second.alive(), "a limit is transient: the client must keep retrying"
+    streams = [H.Stream(up=2 * H.MiB, down=2 * H.MiB)]
+    H.run_streams(streams, p1, timeout=H.slack(30))   # the established session is untouched
+    H.check_streams(streams, target)
+    first.stop()
+    second.wait_log("established", timeout=H.slack(15))   # its turn once the first ends
