@@ -5,6 +5,7 @@
  * planted where the key should go, is never written through or replaced.
  */
 #include "limpet/keys.h"
+#include "limpet/wire.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -62,17 +63,6 @@ static const char *mbed_reason(int ret, char *buf, size_t len)
 {
     mbedtls_strerror(ret, buf, len);
     return buf;
-}
-
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 /* ---- secret files ------------------------------------------------------------------------ */
@@ -224,7 +214,7 @@ static const char *psk_bad_byte(uint8_t c)
         return "has a CR before the newline (Windows line ending); save it with \\n only";
     if (c == ' ' || c == '\t' || c == '\v' || c == '\f')
         return "contains whitespace (expected 64 hex digits and one newline, nothing else)";
-    if (hex_value(c) < 0)
+    if (lp_hex_value(c) < 0)
         return "contains a character that is not a hex digit";
     return NULL;
 }
@@ -249,7 +239,7 @@ lp_err lp_psk_parse(const uint8_t *text, size_t len, uint8_t key[LP_PSK_LEN], co
         return LP_ERR_MALFORMED;
     }
     for (size_t i = 0; i < LP_PSK_LEN; i++)
-        k[i] = (uint8_t)(hex_value(text[2 * i]) << 4 | hex_value(text[2 * i + 1]));
+        k[i] = (uint8_t)(lp_hex_value(text[2 * i]) << 4 | lp_hex_value(text[2 * i + 1]));
     memcpy(key, k, LP_PSK_LEN);
     mbedtls_platform_zeroize(k, sizeof(k));
     *why = NULL;
@@ -413,7 +403,7 @@ static const char *fp_scan(const char *s, size_t *digits, size_t *colons)
     for (; *s != '\0'; s++) {
         if (*s == ':')
             (*colons)++;
-        else if (hex_value((unsigned char)*s) >= 0)
+        else if (lp_hex_value((unsigned char)*s) >= 0)
             (*digits)++;
         else if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
             return "contains whitespace";
@@ -459,7 +449,7 @@ static bool other_hash(const char *text)
         char c = text[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
             return false;
-        non_hex = non_hex || hex_value((unsigned char)c) < 0;
+        non_hex = non_hex || lp_hex_value((unsigned char)c) < 0;
     }
     return non_hex;
 }
@@ -484,7 +474,8 @@ lp_err lp_fingerprint_parse(const char *text, uint8_t out[LP_FINGERPRINT_LEN], c
     step = strchr(body, ':') != NULL ? 3 : 2;
     for (size_t i = 0; i < LP_FINGERPRINT_LEN; i++) {
         const char *p = body + i * step;
-        out[i] = (uint8_t)(hex_value((unsigned char)p[0]) << 4 | hex_value((unsigned char)p[1]));
+        out[i] =
+            (uint8_t)(lp_hex_value((unsigned char)p[0]) << 4 | lp_hex_value((unsigned char)p[1]));
     }
     return LP_OK;
 }

@@ -5,6 +5,7 @@
  * than the libc ones on purpose (no leading zeros, no short forms, no zone ids).
  */
 #include "limpet/policy.h"
+#include "limpet/wire.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -26,17 +27,6 @@ struct target {
 static bool is_digit(char c)
 {
     return c >= '0' && c <= '9';
-}
-
-static int hex_value(char c)
-{
-    if (is_digit(c))
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 static char lower(char c)
@@ -175,7 +165,7 @@ static const char *parse_group(const char *s, size_t n, uint16_t *v)
     if (n == 0)
         return "empty IPv6 group (':::')";
     for (size_t i = 0; i < n; i++) {
-        int h = hex_value(s[i]);
+        int h = lp_hex_value(s[i]);
         if (h < 0)
             return s[i] == '%' ? "zone ids ('%') are not allowed" : "bad character in IPv6 address";
         if (i == 4)
