@@ -22,7 +22,7 @@ OPT      := -O1 -g -fno-omit-frame-pointer
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 CFLAGS_ALL := -std=c11 $(OPT) $(WARN) $(SANFLAGS) $(CFLAGS)
-LDLIBS_ALL := -lev -lyaml -lmbedtls -lmbedx509 -lmbedcrypto -lm $(LDLIBS)
+LDLIBS_ALL := -lev -lyaml -ljansson -lmbedtls -lmbedx509 -lmbedcrypto -lm $(LDLIBS)
 
 CORE_SRC := $(wildcard src/core/*.c)
 APP_SRC  := $(filter-out src/app/main.c,$(wildcard src/app/*.c))
@@ -32,13 +32,15 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRC := $(wildcard tests/tools/*.c)
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all asan test unit unit-asan e2e e2e-asan netns fuzz fuzz-build fuzz-regress \
+.PHONY: all asan test unit unit-asan e2e e2e-asan mcp mcp-asan netns fuzz fuzz-build fuzz-regress \
         bench demo deps clean lint
 
-all: $(BUILD)/limpet
+all: $(BUILD)/limpet $(TOOL_BIN)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -56,6 +58,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/liblimpet.a
 	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_ALL) -o $@ $< $(UNIT_HELPERS) $(BUILD)/liblimpet.a \
 	    -lcmocka $(LDLIBS_ALL)
 
+# Small programs the end-to-end tests drive (a scripted tunnel client, ...).
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/liblimpet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) -o $@ $< $(BUILD)/liblimpet.a $(LDLIBS_ALL)
+
 unit-bins: $(UNIT_BIN)
 
 # Each suite runs on its own so one failure names its file; all run before the verdict.
@@ -63,7 +70,7 @@ unit: $(UNIT_BIN)
 	@fail=0; for t in $(UNIT_BIN); do echo "== $$t"; $$t || fail=1; done; exit $$fail
 
 asan:
-	$(MAKE) BUILD=build/asan SAN=1 build/asan/limpet unit-bins
+	$(MAKE) BUILD=build/asan SAN=1 all unit-bins
 
 unit-asan: asan
 	$(MAKE) BUILD=build/asan SAN=1 unit
@@ -78,6 +85,14 @@ e2e-asan: asan
 
 netns: all
 	$(E2E_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider -rs tests/netns
+
+# Real MCP hosts and servers from npm (tests/mcp/package.json; `make deps` installs them).
+mcp: all
+	$(E2E_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider tests/mcp
+
+mcp-asan: asan
+	LIMPET_BIN=$(abspath build/asan/limpet) LIMPET_ROOT=$(CURDIR) LIMPET_ASAN=1 \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/mcp
 
 deps:
 	@scripts/install-deps.sh
@@ -97,7 +112,7 @@ fuzz-build: $(FUZZ_BIN)
 
 build/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(APP_SRC)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(APP_SRC) -lyaml -lmbedtls -lmbedx509 -lmbedcrypto -lm
+	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(APP_SRC) -lyaml -ljansson -lmbedtls -lmbedx509 -lmbedcrypto -lm
 
 # Replays each checked-in corpus once: a cheap regression run for `make test`.
 fuzz-regress: $(FUZZ_BIN)

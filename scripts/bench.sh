@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
-# bench.sh — `make bench`: limpet --insecure against the relays it replaces, in one run on
+# bench.sh — `make bench`: limpet against the relays and tunnels it replaces, in one run on
 # loopback, every path carrying the same load to the same targets:
 #
 #   direct          client -> target
 #   socat           client -> socat -> socat -> target        (default 8 KiB buffer)
 #   socat -b65536   the same with 64 KiB buffers
-#   limpet          client -> limpet client (-L) -> limpet server -> target
+#   limpet          client -> limpet client (-L) -> limpet server -> target   (--insecure)
+#   limpet psk      the same over TLS with a pre-shared key      (keys from `limpet keygen`)
+#   limpet cert     the same over TLS with pinned certificates
 #   stunnel         client -> stunnel (client) -> TLS -> stunnel (server) -> target
-#   ssh -L          client -> ssh -> sshd -> target            (temporary sshd, temporary keys)
+#   ssh -L          client -> ssh -> sshd -> target, once with -c aes128-gcm@openssh.com and
+#                   once with -c chacha20-poly1305@openssh.com (temporary sshd and keys)
 #
 # Metrics: throughput with 1 and 8 streams, 1-byte ping-pong p50/p99, connections per second,
 # limpet's RSS idle and with 1,000 idle forwarded connections, and the time from a tunnel cut
-# (scripts/faultrelay.py) to the first byte delivered again. Load comes from tests/bench/lpbench.c
-# (built here with cc -O2). Everything started is stopped by PID on exit.
+# (scripts/faultrelay.py) to the first byte delivered again, with and without TLS. The crypto
+# ceiling is tests/bench/aead_ceiling.c: one core sealing 16 KiB records with the mbedTLS limpet
+# links (ChaCha20-Poly1305, AES-128-GCM, AES-256-GCM). Load comes from tests/bench/lpbench.c.
+# Both are built here with cc -O2. Everything started is stopped by PID on exit.
 #
 # Knobs (environment): LIMPET_BIN (build/limpet), BENCH_BYTES (1 GiB per throughput run),
 # BENCH_SECONDS (5: cap per throughput run), BENCH_PINGS (5000), BENCH_CONNS (2000),
-# BENCH_HOLD (1000), BENCH_CUTS (20), BENCH_ONLY ("direct socat socat64k limpet stunnel ssh").
+# BENCH_HOLD (1000), BENCH_CUTS (20), BENCH_CEILING_SECONDS (2 per cipher),
+# BENCH_ONLY ("ceiling direct socat socat64k limpet limpet-tls stunnel ssh"; limpet-tls is
+# limpet-psk and limpet-cert, ssh is ssh-aesgcm and ssh-chacha, each also accepted alone).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -32,7 +39,8 @@ PINGS=${BENCH_PINGS:-5000}
 CONNS=${BENCH_CONNS:-2000}
 HOLD=${BENCH_HOLD:-1000}
 CUTS=${BENCH_CUTS:-20}
-ONLY=${BENCH_ONLY:-direct socat socat64k limpet stunnel ssh}
+CEILING_SECONDS=${BENCH_CEILING_SECONDS:-2}
+ONLY=${BENCH_ONLY:-ceiling direct socat socat64k limpet limpet-tls stunnel ssh}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/limpet-bench.XXXXXX")
 RESULTS=$WORK/results
@@ -42,17 +50,23 @@ PIDS=()
 
 # ---- process handling ---------------------------------------------------------------------
 
-# stop PID...: SIGTERM, up to 2 s, then SIGKILL; only ever the PIDs this script started.
+# stop PID...: SIGTERM, up to 2 s, then SIGKILL; only ever the PIDs this script started (an
+# empty argument is skipped). A stopped PID is reaped and forgotten, so the exit trap never
+# signals a number the system may have handed to another process since.
 stop() {
-    local pid
-    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    local pid q keep
+    for pid in "$@"; do [[ -z $pid ]] || kill -TERM "$pid" 2>/dev/null || true; done
     for pid in "$@"; do
+        [[ -n $pid ]] || continue
         for _ in $(seq 20); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
+        keep=()
+        for q in "${PIDS[@]}"; do [[ $q == "$pid" ]] || keep+=("$q"); done
+        PIDS=("${keep[@]}")
     done
 }
 
@@ -196,12 +210,78 @@ bench_socat() {
     stop "${pids[@]}"
 }
 
-# start_limpet TAG DIAL_PORT LISTEN_PORT -L...: a limpet pair; sets LS_PID and LC_PID. When the
-# ports differ, the fault relay joins them (control port $RELAY_CONTROL) and sets RELAY_PID.
+# limpet_auth MODE: sets SERVER_AUTH and CLIENT_AUTH, the options that make a limpet pair use
+# MODE: insecure (plain TCP), psk or cert (TLS, the default when --insecure is absent). The keys
+# are made once per run in $WORK/tls with `limpet keygen`, as a user would make them; the one
+# identity, "bench", may reach the sink and the echo target and nothing else.
+limpet_auth() {
+    local mode=$1 d=$WORK/tls fp
+    case $mode in
+    insecure)
+        SERVER_AUTH=(--insecure) CLIENT_AUTH=(--insecure)
+        return 0
+        ;;
+    psk | cert) ;;
+    *) note "unknown limpet mode $mode"; return 1 ;;
+    esac
+    mkdir -p "$d"
+    if [[ ! -f $d/server-$mode.yaml ]] &&
+        ! make_limpet_keys "$mode" "$d" >"$d/keygen-$mode.log" 2>&1; then
+        note "limpet $mode: limpet keygen failed: $(tail -n 1 "$d/keygen-$mode.log")"
+        return 1
+    fi
+    SERVER_AUTH=(-c "$d/server-$mode.yaml")
+    if [[ $mode == psk ]]; then
+        CLIENT_AUTH=(-o identity=bench -o "psk_file=$d/bench.psk")
+    else
+        fp=$(cat "$d/server.fingerprint")
+        CLIENT_AUTH=(-o "tls.cert=$d/bench-client.crt" -o "tls.key=$d/bench-client.key"
+            -o "server_fingerprint=$fp")
+    fi
+}
+
+# make_limpet_keys MODE DIR: the keys for MODE and the server's YAML config with its
+# auth.clients section (tests/e2e/test_tls.py makes its pairs the same way).
+make_limpet_keys() {
+    local mode=$1 d=$2 how fp
+    if [[ $mode == psk ]]; then
+        (cd "$d" && "$LIMPET" keygen psk bench -o bench.psk) || return 1
+        how="psk_file: \"$d/bench.psk\""
+    else
+        (cd "$d" && "$LIMPET" keygen cert server) >"$d/server.keygen" || return 1
+        (cd "$d" && "$LIMPET" keygen cert bench-client) >"$d/client.keygen" || return 1
+        awk '/^Fingerprint: /{print $2; exit}' "$d/server.keygen" >"$d/server.fingerprint"
+        fp=$(awk '/^Fingerprint: /{print $2; exit}' "$d/client.keygen")
+        if [[ ! -s $d/server.fingerprint || -z $fp ]]; then
+            echo "no fingerprint in the keygen output"
+            return 1
+        fi
+        how="cert_fingerprint: \"$fp\""
+    fi
+    {
+        if [[ $mode == cert ]]; then
+            echo "tls:"
+            echo "  cert: \"$d/server.crt\""
+            echo "  key: \"$d/server.key\""
+        fi
+        echo "auth:"
+        echo "  clients:"
+        echo "    bench:"
+        echo "      $how"
+        echo "      allow:"
+        echo "        forward: [\"127.0.0.1:$SINK_PORT\", \"127.0.0.1:$ECHO_PORT\"]"
+    } >"$d/server-$mode.yaml"
+}
+
+# start_limpet TAG MODE DIAL_PORT LISTEN_PORT CLIENT_ARG...: a limpet pair in MODE (see
+# limpet_auth); sets LS_PID and LC_PID. When the ports differ, the fault relay joins them
+# (control port $RELAY_CONTROL) and sets RELAY_PID.
 start_limpet() {
-    local tag=$1 dial=$2 listen=$3
-    shift 3
-    start "$tag-server" "$LIMPET" server --insecure -l "127.0.0.1:$listen"
+    local tag=$1 mode=$2 dial=$3 listen=$4
+    shift 4
+    LS_PID='' LC_PID='' RELAY_PID=''
+    limpet_auth "$mode" || return 1
+    start "$tag-server" "$LIMPET" server "${SERVER_AUTH[@]}" -l "127.0.0.1:$listen"
     LS_PID=$LAST_PID
     wait_log "$tag-server" "listening on" "$LS_PID" || { tail_log "$tag-server"; return 1; }
     if [[ $dial != "$listen" ]]; then
@@ -210,19 +290,25 @@ start_limpet() {
         RELAY_PID=$LAST_PID
         wait_log "$tag-relay" "relay control on" "$RELAY_PID" || { tail_log "$tag-relay"; return 1; }
     fi
-    start "$tag-client" "$LIMPET" client --insecure -s "127.0.0.1:$dial" "$@"
+    start "$tag-client" "$LIMPET" client "${CLIENT_AUTH[@]}" -s "127.0.0.1:$dial" "$@"
     LC_PID=$LAST_PID
     wait_log "$tag-client" "established" "$LC_PID" || { tail_log "$tag-client"; return 1; }
 }
 
+# bench_limpet NAME MODE: the common measurements through a limpet pair in MODE.
 bench_limpet() {
-    local p
-    [[ -x $LIMPET ]] || { note "limpet: no binary at $LIMPET, skipped"; return 0; }
+    local name=$1 mode=$2 p
+    record ran "$name" 1 # the table fails a target this run should have measured and did not
+    [[ -x $LIMPET ]] || { note "$name: no binary at $LIMPET, skipped"; return 0; }
     mapfile -t p < <(freeports 3)
-    start_limpet limpet "${p[0]}" "${p[0]}" -L "${p[1]}:127.0.0.1:$SINK_PORT" \
-        -L "${p[2]}:127.0.0.1:$ECHO_PORT" || { note "limpet: did not start"; return 0; }
-    wait_log limpet-client "forward listening on 127.0.0.1:${p[2]}" "$LC_PID" || return 0
-    measure limpet "${p[1]}" "${p[2]}"
+    if ! start_limpet "$name" "$mode" "${p[0]}" "${p[0]}" -L "${p[1]}:127.0.0.1:$SINK_PORT" \
+        -L "${p[2]}:127.0.0.1:$ECHO_PORT" ||
+        ! wait_log "$name-client" "forward listening on 127.0.0.1:${p[2]}" "$LC_PID"; then
+        note "$name: did not start"
+        stop "$LC_PID" "$LS_PID"
+        return 0
+    fi
+    measure "$name" "${p[1]}" "${p[2]}"
     echo "   RSS after the runs: client $(rss_kib "$LC_PID") KiB, server $(rss_kib "$LS_PID") KiB"
     stop "$LC_PID" "$LS_PID"
 }
@@ -234,8 +320,12 @@ bench_limpet_memory() {
     [[ -x $LIMPET ]] || return 0
     echo "== limpet memory: idle, then $HOLD idle forwarded connections"
     mapfile -t p < <(freeports 2)
-    start_limpet mem "${p[0]}" "${p[0]}" -L "${p[1]}:127.0.0.1:$ECHO_PORT" || return 0
-    wait_log mem-client "forward listening on" "$LC_PID" || return 0
+    if ! start_limpet mem insecure "${p[0]}" "${p[0]}" -L "${p[1]}:127.0.0.1:$ECHO_PORT" ||
+        ! wait_log mem-client "forward listening on" "$LC_PID"; then
+        note "limpet memory: the pair did not start"
+        stop "$LC_PID" "$LS_PID"
+        return 0
+    fi
     "$LPBENCH" connrate "127.0.0.1:${p[1]}" 10 5 >/dev/null || true # code paths faulted in
     sleep 0.5
     c0=$(rss_kib "$LC_PID") s0=$(rss_kib "$LS_PID")
@@ -255,27 +345,43 @@ bench_limpet_memory() {
     stop "$hold_pid" "$LC_PID" "$LS_PID"
 }
 
-# Ping-pong through a limpet pair with the fault relay between client and server; the relay
-# cuts (RST) the tunnel $CUTS times, 250 ms apart.
+# bench_limpet_resume NAME MODE: ping-pong through a limpet pair in MODE with the fault relay
+# between client and server; the relay cuts (RST) the tunnel $CUTS times, 250 ms apart. With
+# TLS every reconnect is a full handshake. The TLS client runs with -v: its debug log names the
+# cipher suite of each handshake (the measure runs go without it, since -v also logs each
+# stream), and that suite is recorded for the table.
 bench_limpet_resume() {
-    local p out
+    local name=$1 mode=$2 p out verbose=() suite
+    record ran "$name" 1
     [[ -x $LIMPET ]] || return 0
-    [[ -f $RELAY ]] || { note "resume: no $RELAY, skipped"; return 0; }
-    echo "== limpet resume: $CUTS cuts (RST) of the tunnel during a 1-byte ping-pong"
+    [[ -f $RELAY ]] || { note "$name resume: no $RELAY, skipped"; return 0; }
+    echo "== $name resume: $CUTS cuts (RST) of the tunnel during a 1-byte ping-pong"
     mapfile -t p < <(freeports 4)
     RELAY_CONTROL=${p[3]}
-    start_limpet cut "${p[0]}" "${p[1]}" -L "${p[2]}:127.0.0.1:$ECHO_PORT" || return 0
-    wait_log cut-client "forward listening on" "$LC_PID" || return 0
+    [[ $mode == insecure ]] || verbose=(-v)
+    if ! start_limpet "$name-cut" "$mode" "${p[0]}" "${p[1]}" -L "${p[2]}:127.0.0.1:$ECHO_PORT" \
+        "${verbose[@]}" || ! wait_log "$name-cut-client" "forward listening on" "$LC_PID"; then
+        note "$name resume: the pair did not start"
+        stop "$LC_PID" "$RELAY_PID" "$LS_PID"
+        return 0
+    fi
     if out=$("$LPBENCH" resume "127.0.0.1:${p[2]}" "127.0.0.1:$RELAY_CONTROL" "$CUTS" 250 2>&1); then
         echo "   $(tail -n 1 <<<"$out")"
-        record resume_median limpet "$(field median_ms "$(tail -n 1 <<<"$out")")"
-        record resume_max limpet "$(field max_ms "$(tail -n 1 <<<"$out")")"
-        record cuts limpet "$(field cuts "$(tail -n 1 <<<"$out")")"
+        record resume_median "$name" "$(field median_ms "$(tail -n 1 <<<"$out")")"
+        record resume_max "$name" "$(field max_ms "$(tail -n 1 <<<"$out")")"
+        record cuts "$name" "$(field cuts "$(tail -n 1 <<<"$out")")"
     else
-        note "resume: $out"
-        tail_log cut-client
+        note "$name resume: $out"
+        tail_log "$name-cut-client"
     fi
-    echo "   server log: $(grep -c "resumed from" "$WORK/cut-server.log" || true) resumes"
+    echo "   server log: $(grep -c "resumed from" "$WORK/$name-cut-server.log" || true) resumes"
+    if [[ $mode != insecure ]]; then
+        suite=$(sed -n 's/.*TLS with [^ ]*: \([A-Z0-9-]*\).*/\1/p' "$WORK/$name-cut-client.log" |
+            sort | uniq -c | sort -rn | awk '{print $2; exit}')
+        echo "   cipher suite: ${suite:-unknown: no suite in the client debug log}" \
+            "($(grep -c "TLS with" "$WORK/$name-cut-client.log" || true) handshakes)"
+        [[ -z $suite ]] || record suite "$name" "$suite"
+    fi
     stop "$LC_PID" "$RELAY_PID" "$LS_PID"
 }
 
@@ -305,10 +411,13 @@ connect = 127.0.0.1:$SINK_PORT
 accept = 127.0.0.1:${p[3]}
 connect = 127.0.0.1:$ECHO_PORT
 EOF
-    cat >"$d/client.conf" <<EOF
+    # The probe client logs at info, which names the TLS version and suite of each connection;
+    # the measured one logs only warnings, as a deployed stunnel would.
+    for level in warning info; do
+        cat >"$d/client-$level.conf" <<EOF
 foreground = yes
 pid =
-debug = warning
+debug = $level
 client = yes
 [sink]
 accept = 127.0.0.1:${p[0]}
@@ -317,11 +426,12 @@ connect = 127.0.0.1:${p[2]}
 accept = 127.0.0.1:${p[1]}
 connect = 127.0.0.1:${p[3]}
 EOF
-    local bin
+    done
+    local bin suite=
     bin=$(command -v stunnel4 || command -v stunnel)
     start stunnel-server "$bin" "$d/server.conf"
     spid=$LAST_PID
-    start stunnel-client "$bin" "$d/client.conf"
+    start stunnel-client "$bin" "$d/client-warning.conf"
     cpid=$LAST_PID
     if ! wait_port "${p[0]}" "$cpid" || ! wait_port "${p[3]}" "$spid"; then
         echo "== stunnel: skipped (did not start; see $WORK/stunnel-*.log)"
@@ -329,11 +439,32 @@ EOF
         return 0
     fi
     measure stunnel "${p[0]}" "${p[1]}"
+    stop "$cpid"
+    start stunnel-probe "$bin" "$d/client-info.conf"
+    cpid=$LAST_PID
+    if wait_port "${p[1]}" "$cpid" && "$LPBENCH" connrate "127.0.0.1:${p[1]}" 1 5 >/dev/null; then
+        sleep 0.2 # stunnel may log after the echo has come back
+        suite=$(sed -n 's/.*: \(TLSv[0-9.]*\) ciphersuite: \([A-Za-z0-9_-]*\).*/\1\/\2/p' \
+            "$WORK/stunnel-probe.log" | head -n 1)
+    fi
+    echo "   negotiated: ${suite:-unknown (see $WORK/stunnel-probe.log)}"
+    [[ -z $suite ]] || record suite stunnel "$suite"
     stop "$cpid" "$spid"
 }
 
+# ssh_cipher ROW: the cipher the ssh -L row ROW forces with -c.
+ssh_cipher() {
+    case $1 in
+    ssh-aesgcm) echo aes128-gcm@openssh.com ;;
+    ssh-chacha) echo chacha20-poly1305@openssh.com ;;
+    *) return 1 ;;
+    esac
+}
+
+# bench_ssh ROW...: one temporary sshd; for each ROW (ssh-aesgcm, ssh-chacha) an ssh -L client
+# with that row's cipher, measured and stopped before the next.
 bench_ssh() {
-    local p d=$WORK/ssh sshd cpid spid user
+    local p d=$WORK/ssh sshd cpid spid user row cipher
     sshd=$(command -v sshd || echo /usr/sbin/sshd)
     if [[ ! -x $sshd ]] || ! command -v ssh >/dev/null 2>&1; then
         echo "== ssh -L: skipped (sshd or ssh not installed)"
@@ -377,20 +508,50 @@ EOF
         stop "$spid"
         return 0
     fi
-    start ssh ssh -N -F /dev/null -i "$d/user_key" -o IdentitiesOnly=yes -o BatchMode=yes \
-        -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
-        -o ExitOnForwardFailure=yes -p "${p[2]}" -L "127.0.0.1:${p[0]}:127.0.0.1:$SINK_PORT" \
-        -L "127.0.0.1:${p[1]}:127.0.0.1:$ECHO_PORT" "$user@127.0.0.1"
-    cpid=$LAST_PID
-    if ! wait_port "${p[0]}" "$cpid" || ! wait_port "${p[1]}" "$cpid"; then
-        echo "== ssh -L: skipped (ssh did not connect: $(tail -n 1 "$WORK/ssh.log"))"
-        stop "$cpid" "$spid"
+    for row in "$@"; do
+        cipher=$(ssh_cipher "$row") || { note "unknown ssh row $row"; continue; }
+        # -c makes this the only cipher offered: the session has it or does not start.
+        start "$row" ssh -N -F /dev/null -i "$d/user_key" -o IdentitiesOnly=yes -o BatchMode=yes \
+            -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
+            -o ExitOnForwardFailure=yes -c "$cipher" -p "${p[2]}" \
+            -L "127.0.0.1:${p[0]}:127.0.0.1:$SINK_PORT" \
+            -L "127.0.0.1:${p[1]}:127.0.0.1:$ECHO_PORT" "$user@127.0.0.1"
+        cpid=$LAST_PID
+        if ! wait_port "${p[0]}" "$cpid" || ! wait_port "${p[1]}" "$cpid"; then
+            echo "== $row: skipped (ssh -c $cipher did not connect: $(tail -n 1 "$WORK/$row.log"))"
+            stop "$cpid"
+            settle "$spid"
+            continue
+        fi
+        measure "$row" "${p[0]}" "${p[1]}"
+        echo "   cipher: $cipher (the only one offered, with -c)"
+        stop "$cpid" # the client first: its session's sshd child ends with it
+        settle "$spid"
+    done
+    stop "$spid"
+}
+
+# bench_ceiling: tests/bench/aead_ceiling.c, one core sealing 16 KiB records with mbedTLS.
+bench_ceiling() {
+    local out line bps bin=$WORK/aead_ceiling
+    echo "== mbedTLS AEAD ceiling: one core sealing 16 KiB records, ${CEILING_SECONDS}s per cipher"
+    record ran ceiling 1
+    if ! cc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$bin" \
+        "$ROOT/tests/bench/aead_ceiling.c" -lmbedcrypto >"$WORK/aead_ceiling.log" 2>&1; then
+        note "ceiling: aead_ceiling.c did not build (mbedTLS headers missing?)"
+        tail_log aead_ceiling
         return 0
     fi
-    measure ssh "${p[0]}" "${p[1]}"
-    stop "$cpid" # the client first: its session's sshd child ends with it
-    settle "$spid"
-    stop "$spid"
+    out=$("$bin" "$CEILING_SECONDS" 2>&1) || note "ceiling: aead_ceiling failed"
+    while read -r line; do
+        [[ -n $line ]] || continue
+        echo "   $line"
+        # The table holds limpet against the peak (see aead_ceiling.c); the mean is shown too.
+        bps=$(field peak_bps "$line")
+        [[ -z $bps ]] || record ceiling "${line%% *}" "$bps"
+        bps=$(field bps "$line")
+        [[ -z $bps ]] || record ceiling_mean "${line%% *}" "$bps"
+    done <<<"$out"
 }
 
 # ---- main ---------------------------------------------------------------------------------
@@ -417,9 +578,17 @@ for what in $ONLY; do
     direct) bench_direct ;;
     socat) bench_socat socat ;;
     socat64k) bench_socat socat64k -b 65536 ;;
-    limpet) bench_limpet && bench_limpet_memory && bench_limpet_resume ;;
+    limpet) bench_limpet limpet insecure && bench_limpet_memory &&
+        bench_limpet_resume limpet insecure ;;
+    limpet-tls) for mode in psk cert; do
+        bench_limpet "limpet-$mode" "$mode" && bench_limpet_resume "limpet-$mode" "$mode"
+    done ;;
+    limpet-psk | limpet-cert) bench_limpet "$what" "${what#limpet-}" &&
+        bench_limpet_resume "$what" "${what#limpet-}" ;;
+    ceiling) bench_ceiling ;;
     stunnel) bench_stunnel ;;
-    ssh) bench_ssh ;;
+    ssh) bench_ssh ssh-aesgcm ssh-chacha ;;
+    ssh-aesgcm | ssh-chacha) bench_ssh "$what" ;;
     *) note "unknown BENCH_ONLY entry: $what" ;;
     esac
 done

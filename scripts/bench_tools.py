@@ -192,7 +192,8 @@ def cmd_demo_transfer(args):
 # ---- bench table ------------------------------------------------------------------------------
 
 COLUMNS = [("direct", "direct"), ("socat", "socat"), ("socat64k", "socat -b65536"),
-           ("limpet", "limpet"), ("stunnel", "stunnel"), ("ssh", "ssh -L")]
+           ("limpet", "limpet"), ("limpet-psk", "limpet psk"), ("limpet-cert", "limpet cert"),
+           ("stunnel", "stunnel"), ("ssh-aesgcm", "ssh aes-gcm"), ("ssh-chacha", "ssh chacha")]
 
 # metric key, label, unit formatter, better direction (+1 higher is better, -1 lower)
 ROWS = [
@@ -209,8 +210,17 @@ ROWS = [
     ("resume_max", "resume after cut, max (ms)", lambda v: "%.1f" % v, -1),
 ]
 
+TLS_MODES = [("limpet-psk", "limpet psk"), ("limpet-cert", "limpet cert")]
+CEILINGS = ["chacha20-poly1305", "aes-128-gcm", "aes-256-gcm"]
+SSH_ROWS = [("ssh-aesgcm", "ssh aes-gcm"), ("ssh-chacha", "ssh chacha")]
+TLS_TPUT_MIN = 0.8      # issue 4: TLS throughput >= 0.8x the one-core mbedTLS ceiling
+TLS_CONNRATE_MIN = 2.0  # issue 4: new connections/s through limpet psk >= 2x ssh -L
+TLS_RESUME_MAX = 250.0  # issue 4: resume after a cut with TLS, median <= 250 ms
+
 
 def load_results(path):
+    """{(metric, name): value}: a float where the value is a number, else the string (the
+    cipher suites bench.sh records)."""
     res = {}
     with open(path) as f:
         for line in f:
@@ -219,17 +229,22 @@ def load_results(path):
                 try:
                     res[(parts[0], parts[1])] = float(parts[2])
                 except ValueError:
-                    pass
+                    res[(parts[0], parts[1])] = parts[2]
     return res
+
+
+def num(res, key):
+    v = res.get(key)
+    return v if isinstance(v, float) else None
 
 
 def verdict(key, res):
     """(text, passed) for the issue's target on this metric, or None when it has none."""
-    lim = res.get((key, "limpet"))
+    lim = num(res, (key, "limpet"))
     if lim is None:
         return ("no limpet result", False) if key in ("tput1", "tput8", "p50") else None
     if key in ("tput1", "tput8"):
-        ref = res.get((key, "socat64k"))
+        ref = num(res, (key, "socat64k"))
         if not ref:
             return None
         r = lim / ref
@@ -237,8 +252,8 @@ def verdict(key, res):
     if key == "p50":
         # The target is against chained socat with its default buffer; the buffer size makes
         # no difference to 1-byte round trips, so the -b65536 run stands in when it is alone.
-        col = "socat" if res.get((key, "socat")) else "socat64k"
-        ref = res.get((key, col))
+        col = "socat" if num(res, (key, "socat")) else "socat64k"
+        ref = num(res, (key, col))
         if not ref:
             return None
         r = lim / ref
@@ -251,17 +266,29 @@ def verdict(key, res):
     return None
 
 
-def cmd_table(args):
-    res = load_results(args.results)
+def print_grid(rows, left_cols=1, last_left=1):
+    """A markdown table: the first left_cols and the last last_left columns left-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    n = len(widths)
+    for i, r in enumerate(rows):
+        cells = [c.ljust(w) if j < left_cols or j >= n - last_left else c.rjust(w)
+                 for j, (c, w) in enumerate(zip(r, widths))]
+        print("| " + " | ".join(cells) + " |")
+        if i == 0:
+            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+
+
+def main_table(res):
+    """Prints the comparison table; returns how many targets failed."""
     head = ["metric"] + [c[1] for c in COLUMNS] + ["limpet/socat-b65536", "target"]
     rows = [head]
     failed = 0
     for key, label, fmt, _ in ROWS:
         row = [label]
         for col, _name in COLUMNS:
-            v = res.get((key, col))
+            v = num(res, (key, col))
             row.append("-" if v is None else fmt(v))
-        lim, ref = res.get((key, "limpet")), res.get((key, "socat64k"))
+        lim, ref = num(res, (key, "limpet")), num(res, (key, "socat64k"))
         row.append("%.2f" % (lim / ref) if lim is not None and ref else "-")
         v = verdict(key, res)
         if v is None:
@@ -270,16 +297,155 @@ def cmd_table(args):
             row.append("%s %s" % ("PASS" if v[1] else "FAIL", v[0]))
             failed += not v[1]
         rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    for n, r in enumerate(rows):
-        cells = [r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:-1], widths[1:-1])]
-        print("| " + " | ".join(cells + [r[-1].ljust(widths[-1])]) + " |")
-        if n == 0:
-            print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    notes = res.get(("cuts", "limpet"))
-    if notes is not None:
-        print("resume: %d cuts measured" % notes)
-    print("targets: %s" % ("all PASS" if failed == 0 else "%d FAIL" % failed))
+    print_grid(rows)
+    for name, label in [("limpet", "limpet")] + TLS_MODES:
+        cuts = num(res, ("cuts", name))
+        if cuts is not None:
+            print("resume (%s): %d cuts measured" % (label, cuts))
+    return failed
+
+
+def mb(v):
+    return "%.0f" % (v / 1e6)
+
+
+def suite_cipher(suite):
+    """The aead_ceiling name of the AEAD in a TLS suite name, or None."""
+    s = suite.upper().replace("_", "-")
+    for needle, name in (("CHACHA20", "chacha20-poly1305"), ("AES-128-GCM", "aes-128-gcm"),
+                         ("AES-256-GCM", "aes-256-gcm")):
+        if needle in s:
+            return name
+    return None
+
+
+def mode_cipher(res, name):
+    """(ceiling name, how it is known) for a limpet TLS mode."""
+    suite = res.get(("suite", name))
+    if isinstance(suite, str) and suite_cipher(suite):
+        return suite_cipher(suite), "negotiated " + suite
+    # Without a logged handshake: both modes offer ChaCha20-Poly1305 first (src/io/tls.c).
+    return "chacha20-poly1305", "assumed: both modes offer it first; no handshake was logged"
+
+
+def faster_ssh(res, key):
+    vals = [(num(res, (key, col)), label) for col, label in SSH_ROWS]
+    vals = [v for v in vals if v[0]]
+    return max(vals) if vals else (None, None)
+
+
+class Check:
+    """Judges TLS target cells; counts what failed and what could not be judged."""
+
+    def __init__(self, res):
+        self.res = res
+        self.failed = 0
+        self.unmeasured = 0
+
+    def cell(self, name, own, value, passed):
+        """own: the mode's own measurement; value: what the target is on (None when its
+        reference is missing); passed: the target's verdict on value."""
+        if not self.res.get(("ran", name)):
+            return "not run"
+        if own is None:
+            self.failed += 1
+            return "FAIL no result"
+        if value is None:
+            self.unmeasured += 1
+            return "n/a: no reference"
+        self.failed += not passed
+        return "PASS" if passed else "FAIL"
+
+
+def tls_rows(res, chk):
+    """The rows of the TLS table: [label, psk, cert, want, psk verdict, cert verdict]."""
+    rows = []
+
+    def row(label, key, fmt, ref_of=None, want="", target=None,
+            modes=("limpet-psk", "limpet-cert")):
+        """One metric key per mode, divided by ref_of(mode) when given; target(value) -> bool
+        is judged for the names in modes."""
+        cells, verdicts = [], []
+        for name, _label in TLS_MODES:
+            own = num(res, (key, name))
+            value = own
+            if ref_of is not None:
+                ref = ref_of(name)
+                value = own / ref if own is not None and ref else None
+            cells.append("-" if value is None else fmt(value))
+            if target is None or name not in modes:
+                verdicts.append("")
+            else:
+                verdicts.append(chk.cell(name, own, value, value is not None and target(value)))
+        rows.append([label] + cells + [want] + verdicts)
+
+    def ceiling_of(name):
+        return num(res, ("ceiling", mode_cipher(res, name)[0]))
+
+    def x(v):
+        return "%.2fx" % v
+
+    def one_decimal(v):
+        return "%.1f" % v
+
+    for key, label in (("tput1", "throughput, 1 stream (MB/s)"),
+                       ("tput8", "throughput, 8 streams (MB/s)")):
+        row(label, key, mb)
+        row("  / mbedTLS ceiling of its cipher", key, x, ceiling_of, ">= %.1fx" % TLS_TPUT_MIN,
+            lambda v: v >= TLS_TPUT_MIN)
+        row("  / stunnel", key, x, lambda m, k=key: num(res, (k, "stunnel")))
+        for col, ssh_label in SSH_ROWS:
+            row("  / " + ssh_label, key, x, lambda m, k=key, c=col: num(res, (k, c)))
+    row("connections/s", "connrate", lambda v: "%.0f" % v)
+    row("  / ssh -L (the faster cipher)", "connrate", x,
+        lambda m: faster_ssh(res, "connrate")[0], ">= %.1fx (psk)" % TLS_CONNRATE_MIN,
+        lambda v: v >= TLS_CONNRATE_MIN, modes=("limpet-psk",))
+    row("resume after cut, median (ms)", "resume_median", one_decimal, None,
+        "<= %.0f ms" % TLS_RESUME_MAX, lambda v: v <= TLS_RESUME_MAX)
+    row("resume after cut, max (ms)", "resume_max", one_decimal)
+    return rows
+
+
+def tls_section(res):
+    """Prints issue 4's TLS comparison; returns (targets failed, targets not measurable)."""
+    if not any(res.get(("ran", n)) for n in ("limpet-psk", "limpet-cert", "ceiling")):
+        return 0, 0
+    print()
+    print("TLS (issue 4): limpet psk and cert against the crypto ceiling, stunnel and ssh -L")
+    ceil = []
+    for c in CEILINGS:
+        peak, mean = num(res, ("ceiling", c)), num(res, ("ceiling_mean", c))
+        ceil.append("%s %s MB/s (mean %s)" % (c, mb(peak) if peak else "-",
+                                              mb(mean) if mean else "-"))
+    print("  mbedTLS ceiling, one core sealing 16 KiB records (tests/bench/aead_ceiling.c),"
+          " the fastest 100 ms:")
+    print("    " + ", ".join(ceil))
+    for name, label in TLS_MODES:
+        if res.get(("ran", name)):
+            cipher, how = mode_cipher(res, name)
+            print("  %s: ceiling %s (%s)" % (label, cipher, how))
+    st = res.get(("suite", "stunnel"))
+    if st is not None or num(res, ("tput1", "stunnel")) is not None:
+        print("  stunnel negotiated: %s" % (st if isinstance(st, str) else "unknown"))
+    print("  ssh -L: -c aes128-gcm@openssh.com and -c chacha20-poly1305@openssh.com;"
+          " connections/s is set against the faster of the two")
+    print("  Throughput is bytes carried one way through the tunnel: the limpet client seals,"
+          " the server opens, the load generator and the sink share the same cores.")
+    chk = Check(res)
+    head = ["TLS metric"] + [label for _n, label in TLS_MODES] + ["target", "psk", "cert"]
+    print_grid([head] + tls_rows(res, chk), left_cols=1, last_left=3)
+    return chk.failed, chk.unmeasured
+
+
+def cmd_table(args):
+    res = load_results(args.results)
+    failed = main_table(res)
+    tls_failed, unmeasured = tls_section(res)
+    failed += tls_failed
+    summary = "all PASS" if failed == 0 else "%d FAIL" % failed
+    if unmeasured:
+        summary += ", %d not measurable (a reference was not run)" % unmeasured
+    print("targets: %s" % summary)
     return 0
 
 

@@ -465,6 +465,9 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             lp_net_close_reset(fd);
             continue;
         }
+        /* No Nagle from the first byte: the TLS and limpet handshakes are small messages
+         * in turn, each of which would otherwise wait for a delayed ACK (~40 ms). */
+        lp_net_tune_stream(fd);
         struct handshake *h = calloc(1, sizeof(*h));
         if (h == NULL) {
             lp_admit_leave(srv->admit, src, src_len);
