@@ -80,6 +80,8 @@ enum lp_rst_code {
     LP_RST_INTERNAL = 9,     /* a local failure (out of memory, ...) */
     LP_RST_SHUTDOWN = 10,    /* the process is shutting down */
     LP_RST_BAD_TARGET = 11,  /* the target string is not valid */
+    LP_RST_EXITED = 12,      /* the MCP server process exited (status and stderr tail) */
+    LP_RST_UNAVAILABLE = 13, /* the target service is not there (no such MCP server) */
 };
 
 /* REJECT codes (handshake). */

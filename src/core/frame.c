@@ -412,6 +412,8 @@ static const char *const rst_names[] = {
     [LP_RST_INTERNAL] = "INTERNAL",
     [LP_RST_SHUTDOWN] = "SHUTDOWN",
     [LP_RST_BAD_TARGET] = "BAD_TARGET",
+    [LP_RST_EXITED] = "EXITED",
+    [LP_RST_UNAVAILABLE] = "UNAVAILABLE",
 };
 
 static const char *const reject_names[] = {

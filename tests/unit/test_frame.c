@@ -858,7 +858,7 @@ static void test_frame_names_cover_every_type_and_code(void **state)
     static const char *const rst[] = {"?",       "REFUSED",  "UNREACHABLE", "NOT_ALLOWED",
                                       "TIMEOUT", "RESET",    "PROTOCOL",    "SESSION_LOST",
                                       "LIMIT",   "INTERNAL", "SHUTDOWN",    "BAD_TARGET",
-                                      "?"};
+                                      "EXITED",  "UNAVAILABLE", "?"};
     for (uint16_t c = 0; c < ARRAY_LEN(rst); c++)
         assert_string_equal(lp_rst_code_name(c), rst[c]);
     static const char *const rej[] = {"?",    "VERSION", "SESSION_UNKNOWN", "SEQ_OUT_OF_RANGE",

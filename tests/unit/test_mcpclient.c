@@ -1,0 +1,554 @@
+/* test_mcpclient.c — the JSON-RPC promises of `limpet mcp` (mcpclient.h): byte-exact
+ * forwarding both ways whatever the read sizes, parse errors for bad host lines, an error
+ * for every pending request when the stream is lost, at most one response per request.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "limpet/base.h"
+#include "limpet/mcpclient.h"
+#include "limpet/streamq.h"
+
+#define MAX_MESSAGE 4096u
+
+static lp_mcpc *client(size_t max_pending)
+{
+    lp_mcpc *c = lp_mcpc_new(MAX_MESSAGE, max_pending);
+    assert_non_null(c);
+    return c;
+}
+
+/* Everything queued, as a string (owned by a static buffer, valid until the next call). */
+static const char *drain(struct lp_streamq *q)
+{
+    static char out[64 * 1024];
+    size_t n = 0, rounds = 0;
+    const uint8_t *data;
+    size_t len;
+
+    while ((len = lp_streamq_peek(q, &data)) > 0) {
+        assert_true(n + len < sizeof(out));
+        assert_true(++rounds < 1000);
+        memcpy(out + n, data, len);
+        n += len;
+        lp_streamq_drop(q, len);
+    }
+    out[n] = '\0';
+    assert_int_equal(q->buffered, 0);
+    return out;
+}
+
+static void host(lp_mcpc *c, const char *s)
+{
+    assert_int_equal(lp_mcpc_from_host(c, (const uint8_t *)s, strlen(s)), LP_OK);
+}
+
+static void tunnel(lp_mcpc *c, const char *s)
+{
+    assert_int_equal(lp_mcpc_from_tunnel(c, (const uint8_t *)s, strlen(s)), LP_OK);
+}
+
+static void host_sees(lp_mcpc *c, const char *want)
+{
+    assert_string_equal(drain(lp_mcpc_to_host(c)), want);
+}
+
+static void tunnel_sees(lp_mcpc *c, const char *want)
+{
+    assert_string_equal(drain(lp_mcpc_to_tunnel(c)), want);
+}
+
+/* Odd spacing, key order, escapes and non-ASCII: a re-encoder would change every one. */
+#define REQ1                                                                           \
+    "{ \"method\":\"tools/call\",\"jsonrpc\":\"2.0\",  \"id\":1,\"params\":{\"name\":" \
+    "\"a\\u00e9\\/b\",\"arguments\":{\"x\":1.50,\"y\":\"\xc3\xa9\"}}}"
+#define NOTE1 "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}"
+#define REQ2                                                             \
+    "{\"jsonrpc\":\"2.0\",\"id\":\"b-2\",\"method\":\"resources/read\"," \
+    "\"params\":{\"uri\":\"x://y\"}}"
+#define RESP_TO_SERVER \
+    "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"content\":{\"type\":\"text\",\"text\":\"hi\"}}}"
+#define RESP1                                                                     \
+    "{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{\"content\":[ {\"type\":\"text\"," \
+    "\"text\":\"\\u263a\"} ]}}"
+#define PROGRESS                                                  \
+    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"," \
+    "\"params\":{\"progressToken\":1,\"progress\":0.5}}"
+#define SERVER_REQ \
+    "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"sampling/createMessage\",\"params\":{}}"
+#define RESP2 "{\"jsonrpc\":\"2.0\",\"id\":\"b-2\",\"error\":{\"code\":-32602,\"message\":\"no\"}}"
+
+static const char HOST_STREAM[] = REQ1 "\n" NOTE1 "\n" REQ2 "\n" RESP_TO_SERVER "\n";
+static const char TUNNEL_STREAM[] =
+    PROGRESS "\n" SERVER_REQ "\nnot json at all\n" RESP1 "\n" RESP2 "\n";
+
+/* ---- forwarding ---------------------------------------------------------------------------- */
+
+static void test_mcpc_forwards_host_lines_byte_exact_in_order(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, HOST_STREAM);
+    tunnel_sees(c, HOST_STREAM);
+    host_sees(c, "");
+    assert_int_equal(lp_mcpc_pending(c), 2); /* REQ1 and REQ2; the rest are not requests */
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_forwards_tunnel_lines_byte_exact_in_order(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, REQ1 "\n" REQ2 "\n");
+    tunnel_sees(c, REQ1 "\n" REQ2 "\n");
+    tunnel(c, TUNNEL_STREAM);
+    host_sees(c, TUNNEL_STREAM); /* not JSON from the far side goes through untouched */
+    tunnel_sees(c, "");
+    assert_int_equal(lp_mcpc_pending(c), 0);
+    lp_mcpc_free(c);
+}
+
+/* Every way of cutting each stream in two gives the same output, and so does one byte at a
+ * time. */
+static void test_mcpc_same_output_whatever_the_splits(void **state)
+{
+    (void)state;
+    size_t hn = strlen(HOST_STREAM), tn = strlen(TUNNEL_STREAM);
+
+    for (size_t cut = 0; cut <= LP_MAX(hn, tn); cut++) {
+        lp_mcpc *c = client(16);
+        size_t h = LP_MIN(cut, hn), t = LP_MIN(cut, tn);
+        assert_int_equal(lp_mcpc_from_host(c, (const uint8_t *)HOST_STREAM, h), LP_OK);
+        assert_int_equal(lp_mcpc_from_host(c, (const uint8_t *)HOST_STREAM + h, hn - h), LP_OK);
+        assert_int_equal(lp_mcpc_from_tunnel(c, (const uint8_t *)TUNNEL_STREAM, t), LP_OK);
+        assert_int_equal(lp_mcpc_from_tunnel(c, (const uint8_t *)TUNNEL_STREAM + t, tn - t), LP_OK);
+        tunnel_sees(c, HOST_STREAM);
+        host_sees(c, TUNNEL_STREAM);
+        assert_int_equal(lp_mcpc_pending(c), 0);
+        lp_mcpc_free(c);
+    }
+    lp_mcpc *c = client(16);
+    for (size_t i = 0; i < LP_MAX(hn, tn); i++) {
+        if (i < hn)
+            assert_int_equal(lp_mcpc_from_host(c, (const uint8_t *)HOST_STREAM + i, 1), LP_OK);
+        if (i < tn)
+            assert_int_equal(lp_mcpc_from_tunnel(c, (const uint8_t *)TUNNEL_STREAM + i, 1), LP_OK);
+    }
+    tunnel_sees(c, HOST_STREAM);
+    host_sees(c, TUNNEL_STREAM);
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_forwards_both_protocol_eras_untouched(void **state)
+{
+    (void)state;
+    static const char legacy[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":"
+        "\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"h\",\"version\":\"1\"}}}"
+        "\n" NOTE1 "\n";
+    static const char stateless[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\",\"params\":{\"_meta\":"
+        "{\"protocolVersion\":\"2026-07-28\",\"capabilities\":{}}}}\n";
+    lp_mcpc *c = client(16);
+
+    host(c, legacy);
+    tunnel_sees(c, legacy);
+    host(c, stateless);
+    tunnel_sees(c, stateless);
+    assert_int_equal(lp_mcpc_pending(c), 2);
+    lp_mcpc_free(c);
+}
+
+/* A '\r' before the '\n' is framing, not message: the line goes on with '\n' alone. */
+static void test_mcpc_crlf_line_is_forwarded_with_lf(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, REQ2 "\r\n");
+    tunnel_sees(c, REQ2 "\n");
+    tunnel(c, RESP2 "\r\n");
+    host_sees(c, RESP2 "\n");
+    lp_mcpc_free(c);
+}
+
+/* ---- bad host lines ----------------------------------------------------------------------- */
+
+static void test_mcpc_answers_non_json_line_with_parse_error(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, "hello there\n" REQ2 "\n{\"jsonrpc\":\"2.0\",\n7\n");
+    tunnel_sees(c, REQ2 "\n"); /* only the good line, the session goes on */
+    const char *out = drain(lp_mcpc_to_host(c));
+    const char *prefix = "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,"
+                         "\"message\":\"limpet: not JSON: ";
+    assert_memory_equal(out, prefix, strlen(prefix));
+    const char *second = strchr(out, '\n');
+    assert_non_null(second);
+    assert_memory_equal(second + 1, prefix, strlen(prefix));
+    const char *third = strchr(second + 1, '\n'); /* a bare number is not a message */
+    assert_non_null(third);
+    assert_memory_equal(third + 1, prefix, strlen(prefix));
+    assert_non_null(strchr(third + 1, '\n'));
+    assert_string_equal(strchr(third + 1, '\n'), "\n");
+    assert_int_equal(lp_mcpc_pending(c), 1);
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_too_long_line_is_answered_and_next_line_goes_on(void **state)
+{
+    (void)state;
+    static const char want_err[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":"
+        "\"limpet: message longer than mcp.max_message (4096 bytes), not forwarded\"}}\n";
+    size_t big = MAX_MESSAGE + 100;
+    char *in = malloc(big + sizeof(REQ2) + 2);
+
+    assert_non_null(in);
+    memset(in, 'x', big);
+    memcpy(in, "{\"a\":\"", 6);
+    in[big - 1] = '\n';
+    memcpy(in + big, REQ2 "\n", sizeof(REQ2) + 1);
+    size_t n = strlen(in);
+    for (size_t cut = 0; cut <= n; cut += (cut < 10 || n - cut < 300) ? 1 : 97) {
+        lp_mcpc *c = client(16);
+        assert_int_equal(lp_mcpc_from_host(c, (const uint8_t *)in, cut), LP_OK);
+        assert_int_equal(lp_mcpc_from_host(c, (const uint8_t *)in + cut, n - cut), LP_OK);
+        host_sees(c, want_err);
+        tunnel_sees(c, REQ2 "\n");
+        assert_int_equal(lp_mcpc_pending(c), 1);
+        lp_mcpc_free(c);
+    }
+    /* exactly max_message bytes is still one message */
+    lp_mcpc *c = client(16);
+    char *ok = malloc(MAX_MESSAGE + 2);
+    assert_non_null(ok);
+    memset(ok, ' ', MAX_MESSAGE);
+    memcpy(ok, NOTE1, strlen(NOTE1));
+    ok[MAX_MESSAGE] = '\n';
+    ok[MAX_MESSAGE + 1] = '\0';
+    host(c, ok);
+    assert_int_equal(lp_mcpc_to_tunnel(c)->buffered, MAX_MESSAGE + 1);
+    host_sees(c, "");
+    free(ok);
+    free(in);
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_host_eof_handles_last_line_without_newline(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, NOTE1 "\n" REQ2);
+    tunnel_sees(c, NOTE1 "\n");
+    assert_int_equal(lp_mcpc_host_eof(c), LP_OK);
+    tunnel_sees(c, REQ2 "\n");
+    assert_int_equal(lp_mcpc_pending(c), 1);
+    assert_int_equal(lp_mcpc_host_eof(c), LP_OK); /* nothing left: nothing more */
+    tunnel_sees(c, "");
+    host(c, "{\"jsonrpc\"");
+    assert_int_equal(lp_mcpc_host_eof(c), LP_OK);
+    host_sees(c, "{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32700,\"message\":"
+                 "\"limpet: not JSON: ':' expected near end of file at column 10\"}}\n");
+    tunnel_sees(c, "");
+    lp_mcpc_free(c);
+}
+
+/* Every prefix of a stream, then EOF: the whole lines go through, the cut one is forwarded
+ * when it is a message and answered with a parse error when it is not; never a crash. */
+static void test_mcpc_every_prefix_then_eof_keeps_lines_whole(void **state)
+{
+    (void)state;
+    size_t n = strlen(HOST_STREAM);
+
+    for (size_t cut = 0; cut <= n; cut++) {
+        lp_mcpc *c = client(16);
+        size_t whole = cut;
+        while (whole > 0 && HOST_STREAM[whole - 1] != '\n')
+            whole--;
+        assert_int_equal(lp_mcpc_from_host(c, (const uint8_t *)HOST_STREAM, cut), LP_OK);
+        assert_int_equal(lp_mcpc_host_eof(c), LP_OK);
+        const char *out = drain(lp_mcpc_to_tunnel(c));
+        assert_memory_equal(out, HOST_STREAM, whole);
+        bool forwarded = strlen(out) > whole;
+        if (forwarded) /* the cut line ended exactly at a closing brace */
+            assert_memory_equal(out + whole, HOST_STREAM + whole, cut - whole);
+        const char *err = drain(lp_mcpc_to_host(c));
+        assert_int_equal(strstr(err, "\"code\":-32700") != NULL, !forwarded && cut > whole);
+        lp_mcpc_free(c);
+    }
+}
+
+static void test_mcpc_tunnel_eof_forwards_last_line_with_newline(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, REQ2 "\n");
+    tunnel(c, PROGRESS "\n" RESP2);
+    host_sees(c, PROGRESS "\n");
+    assert_int_equal(lp_mcpc_pending(c), 1);
+    assert_int_equal(lp_mcpc_tunnel_eof(c), LP_OK);
+    host_sees(c, RESP2 "\n");
+    assert_int_equal(lp_mcpc_pending(c), 0);
+    tunnel(c, "garbage without end");
+    assert_int_equal(lp_mcpc_tunnel_eof(c), LP_OK);
+    host_sees(c, "garbage without end\n");
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_too_long_tunnel_line_is_dropped(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+    char *big = malloc(MAX_MESSAGE + 10);
+
+    assert_non_null(big);
+    memset(big, 'y', MAX_MESSAGE + 8);
+    big[MAX_MESSAGE + 8] = '\n';
+    big[MAX_MESSAGE + 9] = '\0';
+    tunnel(c, big);
+    tunnel(c, PROGRESS "\n");
+    host_sees(c, PROGRESS "\n");
+    free(big);
+    lp_mcpc_free(c);
+}
+
+/* ---- pending requests ------------------------------------------------------------------------ */
+
+static void test_mcpc_stream_lost_answers_every_pending_request(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, REQ1 "\n" REQ2 "\n{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}\n");
+    tunnel_sees(c, REQ1 "\n" REQ2 "\n{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\"}\n");
+    tunnel(c, RESP1 "\n");
+    assert_int_equal(lp_mcpc_pending(c), 2);
+    assert_int_equal(lp_mcpc_stream_lost(c, "mcp server memory exited with status 1"), LP_OK);
+    host_sees(c, RESP1 "\n"
+                       "{\"jsonrpc\":\"2.0\",\"id\":\"b-2\",\"error\":{\"code\":-32000,\"message\":"
+                       "\"limpet: mcp server memory exited with status 1\"}}\n"
+                       "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32000,\"message\":"
+                       "\"limpet: mcp server memory exited with status 1\"}}\n");
+    assert_int_equal(lp_mcpc_pending(c), 0);
+    assert_int_equal(lp_mcpc_stream_lost(c, "again"), LP_OK); /* nothing pending: nothing */
+    host_sees(c, "");
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_stream_lost_empties_to_tunnel_and_answers_queued_requests(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, NOTE1 "\n" REQ2 "\n" RESP_TO_SERVER "\n"); /* the glue has sent none of it */
+    assert_int_equal(lp_mcpc_stream_lost(c, "the session was lost"), LP_OK);
+    tunnel_sees(c, "");
+    host_sees(c, "{\"jsonrpc\":\"2.0\",\"id\":\"b-2\",\"error\":{\"code\":-32000,\"message\":"
+                 "\"limpet: the session was lost\"}}\n");
+    assert_int_equal(lp_mcpc_pending(c), 0);
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_goes_on_with_a_new_stream_after_loss(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, REQ1 "\n");
+    tunnel_sees(c, REQ1 "\n");
+    tunnel(c, "{\"jsonrpc\":\"2.0\",\"id\":1,"); /* half a response when the stream dies */
+    assert_int_equal(lp_mcpc_stream_lost(c, "reset"), LP_OK);
+    drain(lp_mcpc_to_host(c));
+    host(c, REQ2 "\n");
+    tunnel_sees(c, REQ2 "\n");
+    assert_int_equal(lp_mcpc_pending(c), 1);
+    tunnel(c, PROGRESS "\n"); /* the new stream's first line is not glued to the old half */
+    host_sees(c, PROGRESS "\n");
+    tunnel(c, RESP2 "\n");
+    host_sees(c, RESP2 "\n");
+    assert_int_equal(lp_mcpc_pending(c), 0);
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_duplicate_response_is_dropped(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, REQ2 "\n");
+    tunnel(c, RESP2 "\n" RESP2 "\n" PROGRESS "\n");
+    host_sees(c, RESP2 "\n" PROGRESS "\n");
+    lp_mcpc_free(c);
+}
+
+/* The far side may answer a request limpet did not see as one (e.g. an id it cannot route
+ * by); limpet does not second-guess it. */
+static void test_mcpc_response_to_unknown_id_is_forwarded(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    tunnel(c, "{\"jsonrpc\":\"2.0\",\"id\":42,\"result\":{}}\n");
+    host_sees(c, "{\"jsonrpc\":\"2.0\",\"id\":42,\"result\":{}}\n");
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_late_response_after_loss_is_dropped(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, REQ2 "\n");
+    assert_int_equal(lp_mcpc_stream_lost(c, "reset"), LP_OK);
+    drain(lp_mcpc_to_host(c));
+    tunnel(c, RESP2 "\n"); /* limpet answered b-2 already */
+    host_sees(c, "");
+    host(c, REQ2 "\n"); /* the id used again for a new request: its answer is new */
+    tunnel(c, RESP2 "\n");
+    host_sees(c, RESP2 "\n");
+    lp_mcpc_free(c);
+}
+
+/* The answered set is bounded: the oldest keys are forgotten first. */
+static void test_mcpc_forgets_oldest_answered_ids_beyond_its_cap(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(1); /* remembers 64 answered ids at least */
+    char line[128];
+
+    for (int id = 1; id <= 65; id++) {
+        snprintf(line, sizeof(line), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"m\"}\n", id);
+        host(c, line);
+        snprintf(line, sizeof(line), "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{}}\n", id);
+        tunnel(c, line);
+    }
+    drain(lp_mcpc_to_host(c));
+    tunnel(c, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n"); /* remembered: dropped */
+    host_sees(c, "");
+    tunnel(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n"); /* forgotten: forwarded */
+    host_sees(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+    lp_mcpc_free(c);
+}
+
+/* A host must not reuse an id in flight; if it does, each use still gets its one answer. */
+static void test_mcpc_reused_pending_id_counts_each_request(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    host(c, REQ2 "\n" REQ2 "\n");
+    assert_int_equal(lp_mcpc_pending(c), 2);
+    tunnel(c, RESP2 "\n");
+    assert_int_equal(lp_mcpc_pending(c), 1);
+    assert_int_equal(lp_mcpc_stream_lost(c, "gone"), LP_OK);
+    host_sees(c, RESP2 "\n{\"jsonrpc\":\"2.0\",\"id\":\"b-2\",\"error\":{\"code\":-32000,"
+                       "\"message\":\"limpet: gone\"}}\n");
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_max_pending_answers_extra_requests_at_once(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(2);
+
+    host(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\"}\n"
+            "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"b\"}\n"
+            "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"c\"}\n" NOTE1 "\n");
+    tunnel_sees(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\"}\n"
+                   "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"b\"}\n" NOTE1 "\n");
+    host_sees(c, "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32000,\"message\":"
+                 "\"limpet: too many requests in flight (2 pending, the most allowed)\"}}\n");
+    assert_int_equal(lp_mcpc_pending(c), 2);
+    tunnel(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n");
+    host(c, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"d\"}\n");
+    tunnel_sees(c, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"d\"}\n");
+    assert_int_equal(lp_mcpc_pending(c), 2);
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_cancelled_request_is_no_longer_pending(void **state)
+{
+    (void)state;
+    static const char cancel[] = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\","
+                                 "\"params\":{\"requestId\":\"b-2\",\"reason\":\"user\"}}\n";
+    lp_mcpc *c = client(1);
+
+    host(c, REQ2 "\n");
+    host(c, cancel);
+    tunnel_sees(c, REQ2 "\n"
+                        "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\","
+                        "\"params\":{\"requestId\":\"b-2\",\"reason\":\"user\"}}\n");
+    assert_int_equal(lp_mcpc_pending(c), 0);
+    host(c, REQ1 "\n"); /* the slot is free again */
+    tunnel_sees(c, REQ1 "\n");
+    assert_int_equal(lp_mcpc_stream_lost(c, "gone"), LP_OK);
+    host_sees(c, "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32000,\"message\":"
+                 "\"limpet: gone\"}}\n");
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_server_requests_and_host_responses_are_not_pending(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    tunnel(c, SERVER_REQ "\n");
+    host_sees(c, SERVER_REQ "\n");
+    host(c, RESP_TO_SERVER "\n");
+    tunnel_sees(c, RESP_TO_SERVER "\n");
+    assert_int_equal(lp_mcpc_pending(c), 0);
+    assert_int_equal(lp_mcpc_stream_lost(c, "gone"), LP_OK);
+    host_sees(c, "");
+    lp_mcpc_free(c);
+}
+
+static void test_mcpc_free_of_null_is_a_no_op(void **state)
+{
+    (void)state;
+    lp_mcpc_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mcpc_forwards_host_lines_byte_exact_in_order),
+        cmocka_unit_test(test_mcpc_forwards_tunnel_lines_byte_exact_in_order),
+        cmocka_unit_test(test_mcpc_same_output_whatever_the_splits),
+        cmocka_unit_test(test_mcpc_forwards_both_protocol_eras_untouched),
+        cmocka_unit_test(test_mcpc_crlf_line_is_forwarded_with_lf),
+        cmocka_unit_test(test_mcpc_answers_non_json_line_with_parse_error),
+        cmocka_unit_test(test_mcpc_too_long_line_is_answered_and_next_line_goes_on),
+        cmocka_unit_test(test_mcpc_host_eof_handles_last_line_without_newline),
+        cmocka_unit_test(test_mcpc_every_prefix_then_eof_keeps_lines_whole),
+        cmocka_unit_test(test_mcpc_tunnel_eof_forwards_last_line_with_newline),
+        cmocka_unit_test(test_mcpc_too_long_tunnel_line_is_dropped),
+        cmocka_unit_test(test_mcpc_stream_lost_answers_every_pending_request),
+        cmocka_unit_test(test_mcpc_stream_lost_empties_to_tunnel_and_answers_queued_requests),
+        cmocka_unit_test(test_mcpc_goes_on_with_a_new_stream_after_loss),
+        cmocka_unit_test(test_mcpc_duplicate_response_is_dropped),
+        cmocka_unit_test(test_mcpc_response_to_unknown_id_is_forwarded),
+        cmocka_unit_test(test_mcpc_late_response_after_loss_is_dropped),
+        cmocka_unit_test(test_mcpc_forgets_oldest_answered_ids_beyond_its_cap),
+        cmocka_unit_test(test_mcpc_reused_pending_id_counts_each_request),
+        cmocka_unit_test(test_mcpc_max_pending_answers_extra_requests_at_once),
+        cmocka_unit_test(test_mcpc_cancelled_request_is_no_longer_pending),
+        cmocka_unit_test(test_mcpc_server_requests_and_host_responses_are_not_pending),
+        cmocka_unit_test(test_mcpc_free_of_null_is_a_no_op),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

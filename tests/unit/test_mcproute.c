@@ -1,0 +1,713 @@
+/* test_mcproute.c — JSON-RPC routing between one MCP child and its attachments (mcproute.h):
+ * id and progress-token renaming, the initialize cache, cancellations, child → host
+ * requests, detach, a crash and a fresh child, and the 2026 era passing through untouched.
+ * Forwarded lines are compared byte for byte; re-encoded ones as JSON values.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "limpet/mcproute.h"
+
+#define CHILD LP_MCPROUTE_CHILD
+#define A 11u
+#define B 22u
+#define C 33u
+
+#define INIT_REQ(id)                                                                         \
+    "{\"jsonrpc\":\"2.0\",\"id\":" id ",\"method\":\"initialize\",\"params\":{"              \
+    "\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"h\"," \
+    "\"version\":\"1\"}}}"
+#define INIT_RESULT "{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{\"tools\":{}}}"
+#define INIT_RESP(id) "{\"jsonrpc\":\"2.0\",\"id\":" id ",\"result\":" INIT_RESULT "}"
+#define INITIALIZED "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}"
+
+static void from_att(lp_mcproute *r, uint64_t att, const char *line)
+{
+    assert_int_equal(lp_mcproute_from_att(r, att, (const uint8_t *)line, strlen(line)), LP_OK);
+}
+
+static void from_child(lp_mcproute *r, const char *line)
+{
+    assert_int_equal(lp_mcproute_from_child(r, (const uint8_t *)line, strlen(line)), LP_OK);
+}
+
+/* The next output line is want + '\n' for dest, byte for byte. */
+static void expect(lp_mcproute *r, uint64_t dest, const char *want)
+{
+    uint64_t d;
+    char *line;
+    size_t len;
+
+    assert_true(lp_mcproute_next(r, &d, &line, &len));
+    assert_int_equal(d, dest);
+    assert_int_equal(len, strlen(want) + 1);
+    assert_int_equal(line[len - 1], '\n');
+    assert_memory_equal(line, want, len - 1);
+    free(line);
+}
+
+/* The next output line is one JSON value equal to want (key order and spacing aside). */
+static void expect_json(lp_mcproute *r, uint64_t dest, const char *want)
+{
+    json_t *a, *b;
+    uint64_t d;
+    char *line;
+    size_t len;
+
+    assert_true(lp_mcproute_next(r, &d, &line, &len));
+    assert_int_equal(d, dest);
+    assert_int_equal(line[len - 1], '\n');
+    assert_null(memchr(line, '\n', len - 1));
+    a = json_loadb(line, len - 1, 0, NULL);
+    b = json_loads(want, 0, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    if (!json_equal(a, b))
+        fail_msg("got %.*s, want %s", (int)len - 1, line, want);
+    json_decref(a);
+    json_decref(b);
+    free(line);
+}
+
+/* No output line is ready (held host lines may still count in queued()). */
+static void expect_no_line(lp_mcproute *r)
+{
+    uint64_t d;
+    char *line;
+    size_t len;
+
+    if (lp_mcproute_next(r, &d, &line, &len)) {
+        char copy[256];
+        snprintf(copy, sizeof(copy), "%.*s", (int)len, line);
+        free(line);
+        fail_msg("unexpected line for %llu: %s", (unsigned long long)d, copy);
+    }
+}
+
+static void expect_nothing(lp_mcproute *r)
+{
+    expect_no_line(r);
+    assert_int_equal(lp_mcproute_queued(r), 0);
+}
+
+static lp_mcproute *route_with(size_t max_inflight, uint64_t a, uint64_t b)
+{
+    lp_mcproute *r = lp_mcproute_new(max_inflight);
+
+    assert_non_null(r);
+    if (a != 0)
+        assert_int_equal(lp_mcproute_attach(r, a), LP_OK);
+    if (b != 0)
+        assert_int_equal(lp_mcproute_attach(r, b), LP_OK);
+    return r;
+}
+
+/* A 2025-era session: A initializes, the child answers, A says initialized. */
+static lp_mcproute *initialized_route(void)
+{
+    lp_mcproute *r = route_with(16, A, 0);
+
+    from_att(r, A, INIT_REQ("0"));
+    expect(r, CHILD, INIT_REQ("0"));
+    from_child(r, INIT_RESP("0"));
+    expect(r, A, INIT_RESP("0"));
+    from_att(r, A, INITIALIZED);
+    expect(r, CHILD, INITIALIZED);
+    assert_true(lp_mcproute_initialized(r));
+    return r;
+}
+
+static void test_mcproute_renames_an_id_another_attachment_has_in_flight(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, A, B);
+
+    from_att(r, A, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+    from_att(r, B, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{}}");
+    expect(r, CHILD, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}");
+    expect_json(r, CHILD,
+                "{\"jsonrpc\":\"2.0\",\"id\":\"lp-1\",\"method\":\"tools/call\",\"params\":{}}");
+    assert_int_equal(lp_mcproute_inflight(r), 2);
+    /* Answered out of order: each goes home with the id its host used. */
+    from_child(r, "{\"jsonrpc\":\"2.0\",\"id\":\"lp-1\",\"result\":{\"b\":true}}");
+    from_child(r, "{\"jsonrpc\":\"2.0\", \"id\":1, \"result\":{\"a\":true}}");
+    expect_json(r, B, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"b\":true}}");
+    expect(r, A, "{\"jsonrpc\":\"2.0\", \"id\":1, \"result\":{\"a\":true}}");
+    assert_int_equal(lp_mcproute_inflight(r), 0);
+    /* Once answered, id 1 is free again and keeps its name. */
+    from_att(r, B, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+    expect(r, CHILD, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}");
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_fresh_ids_skip_ids_already_in_flight(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, A, B);
+
+    /* A host that itself uses "lp-1" must not meet a renamed "lp-1". */
+    from_att(r, A, "{\"id\":\"lp-1\",\"method\":\"x\"}");
+    from_att(r, A, "{\"id\":7,\"method\":\"x\"}");
+    from_att(r, B, "{\"id\":7,\"method\":\"y\"}");
+    expect(r, CHILD, "{\"id\":\"lp-1\",\"method\":\"x\"}");
+    expect(r, CHILD, "{\"id\":7,\"method\":\"x\"}");
+    expect_json(r, CHILD, "{\"id\":\"lp-2\",\"method\":\"y\"}");
+    /* A string id that reads like a number is another id: no collision. */
+    from_att(r, B, "{\"id\":\"7\",\"method\":\"z\"}");
+    expect(r, CHILD, "{\"id\":\"7\",\"method\":\"z\"}");
+    from_child(r, "{\"id\":\"lp-2\",\"result\":2}");
+    expect_json(r, B, "{\"id\":7,\"result\":2}");
+    from_child(r, "{\"id\":\"lp-1\",\"result\":1}");
+    expect(r, A, "{\"id\":\"lp-1\",\"result\":1}");
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_answers_a_later_initialize_from_the_cache(void **state)
+{
+    (void)state;
+    lp_mcproute *r = initialized_route();
+
+    assert_int_equal(lp_mcproute_attach(r, B), LP_OK);
+    from_att(r, B, INIT_REQ("\"b-init\""));
+    expect_json(r, B, INIT_RESP("\"b-init\""));
+    from_att(r, B, INITIALIZED); /* the child was told once already */
+    from_att(r, B, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"tools/list\"}");
+    expect(r, CHILD, "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"tools/list\"}");
+    /* The same attachment initializing again is answered from the cache too. */
+    from_att(r, A, INIT_REQ("5"));
+    expect_json(r, A, INIT_RESP("5"));
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_caches_the_response_whose_id_matches_not_the_first_line(void **state)
+{
+    (void)state;
+    static const char note[] = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\","
+                               "\"params\":{\"level\":\"info\",\"data\":\"starting\"}}";
+    static const char other[] = "{\"jsonrpc\":\"2.0\",\"id\":99,\"result\":{\"nope\":1}}";
+    lp_mcproute *r = route_with(16, A, 0);
+
+    from_att(r, A, INIT_REQ("1"));
+    expect(r, CHILD, INIT_REQ("1"));
+    from_child(r, note);
+    from_child(r, other); /* answers nothing in flight: dropped, not cached */
+    from_child(r, INIT_RESP("1"));
+    expect(r, A, note);
+    expect(r, A, INIT_RESP("1"));
+    assert_int_equal(lp_mcproute_attach(r, B), LP_OK);
+    from_att(r, B, INIT_REQ("1"));
+    expect_json(r, B, INIT_RESP("1"));
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_initialize_during_the_first_waits_for_its_answer(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, A, B);
+
+    from_att(r, A, INIT_REQ("1"));
+    from_att(r, B, INIT_REQ("1"));
+    from_att(r, B, INIT_REQ("2"));
+    expect(r, CHILD, INIT_REQ("1"));
+    expect_nothing(r); /* the child sees one initialize */
+    from_child(r, INIT_RESP("1"));
+    expect(r, A, INIT_RESP("1"));
+    expect_json(r, B, INIT_RESP("1"));
+    expect_json(r, B, INIT_RESP("2"));
+    from_att(r, B, INITIALIZED);
+    from_att(r, A, INITIALIZED);
+    expect(r, CHILD, INITIALIZED);
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_failed_first_initialize_lets_a_waiting_one_try(void **state)
+{
+    (void)state;
+    static const char err[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32602,"
+                              "\"message\":\"unsupported\"}}";
+    lp_mcproute *r = route_with(16, A, B);
+
+    from_att(r, A, INIT_REQ("1"));
+    from_att(r, B, INIT_REQ("9"));
+    expect(r, CHILD, INIT_REQ("1"));
+    from_child(r, err);
+    expect(r, A, err); /* an error is passed on, not cached */
+    expect(r, CHILD, INIT_REQ("9"));
+    from_child(r, INIT_RESP("9"));
+    expect(r, B, INIT_RESP("9"));
+    from_att(r, A, INIT_REQ("2"));
+    expect_json(r, A, INIT_RESP("2"));
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_forwards_initialized_once_per_child_life(void **state)
+{
+    (void)state;
+    lp_mcproute *r = initialized_route();
+
+    from_att(r, A, INITIALIZED);
+    expect_nothing(r);
+    lp_mcproute_child_exited(r);
+    assert_false(lp_mcproute_initialized(r));
+    assert_int_equal(lp_mcproute_child_started(r), LP_OK);
+    expect_json(r, CHILD, INIT_REQ("\"lp-init-1\""));
+    from_child(r, INIT_RESP("\"lp-init-1\""));
+    expect_json(r, CHILD, INITIALIZED);
+    assert_int_equal(lp_mcproute_attach(r, B), LP_OK);
+    from_att(r, B, INITIALIZED);
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_routes_progress_by_token_even_when_tokens_collide(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, A, B);
+
+    from_att(r, A,
+             "{\"id\":1,\"method\":\"tools/call\",\"params\":{\"_meta\":"
+             "{\"progressToken\":\"t\"}}}");
+    from_att(r, B,
+             "{\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"n\",\"_meta\":"
+             "{\"progressToken\":\"t\"}}}");
+    expect(r, CHILD,
+           "{\"id\":1,\"method\":\"tools/call\",\"params\":{\"_meta\":"
+           "{\"progressToken\":\"t\"}}}");
+    expect_json(r, CHILD,
+                "{\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"n\","
+                "\"_meta\":{\"progressToken\":\"lp-1\"}}}");
+    from_child(r, "{\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"lp-1\","
+                  "\"progress\":1}}");
+    from_child(r, "{\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"t\","
+                  "\"progress\":2}}");
+    from_child(r, "{\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"zz\","
+                  "\"progress\":3}}"); /* nobody asked: dropped */
+    expect_json(r, B,
+                "{\"method\":\"notifications/progress\",\"params\":{\"progressToken\":"
+                "\"t\",\"progress\":1}}");
+    expect(r, A,
+           "{\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"t\","
+           "\"progress\":2}}");
+    /* After the answer the token means nothing any more. */
+    from_child(r, "{\"id\":2,\"result\":{}}");
+    expect(r, B, "{\"id\":2,\"result\":{}}");
+    from_child(r, "{\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"lp-1\","
+                  "\"progress\":4}}");
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_maps_a_hosts_cancellation_to_the_childs_id(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, A, B);
+
+    from_att(r, A, "{\"id\":1,\"method\":\"slow\"}");
+    from_att(r, B, "{\"id\":1,\"method\":\"slow\"}");
+    expect(r, CHILD, "{\"id\":1,\"method\":\"slow\"}");
+    expect_json(r, CHILD, "{\"id\":\"lp-1\",\"method\":\"slow\"}");
+    from_att(r, B,
+             "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":1,"
+             "\"reason\":\"user\"}}");
+    expect_json(r, CHILD,
+                "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":"
+                "\"lp-1\",\"reason\":\"user\"}}");
+    assert_int_equal(lp_mcproute_inflight(r), 1);
+    /* A cancellation of nothing this host has in flight would hit A's request: dropped. */
+    from_att(r, B, "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":1}}");
+    from_att(r, B, "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":5}}");
+    expect_nothing(r);
+    /* A late answer to the cancelled request is dropped; A's own cancel passes unchanged. */
+    from_child(r, "{\"id\":\"lp-1\",\"result\":{}}");
+    from_att(r, A, "{\"method\":\"notifications/cancelled\", \"params\":{\"requestId\":1}}");
+    expect(r, CHILD, "{\"method\":\"notifications/cancelled\", \"params\":{\"requestId\":1}}");
+    expect_nothing(r);
+    assert_int_equal(lp_mcproute_inflight(r), 0);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_sends_child_requests_to_the_latest_attachment(void **state)
+{
+    (void)state;
+    static const char sampling[] = "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":"
+                                   "\"sampling/createMessage\",\"params\":{\"maxTokens\":5}}";
+    static const char answer[] = "{\"jsonrpc\":\"2.0\",\"id\":0,\"result\":{\"role\":"
+                                 "\"assistant\"}}";
+    lp_mcproute *r = route_with(16, A, B);
+
+    from_child(r, sampling);
+    expect(r, B, sampling);
+    from_att(r, B, answer);
+    expect(r, CHILD, answer);
+    /* A child's cancellation follows its request to the host that was asked. */
+    assert_int_equal(lp_mcproute_attach(r, A), LP_OK); /* A is now the latest */
+    from_child(r, "{\"id\":\"e\",\"method\":\"elicitation/create\"}");
+    expect(r, A, "{\"id\":\"e\",\"method\":\"elicitation/create\"}");
+    assert_int_equal(lp_mcproute_attach(r, C), LP_OK);
+    from_child(r, "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"e\"}}");
+    expect(r, A, "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"e\"}}");
+    from_child(r, "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":\"e\"}}");
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void
+test_mcproute_answers_a_child_request_with_an_error_when_nobody_is_attached(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, 0, 0);
+
+    from_child(r, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"roots/list\"}");
+    expect_json(r, CHILD,
+                "{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":-32000,"
+                "\"message\":\"no client attached\"}}");
+    /* Notifications and junk with nobody to hear them are dropped. */
+    from_child(r, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}");
+    from_child(r, "junk");
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_broadcasts_other_child_notifications(void **state)
+{
+    (void)state;
+    static const char note[] = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}";
+    lp_mcproute *r = route_with(16, A, B);
+
+    from_child(r, note);
+    expect(r, A, note);
+    expect(r, B, note);
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_detach_cancels_requests_in_flight_and_drops_late_answers(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, A, B);
+
+    from_att(r, A, "{\"id\":1,\"method\":\"a\"}");
+    from_att(r, B, "{\"id\":1,\"method\":\"b\"}");
+    from_att(r, B, "{\"id\":2,\"method\":\"b\"}");
+    expect(r, CHILD, "{\"id\":1,\"method\":\"a\"}");
+    expect_json(r, CHILD, "{\"id\":\"lp-1\",\"method\":\"b\"}");
+    expect(r, CHILD, "{\"id\":2,\"method\":\"b\"}");
+    from_child(r, "{\"id\":2,\"result\":{}}"); /* queued for B, never read */
+    assert_int_equal(lp_mcproute_detach(r, B), LP_OK);
+    expect_json(r, CHILD,
+                "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\","
+                "\"params\":{\"requestId\":\"lp-1\",\"reason\":\"client went away\"}}");
+    expect_nothing(r);
+    assert_int_equal(lp_mcproute_inflight(r), 1);
+    from_child(r, "{\"id\":\"lp-1\",\"result\":{}}");
+    expect_nothing(r);
+    /* B is gone for good: it can neither leave again nor send. */
+    assert_int_equal(lp_mcproute_detach(r, B), LP_ERR_NOT_FOUND);
+    assert_int_equal(lp_mcproute_from_att(r, B, (const uint8_t *)"{}", 2), LP_ERR_NOT_FOUND);
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_detach_never_cancels_initialize_and_still_caches_it(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, A, B);
+
+    from_att(r, A, INIT_REQ("1"));
+    from_att(r, B, INIT_REQ("2"));
+    expect(r, CHILD, INIT_REQ("1"));
+    assert_int_equal(lp_mcproute_detach(r, A), LP_OK);
+    expect_nothing(r); /* MCP forbids cancelling initialize */
+    from_child(r, INIT_RESP("1"));
+    expect_json(r, B, INIT_RESP("2"));
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_detach_answers_the_childs_request_to_that_host(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, A, B);
+
+    from_child(r, "{\"id\":\"s1\",\"method\":\"sampling/createMessage\"}");
+    expect(r, B, "{\"id\":\"s1\",\"method\":\"sampling/createMessage\"}");
+    assert_int_equal(lp_mcproute_detach(r, B), LP_OK);
+    expect_json(r, CHILD,
+                "{\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"error\":{\"code\":-32000,"
+                "\"message\":\"client went away\"}}");
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_orphans_keep_their_ids_reserved_but_are_bounded(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(2, A, B);
+
+    from_att(r, A, "{\"id\":1,\"method\":\"a\"}");
+    from_att(r, A, "{\"id\":2,\"method\":\"a\"}");
+    expect(r, CHILD, "{\"id\":1,\"method\":\"a\"}");
+    expect(r, CHILD, "{\"id\":2,\"method\":\"a\"}");
+    assert_int_equal(lp_mcproute_detach(r, A), LP_OK);
+    expect_json(r, CHILD,
+                "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\","
+                "\"params\":{\"requestId\":1,\"reason\":\"client went away\"}}");
+    expect_json(r, CHILD,
+                "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\","
+                "\"params\":{\"requestId\":2,\"reason\":\"client went away\"}}");
+    assert_int_equal(lp_mcproute_inflight(r), 0);
+    /* B's id 1 is renamed: the child may still answer A's abandoned 1. */
+    from_att(r, B, "{\"id\":1,\"method\":\"b\"}");
+    expect_json(r, CHILD, "{\"id\":\"lp-1\",\"method\":\"b\"}");
+    from_child(r, "{\"id\":1,\"result\":\"for A\"}");
+    expect_nothing(r);
+    /* Two more orphans push the oldest remaining one (A's 2) out of memory. */
+    from_att(r, B, "{\"id\":3,\"method\":\"b\"}");
+    expect(r, CHILD, "{\"id\":3,\"method\":\"b\"}");
+    from_att(r, B, "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":1}}");
+    from_att(r, B, "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":3}}");
+    expect_json(r, CHILD,
+                "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":"
+                "\"lp-1\"}}");
+    expect(r, CHILD, "{\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":3}}");
+    from_att(r, B, "{\"id\":2,\"method\":\"b\"}");
+    expect(r, CHILD, "{\"id\":2,\"method\":\"b\"}");
+    from_child(r, "{\"id\":2,\"result\":\"for B\"}");
+    expect(r, B, "{\"id\":2,\"result\":\"for B\"}");
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_replays_initialize_to_a_fresh_child_and_holds_host_lines(void **state)
+{
+    (void)state;
+    static const char note[] = "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\"}";
+    lp_mcproute *r = initialized_route();
+
+    from_att(r, A, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\"}");
+    expect(r, CHILD, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\"}");
+    from_att(r, A, "{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\"}");
+    lp_mcproute_child_exited(r); /* the line for the dead child is dropped */
+    assert_int_equal(lp_mcproute_inflight(r), 0);
+    expect_nothing(r);
+    assert_int_equal(lp_mcproute_from_att(r, A, (const uint8_t *)"{}", 2), LP_ERR_NOT_FOUND);
+    /* A new host attaches before the child runs: its lines wait for the replay. */
+    assert_int_equal(lp_mcproute_attach(r, C), LP_OK);
+    from_att(r, C, INIT_REQ("1"));
+    from_att(r, C, INITIALIZED);
+    from_att(r, C, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}");
+    assert_true(lp_mcproute_queued(r) > 0);
+    assert_int_equal(lp_mcproute_child_started(r), LP_OK);
+    assert_true(lp_mcproute_initialized(r));
+    expect_json(r, CHILD, INIT_REQ("\"lp-init-1\""));
+    from_att(r, C, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/list\"}");
+    from_child(r, note); /* before its answer, as servers may */
+    expect(r, C, note);
+    expect_no_line(r);
+    assert_int_equal(lp_mcproute_queued(r), strlen(INIT_REQ("1")) + strlen(INITIALIZED) +
+                                                2 * strlen("{\"jsonrpc\":\"2.0\",\"id\":2,"
+                                                           "\"method\":\"tools/list\"}"));
+    from_child(r, "{\"jsonrpc\":\"2.0\",\"id\":\"lp-init-1\",\"result\":{\"protocolVersion\":"
+                  "\"2025-11-25\",\"capabilities\":{\"tools\":{},\"new\":{}}}}");
+    expect_json(r, CHILD, INITIALIZED);
+    expect_json(r, C,
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":"
+                "\"2025-11-25\",\"capabilities\":{\"tools\":{},\"new\":{}}}}");
+    expect(r, CHILD, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}");
+    expect(r, CHILD, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/list\"}");
+    expect_nothing(r);
+    /* The next crash replays with a new id. */
+    lp_mcproute_child_exited(r);
+    assert_int_equal(lp_mcproute_child_started(r), LP_OK);
+    expect_json(r, CHILD, INIT_REQ("\"lp-init-2\""));
+    from_child(r, "{\"jsonrpc\":\"2.0\",\"id\":\"lp-init-1\",\"result\":{}}"); /* stale */
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_refuses_requests_once_the_held_lines_are_full(void **state)
+{
+    (void)state;
+    lp_mcproute *r = initialized_route();
+    size_t i, before = 1;
+
+    lp_mcproute_child_exited(r);
+    assert_int_equal(lp_mcproute_attach(r, B), LP_OK);
+    /* Held lines count in queued() until it stops growing: the cap. */
+    for (i = 0; i < 100000 && lp_mcproute_queued(r) != before; i++) {
+        before = lp_mcproute_queued(r);
+        from_att(r, B, "{\"method\":\"n\"}");
+    }
+    assert_true(i < 100000); /* a cap was reached */
+    expect_no_line(r);
+    from_att(r, B, "{\"method\":\"n\"}"); /* dropped */
+    from_att(r, B, "{\"id\":1,\"method\":\"x\"}");
+    expect_json(r, B,
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32000,"
+                "\"message\":\"too many requests in flight\"}}");
+    expect_no_line(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_fresh_child_without_cache_takes_lines_at_once(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, A, 0);
+
+    from_att(r, A, "{\"id\":1,\"method\":\"server/discover\"}");
+    expect(r, CHILD, "{\"id\":1,\"method\":\"server/discover\"}");
+    lp_mcproute_child_exited(r);
+    assert_int_equal(lp_mcproute_attach(r, B), LP_OK);
+    from_att(r, B, "{\"id\":1,\"method\":\"server/discover\"}");
+    assert_int_equal(lp_mcproute_child_started(r), LP_OK);
+    assert_false(lp_mcproute_initialized(r));
+    expect(r, CHILD, "{\"id\":1,\"method\":\"server/discover\"}");
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_passes_a_2026_session_through_byte_for_byte(void **state)
+{
+    (void)state;
+    static const char *const host[] = {
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\",\"params\":{\"_meta\":"
+        "{\"protocolVersion\":\"2026-07-28\",\"capabilities\":{}}}}",
+        "{ \"jsonrpc\": \"2.0\", \"id\": \"c\", \"method\": \"tools/call\", \"params\": {"
+        "\"name\": \"echo\", \"arguments\": {\"s\": \"\\u00e9\"}, \"_meta\": {"
+        "\"protocolVersion\": \"2026-07-28\", \"progressToken\": 17}}}",
+    };
+    static const char *const child[] = {
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersions\":[\"2026-07-28\"]}}",
+        ("{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{"
+         "\"progressToken\":17,\"progress\":0.5}}"),
+        "{\"result\" : {\"content\":[]}, \"id\" : \"c\", \"jsonrpc\" : \"2.0\"}",
+    };
+    lp_mcproute *r = route_with(16, A, 0);
+
+    for (size_t i = 0; i < 2; i++) {
+        from_att(r, A, host[i]);
+        expect(r, CHILD, host[i]);
+    }
+    for (size_t i = 0; i < 3; i++) {
+        from_child(r, child[i]);
+        expect(r, A, child[i]);
+    }
+    assert_false(lp_mcproute_initialized(r));
+    assert_int_equal(lp_mcproute_inflight(r), 0);
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_forwards_lines_that_are_not_json_rpc_objects(void **state)
+{
+    (void)state;
+    static const char *const junk[] = {
+        "not json at all",
+        "[{\"id\":1,\"method\":\"batch\"}]",
+        "{\"id\":null,\"method\":\"x\"}",
+        "{\"id\":1.5,\"result\":1}",
+        "{\"what\":\"ever\"}",
+    };
+    lp_mcproute *r = route_with(16, A, B);
+
+    for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
+        from_att(r, A, junk[i]);
+        expect(r, CHILD, junk[i]);
+        from_child(r, junk[i]);
+        expect(r, A, junk[i]);
+        expect(r, B, junk[i]);
+    }
+    assert_int_equal(lp_mcproute_inflight(r), 0);
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_refuses_requests_beyond_max_inflight(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(2, A, 0);
+
+    from_att(r, A, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\"}");
+    from_att(r, A, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"a\"}");
+    from_att(r, A, "{\"jsonrpc\":\"2.0\",\"id\":\"three\",\"method\":\"a\"}");
+    expect(r, CHILD, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\"}");
+    expect(r, CHILD, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"a\"}");
+    expect_json(r, A,
+                "{\"jsonrpc\":\"2.0\",\"id\":\"three\",\"error\":{\"code\":-32000,"
+                "\"message\":\"too many requests in flight\"}}");
+    assert_int_equal(lp_mcproute_inflight(r), 2);
+    /* Notifications are not requests: they still pass. */
+    from_att(r, A, "{\"jsonrpc\":\"2.0\",\"method\":\"n\"}");
+    expect(r, CHILD, "{\"jsonrpc\":\"2.0\",\"method\":\"n\"}");
+    from_child(r, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}");
+    expect(r, A, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}");
+    from_att(r, A, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"a\"}");
+    expect(r, CHILD, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"a\"}");
+    expect_nothing(r);
+    lp_mcproute_free(r);
+}
+
+static void test_mcproute_queued_counts_output_bytes(void **state)
+{
+    (void)state;
+    lp_mcproute *r = route_with(16, A, 0);
+
+    assert_int_equal(lp_mcproute_queued(r), 0);
+    from_att(r, A, "{\"method\":\"n\"}");
+    assert_int_equal(lp_mcproute_queued(r), 15);
+    from_child(r, "[]");
+    assert_int_equal(lp_mcproute_queued(r), 18);
+    expect(r, CHILD, "{\"method\":\"n\"}");
+    assert_int_equal(lp_mcproute_queued(r), 3);
+    expect(r, A, "[]");
+    expect_nothing(r);
+    assert_int_equal(lp_mcproute_attach(r, 0), LP_ERR_INVALID);
+    lp_mcproute_free(r);
+    lp_mcproute_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mcproute_renames_an_id_another_attachment_has_in_flight),
+        cmocka_unit_test(test_mcproute_fresh_ids_skip_ids_already_in_flight),
+        cmocka_unit_test(test_mcproute_answers_a_later_initialize_from_the_cache),
+        cmocka_unit_test(test_mcproute_caches_the_response_whose_id_matches_not_the_first_line),
+        cmocka_unit_test(test_mcproute_initialize_during_the_first_waits_for_its_answer),
+        cmocka_unit_test(test_mcproute_failed_first_initialize_lets_a_waiting_one_try),
+        cmocka_unit_test(test_mcproute_forwards_initialized_once_per_child_life),
+        cmocka_unit_test(test_mcproute_routes_progress_by_token_even_when_tokens_collide),
+        cmocka_unit_test(test_mcproute_maps_a_hosts_cancellation_to_the_childs_id),
+        cmocka_unit_test(test_mcproute_sends_child_requests_to_the_latest_attachment),
+        cmocka_unit_test(
+            test_mcproute_answers_a_child_request_with_an_error_when_nobody_is_attached),
+        cmocka_unit_test(test_mcproute_broadcasts_other_child_notifications),
+        cmocka_unit_test(test_mcproute_detach_cancels_requests_in_flight_and_drops_late_answers),
+        cmocka_unit_test(test_mcproute_detach_never_cancels_initialize_and_still_caches_it),
+        cmocka_unit_test(test_mcproute_detach_answers_the_childs_request_to_that_host),
+        cmocka_unit_test(test_mcproute_orphans_keep_their_ids_reserved_but_are_bounded),
+        cmocka_unit_test(test_mcproute_replays_initialize_to_a_fresh_child_and_holds_host_lines),
+        cmocka_unit_test(test_mcproute_refuses_requests_once_the_held_lines_are_full),
+        cmocka_unit_test(test_mcproute_fresh_child_without_cache_takes_lines_at_once),
+        cmocka_unit_test(test_mcproute_passes_a_2026_session_through_byte_for_byte),
+        cmocka_unit_test(test_mcproute_forwards_lines_that_are_not_json_rpc_objects),
+        cmocka_unit_test(test_mcproute_refuses_requests_beyond_max_inflight),
+        cmocka_unit_test(test_mcproute_queued_counts_output_bytes),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
