@@ -15,7 +15,15 @@
 #include "limpet/config.h"
 #include "limpet/err.h"
 
-enum lp_cmd { LP_CMD_NONE, LP_CMD_SERVER, LP_CMD_CLIENT, LP_CMD_HELP, LP_CMD_VERSION };
+enum lp_cmd {
+    LP_CMD_NONE,
+    LP_CMD_SERVER,
+    LP_CMD_CLIENT,
+    LP_CMD_STDIO, /* limpet stdio HOST:PORT */
+    LP_CMD_MCP,   /* limpet mcp [--scope KEY] NAME */
+    LP_CMD_HELP,
+    LP_CMD_VERSION
+};
 
 struct lp_forward {              /* one -L [BIND:]PORT:HOST:HOSTPORT */
     char bind_host[LP_ADDR_MAX]; /* default "127.0.0.1" (loopback, as ssh without GatewayPorts);
@@ -37,6 +45,8 @@ struct lp_cli {
     size_t n_overrides;
     struct lp_forward *forwards; /* -L in order, owned array */
     size_t n_forwards;
+    const char *target; /* stdio: HOST:PORT (checked); mcp: NAME (checked); borrowed */
+    const char *scope;  /* mcp --scope KEY (1..127 bytes, no control bytes), NULL if absent */
 };
 
 /* Parses argv (argv[0] is the program name). Fills *cli; on error writes one line to err,

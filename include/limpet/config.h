@@ -10,7 +10,8 @@
  * server's identities (auth.clients.NAME) are a list, so they live on the heap: a config that
  * may hold them is released with lp_config_clear(). A file with an `auth:` section replaces
  * the whole client list of the config it is loaded over (the old list is freed when the new
- * file is good); a file without one keeps it. `-o` cannot set auth.clients.
+ * file is good); a file without one keeps it. `-o` cannot set auth.clients. mcp.servers is
+ * a heap list handled the same way.
  */
 #ifndef LIMPET_CONFIG_H
 #define LIMPET_CONFIG_H
@@ -29,6 +30,9 @@
 #define LP_AUTH_CLIENTS_MAX 4096u /* auth.clients entries at most */
 #define LP_AUTH_ALLOW_MAX 1024u   /* entries in one allow list at most */
 #define LP_AUTH_ENTRY_MAX 300u    /* bytes in one allow entry at most */
+#define LP_MCP_SERVERS_MAX 1024u  /* mcp.servers entries at most */
+#define LP_MCP_ARGS_MAX 1024u     /* args (and env entries) of one MCP server at most */
+#define LP_MCP_TEXT_MAX 4096u     /* bytes in one command, argument, env value or cwd */
 
 enum lp_log_level { LP_LOG_ERROR = 0, LP_LOG_WARN = 1, LP_LOG_INFO = 2, LP_LOG_DEBUG = 3 };
 
@@ -46,6 +50,18 @@ struct lp_auth_client {
     char **mcp; /* allow.mcp, likewise */
     size_t n_mcp;
     unsigned line; /* 1-based line of NAME in the file, for later error messages */
+};
+
+/* One MCP stdio server the server may start (mcp.servers.NAME). Owned by its lp_config. */
+struct lp_mcp_server {
+    char name[LP_IDENTITY_MAX + 1]; /* NAME: 1..64 of [A-Za-z0-9._-] */
+    char *command;                  /* program to run (PATH is searched); never NULL */
+    char **args;                    /* arguments after argv[0], in file order; NULL if none */
+    size_t n_args;
+    char **env; /* "KEY=VALUE", added to (or replacing in) the server's environment */
+    size_t n_env;
+    char *cwd;     /* working directory, NULL = the server's own */
+    unsigned line; /* 1-based line of NAME in the file */
 };
 
 struct lp_config {
@@ -94,6 +110,14 @@ struct lp_config {
          * checks session.replay_buffer + session.receive_buffer against it */
         size_t session_memory;
     } limits;
+    struct {
+        size_t max_sessions;  /* mcp.max_sessions (256): pooled MCP server processes */
+        lp_time idle_timeout; /* mcp.idle_timeout (10m): a detached MCP session ends after */
+        size_t max_message;   /* mcp.max_message (16MiB): longest JSON-RPC line, both sides */
+        lp_time stop_grace;   /* mcp.stop_grace (2s): stdin closed -> SIGTERM -> SIGKILL */
+        struct lp_mcp_server *servers; /* owned; n_servers of them, NULL if none */
+        size_t n_servers;              /* <= LP_MCP_SERVERS_MAX, names unique */
+    } mcp;
     struct {
         struct lp_auth_client *clients; /* owned; n_clients of them, NULL if none */
         size_t n_clients;               /* <= LP_AUTH_CLIENTS_MAX, names unique */

@@ -106,6 +106,9 @@ bool lp_mcppool_next(lp_mcppool *p, struct lp_mcppool_action *a);
 /* Entries counted against max_sessions; every entry known (STOPPING too). */
 size_t lp_mcppool_size(const lp_mcppool *p);
 size_t lp_mcppool_entries(const lp_mcppool *p);
+/* True while the pool still knows entry (the glue frees its own state for an entry once
+ * this turns false: after a STOP's exit, a failed start, or a CRASHED entry's end). */
+bool lp_mcppool_has_entry(const lp_mcppool *p, uint64_t entry);
 /* The entry att is attached to or waits for, 0 when none. */
 uint64_t lp_mcppool_entry_of(const lp_mcppool *p, uint64_t att);
 

@@ -36,6 +36,10 @@ struct lp_runtime {
     /* Server: may this identity reach host:port? NULL with --insecure (anything goes). */
     bool (*allow_target)(void *user, const char *identity, const char *host, uint16_t port);
     void *allow_user;
+    /* Server: the peer opened an MCP stream (kind MCP: text = server name, arg = scope, both
+     * not NUL-terminated). NULL: no MCP pool here, the OPEN is refused. */
+    void (*open_mcp)(void *user, struct lp_session *s, const struct lp_mux_event *ev);
+    void *mcp_user;
 };
 
 void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop);
@@ -110,6 +114,35 @@ bool lp_session_flushed(struct lp_session *s);
 void lp_session_dirty(struct lp_session *s);
 /* Drains the cores' events after a stream touched the mux, and marks the session dirty. */
 void lp_session_process(struct lp_session *s);
+
+/* What the owner of a stream that is not a plain socket pump wants to hear. */
+struct lp_stream_hooks {
+    /* When set, READABLE / WRITABLE / OPEN_OK / FIN go here instead of the built-in pump
+     * (a filter end, such as `limpet mcp`'s, that talks to the mux itself). */
+    void (*event)(struct lp_stream *st, const struct lp_mux_event *ev, void *user);
+    /* Called exactly once when the stream is over, for any reason: code 0 when it closed
+     * cleanly (both directions done), else the RST code and its message (sent or received).
+     * st is freed at the end of the loop iteration; do not touch it after this returns. */
+    void (*ended)(struct lp_stream *st, uint16_t code, const char *why, void *user);
+};
+
+/* Opens a stream whose local end is rfd/wfd (taken; pipes, stdin/stdout or one socket) or,
+ * with rfd = wfd = -1, a filter end driven through hooks->event. kind/target/arg as in
+ * OPEN; waits up to `wait` for OPEN_OK (then ended(LP_RST_TIMEOUT)). hooks may be NULL
+ * (a pump like -L's). *out is borrowed until ended. Errors are logged. */
+lp_err lp_stream_open_fds(struct lp_session *s, int rfd, int wfd, uint8_t kind, const char *target,
+                          const char *arg, lp_time wait, const struct lp_stream_hooks *hooks,
+                          void *user, struct lp_stream **out);
+/* Server: a stream the peer opened, whose local end is a filter driven through hooks (the
+ * MCP pool). Not yet accepted: the owner answers with lp_mux_accept or lp_stream_reset. */
+lp_err lp_stream_adopt(struct lp_session *s, uint32_t id, const struct lp_stream_hooks *hooks,
+                       void *user, struct lp_stream **out);
+/* Resets the stream (RST code/why to the peer) and ends it (hooks->ended is called). */
+void lp_stream_reset(struct lp_stream *st, uint16_t code, const char *why);
+uint32_t lp_stream_id(const struct lp_stream *st);
+struct lp_session *lp_stream_session(const struct lp_stream *st);
+/* Bytes carried local→tunnel and tunnel→local by a pump end. */
+void lp_stream_counts(const struct lp_stream *st, uint64_t *up, uint64_t *down);
 
 /* Client: a local connection (takes fd) wants `target`; waits up to `wait` for OPEN_OK. */
 lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,

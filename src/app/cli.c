@@ -22,12 +22,15 @@ enum opt_id {
     O_VERBOSE,
     O_QUIET,
     O_LOCAL,
+    O_SCOPE,
     O_HELP
 };
 
 #define FOR_SERVER (1u << LP_CMD_SERVER)
 #define FOR_CLIENT (1u << LP_CMD_CLIENT)
-#define FOR_BOTH (FOR_SERVER | FOR_CLIENT)
+#define FOR_MCP (1u << LP_CMD_MCP)
+#define FOR_DIAL (FOR_CLIENT | (1u << LP_CMD_STDIO) | FOR_MCP) /* every command that dials */
+#define FOR_BOTH (FOR_SERVER | FOR_DIAL)
 
 struct opt {
     enum opt_id id;
@@ -40,12 +43,13 @@ struct opt {
 static const struct opt opts[] = {
     {O_CONFIG, 'c', "config", "FILE", FOR_BOTH},
     {O_LISTEN, 'l', "listen", "ADDR:PORT", FOR_SERVER},
-    {O_SERVER, 's', "server", "HOST:PORT", FOR_CLIENT},
+    {O_SERVER, 's', "server", "HOST:PORT", FOR_DIAL},
     {O_INSECURE, 0, "insecure", NULL, FOR_BOTH},
     {O_OPTION, 'o', "option", "KEY=VALUE", FOR_BOTH},
     {O_VERBOSE, 'v', "verbose", NULL, FOR_BOTH},
     {O_QUIET, 'q', "quiet", NULL, FOR_BOTH},
     {O_LOCAL, 'L', "local", "[BIND:]PORT:HOST:HOSTPORT", FOR_CLIENT},
+    {O_SCOPE, 0, "scope", "KEY", FOR_MCP},
     {O_HELP, 'h', "help", NULL, FOR_BOTH},
 };
 #define OPT_COUNT (sizeof(opts) / sizeof(opts[0]))
@@ -57,6 +61,10 @@ static const char *cmd_name(enum lp_cmd cmd)
         return "server";
     case LP_CMD_CLIENT:
         return "client";
+    case LP_CMD_STDIO:
+        return "stdio";
+    case LP_CMD_MCP:
+        return "mcp";
     case LP_CMD_NONE:
     case LP_CMD_HELP:
     case LP_CMD_VERSION:
@@ -263,6 +271,18 @@ static const struct opt *find_long(const char *name, size_t n)
     return NULL;
 }
 
+/* 1..max bytes, none of them a control byte: a scope or a name that logs can quote. */
+static bool text_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+    return true;
+}
+
 /* Stores one option and its value (NULL for plain flags). `flag` is how the user wrote it. */
 static lp_err apply(struct lp_cli *cli, const struct opt *o, const char *flag, const char *value,
                     char *err, size_t errlen)
@@ -294,6 +314,12 @@ static lp_err apply(struct lp_cli *cli, const struct opt *o, const char *flag, c
         if (lp_parse_hostport(value, host, sizeof(host), &port) != LP_OK)
             return fail(err, errlen, "%s %s: expected %s", flag, value, o->value);
         *(o->id == O_LISTEN ? &cli->listen : &cli->server) = value;
+        break;
+    case O_SCOPE: /* '~' starts the scopes `limpet mcp` makes up for itself */
+        if (!text_ok(value, 127) || value[0] == '~')
+            return fail(err, errlen, "%s: expected 1..127 printable bytes, not starting with '~'",
+                        flag);
+        cli->scope = value;
         break;
     case O_LOCAL:
         if (lp_parse_forward(value, &cli->forwards[cli->n_forwards], why, sizeof(why)) != LP_OK)
@@ -330,7 +356,11 @@ static lp_err check_cmd(const struct lp_cli *cli, const struct opt *o, const cha
     if (o->cmds & (1u << cli->cmd))
         return LP_OK;
     return fail(err, errlen, "%s is only valid for 'limpet %s', not 'limpet %s'", flag,
-                o->cmds == FOR_SERVER ? "server" : "client", cmd_name(cli->cmd));
+                o->cmds == FOR_SERVER ? "server"
+                : o->cmds == FOR_MCP  ? "mcp"
+                : o->cmds == FOR_DIAL ? "client', 'limpet stdio' or 'limpet mcp"
+                                      : "client",
+                cmd_name(cli->cmd));
 }
 
 static lp_err long_option(struct lp_cli *cli, struct argv_cursor *a, char *err, size_t errlen)
@@ -385,6 +415,23 @@ static lp_err short_options(struct lp_cli *cli, struct argv_cursor *a, char *err
     return LP_OK;
 }
 
+/* stdio takes one HOST:PORT, mcp one NAME; nothing else takes a bare argument. */
+static lp_err positional(struct lp_cli *cli, const char *arg, char *err, size_t errlen)
+{
+    char host[LP_ADDR_MAX];
+    uint16_t port;
+
+    if ((cli->cmd != LP_CMD_STDIO && cli->cmd != LP_CMD_MCP) || cli->target != NULL)
+        return fail(err, errlen, "unexpected argument '%s' for 'limpet %s'", arg,
+                    cmd_name(cli->cmd));
+    if (cli->cmd == LP_CMD_STDIO && lp_parse_hostport(arg, host, sizeof(host), &port) != LP_OK)
+        return fail(err, errlen, "limpet stdio %s: expected HOST:PORT ([IPV6]:PORT)", arg);
+    if (cli->cmd == LP_CMD_MCP && !text_ok(arg, LP_IDENTITY_MAX))
+        return fail(err, errlen, "limpet mcp %s: expected a server name of 1..64 bytes", arg);
+    cli->target = arg;
+    return LP_OK;
+}
+
 static lp_err parse_subcommand(struct lp_cli *cli, struct argv_cursor *a, char *err, size_t errlen)
 {
     bool options_done = false;
@@ -399,9 +446,13 @@ static lp_err parse_subcommand(struct lp_cli *cli, struct argv_cursor *a, char *
         else if (!options_done && arg[0] == '-' && arg[1] != '\0')
             rc = short_options(cli, a, err, errlen);
         else
-            rc = fail(err, errlen, "unexpected argument '%s' for 'limpet %s'", arg,
-                      cmd_name(cli->cmd));
+            rc = positional(cli, arg, err, errlen);
     }
+    if (rc == LP_OK && !cli->help && cli->target == NULL && cli->cmd == LP_CMD_STDIO)
+        rc =
+            fail(err, errlen, "limpet stdio: missing HOST:PORT (the target as the server sees it)");
+    if (rc == LP_OK && !cli->help && cli->target == NULL && cli->cmd == LP_CMD_MCP)
+        rc = fail(err, errlen, "limpet mcp: missing NAME (an mcp.servers entry of the server)");
     return rc;
 }
 
@@ -416,6 +467,10 @@ static lp_err parse_command(struct lp_cli *cli, const char *arg, char *err, size
         cli->cmd = LP_CMD_SERVER;
     else if (strcmp(arg, "client") == 0)
         cli->cmd = LP_CMD_CLIENT;
+    else if (strcmp(arg, "stdio") == 0)
+        cli->cmd = LP_CMD_STDIO;
+    else if (strcmp(arg, "mcp") == 0)
+        cli->cmd = LP_CMD_MCP;
     else if (arg[0] == '-')
         return fail(err, errlen, "unknown option '%s' before the command; try 'limpet --help'",
                     arg);
@@ -536,31 +591,95 @@ static void usage_client(FILE *f)
           f);
 }
 
-static void usage_main(FILE *f)
+static void usage_stdio(FILE *f)
 {
     fputs("NAME\n"
-          "    limpet - a transparent, reconnecting tunnel\n"
+          "    limpet stdio - join this process's stdin and stdout to HOST:PORT over a session\n"
           "\nSYNOPSIS\n"
-          "    limpet server [-c FILE] [-l ADDR:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
-          "    limpet client [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
-          "                  [-L [BIND:]PORT:HOST:HOSTPORT]...\n"
-          "    limpet keygen psk NAME [-o FILE] | keygen cert NAME [-o PREFIX]\n"
-          "    limpet --version | --help | SUBCOMMAND --help\n"
+          "    limpet stdio [-c FILE] [-s SERVER:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
+          "                 HOST:PORT\n"
           "\nDESCRIPTION\n"
-          "    A client and a server carry TCP connections over one tunnel session that\n"
-          "    outlives the network connection under it: when the link drops, the client\n"
-          "    reconnects, both sides replay what the other missed, and every stream goes\n"
-          "    on byte-exact.\n"
+          "    Bytes read from stdin go to HOST:PORT as the server sees it; its answer comes\n"
+          "    out on stdout. The session survives network drops like any forward: the\n"
+          "    programs at both ends see a pause. End of stdin half-closes the connection;\n"
+          "    when HOST:PORT closes its side, limpet stdio exits 0. Made for ssh's\n"
+          "    ProxyCommand. Logs go to stderr (warnings only unless -v).\n"
           "\nOPTIONS\n"
-          "    --version\n"
-          "        Print the version and exit.\n"
-          "    -l, --listen ADDR:PORT               (server)\n"
-          "        Accept tunnels on ADDR:PORT.\n"
-          "    -s, --server HOST:PORT               (client)\n"
-          "        The server to dial.\n"
-          "    -L, --local [BIND:]PORT:HOST:HOSTPORT (client)\n"
-          "        Forward local port PORT to HOST:HOSTPORT as the server sees it.\n",
+          "    -s, --server HOST:PORT\n"
+          "        The limpet server to dial. Default: key 'server'.\n",
           f);
+    usage_common_options(f);
+    usage_tail(f);
+    fputs("\n    stdio exits 1 too when the server refuses HOST:PORT (unreachable, refused),\n"
+          "    and 2 when its policy does not allow it.\n"
+          "\nEXAMPLES\n"
+          "    ssh -o ProxyCommand='limpet stdio -s tunnel.example.net:7070 %h:%p' host\n"
+          "    limpet stdio --insecure -s 127.0.0.1:7070 127.0.0.1:22\n",
+          f);
+}
+
+static void usage_mcp(FILE *f)
+{
+    fputs("NAME\n"
+          "    limpet mcp - a stdio MCP server that is really NAME on the limpet server\n"
+          "\nSYNOPSIS\n"
+          "    limpet mcp [-c FILE] [-s SERVER:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
+          "               [--scope KEY] NAME\n"
+          "\nDESCRIPTION\n"
+          "    An MCP host runs this as a stdio MCP server. Each JSON-RPC message (one line)\n"
+          "    goes to the server's mcp.servers.NAME process and its answers come back, in\n"
+          "    order, across network drops. limpet mcp exits only when stdin closes or the\n"
+          "    session is truly lost (then every request still pending is answered with a\n"
+          "    JSON-RPC error first). Invalid or overlong lines are answered with a parse\n"
+          "    error and not forwarded. If the MCP server process dies, pending requests get\n"
+          "    an error naming its exit status and the next request starts a fresh one.\n"
+          "\nOPTIONS\n"
+          "    -s, --server HOST:PORT\n"
+          "        The limpet server to dial. Default: key 'server'.\n"
+          "    --scope KEY\n"
+          "        Share one server process among every 'limpet mcp --scope KEY NAME': a host\n"
+          "        that restarts (or runs one process per call) re-attaches to the same live\n"
+          "        process and its state; 'initialize' is answered from the first one. Without\n"
+          "        it, the process ends when this limpet mcp does.\n",
+          f);
+    usage_common_options(f);
+    usage_tail(f);
+    fputs("\nEXAMPLES\n"
+          "    limpet mcp -s tunnel.example.net:7070 --scope laptop memory\n"
+          "    In the host's config: {\"command\": \"limpet\", \"args\": [\"mcp\", \"-s\",\n"
+          "    \"tunnel.example.net:7070\", \"--scope\", \"laptop\", \"memory\"]}\n",
+          f);
+}
+
+static void usage_main(FILE *f)
+{
+    fputs(
+        "NAME\n"
+        "    limpet - a transparent, reconnecting tunnel\n"
+        "\nSYNOPSIS\n"
+        "    limpet server [-c FILE] [-l ADDR:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
+        "    limpet client [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
+        "                  [-L [BIND:]PORT:HOST:HOSTPORT]...\n"
+        "    limpet stdio  [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... HOST:PORT\n"
+        "    limpet mcp    [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [--scope KEY]\n"
+        "                  NAME\n"
+        "    limpet keygen psk NAME [-o FILE] | keygen cert NAME [-o PREFIX]\n"
+        "    limpet --version | --help | SUBCOMMAND --help\n"
+        "\nDESCRIPTION\n"
+        "    A client and a server carry TCP connections over one tunnel session that\n"
+        "    outlives the network connection under it: when the link drops, the client\n"
+        "    reconnects, both sides replay what the other missed, and every stream goes\n"
+        "    on byte-exact.\n"
+        "\nOPTIONS\n"
+        "    --version\n"
+        "        Print the version and exit.\n"
+        "    -l, --listen ADDR:PORT               (server)\n"
+        "        Accept tunnels on ADDR:PORT.\n"
+        "    -s, --server HOST:PORT               (client)\n"
+        "        The server to dial.\n"
+        "    -L, --local [BIND:]PORT:HOST:HOSTPORT (client)\n"
+        "        Forward local port PORT to HOST:HOSTPORT as the server sees it.\n",
+        f);
     usage_common_options(f);
     fputs("    'limpet SUBCOMMAND --help' describes one command in full.\n", f);
     usage_tail(f);
@@ -578,6 +697,12 @@ void lp_cli_usage(FILE *f, enum lp_cmd cmd)
         break;
     case LP_CMD_CLIENT:
         usage_client(f);
+        break;
+    case LP_CMD_STDIO:
+        usage_stdio(f);
+        break;
+    case LP_CMD_MCP:
+        usage_mcp(f);
         break;
     case LP_CMD_NONE:
     case LP_CMD_HELP:

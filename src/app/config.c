@@ -103,6 +103,14 @@ static const struct cfg_key keys[] = {
           "server: live sessions one client identity may hold"),
     SIZE("limits.session_memory", limits.session_memory, KIB(128), GIB(2),
          "bytes buffered per session: replay_buffer + receive_buffer must fit"),
+    COUNT("mcp.max_sessions", mcp.max_sessions, 1, 100000,
+          "server: MCP server processes kept in the pool"),
+    DURATION("mcp.idle_timeout", mcp.idle_timeout, SEC(1), DAY(30),
+             "server: a detached MCP session's process is stopped after this"),
+    SIZE("mcp.max_message", mcp.max_message, KIB(1), GIB(1),
+         "longest JSON-RPC message (one line) accepted"),
+    DURATION("mcp.stop_grace", mcp.stop_grace, MS(10), MINUTE(10),
+             "server: wait after closing an MCP server's stdin, then after SIGTERM"),
     STRING("tls.cert", tls.cert, "certificate file (PEM); set with tls.key"),
     STRING("tls.key", tls.key, "private key file of tls.cert (mode 0600)"),
     TEXT("identity", T_IDENTITY, identity, "client: the name the server knows this client by"),
@@ -152,6 +160,10 @@ void lp_config_defaults(struct lp_config *c)
     c->limits.max_pending = 256;
     c->limits.max_pending_per_source = 16;
     c->limits.sessions_per_identity = 16;
+    c->mcp.max_sessions = 256;
+    c->mcp.idle_timeout = MINUTE(10);
+    c->mcp.max_message = MIB(16);
+    c->mcp.stop_grace = SEC(2);
     c->limits.session_memory = MIB(32);
 }
 
@@ -172,9 +184,21 @@ void cfg_free_clients(struct lp_auth_client *v, size_t n)
     free(v);
 }
 
+void cfg_free_servers(struct lp_mcp_server *v, size_t n)
+{
+    for (size_t i = 0; i < n && v != NULL; i++) {
+        free(v[i].command);
+        free_list(v[i].args, v[i].n_args);
+        free_list(v[i].env, v[i].n_env);
+        free(v[i].cwd);
+    }
+    free(v);
+}
+
 void lp_config_clear(struct lp_config *c)
 {
     cfg_free_clients(c->auth.clients, c->auth.n_clients);
+    cfg_free_servers(c->mcp.servers, c->mcp.n_servers);
     lp_config_defaults(c);
 }
 

@@ -35,7 +35,10 @@ struct loader {
      * so a failed load frees it and leaves the caller's list alone. */
     struct lp_auth_client *clients;
     size_t n_clients, cap_clients;
-    bool auth_defined; /* the file has an auth section: its list replaces the old one */
+    bool auth_defined;             /* the file has an auth section: its list replaces the old one */
+    struct lp_mcp_server *servers; /* mcp.servers as read so far: the same rule as clients */
+    size_t n_servers, cap_servers;
+    bool servers_defined;
 };
 
 static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
@@ -112,6 +115,7 @@ static const char *event_kind(yaml_event_type_t t)
 
 static lp_err load_mapping(struct loader *ld, const char *prefix);
 static lp_err load_auth(struct loader *ld, const char *path, yaml_mark_t kmark);
+static lp_err load_servers(struct loader *ld, const char *path, yaml_mark_t kmark);
 
 static lp_err load_leaf(struct loader *ld, const struct cfg_key *k, yaml_mark_t kmark)
 {
@@ -283,18 +287,18 @@ static lp_err unknown_word(struct loader *ld, const yaml_event_t *kev, const cha
     return fail_at(ld, kev->start_mark, path, "%s", msg);
 }
 
-/* Appends one allow entry; the list grows by doubling up to LP_AUTH_ALLOW_MAX. */
+/* Appends one string to a list that grows by doubling, up to max_n entries of 1..max_len bytes. */
 static lp_err add_entry(struct loader *ld, const char *path, const yaml_event_t *ev, char ***list,
-                        size_t *n)
+                        size_t *n, const size_t max[2])
 {
     size_t len = ev->data.scalar.length;
-    lp_err rc = check_text(ld, path, "a string", ev, LP_AUTH_ENTRY_MAX, IPV6_HINT);
+    lp_err rc = check_text(ld, path, "a string", ev, max[0], IPV6_HINT);
     char *entry;
 
     if (rc != LP_OK)
         return rc;
-    if (*n == LP_AUTH_ALLOW_MAX)
-        return fail_at(ld, ev->start_mark, path, "more than %u entries", LP_AUTH_ALLOW_MAX);
+    if (*n == max[1])
+        return fail_at(ld, ev->start_mark, path, "more than %zu entries", max[1]);
     if (*n == 0 || (*n >= 8 && (*n & (*n - 1)) == 0)) {
         char **grown = realloc(*list, (*n == 0 ? 8 : 2 * *n) * sizeof(**list));
         if (grown == NULL)
@@ -309,14 +313,18 @@ static lp_err add_entry(struct loader *ld, const char *path, const yaml_event_t 
     return LP_OK;
 }
 
-static lp_err load_list(struct loader *ld, const char *path, char ***list, size_t *n)
+static const size_t allow_max[2] = {LP_AUTH_ENTRY_MAX, LP_AUTH_ALLOW_MAX};
+
+/* A list of strings, each checked against max (bytes per entry, entries). */
+static lp_err load_list(struct loader *ld, const char *path, char ***list, size_t *n,
+                        const size_t max[2])
 {
     bool open;
     lp_err rc = open_value(ld, path, YAML_SEQUENCE_START_EVENT, "a list of strings", &open);
 
     if (rc != LP_OK || !open)
         return rc;
-    for (;;) { /* ends: add_entry fails at LP_AUTH_ALLOW_MAX */
+    for (;;) { /* ends: add_entry fails at max[1] */
         yaml_event_t ev;
         if ((rc = next_event(ld, &ev)) != LP_OK)
             return rc;
@@ -324,7 +332,7 @@ static lp_err load_list(struct loader *ld, const char *path, char ***list, size_
             yaml_event_delete(&ev);
             return LP_OK;
         }
-        rc = add_entry(ld, path, &ev, list, n);
+        rc = add_entry(ld, path, &ev, list, n, max);
         yaml_event_delete(&ev);
         if (rc != LP_OK)
             return rc;
@@ -351,10 +359,10 @@ static lp_err allow_pair(struct loader *ld, void *vctx, const yaml_event_t *kev)
                        cc->line[i]);
     cc->line[i] = kev->start_mark.line + 1;
     if (i == 0)
-        return load_list(ld, path, &cl->forward, &cl->n_forward);
+        return load_list(ld, path, &cl->forward, &cl->n_forward, allow_max);
     if (i == 1)
-        return load_list(ld, path, &cl->reverse, &cl->n_reverse);
-    return load_list(ld, path, &cl->mcp, &cl->n_mcp);
+        return load_list(ld, path, &cl->reverse, &cl->n_reverse, allow_max);
+    return load_list(ld, path, &cl->mcp, &cl->n_mcp, allow_max);
 }
 
 static lp_err load_allow(struct loader *ld, const char *path, struct client_ctx *cc)
@@ -497,6 +505,191 @@ static lp_err load_auth(struct loader *ld, const char *path, yaml_mark_t kmark)
     return each_pair(ld, path, clients ? client_entry : auth_pair, NULL);
 }
 
+/* ---- mcp.servers ------------------------------------------------------------------------ */
+
+/* Each MCP server is a mapping of command (required), args, env and cwd, walked like a client. */
+
+static const char *const server_keys[] = {"command", "args", "env", "cwd"};
+static const size_t args_max[2] = {LP_MCP_TEXT_MAX, LP_MCP_ARGS_MAX};
+
+struct server_ctx {
+    struct lp_mcp_server *sv;
+    char path[AUTH_PATH_MAX]; /* mcp.servers.NAME */
+    size_t line[4];           /* where each of server_keys was set; 0 = not */
+};
+
+/* A string scalar of 1..LP_MCP_TEXT_MAX bytes, copied to *out (owned). */
+static lp_err load_text(struct loader *ld, const char *path, const char *what, char **out)
+{
+    yaml_event_t ev;
+    lp_err rc;
+
+    if ((rc = next_event(ld, &ev)) != LP_OK)
+        return rc;
+    rc = check_text(ld, path, what, &ev, LP_MCP_TEXT_MAX, "");
+    if (rc == LP_OK &&
+        (*out = strndup((const char *)ev.data.scalar.value, ev.data.scalar.length)) == NULL)
+        rc = fail_at(ld, ev.start_mark, path, "out of memory");
+    yaml_event_delete(&ev);
+    return rc;
+}
+
+static bool env_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 255 || (s[0] >= '0' && s[0] <= '9'))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
+}
+
+/* env: NAME: value. Stored as "NAME=value"; an empty value is allowed (quote it: ""). */
+static lp_err env_pair(struct loader *ld, void *vctx, const yaml_event_t *kev)
+{
+    struct server_ctx *sc = vctx;
+    struct lp_mcp_server *sv = sc->sv;
+    const char *name = (const char *)kev->data.scalar.value;
+    size_t n = kev->data.scalar.length;
+    char path[AUTH_PATH_MAX], shown[CFG_SHOWN_BUF];
+    yaml_event_t ev;
+    lp_err rc;
+
+    cfg_show(shown, sizeof(shown), name, n);
+    if (snprintf(path, sizeof(path), "%s.env.%s", sc->path, shown) < 0) /* may be cut: fine */
+        path[0] = '\0';
+    if (!env_name_ok(name, n))
+        return fail_at(ld, kev->start_mark, path,
+                       "bad variable name (expected letters, digits and '_', not starting with a "
+                       "digit)");
+    if ((rc = next_event(ld, &ev)) != LP_OK)
+        return rc;
+    if (ev.type != YAML_SCALAR_EVENT || is_null(&ev) || ev.data.scalar.length > LP_MCP_TEXT_MAX ||
+        memchr(ev.data.scalar.value, '\0', ev.data.scalar.length) != NULL) {
+        rc = fail_at(ld, ev.start_mark, path, "expected a string of at most %u bytes",
+                     LP_MCP_TEXT_MAX);
+    } else if (sv->n_env == LP_MCP_ARGS_MAX) {
+        rc = fail_at(ld, kev->start_mark, path, "more than %u variables", LP_MCP_ARGS_MAX);
+    } else {
+        size_t vn = ev.data.scalar.length;
+        char **grown = realloc(sv->env, (sv->n_env + 1) * sizeof(*grown));
+        char *kv = malloc(n + vn + 2);
+        if (grown != NULL)
+            sv->env = grown;
+        if (grown == NULL || kv == NULL) {
+            free(kv);
+            rc = fail_at(ld, ev.start_mark, path, "out of memory");
+        } else {
+            memcpy(kv, name, n);
+            kv[n] = '=';
+            memcpy(kv + n + 1, ev.data.scalar.value, vn);
+            kv[n + 1 + vn] = '\0';
+            sv->env[sv->n_env++] = kv;
+        }
+    }
+    yaml_event_delete(&ev);
+    return rc;
+}
+
+static lp_err server_pair(struct loader *ld, void *vctx, const yaml_event_t *kev)
+{
+    struct server_ctx *sc = vctx;
+    char path[AUTH_PATH_MAX];
+    bool open;
+    lp_err rc;
+    int i;
+
+    if ((i = key_index(kev, server_keys, 4, sc->path, path, sizeof(path))) < 0)
+        return unknown_word(ld, kev, path, server_keys, 4);
+    if (sc->line[i] != 0)
+        return fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
+                       sc->line[i]);
+    sc->line[i] = kev->start_mark.line + 1;
+    switch (i) {
+    case 0:
+        return load_text(ld, path, "a program name or path", &sc->sv->command);
+    case 1:
+        return load_list(ld, path, &sc->sv->args, &sc->sv->n_args, args_max);
+    case 2:
+        rc = open_value(ld, path, YAML_MAPPING_START_EVENT, "a mapping of NAME: value", &open);
+        if (rc != LP_OK || !open)
+            return rc;
+        return each_pair(ld, path, env_pair, sc);
+    default:
+        return load_text(ld, path, "a directory", &sc->sv->cwd);
+    }
+}
+
+/* A new, zeroed server at the end of the list, named after the key. */
+static lp_err add_server(struct loader *ld, const yaml_event_t *kev, const char *path,
+                         struct lp_mcp_server **out)
+{
+    const char *name = (const char *)kev->data.scalar.value;
+    size_t n = kev->data.scalar.length;
+    struct lp_mcp_server *sv;
+
+    if (!cfg_identity_ok(name, n))
+        return fail_at(ld, kev->start_mark, path, "bad server name (expected %s)",
+                       CFG_IDENTITY_WANTS);
+    for (size_t i = 0; i < ld->n_servers; i++)
+        if (strlen(ld->servers[i].name) == n && memcmp(ld->servers[i].name, name, n) == 0)
+            return fail_at(ld, kev->start_mark, path,
+                           "duplicate server name (first defined on line %u)", ld->servers[i].line);
+    if (ld->n_servers == LP_MCP_SERVERS_MAX)
+        return fail_at(ld, kev->start_mark, path, "more than %u servers", LP_MCP_SERVERS_MAX);
+    if (ld->n_servers == ld->cap_servers) {
+        size_t cap = ld->cap_servers == 0 ? 8 : LP_MIN(2 * ld->cap_servers, LP_MCP_SERVERS_MAX);
+        struct lp_mcp_server *grown = realloc(ld->servers, cap * sizeof(*grown));
+        if (grown == NULL)
+            return fail_at(ld, kev->start_mark, path, "out of memory");
+        ld->servers = grown;
+        ld->cap_servers = cap;
+    }
+    sv = &ld->servers[ld->n_servers++];
+    memset(sv, 0, sizeof(*sv));
+    memcpy(sv->name, name, n);
+    sv->line = (unsigned)kev->start_mark.line + 1;
+    *out = sv;
+    return LP_OK;
+}
+
+static lp_err server_entry(struct loader *ld, void *ctx, const yaml_event_t *kev)
+{
+    struct server_ctx sc;
+    char shown[CFG_SHOWN_BUF];
+    bool open;
+    lp_err rc;
+
+    (void)ctx;
+    memset(&sc, 0, sizeof(sc));
+    cfg_show(shown, sizeof(shown), (const char *)kev->data.scalar.value, kev->data.scalar.length);
+    snprintf(sc.path, sizeof(sc.path), "mcp.servers.%s", shown);
+    if ((rc = add_server(ld, kev, sc.path, &sc.sv)) != LP_OK)
+        return rc;
+    rc = open_value(ld, sc.path, YAML_MAPPING_START_EVENT, "a mapping with command", &open);
+    if (rc == LP_OK && open)
+        rc = each_pair(ld, sc.path, server_pair, &sc);
+    if (rc == LP_OK && sc.sv->command == NULL)
+        rc = fail_at(ld, kev->start_mark, sc.path, "needs command");
+    return rc;
+}
+
+/* "mcp.servers:" (inside mcp:). The file then defines the whole server list. */
+static lp_err load_servers(struct loader *ld, const char *path, yaml_mark_t kmark)
+{
+    bool open;
+    lp_err rc;
+
+    if ((rc = note_section(ld, path, kmark)) != LP_OK)
+        return rc;
+    ld->servers_defined = true;
+    rc = open_value(ld, path, YAML_MAPPING_START_EVENT, "a mapping of server names", &open);
+    if (rc != LP_OK || !open)
+        return rc;
+    return each_pair(ld, path, server_entry, NULL);
+}
+
 /* One "key: value" pair whose key event has been read (and is passed in). */
 static lp_err load_pair(struct loader *ld, const char *prefix, const yaml_event_t *kev)
 {
@@ -511,6 +704,8 @@ static lp_err load_pair(struct loader *ld, const char *prefix, const yaml_event_
     if (w >= 0 && (size_t)w < sizeof(path)) {
         if (strcmp(path, "auth") == 0 || strcmp(path, "auth.clients") == 0)
             return load_auth(ld, path, kev->start_mark);
+        if (strcmp(path, "mcp.servers") == 0)
+            return load_servers(ld, path, kev->start_mark);
         if ((k = cfg_find_key(path)) != NULL)
             return load_leaf(ld, k, kev->start_mark);
         if (cfg_is_section(path))
@@ -635,9 +830,16 @@ lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *
         ld->work.auth.n_clients = ld->n_clients;
         ld->clients = NULL; /* c owns them now */
     }
+    if (rc == LP_OK && ld->servers_defined) {
+        cfg_free_servers(c->mcp.servers, c->mcp.n_servers);
+        ld->work.mcp.servers = ld->servers;
+        ld->work.mcp.n_servers = ld->n_servers;
+        ld->servers = NULL;
+    }
     if (rc == LP_OK)
         *c = ld->work;
     cfg_free_clients(ld->clients, ld->n_clients);
+    cfg_free_servers(ld->servers, ld->n_servers);
     yaml_parser_delete(&ld->parser);
     free(ld);
     return rc;

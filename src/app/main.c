@@ -12,7 +12,9 @@
 #include "limpet/config.h"
 #include "limpet/keys.h"
 #include "limpet/log.h"
+#include "limpet/mcpio.h"
 #include "limpet/server.h"
+#include "limpet/stdio.h"
 
 enum { EXIT_OK = 0, EXIT_USAGE = 1 };
 
@@ -22,6 +24,8 @@ struct app {
     struct lp_auth *auth;
     struct lp_client *client;
     struct lp_server *server;
+    struct lp_stdio *stdio;
+    struct lp_mcp_client *mcp;
 };
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -67,7 +71,7 @@ static int setup_tls(const struct lp_cli *cli, const struct lp_config *cfg, stru
 {
     char err[LP_CONFIG_ERR_MAX];
 
-    if (cli->cmd == LP_CMD_CLIENT) {
+    if (cli->cmd != LP_CMD_SERVER) {
         if (lp_auth_client_tls(cfg, &a->client_tls, err, sizeof(err)) != LP_OK)
             goto bad;
         a->rt.tls = a->client_tls;
@@ -82,6 +86,32 @@ static int setup_tls(const struct lp_cli *cli, const struct lp_config *cfg, stru
 bad:
     lp_error("%s", err);
     return EXIT_USAGE;
+}
+
+/* client, stdio and mcp: one client, with the program's end as its app. */
+static int start_client(const struct lp_cli *cli, const struct lp_config *cfg, struct app *a)
+{
+    const struct lp_client_app *app = NULL;
+    void *user = NULL;
+
+    if (cli->cmd == LP_CMD_STDIO) {
+        if (lp_stdio_new(cfg, cli->target, &a->stdio) != LP_OK)
+            return EXIT_USAGE;
+        app = lp_stdio_app();
+        user = a->stdio;
+    } else if (cli->cmd == LP_CMD_MCP) {
+        if (lp_mcp_client_new(cfg, cli->target, cli->scope, &a->mcp) != LP_OK)
+            return EXIT_USAGE;
+        app = lp_mcp_client_app();
+        user = a->mcp;
+    }
+    if (lp_client_new(&a->rt, cfg, cli->forwards, cli->n_forwards, app, user, &a->client) != LP_OK)
+        return EXIT_USAGE;
+    if (a->stdio)
+        lp_stdio_set_client(a->stdio, a->client);
+    if (a->mcp)
+        lp_mcp_client_set_client(a->mcp, a->client);
+    return EXIT_OK;
 }
 
 static int run(const struct lp_cli *cli, const struct lp_config *cfg)
@@ -116,8 +146,8 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
     if (cli->cmd == LP_CMD_SERVER) {
         if (lp_server_new(&a.rt, cfg, &a.server) != LP_OK)
             code = EXIT_USAGE;
-    } else if (lp_client_new(&a.rt, cfg, cli->forwards, cli->n_forwards, &a.client) != LP_OK) {
-        code = EXIT_USAGE;
+    } else {
+        code = start_client(cli, cfg, &a);
     }
     if (code == EXIT_OK)
         ev_run(loop, 0);
@@ -125,6 +155,8 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
         code = lp_client_exit_code(a.client);
 out:
     lp_client_free(a.client);
+    lp_stdio_free(a.stdio);
+    lp_mcp_client_free(a.mcp);
     lp_server_free(a.server);
     lp_tls_conf_free(a.client_tls);
     lp_auth_free(a.auth);
@@ -159,8 +191,15 @@ int main(int argc, char **argv)
         lp_cli_usage(stdout, cli.cmd == LP_CMD_HELP ? LP_CMD_NONE : cli.cmd);
         code = EXIT_OK;
     } else if ((code = load_config(&cli, &cfg)) == EXIT_OK) {
-        lp_log_set_tag(cli.cmd == LP_CMD_SERVER ? "server" : "client");
-        int level = cfg.log_level + cli.verbosity;
+        static const char *const tags[] = {[LP_CMD_SERVER] = "server",
+                                           [LP_CMD_CLIENT] = "client",
+                                           [LP_CMD_STDIO] = "stdio",
+                                           [LP_CMD_MCP] = "mcp"};
+        lp_log_set_tag(tags[cli.cmd]);
+        /* stdio and mcp run under another program (ssh, an MCP host) that shows their
+         * stderr to its user: one level quieter, so a reconnect is not news there. */
+        int quieter = cli.cmd == LP_CMD_STDIO || cli.cmd == LP_CMD_MCP;
+        int level = cfg.log_level + cli.verbosity - quieter;
         lp_log_set_level(level < LP_LOG_ERROR   ? LP_LOG_ERROR
                          : level > LP_LOG_DEBUG ? LP_LOG_DEBUG
                                                 : level);

@@ -598,6 +598,11 @@ size_t lp_mcppool_entries(const lp_mcppool *p)
     return p->nentries;
 }
 
+bool lp_mcppool_has_entry(const lp_mcppool *p, uint64_t entry)
+{
+    return find_id(p, entry) != NULL;
+}
+
 uint64_t lp_mcppool_entry_of(const lp_mcppool *p, uint64_t att)
 {
     size_t i;

@@ -43,6 +43,9 @@ struct lp_client {
     int exit_code;
     struct listener *ls;
     size_t nls;
+    const struct lp_client_app *app;
+    void *app_user;
+    int finish_code; /* exit code once GOODBYE is out */
 };
 
 static const struct lp_session_hooks client_hooks;
@@ -171,6 +174,7 @@ static void start_attempt(struct lp_client *c)
         attempt_failed(c, err);
         return;
     }
+    lp_net_tune_stream(c->fd); /* TCP_NODELAY before the handshakes: see the server */
     ev_io_set(&c->cio, c->fd, EV_WRITE);
     ev_io_start(c->rt->loop, &c->cio);
 }
@@ -201,8 +205,17 @@ static void schedule_attempt(struct lp_client *c)
     lp_time at = lp_reconnect_schedule(&c->rc, now, lp_random_u32());
 
     if (c->rc.state == LP_RC_GAVE_UP) {
-        lp_error("sess=%s gave up reconnecting to %s after %llums", c->s ? c->s->tag : "-",
-                 c->cfg->server, (unsigned long long)(now - c->rc.down_since));
+        char why[LP_ADDR_MAX + 64];
+        snprintf(why, sizeof(why), "gave up reconnecting to %s after %llums", c->cfg->server,
+                 (unsigned long long)(now - c->rc.down_since));
+        lp_error("sess=%s %s", c->s ? c->s->tag : "-", why);
+        if (c->app && c->app->lost && c->s) {
+            abandon_attempt(c);
+            lp_session_close(c->s, LP_RST_SESSION_LOST, why);
+            c->s = NULL;
+            c->app->lost(c->app_user, 4, why);
+            return;
+        }
         stop_loop(c, 4);
         return;
     }
@@ -223,7 +236,7 @@ static void on_link_down(struct lp_session *s, const char *reason)
     if (c->stopped)
         return;
     if (ev_is_active(&c->bye)) { /* stopping: the server closed after our GOODBYE */
-        stop_loop(c, 0);
+        stop_loop(c, c->finish_code);
         return;
     }
     if (c->rc.state == LP_RC_LIVE) {
@@ -262,6 +275,11 @@ static void replace_session(struct lp_client *c, const char *reason)
     lp_session_close(c->s, LP_RST_SESSION_LOST, reason);
     c->s = NULL;
     ev_timer_stop(c->rt->loop, &c->retry);
+    if (c->app && c->app->lost) { /* one program's session: nothing to start again */
+        lp_reconnect_close(&c->rc);
+        c->app->lost(c->app_user, 3, reason);
+        return;
+    }
     if (new_session(c) != LP_OK) {
         lp_error("cannot create a new session: out of memory");
         stop_loop(c, 1);
@@ -387,7 +405,8 @@ static lp_err open_listener(struct lp_client *c, struct listener *l, const struc
 /* ---- lifetime ---------------------------------------------------------------------------------- */
 
 lp_err lp_client_new(struct lp_runtime *rt, const struct lp_config *cfg,
-                     const struct lp_forward *fwd, size_t nfwd, struct lp_client **cp)
+                     const struct lp_forward *fwd, size_t nfwd, const struct lp_client_app *app,
+                     void *app_user, struct lp_client **cp)
 {
     lp_err rc = LP_ERR_NOMEM;
     struct lp_client *c = NULL;
@@ -398,6 +417,8 @@ lp_err lp_client_new(struct lp_runtime *rt, const struct lp_config *cfg,
     c->rt = rt;
     c->cfg = cfg;
     c->fd = -1;
+    c->app = app;
+    c->app_user = app_user;
     ev_io_init(&c->cio, connect_done_cb, -1, EV_WRITE);
     ev_timer_init(&c->ctimer, ctimer_cb, 0., 0.);
     ev_timer_init(&c->retry, retry_cb, 0., 0.);
@@ -414,8 +435,10 @@ lp_err lp_client_new(struct lp_runtime *rt, const struct lp_config *cfg,
     }
     if ((rc = new_session(c)) != LP_OK)
         goto out;
+    *cp = c; /* before start: the app may finish at once */
+    if (app && app->start)
+        app->start(app_user, c->s);
     schedule_attempt(c);
-    *cp = c;
     c = NULL;
 out:
     lp_client_free(c);
@@ -430,11 +453,14 @@ static void bye_cb(struct ev_loop *loop, ev_timer *w, int revents)
     /* Polled every 10 ms: GOODBYE is small, so this ends within a few ticks once the
      * link's socket buffer drains, or at the limit (the server's TTL then frees it). */
     if (c->s == NULL || lp_session_flushed(c->s) || lp_now() >= c->bye_until)
-        stop_loop(c, 0);
+        stop_loop(c, c->finish_code);
 }
 
-void lp_client_stop(struct lp_client *c)
+void lp_client_finish(struct lp_client *c, int code)
 {
+    if (c->stopped)
+        return;
+    c->finish_code = code;
     if (c->rc.state == LP_RC_LIVE && c->s && !ev_is_active(&c->bye)) {
         lp_info("sess=%s closing: goodbye to the server", c->s->tag);
         lp_session_goodbye(c->s, LP_GOODBYE_NORMAL, "client exiting");
@@ -443,7 +469,13 @@ void lp_client_stop(struct lp_client *c)
         ev_timer_again(c->rt->loop, &c->bye);
         return;
     }
-    stop_loop(c, 0);
+    if (!ev_is_active(&c->bye))
+        stop_loop(c, code);
+}
+
+void lp_client_stop(struct lp_client *c)
+{
+    lp_client_finish(c, 0);
 }
 
 int lp_client_exit_code(const struct lp_client *c)

@@ -350,6 +350,32 @@ static void on_pipe_event(struct lp_session *s, const struct lp_pipe_event *ev)
     }
 }
 
+/* Server: what the peer opened decides who serves it. */
+static void open_stream(struct lp_session *s, const struct lp_mux_event *ev)
+{
+    char why[96];
+
+    switch (ev->kind) {
+    case LP_KIND_TCP:
+    case LP_KIND_STDIO: /* stdin/stdout at the client's end; a TCP target at ours */
+        lp_stream_dial(s, ev->id, ev->text, ev->text_len);
+        return;
+    case LP_KIND_MCP:
+        if (s->rt->open_mcp) {
+            s->rt->open_mcp(s->rt->mcp_user, s, ev);
+            return;
+        }
+        lp_mux_reset(s->mux, ev->id, LP_RST_UNAVAILABLE, "this server runs no MCP servers");
+        return;
+    default:
+        snprintf(why, sizeof(why), "stream kind %u is not supported by this server",
+                 (unsigned)ev->kind);
+        lp_info("sess=%s stream=%u refused: %s", s->tag, (unsigned)ev->id, why);
+        lp_mux_reset(s->mux, ev->id, LP_RST_BAD_TARGET, why);
+        return;
+    }
+}
+
 static void on_mux_event(struct lp_session *s, const struct lp_mux_event *ev)
 {
     char msg[LP_FRAME_MAX_TEXT + 64];
@@ -361,7 +387,7 @@ static void on_mux_event(struct lp_session *s, const struct lp_mux_event *ev)
                          "this client does not accept streams from the server");
             break;
         }
-        lp_stream_dial(s, ev->id, ev->text, ev->text_len);
+        open_stream(s, ev);
         break;
     case LP_MUX_EV_GOODBYE:
         snprintf(msg, sizeof(msg), "%.*s", (int)ev->text_len, ev->text ? ev->text : "");

@@ -17,7 +17,7 @@
 #include "limpet/log.h"
 #include "limpet/session.h"
 
-#define PUMP_IOV 16        /* queued chunks written per sendmsg */
+#define PUMP_IOV 16        /* queued chunks written per writev */
 #define PUMP_READ_FRAMES 4 /* DATA frames filled per readv */
 
 enum stream_state {
@@ -30,7 +30,10 @@ enum stream_state {
 struct lp_stream {
     struct lp_session *s;
     uint32_t id;
-    int fd;
+    int fd;  /* read side: the socket, or a pipe / stdin; -1 for a filter end (hooks) */
+    int wfd; /* write side: == fd for a socket; stdout or a pipe otherwise; -1 once shut */
+    const struct lp_stream_hooks *hooks; /* NULL: a plain pump between fd/wfd and the mux */
+    void *hook_user;
     enum stream_state state;
     bool read_eof;   /* local EOF seen and FIN sent */
     bool write_shut; /* peer FIN delivered as shutdown(SHUT_WR) */
@@ -58,14 +61,17 @@ static void unlink_stream(struct lp_stream *st)
     s->nstreams--;
 }
 
-/* Stops everything, closes the socket (with a reset when `reset`), frees at loop end. */
-static void stream_end(struct lp_stream *st, bool reset)
+/* Stops everything, closes the socket (with a reset when `reset`), tells the owner of a
+ * hooked end why (code 0: closed cleanly), frees at loop end. */
+static void stream_end(struct lp_stream *st, bool reset, uint16_t code, const char *why)
 {
     struct ev_loop *loop = st->s->rt->loop;
 
     if (st->dead)
         return;
     st->dead = true;
+    if (st->hooks && st->hooks->ended)
+        st->hooks->ended(st, code, why, st->hook_user);
     ev_io_stop(loop, &st->rio);
     ev_io_stop(loop, &st->wio);
     ev_timer_stop(loop, &st->timer);
@@ -73,6 +79,9 @@ static void stream_end(struct lp_stream *st, bool reset)
     st->lookup = NULL;
     free(st->target);
     st->target = NULL;
+    if (st->wfd >= 0 && st->wfd != st->fd)
+        close(st->wfd);
+    st->wfd = -1;
     if (st->fd >= 0) {
         if (reset)
             lp_net_close_reset(st->fd);
@@ -98,7 +107,7 @@ void lp_runtime_reap_streams(struct lp_runtime *rt)
 void lp_stream_free_all(struct lp_session *s)
 {
     while (s->streams)
-        stream_end(s->streams, true);
+        stream_end(s->streams, true, LP_RST_SHUTDOWN, "the session was closed");
 }
 
 /* A local failure: tell the peer why and drop the local end. */
@@ -107,7 +116,7 @@ static void stream_abort(struct lp_stream *st, uint16_t code, const char *why)
     struct lp_session *s = st->s;
     lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, why);
     lp_mux_reset(s->mux, st->id, code, why);
-    stream_end(st, true);
+    stream_end(st, true, code, why);
     lp_session_dirty(s);
 }
 
@@ -124,6 +133,7 @@ static struct lp_stream *stream_new(struct lp_session *s, uint32_t id, int fd,
     st->s = s;
     st->id = id;
     st->fd = fd;
+    st->wfd = fd;
     st->state = state;
     ev_io_init(&st->rio, stream_read_cb, fd, EV_READ);
     ev_io_init(&st->wio, stream_write_cb, fd, EV_WRITE);
@@ -188,7 +198,7 @@ static void pump_up(struct lp_stream *st)
 }
 
 /* Tunnel → local socket. Credit returns only for what the socket took. Queued chunks go
- * out together in one sendmsg: the syscall, not the copy, is what costs here. */
+ * out together in one writev: the syscall, not the copy, is what costs here. */
 static void pump_down(struct lp_stream *st)
 {
     struct lp_session *s = st->s;
@@ -206,8 +216,10 @@ static void pump_down(struct lp_stream *st)
             iov[i].iov_len = spans[i].len;
             want += spans[i].len;
         }
-        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = n};
-        ssize_t w = sendmsg(st->fd, &mh, MSG_NOSIGNAL);
+        if (st->wfd < 0) /* nothing can take them: the far side must stop */
+            return;
+        /* writev works on sockets and pipes alike; SIGPIPE is ignored process-wide. */
+        ssize_t w = writev(st->wfd, iov, (int)n);
         if (w > 0) {
             lp_mux_recv_consumed(s->mux, st->id, (size_t)w);
             st->down += (uint64_t)w;
@@ -251,7 +263,7 @@ static void stream_write_cb(struct ev_loop *loop, ev_io *w, int revents)
             snprintf(why, sizeof(why), "connect to %s failed: %s", st->target, strerror(err));
             lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, why);
             lp_mux_reset(s->mux, st->id, lp_net_rst_code(err), why);
-            stream_end(st, false);
+            stream_end(st, false, lp_net_rst_code(err), why);
         } else {
             st->state = ST_OPEN;
             lp_net_tune_stream(st->fd);
@@ -309,6 +321,75 @@ lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const ch
     return LP_OK;
 }
 
+lp_err lp_stream_open_fds(struct lp_session *s, int rfd, int wfd, uint8_t kind, const char *target,
+                          const char *arg, lp_time wait, const struct lp_stream_hooks *hooks,
+                          void *user, struct lp_stream **out)
+{
+    uint32_t id;
+    lp_err rc = lp_mux_open(s->mux, kind, target, strlen(target), arg, arg ? strlen(arg) : 0, &id);
+    struct lp_stream *st;
+
+    *out = NULL;
+    if (rc != LP_OK) {
+        lp_warn("sess=%s cannot open a stream to %s: %s", s->tag, target, lp_strerror(rc));
+        return rc;
+    }
+    if ((st = stream_new(s, id, rfd, ST_OPENING)) == NULL) {
+        lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
+        return LP_ERR_NOMEM;
+    }
+    st->wfd = wfd;
+    ev_io_set(&st->wio, wfd, EV_WRITE);
+    st->hooks = hooks;
+    st->hook_user = user;
+    start_timer(st, wait);
+    lp_debug("sess=%s stream=%u open -> %s%s%s", s->tag, (unsigned)id, target, arg ? " " : "",
+             arg ? arg : "");
+    lp_session_dirty(s);
+    *out = st;
+    return LP_OK;
+}
+
+lp_err lp_stream_adopt(struct lp_session *s, uint32_t id, const struct lp_stream_hooks *hooks,
+                       void *user, struct lp_stream **out)
+{
+    struct lp_stream *st = stream_new(s, id, -1, ST_OPEN);
+
+    *out = st;
+    if (st == NULL) {
+        lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
+        return LP_ERR_NOMEM;
+    }
+    st->hooks = hooks;
+    st->hook_user = user;
+    return LP_OK;
+}
+
+void lp_stream_reset(struct lp_stream *st, uint16_t code, const char *why)
+{
+    if (st->dead)
+        return;
+    lp_mux_reset(st->s->mux, st->id, code, why);
+    stream_end(st, true, code, why);
+    lp_session_dirty(st->s);
+}
+
+uint32_t lp_stream_id(const struct lp_stream *st)
+{
+    return st->id;
+}
+
+struct lp_session *lp_stream_session(const struct lp_stream *st)
+{
+    return st->s;
+}
+
+void lp_stream_counts(const struct lp_stream *st, uint64_t *up, uint64_t *down)
+{
+    *up = st->up;
+    *down = st->down;
+}
+
 /* The target's address is known: start the non-blocking connect. */
 static void dial_resolved(void *user, const struct lp_addr *addr, const char *err)
 {
@@ -321,18 +402,18 @@ static void dial_resolved(void *user, const struct lp_addr *addr, const char *er
     if (addr == NULL) {
         lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, err);
         lp_mux_reset(s->mux, st->id, LP_RST_UNREACHABLE, err);
-        stream_end(st, false);
+        stream_end(st, false, LP_RST_UNREACHABLE, err);
         lp_session_process(s);
         return;
     }
     if (lp_net_connect(addr, &fd, why, sizeof(why)) != LP_OK) {
         lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, why);
         lp_mux_reset(s->mux, st->id, lp_net_rst_code(errno), why);
-        stream_end(st, false);
+        stream_end(st, false, lp_net_rst_code(errno), why);
         lp_session_process(s);
         return;
     }
-    st->fd = fd;
+    st->fd = st->wfd = fd;
     st->state = ST_DIALING;
     ev_io_set(&st->rio, fd, EV_READ);
     ev_io_set(&st->wio, fd, EV_WRITE);
@@ -354,14 +435,14 @@ void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_
     }
     if ((st->target = strndup(target, target_len)) == NULL) {
         lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
-        stream_end(st, false);
+        stream_end(st, false, LP_RST_INTERNAL, "out of memory");
         return;
     }
     if (strlen(st->target) != target_len ||
         lp_parse_hostport(st->target, host, sizeof(host), &port) != LP_OK) {
         lp_info("sess=%s stream=%u reset: bad target \"%s\"", s->tag, (unsigned)id, st->target);
         lp_mux_reset(s->mux, id, LP_RST_BAD_TARGET, "target is not HOST:PORT");
-        stream_end(st, false);
+        stream_end(st, false, LP_RST_BAD_TARGET, "target is not HOST:PORT");
         return;
     }
     /* The server is never an open proxy: each identity reaches only what it is allowed. */
@@ -369,14 +450,14 @@ void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_
         lp_warn("sess=%s stream=%u refused: identity %s may not reach %s", s->tag, (unsigned)id,
                 s->identity, st->target);
         lp_mux_reset(s->mux, id, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
-        stream_end(st, false);
+        stream_end(st, false, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
         return;
     }
     /* One timer bounds the lookup and the connect together. */
     start_timer(st, s->cfg->forward.connect_timeout);
     if (lp_resolve_start(&s->rt->resolver, host, port, dial_resolved, st, &st->lookup) != LP_OK) {
         lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "cannot start a name lookup");
-        stream_end(st, false);
+        stream_end(st, false, LP_RST_INTERNAL, "cannot start a name lookup");
     }
 }
 
@@ -387,7 +468,12 @@ static void on_peer_fin(struct lp_stream *st)
     if (st->write_shut)
         return;
     st->write_shut = true;
-    shutdown(st->fd, SHUT_WR); /* faithful half-close: the local app sees EOF */
+    if (st->wfd >= 0 && st->wfd == st->fd) {
+        shutdown(st->fd, SHUT_WR); /* faithful half-close: the local app sees EOF */
+    } else if (st->wfd >= 0) {
+        close(st->wfd); /* a pipe or stdout: closing it is the EOF */
+        st->wfd = -1;
+    }
 }
 
 static void on_rst(struct lp_session *s, struct lp_stream *st, const struct lp_mux_event *ev)
@@ -400,7 +486,9 @@ static void on_rst(struct lp_session *s, struct lp_stream *st, const struct lp_m
     else
         lp_info("sess=%s stream=%u reset: %s: %.*s", s->tag, (unsigned)ev->id,
                 lp_rst_code_name(ev->code), (int)ev->text_len, ev->text ? ev->text : "");
-    stream_end(st, hard);
+    char why[LP_FRAME_MAX_TEXT + 1];
+    snprintf(why, sizeof(why), "%.*s", (int)ev->text_len, ev->text ? ev->text : "");
+    stream_end(st, hard, ev->code, why);
 }
 
 void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
@@ -409,10 +497,17 @@ void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
 
     if (st == NULL || st->dead)
         return;
-    switch (ev->type) {
-    case LP_MUX_EV_OPEN_OK:
+    if (ev->type == LP_MUX_EV_OPEN_OK) {
         st->state = ST_OPEN;
         ev_timer_stop(s->rt->loop, &st->timer);
+    }
+    if (st->hooks && st->hooks->event && ev->type != LP_MUX_EV_RST &&
+        ev->type != LP_MUX_EV_CLOSED) {
+        st->hooks->event(st, ev, st->hook_user);
+        return;
+    }
+    switch (ev->type) {
+    case LP_MUX_EV_OPEN_OK:
         pump_up(st);
         break;
     case LP_MUX_EV_READABLE:
@@ -431,7 +526,7 @@ void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
     case LP_MUX_EV_CLOSED:
         lp_debug("sess=%s stream=%u closed (up %llu, down %llu bytes)", s->tag, (unsigned)st->id,
                  (unsigned long long)st->up, (unsigned long long)st->down);
-        stream_end(st, false);
+        stream_end(st, false, 0, "closed");
         break;
     case LP_MUX_EV_OPEN:
     case LP_MUX_EV_GOODBYE:

@@ -192,8 +192,11 @@ static void test_cli_flag_of_the_other_subcommand_is_refused(void **state)
     (void)state;
     EXPECT_ERROR("-l is only valid for 'limpet server', not 'limpet client'", "client", "-l",
                  "h:1");
-    EXPECT_ERROR("-s is only valid for 'limpet client', not 'limpet server'", "server", "-s",
-                 "h:1");
+    EXPECT_ERROR("-s is only valid for 'limpet client', 'limpet stdio' or 'limpet mcp', not "
+                 "'limpet server'",
+                 "server", "-s", "h:1");
+    EXPECT_ERROR("--scope is only valid for 'limpet mcp', not 'limpet stdio'", "stdio", "--scope",
+                 "k", "h:1");
     EXPECT_ERROR("-L is only valid for 'limpet client', not 'limpet server'", "server", "-L",
                  "1:h:2");
     EXPECT_ERROR("--local is only valid for 'limpet client', not 'limpet server'", "server",

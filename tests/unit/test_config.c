@@ -85,6 +85,10 @@ static uint64_t field(const struct lp_config *c, const char *key)
         {"limits.sessions_per_identity", offsetof(struct lp_config, limits.sessions_per_identity),
          1},
         {"limits.session_memory", offsetof(struct lp_config, limits.session_memory), 1},
+        {"mcp.max_sessions", offsetof(struct lp_config, mcp.max_sessions), 1},
+        {"mcp.idle_timeout", offsetof(struct lp_config, mcp.idle_timeout), 0},
+        {"mcp.max_message", offsetof(struct lp_config, mcp.max_message), 1},
+        {"mcp.stop_grace", offsetof(struct lp_config, mcp.stop_grace), 0},
     };
     const char *base = (const char *)c;
 
@@ -134,6 +138,10 @@ static const struct key_case {
     {"limits.max_pending_per_source", "1", 1, NULL},
     {"limits.sessions_per_identity", "3", 3, NULL},
     {"limits.session_memory", "2GiB", 2 * GIB, NULL},
+    {"mcp.max_sessions", "7", 7, NULL},
+    {"mcp.idle_timeout", "30s", 30000, NULL},
+    {"mcp.max_message", "1KiB", KIB, NULL},
+    {"mcp.stop_grace", "250ms", 250, NULL},
     {"tls.cert", "/etc/limpet/server.crt", 0, "/etc/limpet/server.crt"},
     {"tls.key", "server.key", 0, "server.key"},
     {"identity", "Lap-top_1.x", 0, "Lap-top_1.x"},

@@ -414,6 +414,67 @@ static void test_config_yaml_every_prefix_loads_or_explains(void **state)
     }
 }
 
+/* ---- mcp.servers ------------------------------------------------------------------------- */
+
+static void test_config_yaml_mcp_servers_load_with_every_field(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX] = "";
+    (void)state;
+
+    lp_config_defaults(&c);
+    if (load(&c,
+             "mcp:\n  max_sessions: 8\n  servers:\n    memory:\n      command: node\n"
+             "      args: [\"/srv/m.js\", \"--x\"]\n      env: {MEMORY_FILE_PATH: /m.json, E: "
+             "\"\"}\n"
+             "      cwd: /srv\n    echo: {command: cat}\n",
+             err) != LP_OK)
+        fail_msg("%s", err);
+    assert_int_equal(c.mcp.max_sessions, 8);
+    assert_int_equal(c.mcp.n_servers, 2);
+    assert_string_equal(c.mcp.servers[0].name, "memory");
+    assert_string_equal(c.mcp.servers[0].command, "node");
+    assert_int_equal(c.mcp.servers[0].n_args, 2);
+    assert_string_equal(c.mcp.servers[0].args[1], "--x");
+    assert_int_equal(c.mcp.servers[0].n_env, 2);
+    assert_string_equal(c.mcp.servers[0].env[0], "MEMORY_FILE_PATH=/m.json");
+    assert_string_equal(c.mcp.servers[0].env[1], "E=");
+    assert_string_equal(c.mcp.servers[0].cwd, "/srv");
+    assert_string_equal(c.mcp.servers[1].command, "cat");
+    assert_null(c.mcp.servers[1].args);
+    assert_null(c.mcp.servers[1].cwd);
+    /* A later file without mcp.servers keeps the list; one with it replaces it. */
+    assert_int_equal(load(&c, "mcp:\n  idle_timeout: 5s\n", err), LP_OK);
+    assert_int_equal(c.mcp.n_servers, 2);
+    assert_int_equal(load(&c, "mcp:\n  servers:\n    x: {command: y}\n", err), LP_OK);
+    assert_int_equal(c.mcp.n_servers, 1);
+    assert_string_equal(c.mcp.servers[0].name, "x");
+    lp_config_clear(&c);
+}
+
+static void test_config_yaml_mcp_server_errors_name_position_and_path(void **state)
+{
+    (void)state;
+    expect_error("mcp:\n  servers:\n    m:\n      args: [a]\n",
+                 "t.yaml:3:5: mcp.servers.m: needs command");
+    expect_error("mcp:\n  servers:\n    m: {command: a, arg: [b]}\n",
+                 "t.yaml:3:21: mcp.servers.m.arg: unknown key (did you mean args?)");
+    expect_error("mcp:\n  servers:\n    m: {command: [a]}\n",
+                 "t.yaml:3:18: mcp.servers.m.command: expected a program name or path, got a list");
+    expect_error("mcp:\n  servers:\n    m: {command: a, env: {1X: b}}\n",
+                 "t.yaml:3:27: mcp.servers.m.env.1X: bad variable name (expected letters, digits "
+                 "and '_', not starting with a digit)");
+    expect_error("mcp:\n  servers:\n    m: {command: a, env: {X: [b]}}\n",
+                 "t.yaml:3:30: mcp.servers.m.env.X: expected a string of at most 4096 bytes");
+    expect_error("mcp:\n  servers:\n    m: {command: a}\n    m: {command: b}\n",
+                 "t.yaml:4:5: mcp.servers.m: duplicate server name (first defined on line 3)");
+    expect_error("mcp:\n  servers:\n    \"a b\": {command: a}\n",
+                 "t.yaml:3:5: mcp.servers.a b: bad server name (expected a name of 1..64 letters, "
+                 "digits, '.', '_' or '-')");
+    expect_error("mcp:\n  servers: [a]\n",
+                 "t.yaml:2:12: mcp.servers: expected a mapping of server names, got a list");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -430,6 +491,8 @@ int main(void)
         cmocka_unit_test(test_config_yaml_auth_entries_and_names_have_length_limits),
         cmocka_unit_test(test_config_yaml_auth_lists_are_capped),
         cmocka_unit_test(test_config_yaml_every_prefix_of_an_auth_file_loads_or_explains),
+        cmocka_unit_test(test_config_yaml_mcp_servers_load_with_every_field),
+        cmocka_unit_test(test_config_yaml_mcp_server_errors_name_position_and_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

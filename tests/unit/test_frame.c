@@ -855,10 +855,10 @@ static void test_frame_names_cover_every_type_and_code(void **state)
     assert_string_equal(lp_frame_type_name(LP_FT_REJECT), "REJECT");
     assert_string_equal(lp_frame_type_name(0x00), "?");
 
-    static const char *const rst[] = {"?",       "REFUSED",  "UNREACHABLE", "NOT_ALLOWED",
-                                      "TIMEOUT", "RESET",    "PROTOCOL",    "SESSION_LOST",
-                                      "LIMIT",   "INTERNAL", "SHUTDOWN",    "BAD_TARGET",
-                                      "EXITED",  "UNAVAILABLE", "?"};
+    static const char *const rst[] = {
+        "?",        "REFUSED",    "UNREACHABLE",  "NOT_ALLOWED", "TIMEOUT",
+        "RESET",    "PROTOCOL",   "SESSION_LOST", "LIMIT",       "INTERNAL",
+        "SHUTDOWN", "BAD_TARGET", "EXITED",       "UNAVAILABLE", "?"};
     for (uint16_t c = 0; c < ARRAY_LEN(rst); c++)
         assert_string_equal(lp_rst_code_name(c), rst[c]);
     static const char *const rej[] = {"?",    "VERSION", "SESSION_UNKNOWN", "SEQ_OUT_OF_RANGE",

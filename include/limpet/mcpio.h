@@ -1,0 +1,43 @@
+/* mcpio.h — the libev ends of MCP: `limpet mcp` (the host's side) and the server's pool of
+ * MCP server processes.
+ *
+ * Client (`limpet mcp [--scope K] NAME`): a client app whose stream (kind MCP, target NAME,
+ * arg the scope) carries the host's JSON-RPC lines, filtered by lp_mcpc (mcpclient.h). The
+ * stream survives drops like any other. When it is reset (the MCP server process exited,
+ * ...) the host's pending requests are answered with the reason and the next message opens
+ * a new stream; when the session is lost they are answered and the process exits 3. It
+ * exits 0 when its stdin closes. Without --scope the scope is unique to this process, so
+ * its server process ends with it.
+ *
+ * Server: the pool (mcppool.h) of child processes, each routed by mcproute.h, attached to
+ * the MCP streams that clients open. Children run in their own process group and are stopped
+ * as the MCP spec asks (stdin closed, stop_grace, SIGTERM, stop_grace, SIGKILL).
+ */
+#ifndef LIMPET_MCPIO_H
+#define LIMPET_MCPIO_H
+
+#include "limpet/client.h"
+#include "limpet/session.h"
+
+struct lp_mcp_client;
+
+lp_err lp_mcp_client_new(const struct lp_config *cfg, const char *name, const char *scope,
+                         struct lp_mcp_client **out);
+const struct lp_client_app *lp_mcp_client_app(void);
+void lp_mcp_client_set_client(struct lp_mcp_client *m, struct lp_client *c);
+void lp_mcp_client_free(struct lp_mcp_client *m);
+
+struct lp_mcp_server;
+
+/* Borrows rt and cfg. Sets rt->open_mcp. may_use(user, identity, name) says whether an
+ * identity may use an MCP server name (NULL: every configured name, for --insecure). */
+lp_err lp_mcp_server_new(struct lp_runtime *rt, const struct lp_config *cfg,
+                         bool (*may_use)(void *user, const char *identity, const char *name),
+                         void *user, struct lp_mcp_server **out);
+/* Stops every child (the MCP way) and calls done(done_user) when all are gone, at once if
+ * none runs. */
+void lp_mcp_server_shutdown(struct lp_mcp_server *m, void (*done)(void *), void *done_user);
+/* Kills what is left (SIGKILL to each process group) and frees. NULL-safe. */
+void lp_mcp_server_free(struct lp_mcp_server *m);
+
+#endif
