@@ -27,17 +27,17 @@ const struct lp_client_app *lp_mcp_client_app(void);
 void lp_mcp_client_set_client(struct lp_mcp_client *m, struct lp_client *c);
 void lp_mcp_client_free(struct lp_mcp_client *m);
 
-struct lp_mcp_server;
+struct lp_mcpd;
 
 /* Borrows rt and cfg. Sets rt->open_mcp. may_use(user, identity, name) says whether an
  * identity may use an MCP server name (NULL: every configured name, for --insecure). */
-lp_err lp_mcp_server_new(struct lp_runtime *rt, const struct lp_config *cfg,
-                         bool (*may_use)(void *user, const char *identity, const char *name),
-                         void *user, struct lp_mcp_server **out);
+lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
+                   bool (*may_use)(void *user, const char *identity, const char *name), void *user,
+                   struct lp_mcpd **out);
 /* Stops every child (the MCP way) and calls done(done_user) when all are gone, at once if
  * none runs. */
-void lp_mcp_server_shutdown(struct lp_mcp_server *m, void (*done)(void *), void *done_user);
+void lp_mcpd_shutdown(struct lp_mcpd *m, void (*done)(void *), void *done_user);
 /* Kills what is left (SIGKILL to each process group) and frees. NULL-safe. */
-void lp_mcp_server_free(struct lp_mcp_server *m);
+void lp_mcpd_free(struct lp_mcpd *m);
 
 #endif

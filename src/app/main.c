@@ -26,7 +26,16 @@ struct app {
     struct lp_server *server;
     struct lp_stdio *stdio;
     struct lp_mcp_client *mcp;
+    struct lp_mcpd *mcpd;
+    bool stopping;
 };
+
+static void server_stop(void *user)
+{
+    struct app *a = user;
+    if (a->server)
+        lp_server_stop(a->server);
+}
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -34,10 +43,16 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     (void)loop;
     (void)revents;
     lp_info("signal %d: shutting down", w->signum);
-    if (a->client)
+    if (a->client) {
         lp_client_stop(a->client);
-    else if (a->server)
+    } else if (a->mcpd && !a->stopping) {
+        /* MCP server processes are stopped the MCP way first (bounded by 2 x stop_grace);
+         * then the sessions get GOODBYE. A second signal skips the wait. */
+        a->stopping = true;
+        lp_mcpd_shutdown(a->mcpd, server_stop, a);
+    } else if (a->server) {
         lp_server_stop(a->server);
+    }
 }
 
 /* Defaults, then the file, then each -o, then the explicit flags: the most specific wins. */
@@ -144,7 +159,8 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
     else if ((code = setup_tls(cli, cfg, &a)) != EXIT_OK)
         goto out;
     if (cli->cmd == LP_CMD_SERVER) {
-        if (lp_server_new(&a.rt, cfg, &a.server) != LP_OK)
+        if (lp_mcpd_new(&a.rt, cfg, a.auth ? lp_auth_allows_mcp : NULL, a.auth, &a.mcpd) != LP_OK ||
+            lp_server_new(&a.rt, cfg, &a.server) != LP_OK)
             code = EXIT_USAGE;
     } else {
         code = start_client(cli, cfg, &a);
@@ -158,6 +174,7 @@ out:
     lp_stdio_free(a.stdio);
     lp_mcp_client_free(a.mcp);
     lp_server_free(a.server);
+    lp_mcpd_free(a.mcpd);
     lp_tls_conf_free(a.client_tls);
     lp_auth_free(a.auth);
     ev_ref(loop);

@@ -400,9 +400,10 @@ static void refuse_backoff(lp_mcppool *p, const struct entry *e, uint64_t att, l
         snprintf(when, sizeof(when), "%llus", (unsigned long long)((left + 999) / 1000));
     else
         snprintf(when, sizeof(when), "%llums", (unsigned long long)left);
-    push_rst(p, LP_MCPPOOL_REFUSE, e, att, LP_RST_EXITED,
-             "mcp server %s exited %u times within %llums of starting; next start in %s", e->name,
-             e->quick_deaths, (unsigned long long)p->lim.quick_exit, when);
+    push_rst(
+        p, LP_MCPPOOL_REFUSE, e, att, LP_RST_EXITED,
+        "mcp server %s exited %u times within %llums of starting; backing off, next start in %s",
+        e->name, e->quick_deaths, (unsigned long long)p->lim.quick_exit, when);
 }
 
 lp_err lp_mcppool_open(lp_mcppool *p, const char *name, const char *scope, bool ephemeral,

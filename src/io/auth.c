@@ -117,6 +117,36 @@ bool lp_auth_allows_target(void *user, const char *identity, const char *host, u
     return lp_policy_allows(&a->forward[i], host, port);
 }
 
+bool lp_auth_allows_mcp(void *user, const char *identity, const char *name)
+{
+    struct lp_auth *a = user;
+    size_t i;
+    const struct lp_auth_client *c = find_client(a->cfg, identity, &i);
+
+    for (size_t k = 0; c != NULL && k < c->n_mcp; k++)
+        if (strcmp(c->mcp[k], name) == 0 || strcmp(c->mcp[k], "*") == 0)
+            return true;
+    return false;
+}
+
+/* An allow.mcp entry must name a configured server (or be "*"): a typo would otherwise
+ * show up only as a refusal at the client. */
+static lp_err check_mcp_names(const struct lp_config *cfg, const struct lp_auth_client *c,
+                              char *err, size_t errlen)
+{
+    for (size_t k = 0; k < c->n_mcp; k++) {
+        bool known = strcmp(c->mcp[k], "*") == 0;
+        for (size_t j = 0; j < cfg->mcp.n_servers && !known; j++)
+            known = strcmp(cfg->mcp.servers[j].name, c->mcp[k]) == 0;
+        if (!known) {
+            snprintf(err, errlen, "auth.clients.%s.allow.mcp: \"%s\": no such mcp.servers entry",
+                     c->name, c->mcp[k]);
+            return LP_ERR_INVALID;
+        }
+    }
+    return LP_OK;
+}
+
 /* Every key file and allow entry is checked now: refusing at start beats refusing a client. */
 static lp_err check_client(struct lp_auth *a, size_t i, char *err, size_t errlen)
 {
@@ -130,6 +160,8 @@ static lp_err check_client(struct lp_auth *a, size_t i, char *err, size_t errlen
         if (rc != LP_OK)
             return rc;
     }
+    if (check_mcp_names(a->cfg, c, err, errlen) != LP_OK)
+        return LP_ERR_INVALID;
     lp_policy_init(&a->forward[i]);
     for (size_t k = 0; k < c->n_forward; k++) {
         if (lp_policy_add(&a->forward[i], c->forward[k], strlen(c->forward[k]), &why) != LP_OK) {

@@ -537,7 +537,7 @@ static void test_mcppool_quick_deaths_back_off_doubling(void **state)
             char want[160];
             snprintf(want, sizeof(want),
                      "mcp server memory exited %zu times within 5000ms of starting; "
-                     "next start in 1ms",
+                     "backing off, next start in 1ms",
                      i + 1);
             assert_string_equal(r.why, want);
             assert_int_equal(r.code, LP_RST_EXITED);
@@ -571,7 +571,7 @@ static void test_mcppool_backoff_reason_names_seconds_left(void **state)
     assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 3, 30), LP_OK);
     struct lp_mcppool_action r = take(p, LP_MCPPOOL_REFUSE, e, 3);
     assert_string_equal(r.why, "mcp server memory exited 2 times within 5000ms of starting; "
-                               "next start in 1s");
+                               "backing off, next start in 1s");
     assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 4, 1030), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, e, 0);
     lp_mcppool_exited(p, e, "exited with status 1", 1040); /* third: 2 s, until 3040 */
@@ -579,11 +579,11 @@ static void test_mcppool_backoff_reason_names_seconds_left(void **state)
     assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 5, 1540), LP_OK);
     r = take(p, LP_MCPPOOL_REFUSE, e, 5);
     assert_string_equal(r.why, "mcp server memory exited 3 times within 5000ms of starting; "
-                               "next start in 2s"); /* 1.5 s left, rounded up */
+                               "backing off, next start in 2s"); /* 1.5 s left, rounded up */
     assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 6, 2540), LP_OK);
     r = take(p, LP_MCPPOOL_REFUSE, e, 6);
     assert_string_equal(r.why, "mcp server memory exited 3 times within 5000ms of starting; "
-                               "next start in 500ms");
+                               "backing off, next start in 500ms");
     lp_mcppool_free(p);
 }
 

@@ -1,0 +1,530 @@
+/* mcp_server.c — the server's MCP pool at work: child processes (child.h) routed by
+ * mcproute.h to the MCP streams clients open, their lifecycle decided by mcppool.h.
+ *
+ * Every decision about an entry's life is the pool's; this file carries its actions out
+ * (SPAWN, STOP, ACCEPT, REFUSE, RESET) and reports back what happened (started, exited,
+ * detached). Entries and attachments are short lists scanned linearly: at most
+ * mcp.max_sessions entries (plus those stopping) and one attachment per MCP stream.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "limpet/child.h"
+#include "limpet/jsonrpc.h"
+#include "limpet/log.h"
+#include "limpet/mcpio.h"
+#include "limpet/mcppool.h"
+#include "limpet/mcproute.h"
+#include "limpet/net.h"
+#include "limpet/streamq.h"
+
+#define HIGH_WATER (1u << 20) /* bytes queued toward one side before its source pauses */
+#define MAX_INFLIGHT 1024u    /* requests in flight to one child */
+#define KEY_MAX 127u          /* the pool's name and scope limit */
+
+struct entry {
+    struct lp_mcpd *m;
+    uint64_t id;
+    char name[KEY_MAX + 1];
+    char scope[KEY_MAX + 1]; /* as the client wrote it (the pool's key adds the identity) */
+    char tag[KEY_MAX * 2 + 32];
+    lp_mcproute *route;
+    struct lp_child *child;
+    struct entry *next;
+};
+
+struct att {
+    struct lp_mcpd *m;
+    uint64_t id;
+    uint64_t entry; /* 0 until ACCEPT */
+    struct lp_stream *st;
+    struct lp_lines in;    /* the host's lines */
+    struct lp_streamq out; /* lines for the host not yet taken by the mux */
+    bool forgotten;        /* the pool refused or reset it: nothing to report */
+    struct att *next;
+};
+
+struct lp_mcpd {
+    struct lp_runtime *rt;
+    const struct lp_config *cfg;
+    lp_mcppool *pool;
+    ev_timer tick;
+    struct entry *entries;
+    struct att *atts;
+    uint64_t next_att;
+    bool (*may_use)(void *user, const char *identity, const char *name);
+    void *user;
+    void (*done)(void *);
+    void *done_user;
+};
+
+static void run_actions(struct lp_mcpd *m);
+static void flush_route(struct entry *e);
+
+/* ---- lookups ---------------------------------------------------------------------------- */
+
+static struct entry *find_entry(struct lp_mcpd *m, uint64_t id)
+{
+    for (struct entry *e = m->entries; e; e = e->next)
+        if (e->id == id)
+            return e;
+    return NULL;
+}
+
+static struct att *find_att(struct lp_mcpd *m, uint64_t id)
+{
+    for (struct att *a = m->atts; a; a = a->next)
+        if (a->id == id)
+            return a;
+    return NULL;
+}
+
+static const struct lp_mcp_server *find_config(const struct lp_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->mcp.n_servers; i++)
+        if (strcmp(cfg->mcp.servers[i].name, name) == 0)
+            return &cfg->mcp.servers[i];
+    return NULL;
+}
+
+static void free_entry(struct entry *e)
+{
+    struct entry **pp = &e->m->entries;
+    while (*pp && *pp != e)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = e->next;
+    lp_child_free(e->child);
+    lp_mcproute_free(e->route);
+    free(e);
+}
+
+static void free_att(struct att *a)
+{
+    struct att **pp = &a->m->atts;
+    while (*pp && *pp != a)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = a->next;
+    lp_lines_free(&a->in);
+    lp_streamq_clear(&a->out);
+    free(a);
+}
+
+/* ---- toward the host ------------------------------------------------------------------------ */
+
+static void push_att(struct att *a)
+{
+    while (a->st && a->entry && a->out.buffered > 0) {
+        const uint8_t *data;
+        size_t n = lp_streamq_peek(&a->out, &data), taken = 0;
+        struct lp_session *s = lp_stream_session(a->st);
+        if (lp_mux_send(s->mux, lp_stream_id(a->st), data, n, &taken) != LP_OK || taken == 0)
+            break;
+        lp_streamq_drop(&a->out, taken);
+        lp_session_dirty(s);
+    }
+}
+
+/* The child may write on while every attachment keeps up. */
+static void pace_child(struct entry *e)
+{
+    bool behind = false;
+
+    if (e->child == NULL)
+        return;
+    for (struct att *a = e->m->atts; a && !behind; a = a->next)
+        behind = a->entry == e->id && a->out.buffered >= HIGH_WATER;
+    lp_child_pause(e->child, behind);
+}
+
+static void flush_route(struct entry *e)
+{
+    uint64_t dest;
+    char *line;
+    size_t len;
+
+    while (lp_mcproute_next(e->route, &dest, &line, &len)) {
+        if (dest == LP_MCPROUTE_CHILD) {
+            if (e->child)
+                lp_child_write(e->child, (const uint8_t *)line, len);
+        } else {
+            struct att *a = find_att(e->m, dest);
+            if (a && a->st && !lp_streamq_append(&a->out, (const uint8_t *)line, len))
+                lp_warn("%s: out of memory: a message for stream %u was dropped", e->tag,
+                        (unsigned)lp_stream_id(a->st));
+            if (a)
+                push_att(a);
+        }
+        free(line);
+    }
+    pace_child(e);
+}
+
+/* ---- the child --------------------------------------------------------------------------- */
+
+static void child_line(void *user, const uint8_t *line, size_t len)
+{
+    struct entry *e = user;
+    lp_mcproute_from_child(e->route, line, len);
+    flush_route(e);
+}
+
+static void child_too_long(void *user)
+{
+    struct entry *e = user;
+    lp_warn("%s: the server wrote a line longer than mcp.max_message (%zu bytes); dropped", e->tag,
+            e->m->cfg->mcp.max_message);
+}
+
+static void drain_atts(struct entry *e);
+
+static void child_drained(void *user)
+{
+    drain_atts(user); /* attachments paused on a full stdin read on */
+}
+
+static void child_exited(void *user, int status, const char *why)
+{
+    struct entry *e = user;
+    struct lp_mcpd *m = e->m;
+    (void)status;
+
+    lp_info("%s child exited: %s", e->tag, why);
+    lp_child_free(e->child);
+    e->child = NULL;
+    lp_mcproute_child_exited(e->route);
+    lp_mcppool_exited(m->pool, e->id, why, lp_now());
+    run_actions(m);
+}
+
+static const struct lp_child_hooks child_hooks = {
+    .line = child_line,
+    .too_long = child_too_long,
+    .drained = child_drained,
+    .exited = child_exited,
+};
+
+static void do_spawn(struct lp_mcpd *m, const struct lp_mcppool_action *act)
+{
+    struct entry *e = find_entry(m, act->entry);
+    const struct lp_mcp_server *sv = find_config(m->cfg, act->name);
+    char err[320];
+
+    if (e == NULL && (e = calloc(1, sizeof(*e))) != NULL) {
+        const char *scope = strchr(act->scope, '/');
+        e->m = m;
+        e->id = act->entry;
+        snprintf(e->name, sizeof(e->name), "%s", act->name);
+        snprintf(e->scope, sizeof(e->scope), "%s", scope ? scope + 1 : act->scope);
+        snprintf(e->tag, sizeof(e->tag), "mcp=%s scope=%s", e->name, e->scope);
+        if ((e->route = lp_mcproute_new(MAX_INFLIGHT)) == NULL) {
+            free(e);
+            e = NULL;
+        } else {
+            e->next = m->entries;
+            m->entries = e;
+        }
+    }
+    if (e == NULL || sv == NULL) {
+        lp_mcppool_started(m->pool, act->entry, false,
+                           e ? "it is no longer configured" : "out of memory", lp_now());
+        return;
+    }
+    if (lp_child_spawn(m->rt->loop, sv, m->cfg->mcp.max_message, e->tag, &child_hooks, e, &e->child,
+                       err, sizeof(err)) != LP_OK) {
+        lp_warn("%s cannot start: %s", e->tag, err);
+        lp_mcppool_started(m->pool, e->id, false, err, lp_now());
+        return;
+    }
+    lp_info("%s child started pid=%d", e->tag, (int)lp_child_pid(e->child));
+    lp_mcppool_started(m->pool, e->id, true, NULL, lp_now());
+    lp_mcproute_child_started(e->route); /* after a crash: the cached initialize first */
+    flush_route(e);
+}
+
+/* ---- actions ------------------------------------------------------------------------------ */
+
+static void end_att(struct lp_mcpd *m, const struct lp_mcppool_action *act)
+{
+    struct att *a = find_att(m, act->att);
+
+    if (a == NULL)
+        return;
+    a->forgotten = true;
+    if (a->st) {
+        lp_info("sess=%s stream=%u mcp %s: %s", lp_stream_session(a->st)->tag,
+                (unsigned)lp_stream_id(a->st), act->name, act->why);
+        lp_stream_reset(a->st, act->code, act->why); /* ended() frees a */
+    } else {
+        free_att(a);
+    }
+}
+
+static void accept_att(struct lp_mcpd *m, const struct lp_mcppool_action *act)
+{
+    struct att *a = find_att(m, act->att);
+    struct entry *e = find_entry(m, act->entry);
+
+    if (a == NULL || a->st == NULL || e == NULL)
+        return;
+    a->entry = e->id;
+    lp_mcproute_attach(e->route, a->id);
+    lp_mux_accept(lp_stream_session(a->st)->mux, lp_stream_id(a->st));
+    lp_session_dirty(lp_stream_session(a->st));
+    lp_debug("sess=%s stream=%u attached to %s", lp_stream_session(a->st)->tag,
+             (unsigned)lp_stream_id(a->st), e->tag);
+}
+
+static void run_actions(struct lp_mcpd *m)
+{
+    struct lp_mcppool_action act;
+    lp_time at;
+
+    while (lp_mcppool_next(m->pool, &act)) {
+        struct entry *e = find_entry(m, act.entry);
+        switch (act.type) {
+        case LP_MCPPOOL_SPAWN:
+            do_spawn(m, &act);
+            break;
+        case LP_MCPPOOL_STOP:
+            if (e && e->child) {
+                lp_info("%s stopping: %s", e->tag, act.why);
+                lp_child_stop(e->child, m->cfg->mcp.stop_grace);
+            }
+            break;
+        case LP_MCPPOOL_ACCEPT:
+            accept_att(m, &act);
+            break;
+        case LP_MCPPOOL_REFUSE:
+        case LP_MCPPOOL_RESET:
+            end_att(m, &act);
+            break;
+        }
+    }
+    /* Entries the pool has let go of (stopped and exited, failed, or crashed and expired). */
+    for (struct entry *e = m->entries, *next; e; e = next) {
+        next = e->next;
+        if (!lp_mcppool_has_entry(m->pool, e->id))
+            free_entry(e);
+    }
+    ev_timer_stop(m->rt->loop, &m->tick);
+    if ((at = lp_mcppool_deadline(m->pool)) != LP_TIME_NEVER) {
+        lp_time now = lp_now();
+        ev_timer_set(&m->tick, at > now ? (double)(at - now) / 1000.0 : 0., 0.);
+        ev_timer_start(m->rt->loop, &m->tick);
+    }
+    if (m->done && m->entries == NULL) {
+        void (*done)(void *) = m->done;
+        m->done = NULL;
+        done(m->done_user);
+    }
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lp_mcpd *m = LP_CONTAINER_OF(w, struct lp_mcpd, tick);
+    (void)loop;
+    (void)revents;
+    lp_mcppool_tick(m->pool, lp_now());
+    run_actions(m);
+}
+
+/* ---- attachments (MCP streams) ---------------------------------------------------------- */
+
+/* The host's lines → the route, while the child's stdin keeps up. */
+static void drain_att(struct att *a)
+{
+    struct entry *e = find_entry(a->m, a->entry);
+    struct lp_mux_span spans[16];
+
+    while (e && a->st && (e->child == NULL || lp_child_queued(e->child) < HIGH_WATER)) {
+        struct lp_session *s = lp_stream_session(a->st);
+        uint32_t id = lp_stream_id(a->st);
+        size_t n = lp_mux_recv_peekv(s->mux, id, spans, 16), total = 0;
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            for (size_t off = 0; off < spans[i].len;) {
+                const uint8_t *line;
+                size_t len, used;
+                enum lp_line_kind k = lp_lines_next(&a->in, spans[i].data + off, spans[i].len - off,
+                                                    &used, &line, &len);
+                off += used;
+                if (k == LP_LINE_OK)
+                    lp_mcproute_from_att(e->route, a->id, line, len);
+                else if (k == LP_LINE_TOO_LONG)
+                    lp_warn("%s: stream %u sent a line longer than mcp.max_message; dropped",
+                            e->tag, (unsigned)id);
+            }
+            total += spans[i].len;
+        }
+        lp_mux_recv_consumed(s->mux, id, total);
+        lp_session_dirty(s);
+        flush_route(e);
+    }
+}
+
+static void drain_atts(struct entry *e)
+{
+    for (struct att *a = e->m->atts; a; a = a->next)
+        if (a->entry == e->id)
+            drain_att(a);
+}
+
+static void att_event(struct lp_stream *st, const struct lp_mux_event *ev, void *user)
+{
+    struct att *a = user;
+    struct entry *e = find_entry(a->m, a->entry);
+    (void)st;
+
+    switch (ev->type) {
+    case LP_MUX_EV_READABLE:
+        drain_att(a);
+        break;
+    case LP_MUX_EV_WRITABLE:
+        push_att(a);
+        if (e)
+            pace_child(e);
+        break;
+    default: /* FIN: the host's side is done; it leaves when the stream closes */
+        break;
+    }
+}
+
+static void att_ended(struct lp_stream *st, uint16_t code, const char *why, void *user)
+{
+    struct att *a = user;
+    struct lp_mcpd *m = a->m;
+    struct entry *e = find_entry(m, a->entry);
+    (void)st;
+    (void)code;
+    (void)why;
+
+    a->st = NULL;
+    if (!a->forgotten) {
+        if (e)
+            lp_mcproute_detach(e->route, a->id); /* cancels what it left in flight */
+        lp_mcppool_detach(m->pool, a->id, lp_now());
+    }
+    free_att(a);
+    if (e && find_entry(m, e->id))
+        flush_route(e);
+    run_actions(m);
+}
+
+static const struct lp_stream_hooks att_hooks = {.event = att_event, .ended = att_ended};
+
+static void refuse(struct lp_session *s, uint32_t id, uint16_t code, const char *why)
+{
+    lp_info("sess=%s stream=%u mcp refused: %s", s->tag, (unsigned)id, why);
+    lp_mux_reset(s->mux, id, code, why);
+    lp_session_dirty(s);
+}
+
+static void open_mcp(void *user, struct lp_session *s, const struct lp_mux_event *ev)
+{
+    struct lp_mcpd *m = user;
+    char name[KEY_MAX + 1], scope[KEY_MAX + 1], key[KEY_MAX + 2], why[KEY_MAX + 96];
+    struct att *a;
+
+    if (ev->text_len == 0 || ev->text_len > KEY_MAX || ev->arg_len == 0 || ev->arg_len > KEY_MAX ||
+        memchr(ev->text, '\0', ev->text_len) || memchr(ev->arg, '\0', ev->arg_len)) {
+        refuse(s, ev->id, LP_RST_BAD_TARGET,
+               "an MCP stream needs a name and a scope of 1..127 bytes");
+        return;
+    }
+    snprintf(name, sizeof(name), "%.*s", (int)ev->text_len, ev->text);
+    snprintf(scope, sizeof(scope), "%.*s", (int)ev->arg_len, ev->arg);
+    if (find_config(m->cfg, name) == NULL) {
+        snprintf(why, sizeof(why), "no MCP server named '%s' on this server", name);
+        refuse(s, ev->id, LP_RST_UNAVAILABLE, why);
+        return;
+    }
+    if (m->may_use && !m->may_use(m->user, s->identity, name)) {
+        lp_warn("sess=%s stream=%u refused: identity %s may not use mcp server %s", s->tag,
+                (unsigned)ev->id, s->identity, name);
+        lp_mux_reset(s->mux, ev->id, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
+        return;
+    }
+    /* Scopes belong to an identity: one client cannot reach another's server process by
+     * naming its scope. */
+    if ((size_t)snprintf(key, sizeof(key), "%s/%s", s->identity, scope) > KEY_MAX) {
+        refuse(s, ev->id, LP_RST_BAD_TARGET, "the identity and scope together exceed 127 bytes");
+        return;
+    }
+    if ((a = calloc(1, sizeof(*a))) == NULL) {
+        refuse(s, ev->id, LP_RST_INTERNAL, "out of memory");
+        return;
+    }
+    a->m = m;
+    a->id = ++m->next_att;
+    lp_lines_init(&a->in, m->cfg->mcp.max_message);
+    lp_streamq_init(&a->out);
+    a->next = m->atts;
+    m->atts = a;
+    if (lp_stream_adopt(s, ev->id, &att_hooks, a, &a->st) != LP_OK) {
+        free_att(a);
+        return;
+    }
+    if (lp_mcppool_open(m->pool, name, key, scope[0] == '~', a->id, lp_now()) != LP_OK) {
+        a->forgotten = true;
+        lp_stream_reset(a->st, LP_RST_INTERNAL, "out of memory");
+        return;
+    }
+    run_actions(m);
+}
+
+/* ---- lifetime ------------------------------------------------------------------------------ */
+
+lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
+                   bool (*may_use)(void *user, const char *identity, const char *name), void *user,
+                   struct lp_mcpd **out)
+{
+    struct lp_mcppool_limits lim = {
+        .max_sessions = cfg->mcp.max_sessions,
+        .idle_timeout = cfg->mcp.idle_timeout,
+        .quick_exit = 5000,
+        .backoff_min = 1000,
+        .backoff_max = 60000,
+    };
+    struct lp_mcpd *m = calloc(1, sizeof(*m));
+
+    *out = m;
+    if (m == NULL || (m->pool = lp_mcppool_new(&lim)) == NULL) {
+        free(m);
+        *out = NULL;
+        return LP_ERR_NOMEM;
+    }
+    m->rt = rt;
+    m->cfg = cfg;
+    m->may_use = may_use;
+    m->user = user;
+    ev_timer_init(&m->tick, tick_cb, 0., 0.);
+    rt->open_mcp = open_mcp;
+    rt->mcp_user = m;
+    return LP_OK;
+}
+
+void lp_mcpd_shutdown(struct lp_mcpd *m, void (*done)(void *), void *done_user)
+{
+    m->done = done;
+    m->done_user = done_user;
+    lp_mcppool_close_all(m->pool, "the server is shutting down", lp_now());
+    run_actions(m);
+}
+
+void lp_mcpd_free(struct lp_mcpd *m)
+{
+    if (m == NULL)
+        return;
+    ev_timer_stop(m->rt->loop, &m->tick);
+    while (m->atts)
+        free_att(m->atts); /* their streams are gone with the sessions */
+    while (m->entries)
+        free_entry(m->entries); /* SIGKILL to what still runs */
+    lp_mcppool_free(m->pool);
+    m->rt->open_mcp = NULL;
+    free(m);
+}
