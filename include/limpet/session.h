@@ -124,6 +124,9 @@ struct lp_stream_hooks {
      * cleanly (both directions done), else the RST code and its message (sent or received).
      * st is freed at the end of the loop iteration; do not touch it after this returns. */
     void (*ended)(struct lp_stream *st, uint16_t code, const char *why, void *user);
+    /* A pump end: the peer finished sending, every byte was written and the local write
+     * side is shut (stdout closed). */
+    void (*fin)(struct lp_stream *st, void *user);
 };
 
 /* Opens a stream whose local end is rfd/wfd (taken; pipes, stdin/stdout or one socket) or,

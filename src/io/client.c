@@ -270,7 +270,8 @@ static void on_live(struct lp_session *s, bool resumed)
  * listeners stay up, so new connections ride the new session. */
 static void replace_session(struct lp_client *c, const char *reason)
 {
-    lp_warn("sess=%s session lost: %s", c->s->tag, reason);
+    if (c->app == NULL || c->app->lost == NULL) /* else the app says it, in one line */
+        lp_warn("sess=%s session lost: %s", c->s->tag, reason);
     abandon_attempt(c);
     lp_session_close(c->s, LP_RST_SESSION_LOST, reason);
     c->s = NULL;

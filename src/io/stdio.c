@@ -61,7 +61,21 @@ static void on_ended(struct lp_stream *st, uint16_t code, const char *why, void 
     finish(io, code == LP_RST_NOT_ALLOWED ? 2 : 1);
 }
 
-static const struct lp_stream_hooks stdio_hooks = {.ended = on_ended};
+/* The far end closed: everything it sent is on stdout and stdout is closed. Like ssh -W,
+ * that ends us (0), even while stdin is still open; what we sent before is delivered first,
+ * since GOODBYE follows it in the session. */
+static void on_fin(struct lp_stream *st, void *user)
+{
+    struct lp_stdio *io = user;
+    struct lp_session *s = lp_stream_session(st);
+
+    lp_debug("stdio %s: the far end closed", io->target);
+    lp_mux_shutdown(s->mux, lp_stream_id(st));
+    lp_session_dirty(s);
+    finish(io, 0);
+}
+
+static const struct lp_stream_hooks stdio_hooks = {.ended = on_ended, .fin = on_fin};
 
 /* The fd the stream takes. A pipe or socket is handed over as it is: the stream closes it
  * when its direction ends, which is the EOF the program on the other side sees. A terminal

@@ -519,6 +519,8 @@ void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
         break;
     case LP_MUX_EV_FIN:
         on_peer_fin(st);
+        if (st->hooks && st->hooks->fin)
+            st->hooks->fin(st, st->hook_user);
         break;
     case LP_MUX_EV_RST:
         on_rst(s, st, ev);
