@@ -27,6 +27,9 @@ struct lp_streamq {
     struct lp_streamq_chunk *head; /* oldest chunk; owned, like every chunk on the list */
     struct lp_streamq_chunk *tail; /* chunk being appended to */
     size_t buffered;               /* bytes held: every chunk's unconsumed bytes */
+    size_t chunk; /* allocation size, 0 = LP_STREAMQ_CHUNK; a stream whose window is smaller
+                   * sets it to the window, so a slow reader holds what it was granted and no
+                   * more */
 };
 
 void lp_streamq_init(struct lp_streamq *q);

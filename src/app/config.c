@@ -4,6 +4,7 @@
  * help. The YAML loader (config_yaml.c) reaches the table only through config_internal.h.
  */
 #include "limpet/config.h"
+#include "limpet/mux.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -149,7 +150,7 @@ void lp_config_defaults(struct lp_config *c)
     c->session.stream_window = MIB(1);
     c->session.ack_every = KIB(64);
     c->session.ack_delay = MS(20);
-    c->session.max_streams = 4096;
+    c->session.max_streams = 1024;
     c->reconnect.initial_delay = MS(100);
     c->reconnect.max_delay = SEC(5);
     c->reconnect.give_up_after = 0;
@@ -164,7 +165,7 @@ void lp_config_defaults(struct lp_config *c)
     c->mcp.idle_timeout = MINUTE(10);
     c->mcp.max_message = MIB(16);
     c->mcp.stop_grace = SEC(2);
-    c->limits.session_memory = MIB(32);
+    c->limits.session_memory = MIB(48);
 }
 
 static void free_list(char **v, size_t n)
@@ -729,17 +730,21 @@ fail:
 /* Both buffers are capped at 1GiB each, so their sum cannot wrap even a 32-bit size_t. */
 static lp_err finish_security(const struct lp_config *c, char *err, size_t errlen)
 {
-    char a[32], b[32], m[32];
-    size_t sum = c->session.replay_buffer + c->session.receive_buffer;
+    char a[32], b[32], m[32], w[32];
+    /* Every stream is granted at least LP_MUX_MIN_WINDOW, even once receive_buffer is all
+     * granted: that is what lets a new stream move at all, and it must fit too. */
+    uint64_t floor = (uint64_t)c->session.max_streams * LP_MUX_MIN_WINDOW;
+    uint64_t sum = (uint64_t)c->session.replay_buffer + c->session.receive_buffer + floor;
 
     if (sum > c->limits.session_memory) {
         format_number(a, sizeof(a), T_SIZE, c->session.replay_buffer);
         format_number(b, sizeof(b), T_SIZE, c->session.receive_buffer);
         format_number(m, sizeof(m), T_SIZE, c->limits.session_memory);
+        format_number(w, sizeof(w), T_SIZE, (size_t)LP_MIN(floor, (uint64_t)SIZE_MAX));
         snprintf(err, errlen,
                  "limits.session_memory: session.replay_buffer %s + session.receive_buffer %s "
-                 "exceed limits.session_memory %s",
-                 a, b, m);
+                 "+ session.max_streams x 16KiB (%s) exceed limits.session_memory %s",
+                 a, b, w, m);
         return LP_ERR_INVALID;
     }
     if ((c->tls.cert[0] == '\0') != (c->tls.key[0] == '\0')) {

@@ -60,6 +60,7 @@ static void grant_window(lp_mux *m, struct stream *s)
 
     s->window = (uint32_t)w;
     s->recv_credit = s->window;
+    s->inq.chunk = LP_MIN(w, (size_t)LP_STREAMQ_CHUNK);
     m->granted += w;
 }
 

@@ -18,6 +18,7 @@ void lp_streamq_init(struct lp_streamq *q)
 {
     q->head = q->tail = NULL;
     q->buffered = 0;
+    q->chunk = 0;
 }
 
 void lp_streamq_clear(struct lp_streamq *q)
@@ -30,7 +31,7 @@ bool lp_streamq_append(struct lp_streamq *q, const uint8_t *p, size_t n)
     struct lp_streamq_chunk *c = q->tail;
 
     if (c == NULL || c->cap - c->tail < n) {
-        size_t cap = LP_MAX((size_t)LP_STREAMQ_CHUNK, n);
+        size_t cap = LP_MAX(q->chunk ? q->chunk : (size_t)LP_STREAMQ_CHUNK, n);
         if ((c = malloc(sizeof(*c) + cap)) == NULL)
             return false;
         c->next = NULL;

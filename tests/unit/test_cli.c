@@ -461,7 +461,7 @@ static void check_page_basics(const char *text)
         "session.stream_window=1MiB",
         "session.ack_every=64KiB",
         "session.ack_delay=20ms",
-        "session.max_streams=4096",
+        "session.max_streams=1024",
         "reconnect.initial_delay=100ms",
         "reconnect.max_delay=5s",
         "reconnect.give_up_after=0s",

@@ -197,7 +197,7 @@ static void check_defaults(const struct lp_config *c)
     assert_int_equal(c->session.stream_window, 1 * MIB);
     assert_int_equal(c->session.ack_every, 64 * KIB);
     assert_int_equal(c->session.ack_delay, 20);
-    assert_int_equal(c->session.max_streams, 4096);
+    assert_int_equal(c->session.max_streams, 1024);
     assert_int_equal(c->reconnect.initial_delay, 100);
     assert_int_equal(c->reconnect.max_delay, 5000);
     assert_int_equal(c->reconnect.give_up_after, 0);
@@ -208,7 +208,7 @@ static void check_defaults(const struct lp_config *c)
     assert_int_equal(c->limits.max_pending, 256);
     assert_int_equal(c->limits.max_pending_per_source, 16);
     assert_int_equal(c->limits.sessions_per_identity, 16);
-    assert_int_equal(c->limits.session_memory, 32 * MIB);
+    assert_int_equal(c->limits.session_memory, 48 * MIB);
     assert_string_equal(c->tls.cert, "");
     assert_string_equal(c->tls.key, "");
     assert_string_equal(c->identity, "");
@@ -832,13 +832,20 @@ static void test_config_finish_refuses_buffers_beyond_session_memory(void **stat
     char err[LP_CONFIG_ERR_MAX];
     (void)state;
     lp_config_defaults(&c);
+    /* 8 + 24 + 1024 streams x 16KiB (16) = 48MiB fits exactly */
     assert_int_equal(lp_config_set(&c, "session.receive_buffer=24MiB", err, sizeof(err)), LP_OK);
-    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK); /* 8 + 24 = 32MiB fits */
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
     assert_int_equal(lp_config_set(&c, "session.replay_buffer=9MiB", err, sizeof(err)), LP_OK);
     assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
     assert_string_equal(err, "limits.session_memory: session.replay_buffer 9MiB + "
-                             "session.receive_buffer 24MiB exceed limits.session_memory 32MiB");
-    assert_int_equal(lp_config_set(&c, "limits.session_memory=33MiB", err, sizeof(err)), LP_OK);
+                             "session.receive_buffer 24MiB + session.max_streams x 16KiB (16MiB) "
+                             "exceed limits.session_memory 48MiB");
+    assert_int_equal(lp_config_set(&c, "limits.session_memory=49MiB", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+    /* More streams need room for their minimum windows too. */
+    assert_int_equal(lp_config_set(&c, "session.max_streams=1025", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
+    assert_int_equal(lp_config_set(&c, "session.max_streams=1024", err, sizeof(err)), LP_OK);
     assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
 }
 
