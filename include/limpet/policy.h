@@ -116,4 +116,10 @@ bool lp_policy_allows(const struct lp_policy *p, const char *host, uint16_t port
 /* True when some MCP rule allows the server called name (borrowed, NUL-terminated). */
 bool lp_policy_allows_name(const struct lp_policy *p, const char *name);
 
+/* True for addresses a name should not lead to unless an address rule names them: loopback
+ * (127/8, ::1), unspecified (0/8, ::), link-local (169.254/16, fe80::/10), multicast
+ * (224/4, ff00::/8), and the same in IPv4-mapped IPv6. A DNS answer the client controls
+ * must not turn an allowed name into this machine's own services. addr is 4 or 16 bytes. */
+bool lp_policy_addr_is_internal(const uint8_t *addr, size_t len);
+
 #endif

@@ -809,3 +809,24 @@ bool lp_policy_allows_name(const struct lp_policy *p, const char *name)
     }
     return false;
 }
+
+static bool v4_internal(const uint8_t *a)
+{
+    return a[0] == 127 || a[0] == 0 || (a[0] == 169 && a[1] == 254) || (a[0] & 0xf0) == 224;
+}
+
+bool lp_policy_addr_is_internal(const uint8_t *addr, size_t len)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    static const uint8_t zero[15] = {0};
+
+    if (len == 4)
+        return v4_internal(addr);
+    if (len != 16)
+        return false;
+    if (memcmp(addr, mapped, sizeof(mapped)) == 0)
+        return v4_internal(addr + 12);
+    if (memcmp(addr, zero, sizeof(zero)) == 0 && (addr[15] == 0 || addr[15] == 1))
+        return true; /* :: and ::1 */
+    return (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80) || addr[0] == 0xff;
+}

@@ -9,12 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "limpet/cli.h"
 #include "limpet/log.h"
+#include "limpet/policy.h"
 #include "limpet/session.h"
 
 #define PUMP_IOV 16        /* queued chunks written per writev */
@@ -390,6 +392,40 @@ void lp_stream_counts(const struct lp_stream *st, uint64_t *up, uint64_t *down)
     *down = st->down;
 }
 
+/* A name the policy allows must not lead to this machine's own services (or link-local
+ * ones) through a DNS answer someone else controls: such an address needs an address rule
+ * of its own. "localhost" is expected to be local and is exempt. */
+static bool resolved_allowed(struct lp_stream *st, const struct lp_addr *addr)
+{
+    struct lp_session *s = st->s;
+    char host[LP_ADDR_MAX], ip[64], why[LP_ADDR_MAX + 160];
+    uint8_t bytes[16];
+    uint16_t port;
+    size_t n = lp_net_addr_bytes(addr, bytes);
+
+    if (s->rt->allow_target == NULL || n == 0 || !lp_policy_addr_is_internal(bytes, n) ||
+        lp_parse_hostport(st->target, host, sizeof(host), &port) != LP_OK)
+        return true;
+    lp_net_addr_str(addr, ip, sizeof(ip));
+    if (ip[0] == '[' && strchr(ip, ']') != NULL) { /* "[::1]:22" -> "::1" */
+        size_t len = (size_t)(strchr(ip, ']') - ip - 1);
+        memmove(ip, ip + 1, len);
+        ip[len] = '\0';
+    } else if (strrchr(ip, ':') != NULL) {
+        *strrchr(ip, ':') = '\0';
+    }
+    if (strcmp(ip, host) == 0 || strcasecmp(host, "localhost") == 0 ||
+        s->rt->allow_target(s->rt->allow_user, s->identity, ip, port))
+        return true;
+    snprintf(why, sizeof(why), "%s resolved to %s, which the server's policy does not allow", host,
+             ip);
+    lp_warn("sess=%s stream=%u refused: identity %s: %s", s->tag, (unsigned)st->id, s->identity,
+            why);
+    lp_mux_reset(s->mux, st->id, LP_RST_NOT_ALLOWED, why);
+    stream_end(st, false, LP_RST_NOT_ALLOWED, why);
+    return false;
+}
+
 /* The target's address is known: start the non-blocking connect. */
 static void dial_resolved(void *user, const struct lp_addr *addr, const char *err)
 {
@@ -403,6 +439,10 @@ static void dial_resolved(void *user, const struct lp_addr *addr, const char *er
         lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, err);
         lp_mux_reset(s->mux, st->id, LP_RST_UNREACHABLE, err);
         stream_end(st, false, LP_RST_UNREACHABLE, err);
+        lp_session_process(s);
+        return;
+    }
+    if (!resolved_allowed(st, addr)) {
         lp_session_process(s);
         return;
     }

@@ -913,6 +913,51 @@ static void test_policy_refuses_malformed_mcp_names(void **state)
     assert_string_equal(format(&r), "*");
 }
 
+static void
+test_policy_internal_addresses_are_loopback_unspecified_link_local_and_multicast(void **state)
+{
+    static const struct {
+        const char *text;
+        bool internal;
+    } cases[] = {
+        {"127.0.0.1", true},
+        {"127.255.255.255", true},
+        {"126.255.255.255", false},
+        {"128.0.0.0", false},
+        {"0.0.0.0", true},
+        {"0.255.255.255", true},
+        {"1.0.0.0", false},
+        {"169.254.0.1", true},
+        {"169.253.255.255", false},
+        {"169.255.0.0", false},
+        {"224.0.0.1", true},
+        {"239.255.255.255", true},
+        {"223.255.255.255", false},
+        {"240.0.0.0", false},
+        {"10.0.0.1", false},
+        {"::1", true},
+        {"::", true},
+        {"::2", false},
+        {"fe80::1", true},
+        {"febf::1", true},
+        {"fec0::1", false},
+        {"ff02::1", true},
+        {"2001:db8::1", false},
+        {"::ffff:127.0.0.1", true},
+        {"::ffff:10.0.0.1", false},
+        {"::ffff:169.254.3.4", true},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t a[16];
+        bool v4 = strchr(cases[i].text, ':') == NULL;
+        assert_int_equal(inet_pton(v4 ? AF_INET : AF_INET6, cases[i].text, a), 1);
+        if (lp_policy_addr_is_internal(a, v4 ? 4 : 16) != cases[i].internal)
+            fail_msg("%s: expected %s", cases[i].text, cases[i].internal ? "internal" : "not");
+    }
+    assert_false(lp_policy_addr_is_internal((const uint8_t *)"\x7f\0\0\1", 3));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -945,6 +990,8 @@ int main(void)
         cmocka_unit_test(test_policy_mcp_names_match_exactly),
         cmocka_unit_test(test_policy_mcp_star_allows_every_valid_name_only),
         cmocka_unit_test(test_policy_refuses_malformed_mcp_names),
+        cmocka_unit_test(
+            test_policy_internal_addresses_are_loopback_unspecified_link_local_and_multicast),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
