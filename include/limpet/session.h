@@ -36,6 +36,9 @@ struct lp_runtime {
     /* Server: may this identity reach host:port? NULL with --insecure (anything goes). */
     bool (*allow_target)(void *user, const char *identity, const char *host, uint16_t port);
     void *allow_user;
+    /* Server: the auth.clients name for a TLS identity (PSK identity or "sha256:..."), by
+     * which sessions are keyed and logged. NULL: the identity as it is. */
+    const char *(*name_of)(void *user, const char *identity);
     /* Server: the peer opened an MCP stream (kind MCP: text = server name, arg = scope, both
      * not NUL-terminated). NULL: no MCP pool here, the OPEN is refused. */
     void (*open_mcp)(void *user, struct lp_session *s, const struct lp_mux_event *ev);
@@ -68,9 +71,10 @@ struct lp_session {
     lp_pipe *pipe;
     lp_mux *mux;
     char tag[9];                             /* first 8 hex digits of the id, for logs */
-    char identity[LP_TLS_IDENTITY_MAX + 80]; /* server: who created it (PSK identity or
-                                              * "sha256:..." of the client certificate), ""
-                                              * with --insecure; a resume must match */
+    char identity[LP_TLS_IDENTITY_MAX + 80]; /* server: who created it (its auth.clients
+                                              * name; a certificate unknown by name stays
+                                              * "sha256:..."), "" with --insecure; a resume
+                                              * must match */
     struct lp_link link;                     /* open only while attached */
     uint64_t gen;                            /* the pipe generation this fd carries */
     char peer[64];                           /* the link's peer address, for logs */

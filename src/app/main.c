@@ -96,6 +96,7 @@ static int setup_tls(const struct lp_cli *cli, const struct lp_config *cfg, stru
         goto bad;
     a->rt.tls = lp_auth_tls(a->auth);
     a->rt.allow_target = lp_auth_allows_target;
+    a->rt.name_of = lp_auth_name_of;
     a->rt.allow_user = a->auth;
     return EXIT_OK;
 bad:
@@ -133,7 +134,7 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
 {
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     struct app a;
-    ev_signal sint, sterm;
+    ev_signal sint, sterm, shup;
     int code = EXIT_OK;
 
     memset(&a, 0, sizeof(a));
@@ -147,11 +148,19 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
     lp_runtime_init(&a.rt, loop);
     ev_signal_init(&sint, signal_cb, SIGINT);
     ev_signal_init(&sterm, signal_cb, SIGTERM);
-    sint.data = sterm.data = &a;
+    /* ssh ends its ProxyCommand with SIGHUP, and a closed terminal sends it: for the
+     * commands that dial, it means "end cleanly" (GOODBYE, so the server frees the session
+     * at once instead of keeping it for session.ttl). */
+    ev_signal_init(&shup, signal_cb, SIGHUP);
+    sint.data = sterm.data = shup.data = &a;
     ev_signal_start(loop, &sint);
     ev_signal_start(loop, &sterm);
     ev_unref(loop); /* signals alone must not keep the loop running */
     ev_unref(loop);
+    if (cli->cmd != LP_CMD_SERVER) {
+        ev_signal_start(loop, &shup);
+        ev_unref(loop);
+    }
 
     if (cfg->insecure)
         lp_warn("running with --insecure: no TLS, no authentication; use only on a trusted "
@@ -181,6 +190,10 @@ out:
     ev_ref(loop);
     ev_signal_stop(loop, &sint);
     ev_signal_stop(loop, &sterm);
+    if (ev_is_active(&shup)) {
+        ev_ref(loop);
+        ev_signal_stop(loop, &shup);
+    }
     lp_runtime_clear(&a.rt);
     ev_loop_destroy(loop);
     return code;

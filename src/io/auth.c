@@ -68,7 +68,9 @@ static const struct lp_auth_client *find_client(const struct lp_config *cfg, con
     for (size_t i = 0; i < cfg->auth.n_clients; i++) {
         const struct lp_auth_client *c = &cfg->auth.clients[i];
         bool psk = c->psk_file[0] && strcmp(c->name, identity) == 0;
-        bool crt = c->cert_fingerprint[0] && strcmp(c->cert_fingerprint, identity) == 0;
+        /* A certificate client is known by its fingerprint in TLS, by its name after. */
+        bool crt = c->cert_fingerprint[0] &&
+                   (strcmp(c->cert_fingerprint, identity) == 0 || strcmp(c->name, identity) == 0);
         if (psk || crt) {
             *index = i;
             return c;
@@ -115,6 +117,14 @@ bool lp_auth_allows_target(void *user, const char *identity, const char *host, u
     if (find_client(a->cfg, identity, &i) == NULL)
         return false;
     return lp_policy_allows(&a->forward[i], host, port);
+}
+
+const char *lp_auth_name_of(void *user, const char *identity)
+{
+    struct lp_auth *a = user;
+    size_t i;
+    const struct lp_auth_client *c = find_client(a->cfg, identity, &i);
+    return c ? c->name : identity;
 }
 
 bool lp_auth_allows_mcp(void *user, const char *identity, const char *name)

@@ -260,7 +260,10 @@ static void hs_new_session(struct handshake *h, const struct lp_hello *hello)
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->nsessions++;
-    lp_info("sess=%s new session from %s", s->tag, h->name);
+    if (s->identity[0])
+        lp_info("sess=%s new session from %s, identity %s", s->tag, h->name, s->identity);
+    else
+        lp_info("sess=%s new session from %s", s->tag, h->name);
     lp_session_attach(s, &h->link, gen, h->name, NULL, 0);
     hs_free(h, false);
 }
@@ -278,8 +281,10 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
     /* A stolen id and token are worthless without the key of the identity that made the
      * session; the session itself is left alone. */
     if (strcmp(s->identity, h->identity) != 0) {
-        lp_warn("sess=%s resume attempt by another identity (%s) from %s refused", s->tag,
-                h->identity[0] ? h->identity : "none", h->name);
+        lp_warn("sess=%s resume attempt by another identity (%s) from %s refused: the session "
+                "belongs to %s",
+                s->tag, h->identity[0] ? h->identity : "none", h->name,
+                s->identity[0] ? s->identity : "no identity");
         hs_reject(h, LP_REJECT_AUTH, "this session belongs to another identity");
         return;
     }
@@ -359,6 +364,13 @@ static bool hs_tls_step(struct handshake *h)
         char *o = h->identity + snprintf(h->identity, sizeof(h->identity), "sha256:");
         for (unsigned i = 0; i < LP_TLS_FP_LEN; i++, o += 2)
             snprintf(o, 3, "%02x", fp[i]);
+        /* From here on the client is its auth.clients name, in logs and in the session. */
+        if (h->srv->rt->name_of) {
+            char name[sizeof(h->identity)];
+            snprintf(name, sizeof(name), "%s",
+                     h->srv->rt->name_of(h->srv->rt->allow_user, h->identity));
+            snprintf(h->identity, sizeof(h->identity), "%s", name);
+        }
     } else {
         snprintf(h->identity, sizeof(h->identity), "%s", lp_tls_peer_identity(t));
     }

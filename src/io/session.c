@@ -205,11 +205,15 @@ void lp_session_detach(struct lp_session *s, const char *reason)
 /* The link failed under us: detach and tell the owner. */
 static void link_failed(struct lp_session *s, const char *reason)
 {
+    char why[sizeof(s->link.err)];
+
     if (!lp_link_open(&s->link))
         return;
+    /* reason may be the link's own error text, which closing the link clears */
+    snprintf(why, sizeof(why), "%s", reason && reason[0] ? reason : "link failed");
     lp_session_detach(s, NULL);
     if (s->hooks->link_down)
-        s->hooks->link_down(s, reason);
+        s->hooks->link_down(s, why);
 }
 
 static void link_read_cb(struct ev_loop *loop, ev_io *w, int revents)

@@ -106,11 +106,15 @@ def test_cert_mode_carries_cut_transfers_byte_exact(limpet_bin, procs, target, t
     cfg = server_yaml(tmp, sport, [("laptop", ("cert_fingerprint", client_fp),
                                     ["127.0.0.1:%d" % target.port])],
                       tls=(os.path.join(tmp, "server.crt"), os.path.join(tmp, "server.key")))
-    H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
+    server = H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
     cut_transfer(procs, target, sport, [
         "-o", "tls.cert=%s" % os.path.join(tmp, "laptop.crt"),
         "-o", "tls.key=%s" % os.path.join(tmp, "laptop.key"),
         "-o", "server_fingerprint=%s" % server_fp])
+    # The certificate client is known by its auth.clients name, in logs and sessions.
+    assert server.count("new session from 127.0.0.1:") == 1
+    assert server.count("identity laptop") >= 1, server.tail(20)
+    assert server.count("identity sha256:") == 0
 
 
 def refused_at_once(server, argv):
@@ -292,3 +296,110 @@ def test_sessions_per_identity_limit_refuses_the_newest_and_it_keeps_retrying(
     H.check_streams(streams, target)
     first.stop()
     second.wait_log("established", timeout=H.slack(15))   # its turn once the first ends
+
+
+# ---- issue 4: a resume token is worthless without the key of the identity that made it ----
+
+# tests/tools/lpsteal.c: one TLS-PSK handshake and one HELLO as any identity (Python's ssl has
+# no TLS-PSK). `make all` builds it beside the limpet binary under test.
+LPSTEAL = os.environ.get("LIMPET_LPSTEAL") or os.path.join(os.path.dirname(H.BIN), "tools",
+                                                           "lpsteal")
+
+
+def lpsteal(port, keydir, identity, *command):
+    """Runs the tool as `identity` (key from keydir/identity.psk); returns (status, stdout)."""
+    if not os.access(LPSTEAL, os.X_OK):
+        pytest.fail("lpsteal not found at %s (`make all` builds it; or set LIMPET_LPSTEAL)"
+                    % LPSTEAL)
+    r = subprocess.run([LPSTEAL, "127.0.0.1:%d" % port, "--as", identity,
+                        "--psk-file", os.path.join(keydir, identity + ".psk"), *command],
+                       capture_output=True, text=True, timeout=H.slack(20))
+    hits = [m for m in H.SANITIZER_MARKS if m in r.stderr]
+    assert not hits, "sanitizer report from lpsteal:\n" + r.stderr
+    assert r.returncode in (0, 3), "lpsteal %s exited %d: %s" % (
+        " ".join(command), r.returncode, r.stderr)
+    return r.returncode, r.stdout.strip()
+
+
+def welcome_fields(out):
+    assert out.startswith("welcome "), "expected a WELCOME, got: " + out
+    return dict(word.split("=", 1) for word in out.split()[1:])
+
+
+def reject_fields(out):
+    """'reject code=N name=NAME msg=TEXT' -> (code, name, text)"""
+    assert out.startswith("reject "), "expected a REJECT, got: " + out
+    head, _, msg = out.partition(" msg=")
+    fields = dict(word.split("=", 1) for word in head.split()[1:])
+    return int(fields["code"]), fields["name"], msg
+
+
+@pytest.mark.budget(90)
+def test_stolen_session_id_and_token_are_refused_to_another_identity(
+        limpet_bin, procs, target, tmp_path):
+    """Identity alice presents bob's session id and resume token: REJECT AUTH with a reason,
+    one server line saying what was refused and for whom; bob's session is untouched (bob
+    resumes it afterwards, and a wrong token does not end it either), and a real client of
+    bob's moving data meanwhile sees no disturbance at all."""
+    tmp = str(tmp_path)
+    keygen(tmp, "psk", "alice")
+    keygen(tmp, "psk", "bob")
+    sport = H.free_port()
+    allow = ["127.0.0.1:%d" % target.port]
+    cfg = server_yaml(tmp, sport, [
+        ("alice", ("psk_file", os.path.join(tmp, "alice.psk")), allow),
+        ("bob", ("psk_file", os.path.join(tmp, "bob.psk")), allow)])
+    server = H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
+    lport = H.free_port()
+    bob = H.limpet_client(procs, sport, [(lport, target.port)], *H.FAST_CLIENT,
+                          *psk_client_opts(tmp, "bob", "bob.psk"), insecure=False, name="bob")
+    real_tag = bob.wait_log("established", timeout=H.slack(10))[0].split("sess=")[1][:8]
+    streams = [H.Stream(up=4 * H.MiB, down=4 * H.MiB, up_pace=4.0, down_pace=4.0)
+               for _ in range(2)]
+    join = H.start_streams(streams, lport, timeout=H.slack(40))
+    H.wait_until(lambda: all(st.progress[0] > 0 for st in streams), H.slack(10),
+                 "the transfer to start")
+
+    status, out = lpsteal(sport, tmp, "bob", "new")
+    w = welcome_fields(out)
+    assert status == 0 and w["resumed"] == "0", out
+    sid, token = w["session"], w["token"]
+    assert len(sid) == 32 and len(token) == 64 and token != "0" * 64, out
+    tag = sid[:8]
+    assert tag != real_tag
+
+    # alice holds bob's id and token but not bob's key
+    status, out = lpsteal(sport, tmp, "alice", "resume", sid, token)
+    code, name, msg = reject_fields(out)
+    assert (status, code, name) == (3, 4, "AUTH"), out
+    assert msg == "this session belongs to another identity", out
+    line = server.wait_log("resume attempt by another identity", timeout=H.slack(5))
+    assert len(line) == 1 and "sess=%s " % tag in line[0] and "(alice)" in line[0] \
+        and line[0].rstrip().endswith("refused: the session belongs to bob"), "\n".join(line)
+    assert "WARN" in line[0], line[0]
+
+    # bob's session is still there, and still bob's
+    status, out = lpsteal(sport, tmp, "bob", "resume", sid, token)
+    w = welcome_fields(out)
+    assert status == 0 and w["session"] == sid and w["resumed"] == "1", out
+
+    # a wrong token is refused, even to the right identity, and ends nothing either. (The
+    # server answers SESSION_UNKNOWN so as not to confirm the id exists; PROTOCOL.md 3.4.3
+    # says AUTH: either is a refusal.)
+    wrong = ("%02x" % (int(token[:2], 16) ^ 1)) + token[2:]
+    status, out = lpsteal(sport, tmp, "bob", "resume", sid, wrong)
+    code, name, msg = reject_fields(out)
+    assert status == 3 and code in (2, 4) and msg, out
+    status, out = lpsteal(sport, tmp, "bob", "resume", sid, token)
+    assert welcome_fields(out)["session"] == sid, out
+    assert server.count("sess=%s resumed from" % tag) == 2, server.tail(20)
+
+    H.check_streams(join(), target)
+    assert bob.alive(), bob.tail(10)
+    assert bob.count("established") == 1, bob.tail(10)
+    for word in ("resumed", "link down", "lost", "retrying"):
+        assert bob.count(word) == 0, "bob's client was disturbed (%s):\n%s" % (word,
+                                                                              bob.tail(10))
+    for word in ("detached", "resumed from", "replaced"):
+        assert server.count("sess=%s %s" % (real_tag, word)) == 0, server.tail(20)
+    assert server.count("authentication failed") == 0, server.tail(20)
