@@ -32,6 +32,10 @@
 #include "limpet/pipe.h"
 
 #define LP_MUX_MIN_WINDOW (16u * 1024u)
+/* An opener may send this much DATA before OPEN_OK (its OPEN and that DATA travel together,
+ * so a new stream costs one round trip, not two); the acceptor's OPEN_OK window counts from
+ * the stream's first byte. Equal to the minimum window, so every grant covers it. */
+#define LP_MUX_EARLY_DATA LP_MUX_MIN_WINDOW
 
 struct lp_mux_config {
     uint32_t stream_window; /* window granted per stream when memory allows (256 KiB) */

@@ -331,6 +331,7 @@ static lp_err recv_open(lp_mux *m, const struct lp_frame *f, const char **why)
     s->arg_len = o.arg_len;
     s->kind = o.kind;
     s->send_credit = o.window;
+    grant_window(m, s); /* now: the opener's early DATA may follow its OPEN */
     mux_queue_event(m, s, EV_OPEN);
     return LP_OK;
 }
@@ -359,8 +360,13 @@ static void recv_open_ok(lp_mux *m, struct stream *s, uint32_t window)
         fail_stream(m, s, LP_RST_PROTOCOL, "duplicate OPEN_OK");
         return;
     }
+    uint32_t early = LP_MUX_EARLY_DATA - s->send_credit; /* sent before this OPEN_OK */
+    if (window < early) {
+        fail_stream(m, s, LP_RST_PROTOCOL, "OPEN_OK window below the data sent before it");
+        return;
+    }
     s->flags |= SF_ESTABLISHED;
-    s->send_credit = window;
+    s->send_credit = window - early;
     mux_queue_event(m, s, EV_OPEN_OK);
 }
 
@@ -382,6 +388,10 @@ static void recv_data(lp_mux *m, struct stream *s, const struct lp_frame *f)
     }
     if (f->len > s->recv_credit) {
         fail_stream(m, s, LP_RST_PROTOCOL, "data beyond window");
+        return;
+    }
+    if (!(s->flags & SF_ESTABLISHED) && s->window - s->recv_credit + f->len > LP_MUX_EARLY_DATA) {
+        fail_stream(m, s, LP_RST_PROTOCOL, "more data before OPEN_OK than the early allowance");
         return;
     }
     if (f->len == 0)
@@ -594,6 +604,7 @@ lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_le
     s->arg_len = arg_len;
     t = a = NULL; /* the stream owns them until its OPEN is sent */
     grant_window(m, s);
+    s->send_credit = LP_MUX_EARLY_DATA; /* until OPEN_OK says how much the peer grants */
     *id = s->id;
     rc = LP_OK;
     queue_control(m, s, PC_OPEN);
@@ -614,10 +625,12 @@ lp_err lp_mux_accept(lp_mux *m, uint32_t id)
     s->flags |= SF_ESTABLISHED | SF_OPEN_SEEN;
     mux_clear_event(s, EV_OPEN);
     mux_free_open_copies(s);
-    grant_window(m, s);
-    /* Queued before OPEN_OK so that s cannot have been freed: our FIN is not sent yet. */
+    /* The window was granted when the OPEN arrived (early DATA needed it). Queued before
+     * OPEN_OK so that s cannot have been freed: our FIN is not sent yet. */
     maybe_deliver_fin(m, s);
     queue_control(m, s, PC_OPEN_OK);
+    if (s->unreported > 0) /* early bytes the glue took before accepting */
+        queue_control(m, s, PC_WINDOW);
     return LP_OK;
 }
 
@@ -661,9 +674,15 @@ size_t lp_mux_send_reservev(lp_mux *m, uint32_t id, struct lp_span *spans, size_
 
     *count = 0;
     m->reserved = 0;
-    /* An opener not yet accepted has no credit; its OPEN_OK event is the wake-up. */
-    if (s == NULL || nspan == 0 || (s->flags & SF_FIN_WANTED) || !(s->flags & SF_ESTABLISHED))
+    /* An acceptor sends only after its OPEN_OK; an opener may send its early credit at once,
+     * but never ahead of its own OPEN. */
+    if (s == NULL || nspan == 0 || (s->flags & SF_FIN_WANTED) ||
+        !(s->flags & (SF_ESTABLISHED | SF_OURS)))
         return 0;
+    if (s->pending & PC_OPEN) {
+        list_append(&m->waiting, &s->wait);
+        return 0;
+    }
     if (s->pending & PC_OPEN_OK) { /* no DATA may overtake our OPEN_OK */
         list_append(&m->waiting, &s->wait);
         return 0;
@@ -770,6 +789,8 @@ void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n)
         maybe_deliver_fin(m, s);
         return;
     }
+    if (!(s->flags & SF_ESTABLISHED))
+        return; /* no WINDOW before our OPEN_OK: lp_mux_accept sends it */
     /* A quarter of the window keeps bulk transfers streaming with few WINDOW frames; an
      * emptied queue returns small amounts at once so interactive streams never stall. */
     if (s->unreported >= s->window / 4 || (s->inq.buffered == 0 && s->unreported > 0))

@@ -61,6 +61,7 @@ struct lp_mcpd {
 
 static void run_actions(struct lp_mcpd *m);
 static void flush_route(struct entry *e);
+static void drain_att(struct att *a);
 
 /* ---- lookups ---------------------------------------------------------------------------- */
 
@@ -275,6 +276,7 @@ static void accept_att(struct lp_mcpd *m, const struct lp_mcppool_action *act)
     lp_session_dirty(lp_stream_session(a->st));
     lp_debug("sess=%s stream=%u attached to %s", lp_stream_session(a->st)->tag,
              (unsigned)lp_stream_id(a->st), e->tag);
+    drain_att(a); /* lines that came with the OPEN */
 }
 
 static void run_actions(struct lp_mcpd *m)

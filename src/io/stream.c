@@ -273,7 +273,9 @@ static void stream_write_cb(struct ev_loop *loop, ev_io *w, int revents)
             lp_debug("sess=%s stream=%u connected to %s", s->tag, (unsigned)st->id, st->target);
             free(st->target); /* only needed while dialing */
             st->target = NULL;
-            pump_up(st);
+            pump_down(st); /* the opener's early DATA */
+            if (!st->dead)
+                pump_up(st);
         }
     } else {
         pump_down(st);
@@ -319,6 +321,7 @@ lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const ch
     lp_net_tune_stream(fd);
     start_timer(st, wait);
     lp_debug("sess=%s stream=%u open from %s -> %s", s->tag, (unsigned)id, from, target);
+    pump_up(st); /* what the application sent first rides with the OPEN */
     lp_session_dirty(s);
     return LP_OK;
 }
@@ -551,10 +554,11 @@ void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
         pump_up(st);
         break;
     case LP_MUX_EV_READABLE:
-        pump_down(st);
+        if (st->state == ST_OPEN) /* early DATA waits in the mux until we are connected */
+            pump_down(st);
         break;
     case LP_MUX_EV_WRITABLE:
-        if (st->state == ST_OPEN)
+        if (st->state == ST_OPEN || st->state == ST_OPENING)
             pump_up(st);
         break;
     case LP_MUX_EV_FIN:

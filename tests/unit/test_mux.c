@@ -842,6 +842,104 @@ static void test_mux_data_before_open_ok_resets_the_stream(void **state)
     end_clear(&e);
 }
 
+/* ---- early data (one round trip per new stream) ------------------------------------ */
+
+static void test_mux_opener_sends_early_data_up_to_the_allowance_before_open_ok(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    uint32_t id = 0;
+    uint8_t *buf;
+
+    n->s.auto_accept = false;
+    assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, "h:1", 3, NULL, 0, &id), LP_OK);
+    /* OPEN and the first 16 KiB go out together, before any answer. */
+    assert_int_equal(send_pattern(n->c.mux, id, 0, 100000), LP_MUX_EARLY_DATA);
+    assert_int_equal(lp_mux_send_reserve(n->c.mux, id, &buf), 0);
+    pump(n);
+    assert_non_null(find_event(&n->s, LP_MUX_EV_OPEN, id));
+    assert_int_equal(lp_mux_recv_buffered(n->s.mux, id), LP_MUX_EARLY_DATA);
+    assert_int_equal(n->s.rc, LP_OK);
+    /* The glue takes it only once it has accepted; then the window (64 KiB) counts from the
+     * first byte: 48 KiB more may follow. */
+    assert_int_equal(lp_mux_accept(n->s.mux, id), LP_OK);
+    assert_int_equal(read_pattern(n->s.mux, id, 0, SIZE_MAX), LP_MUX_EARLY_DATA);
+    pump(n);
+    assert_non_null(find_event(&n->c, LP_MUX_EV_OPEN_OK, id));
+    size_t more = send_pattern(n->c.mux, id, LP_MUX_EARLY_DATA, 200000);
+    assert_true(more >= 48u * 1024u); /* plus whatever WINDOW already returned */
+    pump(n);
+    assert_int_equal(read_pattern(n->s.mux, id, LP_MUX_EARLY_DATA, SIZE_MAX), more);
+    assert_int_equal(n->c.rc, LP_OK);
+    assert_int_equal(n->s.rc, LP_OK);
+    net_free(n);
+}
+
+static void test_mux_early_data_of_a_refused_stream_is_dropped_with_its_budget(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    uint32_t id = 0;
+
+    n->s.auto_accept = false;
+    assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, "h:1", 3, NULL, 0, &id), LP_OK);
+    assert_int_equal(send_pattern(n->c.mux, id, 0, 5000), 5000);
+    pump(n);
+    assert_int_equal(lp_mux_recv_buffered(n->s.mux, id), 5000);
+    lp_mux_reset(n->s.mux, id, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
+    pump(n);
+    const struct logged *rst = find_event(&n->c, LP_MUX_EV_RST, id);
+    assert_non_null(rst);
+    assert_int_equal(rst->code, LP_RST_NOT_ALLOWED);
+    assert_int_equal(lp_mux_stream_count(n->s.mux), 0);
+    /* The refused stream's window went back: a new stream gets the full stream_window. */
+    n->s.auto_accept = true;
+    uint32_t id2 = open_stream(n, "h:2");
+    assert_int_equal(send_pattern(n->c.mux, id2, 0, 200000), 64u * 1024u);
+    net_free(n);
+}
+
+static void test_mux_more_early_data_than_allowed_resets_the_stream(void **state)
+{
+    (void)state;
+    struct end e;
+    struct lp_mux_config mc = mux_cfg();
+    const char *why;
+
+    lone_server(&e, &mc);
+    e.auto_accept = false;
+    assert_int_equal(feed_open(e.mux, 1, 65536, &why), LP_OK);
+    assert_int_equal(feed_data(e.mux, 1, LP_FRAME_MAX_PAYLOAD, &why), LP_OK); /* 16 KiB: fine */
+    end_events(&e);
+    assert_true(lp_mux_has_stream(e.mux, 1));
+    assert_int_equal(feed_data(e.mux, 1, 1, &why), LP_OK); /* one byte more */
+    end_events(&e);
+    const struct logged *rst = find_event(&e, LP_MUX_EV_RST, 1);
+    assert_non_null(rst);
+    assert_int_equal(rst->code, LP_RST_PROTOCOL);
+    assert_false(lp_mux_has_stream(e.mux, 1));
+    end_clear(&e);
+}
+
+static void test_mux_open_ok_window_below_the_early_data_resets_the_stream(void **state)
+{
+    (void)state;
+    struct end e;
+    struct lp_mux_config mc = mux_cfg();
+    const char *why;
+    uint32_t id;
+
+    lone_server(&e, &mc);
+    assert_int_equal(lp_mux_open(e.mux, LP_KIND_REVERSE, "h:1", 3, NULL, 0, &id), LP_OK);
+    assert_int_equal(send_pattern(e.mux, id, 0, 2000), 2000);
+    assert_int_equal(feed_u32(e.mux, LP_FT_OPEN_OK, id, 1000, &why), LP_OK);
+    end_events(&e);
+    const struct logged *rst = find_event(&e, LP_MUX_EV_RST, id);
+    assert_non_null(rst);
+    assert_int_equal(rst->code, LP_RST_PROTOCOL);
+    end_clear(&e);
+}
+
 /* ---- session-level faults ----------------------------------------------------------- */
 
 static void test_mux_rejects_open_with_wrong_parity(void **state)
@@ -1460,6 +1558,10 @@ int main(void)
         cmocka_unit_test(test_mux_data_after_fin_resets_the_stream),
         cmocka_unit_test(test_mux_window_overflow_resets_the_stream),
         cmocka_unit_test(test_mux_data_before_open_ok_resets_the_stream),
+        cmocka_unit_test(test_mux_opener_sends_early_data_up_to_the_allowance_before_open_ok),
+        cmocka_unit_test(test_mux_early_data_of_a_refused_stream_is_dropped_with_its_budget),
+        cmocka_unit_test(test_mux_more_early_data_than_allowed_resets_the_stream),
+        cmocka_unit_test(test_mux_open_ok_window_below_the_early_data_resets_the_stream),
         cmocka_unit_test(test_mux_rejects_open_with_wrong_parity),
         cmocka_unit_test(test_mux_rejects_reused_stream_id),
         cmocka_unit_test(test_mux_rejects_frames_for_never_opened_streams),
