@@ -46,12 +46,38 @@ uint32_t lp_random_u32(void)
     return v;
 }
 
+/* A literal address needs no lookup. getaddrinfo with AI_ADDRCONFIG asks the kernel over a
+ * netlink socket which families are configured: seven system calls per new stream. */
+static bool literal(const char *host, uint16_t port, struct lp_addr *out)
+{
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&out->sa;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&out->sa;
+
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(port);
+        out->len = sizeof(*v4);
+        return true;
+    }
+    memset(out, 0, sizeof(*out));
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(port);
+        out->len = sizeof(*v6);
+        return true;
+    }
+    return false;
+}
+
 lp_err lp_net_resolve(const char *host, uint16_t port, struct lp_addr *out, char *err,
                       size_t errlen)
 {
     struct addrinfo hints, *res = NULL;
     char portstr[8];
 
+    if (literal(host, port, out))
+        return LP_OK;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
