@@ -17,6 +17,9 @@
 # (scripts/faultrelay.py) to the first byte delivered again, with and without TLS. The crypto
 # ceiling is tests/bench/aead_ceiling.c: one core sealing 16 KiB records with the mbedTLS limpet
 # links (ChaCha20-Poly1305, AES-128-GCM, AES-256-GCM). Load comes from tests/bench/lpbench.c.
+# For the limpet rows, the CPU time (utime+stime from /proc/PID/stat) the limpet client and the
+# limpet server spent in each throughput run is recorded too: bytes per CPU-second of the sealing
+# and of the opening side, which the table sets against the ceiling next to the wall-clock ratio.
 # Both are built here with cc -O2. Everything started is stopped by PID on exit.
 #
 # Knobs (environment): LIMPET_BIN (build/limpet), BENCH_BYTES (1 GiB per throughput run),
@@ -40,6 +43,7 @@ CONNS=${BENCH_CONNS:-2000}
 HOLD=${BENCH_HOLD:-1000}
 CUTS=${BENCH_CUTS:-20}
 CEILING_SECONDS=${BENCH_CEILING_SECONDS:-2}
+CLK_TCK=$(getconf CLK_TCK) # the unit of utime and stime in /proc/PID/stat
 ONLY=${BENCH_ONLY:-ceiling direct socat socat64k limpet limpet-tls stunnel ssh}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/limpet-bench.XXXXXX")
@@ -155,16 +159,63 @@ field() {
     sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"
 }
 
+# cpu_ticks PID...: the CPU time (every thread) each PID has used so far, as "utime stime" in
+# clock ticks, all on one line; fails when one of them has gone. The fields are read after the
+# last ')' because the command name before it may itself hold spaces and parentheses.
+cpu_ticks() {
+    local pid stat f ticks=()
+    for pid in "$@"; do
+        stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+        read -ra f <<<"${stat##*) }"
+        [[ ${#f[@]} -gt 12 ]] || return 1
+        ticks+=("${f[11]}" "${f[12]}") # fields 14 and 15; f[0] is field 3
+    done
+    echo "${ticks[*]}"
+}
+
+# cpu_note NAME STREAMS LPBENCH_OUT BEFORE AFTER: records and prints the CPU time (utime+stime)
+# the limpet client and server (BEFORE and AFTER as cpu_ticks printed them for the two) spent on
+# one throughput run. The line shows the user/system split too: on loopback, part of the system
+# time of a sender is the receiving side's TCP work, run in the sender's context.
+cpu_note() {
+    local name=$1 streams=$2 bytes secs b a line
+    bytes=$(field bytes "$3") secs=$(field secs "$3")
+    read -ra b <<<"$4"
+    read -ra a <<<"$5"
+    if [[ ${#b[@]} -ne 4 || ${#a[@]} -ne 4 || -z $bytes ]]; then
+        note "$name: no CPU time for the $streams-stream run (a limpet process had ended)"
+        return 0
+    fi
+    line=$(awk -v cu="$((a[0] - b[0]))" -v cs="$((a[1] - b[1]))" -v su="$((a[2] - b[2]))" \
+        -v ss="$((a[3] - b[3]))" -v t="$CLK_TCK" -v n="$bytes" '
+        function per(k) { return k > 0 ? sprintf("%.0f", n / (k / t) / 1e6) : "-" }
+        BEGIN { printf "%.3f %.3f client %.2f s (user %.2f, sys %.2f; %s MB per CPU-s), " \
+                "server %.2f s (user %.2f, sys %.2f; %s MB per CPU-s)",
+                (cu + cs) / t, (su + ss) / t, (cu + cs) / t, cu / t, cs / t, per(cu + cs),
+                (su + ss) / t, su / t, ss / t, per(su + ss) }')
+    record "cpu_client_tput$streams" "$name" "${line%% *}"
+    line=${line#* }
+    record "cpu_server_tput$streams" "$name" "${line%% *}"
+    record "bytes_tput$streams" "$name" "$bytes"
+    record "secs_tput$streams" "$name" "$secs"
+    printf '      CPU of limpet: %s, in %s s wall\n' "${line#* }" "$secs"
+}
+
 # ---- the measurements ---------------------------------------------------------------------
 
-# measure NAME SINK_PORT ECHO_PORT: every load through one path's two entry ports.
+# measure NAME SINK_PORT ECHO_PORT [CLIENT_PID SERVER_PID]: every load through one path's two
+# entry ports; with the PIDs of a limpet pair, also their CPU time in each throughput run.
 measure() {
-    local name=$1 sink=$2 echo=$3 out
+    local name=$1 sink=$2 echo=$3 out before after
+    local pair=("${@:4}")
     echo "== $name"
     for streams in 1 8; do
+        before=$(cpu_ticks "${pair[@]}") || before=''
         if out=$("$LPBENCH" tput "127.0.0.1:$sink" "$streams" "$BYTES" "$SECONDS_CAP" 2>&1); then
+            after=$(cpu_ticks "${pair[@]}") || after=''
             record "tput$streams" "$name" "$(field bps "$out")"
             printf '   throughput %d stream(s): %s\n' "$streams" "$out"
+            [[ ${#pair[@]} -eq 0 ]] || cpu_note "$name" "$streams" "$out" "$before" "$after"
         else
             note "$name: throughput with $streams streams failed: $out"
         fi
@@ -308,7 +359,7 @@ bench_limpet() {
         stop "$LC_PID" "$LS_PID"
         return 0
     fi
-    measure "$name" "${p[1]}" "${p[2]}"
+    measure "$name" "${p[1]}" "${p[2]}" "$LC_PID" "$LS_PID"
     echo "   RSS after the runs: client $(rss_kib "$LC_PID") KiB, server $(rss_kib "$LS_PID") KiB"
     stop "$LC_PID" "$LS_PID"
 }
@@ -551,6 +602,8 @@ bench_ceiling() {
         [[ -z $bps ]] || record ceiling "${line%% *}" "$bps"
         bps=$(field bps "$line")
         [[ -z $bps ]] || record ceiling_mean "${line%% *}" "$bps"
+        bps=$(field cpu_bps "$line") # per second of its own CPU time, like the limpet CPU rows
+        [[ -z $bps || $bps == 0 ]] || record ceiling_cpu "${line%% *}" "$bps"
     done <<<"$out"
 }
 
@@ -564,6 +617,7 @@ cc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -o "$LPBENCH" \
 command -v socat >/dev/null 2>&1 || { note "socat is required (scripts/install-deps.sh)"; exit 1; }
 
 echo "limpet bench on $(nproc) CPUs, $(uname -r); work dir $WORK"
+record cores bench "$(nproc)" # the wall-clock ratios are read against this
 echo "   throughput: $BYTES bytes per run (at most ${SECONDS_CAP}s); ping-pong: $PINGS round trips;" \
     "connections: $CONNS (at most ${SECONDS_CAP}s)"
 start sink "$LPBENCH" sink 0

@@ -266,6 +266,8 @@ static void flush_output(struct lp_session *s)
             rc = LP_OK; /* short or not, try again: only TRUNCATED means the socket is full */
         }
     }
+    if (rc == LP_OK && lp_link_open(&s->link))
+        rc = lp_link_flush(&s->link); /* TLS: the records gathered above, in one send */
     if (!lp_link_open(&s->link))
         return;
     if (rc != LP_OK && rc != LP_ERR_TRUNCATED) {

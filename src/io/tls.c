@@ -53,7 +53,21 @@ struct lp_tls {
     char identity[LP_TLS_IDENTITY_MAX + 1];
     uint8_t *pend;   /* a record mbedTLS holds after WANT_WRITE: its plaintext */
     size_t pend_len; /* (mbedTLS wants the same buffer again to finish it) */
+    uint8_t *rbuf;   /* ciphertext read ahead (RBUF bytes once allocated) */
+    size_t rpos, rlen;
+    bool gather;   /* handshake done: sealed records collect in wbuf */
+    uint8_t *wbuf; /* sealed records not yet sent (WBUF bytes once allocated) */
+    size_t wlen;
 };
+
+/* After the handshake, sealed records are gathered and sent together when the caller
+ * flushes (lp_tls_flush), instead of one send per 16 KiB record. */
+#define WBUF (64u * 1024u)
+
+/* mbedTLS reads a record as two exact reads (the 5-byte header, then the body): from the
+ * socket that is two system calls per 16 KiB. One recv fills this instead, and the records
+ * are served from it. */
+#define RBUF (64u * 1024u)
 
 static void describe(int ret, const char *what, char *err, size_t errlen)
 {
@@ -252,10 +266,48 @@ lp_err lp_tls_conf_server(const char *crt_path, const char *key_path, lp_tls_psk
 
 /* ---- sessions ------------------------------------------------------------------------------ */
 
+static int send_now(lp_tls *t, const unsigned char *buf, size_t len);
+
+/* Sends what wbuf holds: LP_OK when empty, LP_ERR_TRUNCATED when the socket is full. */
+static lp_err send_gathered(lp_tls *t)
+{
+    while (t->wlen > 0) {
+        int n = send_now(t, t->wbuf, t->wlen);
+        if (n == MBEDTLS_ERR_SSL_WANT_WRITE)
+            return LP_ERR_TRUNCATED;
+        if (n < 0)
+            return LP_ERR_IO;
+        memmove(t->wbuf, t->wbuf + n, t->wlen - (size_t)n);
+        t->wlen -= (size_t)n;
+    }
+    return LP_OK;
+}
+
 /* Plain send/recv: mbedtls_net_* would ask fcntl whether the socket blocks on every call. */
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
     lp_tls *t = ctx;
+    size_t room;
+
+    if (!t->gather)
+        return send_now(t, buf, len);
+    if (t->wbuf == NULL && (t->wbuf = malloc(WBUF)) == NULL)
+        return MBEDTLS_ERR_SSL_ALLOC_FAILED;
+    if (t->wlen == WBUF) {
+        lp_err rc = send_gathered(t);
+        if (rc == LP_ERR_IO)
+            return MBEDTLS_ERR_NET_SEND_FAILED;
+        if (t->wlen == WBUF)
+            return MBEDTLS_ERR_SSL_WANT_WRITE;
+    }
+    room = LP_MIN(len, WBUF - t->wlen);
+    memcpy(t->wbuf + t->wlen, buf, room);
+    t->wlen += room;
+    return (int)room;
+}
+
+static int send_now(lp_tls *t, const unsigned char *buf, size_t len)
+{
     for (;;) {
         ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
         if (n >= 0)
@@ -272,10 +324,24 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     lp_tls *t = ctx;
+
+    if (t->rpos == t->rlen && t->rbuf == NULL && (t->rbuf = malloc(RBUF)) == NULL)
+        return MBEDTLS_ERR_SSL_ALLOC_FAILED;
     for (;;) {
-        ssize_t n = recv(t->fd, buf, len, 0);
-        if (n >= 0)
-            return (int)n;
+        if (t->rpos < t->rlen) {
+            size_t k = LP_MIN(len, t->rlen - t->rpos);
+            memcpy(buf, t->rbuf + t->rpos, k);
+            t->rpos += k;
+            return (int)k;
+        }
+        ssize_t n = recv(t->fd, t->rbuf, RBUF, 0);
+        if (n > 0) {
+            t->rpos = 0;
+            t->rlen = (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return 0;
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -312,6 +378,8 @@ void lp_tls_free(lp_tls *t)
         mbedtls_platform_zeroize(t->pend, TLS_RECORD);
         free(t->pend);
     }
+    free(t->rbuf); /* ciphertext only */
+    free(t->wbuf);
     mbedtls_platform_zeroize(t, sizeof(*t));
     free(t);
 }
@@ -374,6 +442,7 @@ lp_err lp_tls_handshake(lp_tls *t, char *err, size_t errlen)
                                        MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED);
         return LP_ERR_AUTH;
     }
+    t->gather = true;
     return LP_OK;
 }
 
@@ -408,10 +477,12 @@ ssize_t lp_tls_read(lp_tls *t, void *buf, size_t len, lp_err *rc)
 
 bool lp_tls_pending(const lp_tls *t)
 {
-    return mbedtls_ssl_get_bytes_avail(&t->ssl) > 0;
+    /* Bytes read ahead are invisible to epoll: the caller must come back for them. */
+    return mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 || t->rpos < t->rlen;
 }
 
-lp_err lp_tls_flush(lp_tls *t)
+/* Finishes a record mbedTLS sealed but could not hand over whole (after WANT_WRITE). */
+static lp_err finish_pending(lp_tls *t)
 {
     while (t->pend_len > 0) {
         int ret = mbedtls_ssl_write(&t->ssl, t->pend, t->pend_len);
@@ -424,14 +495,25 @@ lp_err lp_tls_flush(lp_tls *t)
     return LP_OK;
 }
 
+lp_err lp_tls_flush(lp_tls *t)
+{
+    lp_err rc = send_gathered(t);
+
+    if (rc == LP_OK)
+        rc = finish_pending(t);
+    if (rc == LP_OK)
+        rc = send_gathered(t);
+    return rc;
+}
+
 bool lp_tls_wants_write(const lp_tls *t)
 {
-    return t->pend_len > 0;
+    return t->pend_len > 0 || t->wlen > 0;
 }
 
 ssize_t lp_tls_write(lp_tls *t, const void *buf, size_t len, lp_err *rc)
 {
-    lp_err f = lp_tls_flush(t);
+    lp_err f = finish_pending(t); /* gathered records wait for lp_tls_flush */
 
     if (f != LP_OK) {
         *rc = f;
