@@ -103,6 +103,8 @@ test: deps
 	$(MAKE) fuzz-regress
 	$(MAKE) e2e
 	$(MAKE) e2e-asan
+	$(MAKE) mcp
+	$(MAKE) mcp-asan
 	$(MAKE) netns
 
 # ---- fuzzing (clang + libFuzzer) -------------------------------------------------------

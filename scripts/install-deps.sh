@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # install-deps.sh — install from apt only the Debian packages limpet's build, tests, demo and
-# bench need that are missing. Idempotent; never prompts (works with CI=true and no stdin).
-# When everything is present it says so in one line and does not touch apt at all.
+# bench need that are missing, then the npm packages tests/mcp pins (`npm ci` there, when its
+# node_modules is missing or older than its package-lock.json). Idempotent; never prompts
+# (works with CI=true and no stdin). When everything is present it says so in one line and
+# touches neither apt nor npm.
 set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+MCP_DIR="$ROOT/tests/mcp"
 
 # The libFuzzer runtime ships in libclang-rt-<major>-dev and must match the clang in use:
 # take the installed clang's major version, else Debian 12's (14).
@@ -24,12 +29,36 @@ PACKAGES=(
     # bench: the relays and tunnels limpet is compared with
     stunnel4 openssl openssh-server openssh-client
 )
+# tests/mcp runs real MCP hosts and servers on Node.js. Asked for only when the commands are
+# missing: a node from elsewhere (e.g. a vendor's nodejs that bundles npm) is used as it is.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 is_installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true) == "install ok installed" ]]
 }
 
-main() {
+# npm ci leaves node_modules/.package-lock.json behind; older than package-lock.json (or
+# missing) means the pinned packages changed since, or were never installed.
+npm_packages_stale() {
+    [[ ! -f $MCP_DIR/node_modules/.package-lock.json ]] ||
+        [[ $MCP_DIR/package-lock.json -nt $MCP_DIR/node_modules/.package-lock.json ]]
+}
+
+# The exact versions in tests/mcp/package-lock.json, from the npm registry (tests/mcp/.npmrc).
+install_npm_packages() {
+    [[ -f $MCP_DIR/package-lock.json ]] || return 0
+    npm_packages_stale || return 0
+    echo "install-deps: npm ci in tests/mcp (the MCP SDK and reference servers it pins)"
+    (cd "$MCP_DIR" && npm ci --no-audit --no-fund --loglevel=error </dev/null)
+    if [[ ! -d $MCP_DIR/node_modules/@modelcontextprotocol/sdk ]]; then
+        echo "install-deps: npm ci in tests/mcp did not install @modelcontextprotocol/sdk" >&2
+        exit 1
+    fi
+    echo "install-deps: installed tests/mcp's npm packages"
+}
+
+install_apt_packages() {
     local p missing=() sudo=()
 
     if ! command -v dpkg-query >/dev/null 2>&1; then
@@ -40,8 +69,12 @@ main() {
         is_installed "$p" || missing+=("$p")
     done
     if [[ ${#missing[@]} -eq 0 ]]; then
-        echo "install-deps: all ${#PACKAGES[@]} packages present"
-        exit 0
+        if npm_packages_stale; then
+            echo "install-deps: all ${#PACKAGES[@]} apt packages present"
+        else
+            echo "install-deps: all ${#PACKAGES[@]} packages present, tests/mcp's npm packages too"
+        fi
+        return 0
     fi
 
     echo "install-deps: installing: ${missing[*]}"
@@ -70,6 +103,11 @@ main() {
         fi
     done
     echo "install-deps: installed ${#missing[@]} packages"
+}
+
+main() {
+    install_apt_packages
+    install_npm_packages
 }
 
 main "$@"
