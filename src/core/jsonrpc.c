@@ -179,6 +179,28 @@ enum lp_line_kind lp_lines_finish(struct lp_lines *l, const uint8_t **line, size
     return LP_LINE_OK;
 }
 
+lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_fn fn, void *user)
+{
+    while (n > 0) {
+        const uint8_t *line;
+        size_t len, used;
+        lp_err rc = LP_OK;
+        enum lp_line_kind k = lp_lines_next(l, data, n, &used, &line, &len);
+
+        if (k == LP_LINE_OK)
+            rc = fn(user, line, len);
+        else if (k == LP_LINE_TOO_LONG)
+            rc = fn(user, NULL, 0);
+        if (rc != LP_OK)
+            return rc;
+        if (used == 0 || used > n)
+            break; /* cannot happen: each call consumes a byte at least */
+        data += used;
+        n -= used;
+    }
+    return LP_OK;
+}
+
 /* ---- messages ------------------------------------------------------------------------ */
 
 void lp_rpc_msg_clear(struct lp_rpc_msg *m)

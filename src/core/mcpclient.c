@@ -203,26 +203,14 @@ static lp_err host_too_long(lp_mcpc *c)
                        c->max_message);
 }
 
+static lp_err host_piece(void *user, const uint8_t *line, size_t len)
+{
+    return line ? host_line(user, line, len) : host_too_long(user);
+}
+
 lp_err lp_mcpc_from_host(lp_mcpc *c, const uint8_t *data, size_t n)
 {
-    while (n > 0) {
-        const uint8_t *line;
-        size_t len, used;
-        lp_err rc = LP_OK;
-        enum lp_line_kind k = lp_lines_next(&c->host_lines, data, n, &used, &line, &len);
-
-        if (k == LP_LINE_OK)
-            rc = host_line(c, line, len);
-        else if (k == LP_LINE_TOO_LONG)
-            rc = host_too_long(c);
-        if (rc != LP_OK)
-            return rc;
-        if (used == 0 || used > n)
-            break; /* cannot happen: each call consumes a byte at least */
-        data += used;
-        n -= used;
-    }
-    return LP_OK;
+    return lp_lines_feed(&c->host_lines, data, n, host_piece, c);
 }
 
 lp_err lp_mcpc_host_eof(lp_mcpc *c)
@@ -258,24 +246,16 @@ static lp_err tunnel_line(lp_mcpc *c, const uint8_t *line, size_t len)
     return duplicate ? LP_OK : put_line(&c->to_host, line, len);
 }
 
+/* A too-long line from the far side is dropped: it cannot be forwarded whole, and the
+ * server side caps the child's lines at the same mcp.max_message already. */
+static lp_err tunnel_piece(void *user, const uint8_t *line, size_t len)
+{
+    return line ? tunnel_line(user, line, len) : LP_OK;
+}
+
 lp_err lp_mcpc_from_tunnel(lp_mcpc *c, const uint8_t *data, size_t n)
 {
-    while (n > 0) {
-        const uint8_t *line;
-        size_t len, used;
-        lp_err rc = LP_OK;
-        enum lp_line_kind k = lp_lines_next(&c->tunnel_lines, data, n, &used, &line, &len);
-
-        /* A too-long line from the far side is dropped: it cannot be forwarded whole, and
-         * the server side caps the child's lines at the same mcp.max_message already. */
-        if (k == LP_LINE_OK && (rc = tunnel_line(c, line, len)) != LP_OK)
-            return rc;
-        if (used == 0 || used > n)
-            break; /* cannot happen: each call consumes a byte at least */
-        data += used;
-        n -= used;
-    }
-    return LP_OK;
+    return lp_lines_feed(&c->tunnel_lines, data, n, tunnel_piece, c);
 }
 
 lp_err lp_mcpc_tunnel_eof(lp_mcpc *c)

@@ -268,6 +268,16 @@ static void exit_cb(struct ev_loop *loop, ev_child *w, int revents)
 
 /* ---- stdout and stderr ---------------------------------------------------------------------- */
 
+static lp_err out_piece(void *user, const uint8_t *line, size_t len)
+{
+    struct lp_child *c = user;
+    if (line)
+        c->hooks->line(c->user, line, len);
+    else
+        c->hooks->too_long(c->user);
+    return LP_OK;
+}
+
 /* Reads stdout until it would block (false) or ends (true), handing lines to the owner. */
 static bool read_out(struct lp_child *c)
 {
@@ -281,17 +291,7 @@ static bool read_out(struct lp_child *c)
             return false;
         if (n == 0)
             return true;
-        for (size_t off = 0; off < (size_t)n;) {
-            const uint8_t *line;
-            size_t len, used;
-            enum lp_line_kind k =
-                lp_lines_next(&c->out_lines, buf + off, (size_t)n - off, &used, &line, &len);
-            off += used;
-            if (k == LP_LINE_OK)
-                c->hooks->line(c->user, line, len);
-            else if (k == LP_LINE_TOO_LONG)
-                c->hooks->too_long(c->user);
-        }
+        lp_lines_feed(&c->out_lines, buf, (size_t)n, out_piece, c);
     }
     return false;
 }

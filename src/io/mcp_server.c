@@ -335,6 +335,19 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- attachments (MCP streams) ---------------------------------------------------------- */
 
+static lp_err att_piece(void *user, const uint8_t *line, size_t len)
+{
+    struct att *a = user;
+    struct entry *e = find_entry(a->m, a->entry);
+
+    if (e && line)
+        lp_mcproute_from_att(e->route, a->id, line, len);
+    else if (e)
+        lp_warn("%s: stream %u sent a line longer than mcp.max_message; dropped", e->tag,
+                (unsigned)lp_stream_id(a->st));
+    return LP_OK;
+}
+
 /* The host's lines → the route, while the child's stdin keeps up. */
 static void drain_att(struct att *a)
 {
@@ -348,18 +361,7 @@ static void drain_att(struct att *a)
         if (n == 0)
             break;
         for (size_t i = 0; i < n; i++) {
-            for (size_t off = 0; off < spans[i].len;) {
-                const uint8_t *line;
-                size_t len, used;
-                enum lp_line_kind k = lp_lines_next(&a->in, spans[i].data + off, spans[i].len - off,
-                                                    &used, &line, &len);
-                off += used;
-                if (k == LP_LINE_OK)
-                    lp_mcproute_from_att(e->route, a->id, line, len);
-                else if (k == LP_LINE_TOO_LONG)
-                    lp_warn("%s: stream %u sent a line longer than mcp.max_message; dropped",
-                            e->tag, (unsigned)id);
-            }
+            lp_lines_feed(&a->in, spans[i].data, spans[i].len, att_piece, a);
             total += spans[i].len;
         }
         lp_mux_recv_consumed(s->mux, id, total);

@@ -10,7 +10,6 @@
 
 import os
 import signal
-import subprocess
 import time
 
 import pytest
@@ -19,6 +18,7 @@ import helpers as H
 import mcplib as M
 from conftest import server_yaml
 from mcplib import RawHost
+from test_tls import keygen
 
 
 def alive(pid):
@@ -91,16 +91,10 @@ def test_detached_scoped_process_ends_after_idle_timeout_and_unscoped_at_once(be
     assert time.monotonic() - t0 < 1.0, "an unscoped process waited for the idle timeout"
 
 
-def keygen(tmp, name):
-    r = subprocess.run([H.BIN, "keygen", "psk", name], cwd=tmp, capture_output=True, text=True,
-                       timeout=30)
-    assert r.returncode == 0, r.stderr
-    return os.path.join(tmp, name + ".psk")
-
-
 @pytest.mark.budget(40)
 def test_allow_mcp_lets_an_identity_reach_only_the_servers_it_lists(bed, procs):
-    psk = keygen(bed.tmp, "alice")
+    keygen(bed.tmp, "psk", "alice")
+    psk = os.path.join(bed.tmp, "alice.psk")
     cfg = os.path.join(bed.tmp, "server-tls.yaml")
     with open(cfg, "w") as f:
         f.write(server_yaml(bed.servers()))

@@ -541,6 +541,47 @@ static void test_rpc_notification_line_with_and_without_params(void **state)
     free(out);
 }
 
+struct fed {
+    char text[256];
+    size_t calls, stop_at;
+};
+
+static lp_err record_piece(void *user, const uint8_t *line, size_t len)
+{
+    struct fed *f = user;
+    size_t used = strlen(f->text);
+
+    if (++f->calls == f->stop_at)
+        return LP_ERR_NOMEM;
+    snprintf(f->text + used, sizeof(f->text) - used, "[%.*s]", line ? (int)len : 4,
+             line ? (const char *)line : "LONG");
+    return LP_OK;
+}
+
+static void test_lines_feed_hands_over_every_line_and_too_long_in_order(void **state)
+{
+    static const char in[] = "a\r\n\nbb\n0123456789abc\nc\npart";
+    struct lp_lines l;
+    struct fed f = {.stop_at = 0};
+    (void)state;
+
+    lp_lines_init(&l, 8);
+    assert_int_equal(lp_lines_feed(&l, (const uint8_t *)in, strlen(in), record_piece, &f), LP_OK);
+    assert_string_equal(f.text, "[a][bb][LONG][c]");
+    assert_int_equal(lp_lines_pending(&l), 4); /* "part" waits for its newline */
+    lp_lines_free(&l);
+
+    /* An error from the callback stops the feed at once. */
+    memset(&f, 0, sizeof(f));
+    f.stop_at = 2;
+    lp_lines_init(&l, 8);
+    assert_int_equal(lp_lines_feed(&l, (const uint8_t *)in, strlen(in), record_piece, &f),
+                     LP_ERR_NOMEM);
+    assert_string_equal(f.text, "[a]");
+    assert_int_equal(f.calls, 2);
+    lp_lines_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -562,6 +603,7 @@ int main(void)
         cmocka_unit_test(test_rpc_error_line_is_exact_and_replaces_bad_utf8),
         cmocka_unit_test(test_rpc_result_line_does_not_consume_result),
         cmocka_unit_test(test_rpc_notification_line_with_and_without_params),
+        cmocka_unit_test(test_lines_feed_hands_over_every_line_and_too_long_in_order),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
