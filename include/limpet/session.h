@@ -131,6 +131,9 @@ struct lp_stream_hooks {
     /* A pump end: the peer finished sending, every byte was written and the local write
      * side is shut (stdout closed). */
     void (*fin)(struct lp_stream *st, void *user);
+    /* A pump end: OPEN_OK arrived; called before any byte of the stream is written to the
+     * local end (a SOCKS proxy writes its success reply here). */
+    void (*open_ok)(struct lp_stream *st, int fd, void *user);
 };
 
 /* Opens a stream whose local end is rfd/wfd (taken; pipes, stdin/stdout or one socket) or,

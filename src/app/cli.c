@@ -22,6 +22,7 @@ enum opt_id {
     O_VERBOSE,
     O_QUIET,
     O_LOCAL,
+    O_DYNAMIC,
     O_SCOPE,
     O_HELP
 };
@@ -49,6 +50,7 @@ static const struct opt opts[] = {
     {O_VERBOSE, 'v', "verbose", NULL, FOR_BOTH},
     {O_QUIET, 'q', "quiet", NULL, FOR_BOTH},
     {O_LOCAL, 'L', "local", "[BIND:]PORT:HOST:HOSTPORT", FOR_CLIENT},
+    {O_DYNAMIC, 'D', "dynamic", "[BIND:]PORT", FOR_CLIENT},
     {O_SCOPE, 0, "scope", "KEY", FOR_MCP},
     {O_HELP, 'h', "help", NULL, FOR_BOTH},
 };
@@ -253,6 +255,27 @@ lp_err lp_parse_forward(const char *spec, struct lp_forward *fw, char *err, size
     return LP_OK;
 }
 
+lp_err lp_parse_dynamic(const char *spec, struct lp_forward *fw, char *err, size_t errlen)
+{
+    struct field f[4];
+    int nf;
+
+    memset(fw, 0, sizeof(*fw));
+    fw->dynamic = true;
+    nf = split_fields(spec, f);
+    if (nf < 0)
+        return fail(err, errlen, "unbalanced brackets (write IPv6 as [::1])");
+    if (nf > 2)
+        return fail(err, errlen, "expected PORT or BIND:PORT");
+    if (parse_bind(nf == 2 ? &f[0] : NULL, fw, err, errlen) != LP_OK)
+        return LP_ERR_INVALID;
+    if (f[nf - 1].n == 0)
+        return fail(err, errlen, "missing PORT");
+    if (!parse_port(f[nf - 1].s, f[nf - 1].n, true, &fw->bind_port))
+        return fail(err, errlen, "bad PORT \"%.*s\" (0..65535)", (int)f[nf - 1].n, f[nf - 1].s);
+    return LP_OK;
+}
+
 /* ---- argv -------------------------------------------------------------------------------- */
 
 static const struct opt *find_short(char ch)
@@ -322,7 +345,11 @@ static lp_err apply(struct lp_cli *cli, const struct opt *o, const char *flag, c
         cli->scope = value;
         break;
     case O_LOCAL:
-        if (lp_parse_forward(value, &cli->forwards[cli->n_forwards], why, sizeof(why)) != LP_OK)
+    case O_DYNAMIC:
+        if ((o->id == O_LOCAL
+                 ? lp_parse_forward(value, &cli->forwards[cli->n_forwards], why, sizeof(why))
+                 : lp_parse_dynamic(value, &cli->forwards[cli->n_forwards], why, sizeof(why))) !=
+            LP_OK)
             return fail(err, errlen, "%s %s: %s", flag, value, why);
         cli->n_forwards++;
         break;
@@ -572,7 +599,7 @@ static void usage_client(FILE *f)
           "    limpet client - carry local connections to the server over one session\n"
           "\nSYNOPSIS\n"
           "    limpet client [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
-          "                  [-L [BIND:]PORT:HOST:HOSTPORT]...\n"
+          "                  [-L [BIND:]PORT:HOST:HOSTPORT]... [-D [BIND:]PORT]...\n"
           "\nOPTIONS\n"
           "    -s, --server HOST:PORT\n"
           "        The server to dial. Default: key 'server'.\n"
@@ -580,7 +607,12 @@ static void usage_client(FILE *f)
           "        Listen on BIND:PORT here (BIND defaults to 127.0.0.1; '*' means all\n"
           "        addresses; PORT 0 lets the system pick) and connect each connection to\n"
           "        HOST:HOSTPORT as the server sees it. IPv6 in brackets: [::1]:8080:[::1]:22.\n"
-          "        May be repeated.\n",
+          "        May be repeated.\n"
+          "    -D, --dynamic [BIND:]PORT\n"
+          "        A SOCKS proxy on BIND:PORT here (SOCKS5 with no authentication, CONNECT to\n"
+          "        IPv4, IPv6 or a name; SOCKS4 and 4a too): each connection goes to the target\n"
+          "        the client asks for, dialled by the server and checked against its policy.\n"
+          "        Errors come back as the SOCKS reply codes. May be repeated.\n",
           f);
     usage_common_options(f);
     usage_tail(f);

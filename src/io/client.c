@@ -16,6 +16,7 @@
 
 #include "limpet/log.h"
 #include "limpet/reconnect.h"
+#include "limpet/socksio.h"
 
 struct listener {
     struct lp_client *c;
@@ -347,6 +348,13 @@ static lp_err new_session(struct lp_client *c)
 
 /* ---- listeners ------------------------------------------------------------------------------ */
 
+/* The session a SOCKS connection's stream goes on, asked when its request is known. */
+static struct lp_session *current_session(void *user)
+{
+    struct lp_client *c = user;
+    return c->stopped ? NULL : c->s;
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *l = LP_CONTAINER_OF(w, struct listener, io);
@@ -368,8 +376,11 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         lp_net_addr_str(&peer, from, sizeof(from));
-        lp_stream_open_local(c->s, fd, LP_KIND_TCP, l->target, c->cfg->forward.connect_timeout,
-                             from);
+        if (l->fwd->dynamic)
+            lp_socks_accept(c->rt->loop, c->cfg, fd, from, current_session, c);
+        else
+            lp_stream_open_local(c->s, fd, LP_KIND_TCP, l->target, c->cfg->forward.connect_timeout,
+                                 from);
     }
 }
 
@@ -389,17 +400,26 @@ static lp_err open_listener(struct lp_client *c, struct listener *l, const struc
     l->c = c;
     l->fwd = f;
     l->fd = -1;
-    format_target(l->target, sizeof(l->target), f->host, f->port);
+    if (f->dynamic)
+        snprintf(l->target, sizeof(l->target), "SOCKS");
+    else
+        format_target(l->target, sizeof(l->target), f->host, f->port);
     if (lp_net_resolve(f->bind_host, f->bind_port, &addr, err, sizeof(err)) != LP_OK ||
         lp_net_listen(&addr, &l->fd, err, sizeof(err)) != LP_OK) {
-        lp_error("-L %s:%u:%s: %s", f->bind_host, (unsigned)f->bind_port, l->target, err);
+        if (f->dynamic)
+            lp_error("-D %s:%u: %s", f->bind_host, (unsigned)f->bind_port, err);
+        else
+            lp_error("-L %s:%u:%s: %s", f->bind_host, (unsigned)f->bind_port, l->target, err);
         return LP_ERR_IO;
     }
     lp_net_local_addr(l->fd, &addr);
     lp_net_addr_str(&addr, l->local, sizeof(l->local));
     ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
     ev_io_start(c->rt->loop, &l->io);
-    lp_info("forward listening on %s -> %s", l->local, l->target);
+    if (f->dynamic)
+        lp_info("socks proxy listening on %s", l->local);
+    else
+        lp_info("forward listening on %s -> %s", l->local, l->target);
     return LP_OK;
 }
 

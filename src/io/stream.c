@@ -350,8 +350,12 @@ lp_err lp_stream_open_fds(struct lp_session *s, int rfd, int wfd, uint8_t kind, 
     start_timer(st, wait);
     lp_debug("sess=%s stream=%u open -> %s%s%s", s->tag, (unsigned)id, target, arg ? " " : "",
              arg ? arg : "");
-    lp_session_dirty(s);
     *out = st;
+    if (rfd >= 0 && (hooks == NULL || hooks->event == NULL))
+        pump_up(st); /* early DATA: what is there already rides with the OPEN */
+    lp_session_dirty(s);
+    if (st->dead) /* ended already (hooks->ended said why): nothing to hold on to */
+        *out = NULL;
     return LP_OK;
 }
 
@@ -543,6 +547,8 @@ void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
     if (ev->type == LP_MUX_EV_OPEN_OK) {
         st->state = ST_OPEN;
         ev_timer_stop(s->rt->loop, &st->timer);
+        if (st->hooks && st->hooks->open_ok)
+            st->hooks->open_ok(st, st->wfd, st->hook_user);
     }
     if (st->hooks && st->hooks->event && ev->type != LP_MUX_EV_RST &&
         ev->type != LP_MUX_EV_CLOSED) {

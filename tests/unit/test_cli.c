@@ -496,6 +496,31 @@ static void test_cli_usage_pages_list_flags_exit_codes_and_keys(void **state)
     free(client);
 }
 
+static void test_cli_dynamic_spec_takes_port_or_bind_and_port(void **state)
+{
+    struct lp_forward fw;
+    char err[160];
+    (void)state;
+
+    assert_int_equal(lp_parse_dynamic("1080", &fw, err, sizeof(err)), LP_OK);
+    assert_true(fw.dynamic);
+    assert_string_equal(fw.bind_host, "127.0.0.1");
+    assert_int_equal(fw.bind_port, 1080);
+    assert_int_equal(lp_parse_dynamic("*:0", &fw, err, sizeof(err)), LP_OK);
+    assert_string_equal(fw.bind_host, "0.0.0.0");
+    assert_int_equal(fw.bind_port, 0);
+    assert_int_equal(lp_parse_dynamic("[::1]:1080", &fw, err, sizeof(err)), LP_OK);
+    assert_string_equal(fw.bind_host, "::1");
+    assert_int_equal(lp_parse_dynamic("1:2:3", &fw, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "expected PORT or BIND:PORT");
+    assert_int_equal(lp_parse_dynamic("h:", &fw, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "missing PORT");
+    assert_int_equal(lp_parse_dynamic("70000", &fw, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "bad PORT \"70000\" (0..65535)");
+    assert_int_equal(lp_parse_dynamic("[::1:80", &fw, err, sizeof(err)), LP_ERR_INVALID);
+    EXPECT_ERROR("-D is only valid for 'limpet client', not 'limpet server'", "server", "-D", "1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -515,6 +540,7 @@ int main(void)
         cmocka_unit_test(test_cli_error_after_forwards_leaves_nothing_to_free),
         cmocka_unit_test(test_cli_forward_spec_valid_table),
         cmocka_unit_test(test_cli_forward_spec_invalid_table),
+        cmocka_unit_test(test_cli_dynamic_spec_takes_port_or_bind_and_port),
         cmocka_unit_test(test_cli_forward_spec_every_prefix_fails_cleanly),
         cmocka_unit_test(test_cli_forward_host_longer_than_field_is_refused),
         cmocka_unit_test(test_cli_hostport_table),
