@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "limpet/auth.h"
@@ -28,6 +29,10 @@ struct app {
     struct lp_mcp_client *mcp;
     struct lp_mcpd *mcpd;
     bool stopping;
+    const struct lp_cli *cli;
+    const struct lp_config *cfg; /* the configuration in force */
+    struct lp_config *owned_cfg; /* it, when a reload made it (NULL: main's) */
+    struct retired *retired;     /* earlier ones sessions may still use */
 };
 
 static void server_stop(void *user)
@@ -55,17 +60,16 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
 }
 
-/* Defaults, then the file, then each -o, then the explicit flags: the most specific wins. */
-static int load_config(const struct lp_cli *cli, struct lp_config *cfg)
+/* Defaults, then the file, then each -o, then the explicit flags: the most specific wins.
+ * On error cfg may hold a partial list: the caller clears it. */
+static lp_err read_config(const struct lp_cli *cli, struct lp_config *cfg, char *err, size_t errlen)
 {
-    char err[LP_CONFIG_ERR_MAX];
-
     lp_config_defaults(cfg);
-    if (cli->config_file && lp_config_load_file(cfg, cli->config_file, err, sizeof(err)) != LP_OK)
-        goto bad;
+    if (cli->config_file && lp_config_load_file(cfg, cli->config_file, err, errlen) != LP_OK)
+        return LP_ERR_INVALID;
     for (size_t i = 0; i < cli->n_overrides; i++) {
-        if (lp_config_set(cfg, cli->overrides[i], err, sizeof(err)) != LP_OK)
-            goto bad;
+        if (lp_config_set(cfg, cli->overrides[i], err, errlen) != LP_OK)
+            return LP_ERR_INVALID;
     }
     if (cli->listen)
         snprintf(cfg->listen, sizeof(cfg->listen), "%s", cli->listen);
@@ -73,12 +77,117 @@ static int load_config(const struct lp_cli *cli, struct lp_config *cfg)
         snprintf(cfg->server, sizeof(cfg->server), "%s", cli->server);
     if (cli->insecure)
         cfg->insecure = true;
-    if (lp_config_finish(cfg, err, sizeof(err)) != LP_OK)
-        goto bad;
-    return EXIT_OK;
-bad:
+    return lp_config_finish(cfg, err, errlen);
+}
+
+static int load_config(const struct lp_cli *cli, struct lp_config *cfg)
+{
+    char err[LP_CONFIG_ERR_MAX];
+
+    if (read_config(cli, cfg, err, sizeof(err)) == LP_OK)
+        return EXIT_OK;
     fprintf(stderr, "limpet: %s\n", err);
     return EXIT_USAGE;
+}
+
+static void set_log_level(const struct lp_cli *cli, const struct lp_config *cfg)
+{
+    /* stdio and mcp run under another program (ssh, an MCP host) that shows their stderr
+     * to its user: one level quieter, so a reconnect is not news there. */
+    int quieter = cli->cmd == LP_CMD_STDIO || cli->cmd == LP_CMD_MCP;
+    int level = cfg->log_level + cli->verbosity - quieter;
+    lp_log_set_level(level < LP_LOG_ERROR   ? LP_LOG_ERROR
+                     : level > LP_LOG_DEBUG ? LP_LOG_DEBUG
+                                            : level);
+}
+
+/* ---- SIGHUP: the server re-reads its configuration ---------------------------------------- */
+
+/* A configuration (and the auth built from it) that sessions may still point at: kept until
+ * the process ends. One per reload, a few KiB each. */
+struct retired {
+    struct lp_config *cfg;
+    struct lp_auth *auth;
+    struct retired *next;
+};
+
+static void reload(struct app *a)
+{
+    char err[LP_CONFIG_ERR_MAX];
+    struct lp_config *cfg = malloc(sizeof(*cfg));
+    struct lp_auth *auth = NULL;
+    struct retired *old = malloc(sizeof(*old));
+
+    if (cfg == NULL || old == NULL) {
+        lp_error("reload: out of memory; keeping the running configuration");
+        goto fail;
+    }
+    if (read_config(a->cli, cfg, err, sizeof(err)) != LP_OK ||
+        (!cfg->insecure && lp_auth_new(cfg, &auth, err, sizeof(err)) != LP_OK)) {
+        lp_error("reload: %s; keeping the running configuration", err);
+        goto fail;
+    }
+    if (cfg->insecure != a->cfg->insecure) {
+        lp_error("reload: insecure cannot change while running; keeping the running "
+                 "configuration");
+        goto fail;
+    }
+    if (strcmp(cfg->listen, a->cfg->listen) != 0)
+        lp_warn("reload: listen %s needs a restart; still listening on %s", cfg->listen,
+                a->cfg->listen);
+    lp_mcpd_reconfigure(a->mcpd, cfg);
+    lp_server_reconfigure(a->server, cfg);
+    if (auth) {
+        a->rt.tls = lp_auth_tls(auth);
+        a->rt.allow_user = auth;
+    }
+    *old = (struct retired){.cfg = a->owned_cfg, .auth = a->auth, .next = a->retired};
+    a->retired = old;
+    a->owned_cfg = cfg;
+    a->cfg = cfg;
+    a->auth = auth;
+    set_log_level(a->cli, cfg);
+    lp_info("reload: %s applied (%zu clients, %zu mcp servers)",
+            a->cli->config_file ? a->cli->config_file : "the configuration", cfg->auth.n_clients,
+            cfg->mcp.n_servers);
+    return;
+fail:
+    lp_auth_free(auth);
+    if (cfg) {
+        lp_config_clear(cfg);
+        free(cfg);
+    }
+    free(old);
+}
+
+static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct app *a = w->data;
+    if (a->server && !a->stopping) {
+        lp_info("signal %d: reloading the configuration", w->signum);
+        reload(a);
+    } else {
+        signal_cb(loop, w, revents); /* client, stdio, mcp: SIGHUP ends them (ssh sends it) */
+    }
+}
+
+static void free_retired(struct app *a)
+{
+    while (a->retired) {
+        struct retired *r = a->retired;
+        a->retired = r->next;
+        lp_auth_free(r->auth);
+        if (r->cfg) {
+            lp_config_clear(r->cfg);
+            free(r->cfg);
+        }
+        free(r);
+    }
+    if (a->owned_cfg) {
+        lp_config_clear(a->owned_cfg);
+        free(a->owned_cfg);
+        a->owned_cfg = NULL;
+    }
 }
 
 /* Keys from the configuration; a missing or unsafe key file stops here with one line. */
@@ -138,6 +247,8 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
     int code = EXIT_OK;
 
     memset(&a, 0, sizeof(a));
+    a.cli = cli;
+    a.cfg = cfg;
     signal(SIGPIPE, SIG_IGN);
     /* Stream queues and replay chunks are allocated and freed at the data rate. Without
      * these, glibc hands freed memory back to the kernel (trim / munmap) and takes it
@@ -151,16 +262,14 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
     /* ssh ends its ProxyCommand with SIGHUP, and a closed terminal sends it: for the
      * commands that dial, it means "end cleanly" (GOODBYE, so the server frees the session
      * at once instead of keeping it for session.ttl). */
-    ev_signal_init(&shup, signal_cb, SIGHUP);
+    ev_signal_init(&shup, hup_cb, SIGHUP);
     sint.data = sterm.data = shup.data = &a;
     ev_signal_start(loop, &sint);
     ev_signal_start(loop, &sterm);
     ev_unref(loop); /* signals alone must not keep the loop running */
     ev_unref(loop);
-    if (cli->cmd != LP_CMD_SERVER) {
-        ev_signal_start(loop, &shup);
-        ev_unref(loop);
-    }
+    ev_signal_start(loop, &shup);
+    ev_unref(loop);
 
     if (cfg->insecure)
         lp_warn("running with --insecure: no TLS, no authentication; use only on a trusted "
@@ -186,6 +295,7 @@ out:
     lp_mcpd_free(a.mcpd);
     lp_tls_conf_free(a.client_tls);
     lp_auth_free(a.auth);
+    free_retired(&a);
     ev_ref(loop);
     ev_ref(loop);
     ev_signal_stop(loop, &sint);
@@ -226,13 +336,7 @@ int main(int argc, char **argv)
                                            [LP_CMD_STDIO] = "stdio",
                                            [LP_CMD_MCP] = "mcp"};
         lp_log_set_tag(tags[cli.cmd]);
-        /* stdio and mcp run under another program (ssh, an MCP host) that shows their
-         * stderr to its user: one level quieter, so a reconnect is not news there. */
-        int quieter = cli.cmd == LP_CMD_STDIO || cli.cmd == LP_CMD_MCP;
-        int level = cfg.log_level + cli.verbosity - quieter;
-        lp_log_set_level(level < LP_LOG_ERROR   ? LP_LOG_ERROR
-                         : level > LP_LOG_DEBUG ? LP_LOG_DEBUG
-                                                : level);
+        set_log_level(&cli, &cfg);
         code = run(&cli, &cfg);
     }
     lp_config_clear(&cfg);

@@ -511,6 +511,48 @@ lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
     return LP_OK;
 }
 
+static bool same_list(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    if (na != nb)
+        return false;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return true;
+}
+
+static bool same_server(const struct lp_mcp_server *a, const struct lp_mcp_server *b)
+{
+    return b != NULL && strcmp(a->command, b->command) == 0 &&
+           same_list(a->args, a->n_args, b->args, b->n_args) &&
+           same_list(a->env, a->n_env, b->env, b->n_env) &&
+           ((a->cwd == NULL && b->cwd == NULL) ||
+            (a->cwd != NULL && b->cwd != NULL && strcmp(a->cwd, b->cwd) == 0));
+}
+
+void lp_mcpd_reconfigure(struct lp_mcpd *m, const struct lp_config *cfg)
+{
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < m->cfg->mcp.n_servers; i++) {
+        const struct lp_mcp_server *old = &m->cfg->mcp.servers[i];
+        const struct lp_mcp_server *now = find_config(cfg, old->name);
+        size_t n;
+        if (same_server(old, now))
+            continue;
+        n = lp_mcppool_close_server(m->pool, old->name,
+                                    now ? "its configuration changed"
+                                        : "it was removed from the "
+                                          "configuration",
+                                    lp_now());
+        if (n > 0)
+            lp_info("mcp=%s: %zu session(s) closed: %s", old->name, n,
+                    now ? "its configuration changed" : "it was removed");
+    }
+    m->cfg = cfg;
+    run_actions(m);
+}
+
 void lp_mcpd_shutdown(struct lp_mcpd *m, void (*done)(void *), void *done_user)
 {
     m->done = done;

@@ -558,6 +558,12 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
     return LP_OK;
 }
 
+void lp_server_reconfigure(struct lp_server *srv, const struct lp_config *cfg)
+{
+    if (srv != NULL)
+        srv->cfg = cfg;
+}
+
 void lp_server_stop(struct lp_server *srv)
 {
     for (struct lp_session *s = srv->sessions; s; s = s->next)

@@ -117,3 +117,31 @@ def test_allow_mcp_lets_an_identity_reach_only_the_servers_it_lists(bed, procs):
     server.wait_log("identity alice may not use mcp server memory", timeout=H.slack(5))
     # the refusal cost the allowed session nothing
     assert "result" in ok.call(2, "tools/list")
+
+
+@pytest.mark.budget(40)
+def test_sighup_restarts_a_server_whose_config_changed_and_keeps_the_others(bed):
+    bed.start_server()
+    changed = bed.raw("legacy", scope="c", label="changed")
+    kept = bed.raw("stateless", scope="k", label="kept")
+    assert "result" in changed.initialize(rid=1)[0]
+    assert "result" in kept.call(1, "server/discover", {"_meta": {"protocolVersion":
+                                                                  "2026-07-28"}})
+    servers = bed.servers
+    bed.servers = lambda: dict(servers(), legacy=dict(servers()["legacy"],
+                                                      env={"LIMPET_TEST_CHANGED": "1"}))
+    with open(os.path.join(bed.tmp, "server.yaml"), "w") as f:
+        f.write(server_yaml(bed.servers()))
+    bed.server.send_signal(signal.SIGHUP)
+    bed.server.wait_log("mcp=legacy: 1 session(s) closed: its configuration changed",
+                        timeout=H.slack(5))
+    bed.server.wait_log("mcp=legacy scope=c child exited", timeout=H.slack(5))
+    # the host goes on: its next request starts the server from the new configuration
+    r = changed.call(2, "tools/list")
+    assert "result" in r, r
+    assert len(bed.starts("legacy", "c")) == 2
+    # the unchanged server's process was not touched
+    assert "result" in kept.call(2, "server/discover", {"_meta": {"protocolVersion":
+                                                                  "2026-07-28"}})
+    assert len(bed.starts("stateless", "k")) == 1
+    assert bed.server.count("mcp=stateless scope=k child exited") == 0
