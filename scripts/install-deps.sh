@@ -25,7 +25,7 @@ PACKAGES=(
     build-essential make clang "$(clang_rt_package)" clang-format
     libev-dev libmbedtls-dev libyaml-dev libcmocka-dev libjansson-dev
     # tests (pytest end-to-end, network namespaces, process inspection)
-    python3 python3-pytest socat iproute2 procps curl busybox
+    python3 python3-pytest python3-yaml socat iproute2 procps curl busybox
     # bench: the relays and tunnels limpet is compared with
     stunnel4 openssl openssh-server openssh-client
 )
