@@ -99,6 +99,13 @@ struct lp_config {
     struct {
         lp_time connect_timeout; /* forward.connect_timeout (30s), 1ms..1h: how long a
                                        local connection waits for the tunnel or the target */
+        /* forward.local / forward.dynamic: client forwards as -L / -D would take them
+         * ("8080:db:5432", "1080"), checked on load; owned lists, NULL if none. A file that
+         * sets one replaces that list; -L / -D on the command line add to them. */
+        char **local;
+        size_t n_local;
+        char **dynamic;
+        size_t n_dynamic;
     } forward;
     struct {
         lp_time handshake_timeout;     /* limits.handshake_timeout (10s): server side, HELLO */

@@ -168,7 +168,7 @@ void lp_config_defaults(struct lp_config *c)
     c->limits.session_memory = MIB(48);
 }
 
-static void free_list(char **v, size_t n)
+void cfg_free_list(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(v[i]);
@@ -178,9 +178,9 @@ static void free_list(char **v, size_t n)
 void cfg_free_clients(struct lp_auth_client *v, size_t n)
 {
     for (size_t i = 0; i < n && v != NULL; i++) {
-        free_list(v[i].forward, v[i].n_forward);
-        free_list(v[i].reverse, v[i].n_reverse);
-        free_list(v[i].mcp, v[i].n_mcp);
+        cfg_free_list(v[i].forward, v[i].n_forward);
+        cfg_free_list(v[i].reverse, v[i].n_reverse);
+        cfg_free_list(v[i].mcp, v[i].n_mcp);
     }
     free(v);
 }
@@ -189,8 +189,8 @@ void cfg_free_servers(struct lp_mcp_server *v, size_t n)
 {
     for (size_t i = 0; i < n && v != NULL; i++) {
         free(v[i].command);
-        free_list(v[i].args, v[i].n_args);
-        free_list(v[i].env, v[i].n_env);
+        cfg_free_list(v[i].args, v[i].n_args);
+        cfg_free_list(v[i].env, v[i].n_env);
         free(v[i].cwd);
     }
     free(v);
@@ -200,6 +200,8 @@ void lp_config_clear(struct lp_config *c)
 {
     cfg_free_clients(c->auth.clients, c->auth.n_clients);
     cfg_free_servers(c->mcp.servers, c->mcp.n_servers);
+    cfg_free_list(c->forward.local, c->forward.n_local);
+    cfg_free_list(c->forward.dynamic, c->forward.n_dynamic);
     lp_config_defaults(c);
 }
 

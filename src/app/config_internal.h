@@ -47,6 +47,8 @@ bool cfg_identity_ok(const char *s, size_t n);
 bool cfg_fingerprint_canon(const char *s, size_t n, char out[LP_FINGERPRINT_MAX]);
 /* Frees n clients and their lists, then the array itself; NULL-safe. */
 void cfg_free_clients(struct lp_auth_client *v, size_t n);
+/* Frees n strings, then the array itself; NULL-safe. */
+void cfg_free_list(char **v, size_t n);
 /* Frees n MCP servers and their strings, then the array itself; NULL-safe. */
 void cfg_free_servers(struct lp_mcp_server *v, size_t n);
 /* Quotes user text back safely: control bytes escaped, long values cut. buf gets at most

@@ -12,6 +12,7 @@
 #include <yaml.h>
 
 #include "config_internal.h"
+#include "limpet/cli.h"
 #include "limpet/config.h"
 
 #define CFG_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -39,6 +40,9 @@ struct loader {
     struct lp_mcp_server *servers; /* mcp.servers as read so far: the same rule as clients */
     size_t n_servers, cap_servers;
     bool servers_defined;
+    char **fw[2]; /* forward.local, forward.dynamic as read so far: the same rule */
+    size_t n_fw[2];
+    size_t fw_line[2]; /* where each was set, 0 = not in this file */
 };
 
 static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
@@ -690,6 +694,48 @@ static lp_err load_servers(struct loader *ld, const char *path, yaml_mark_t kmar
     return each_pair(ld, path, server_entry, NULL);
 }
 
+/* ---- forward.local / forward.dynamic ------------------------------------------------------ */
+
+static const size_t forward_max[2] = {LP_ADDR_MAX * 2, 1024};
+
+/* A list of -L (which 0) or -D (which 1) specs, each checked as the command line would. */
+static lp_err load_forwards(struct loader *ld, const char *path, int which, yaml_mark_t kmark)
+{
+    bool open;
+    lp_err rc;
+
+    if (ld->fw_line[which] != 0)
+        return fail_at(ld, kmark, path, "duplicate key (first set on line %zu)",
+                       ld->fw_line[which]);
+    ld->fw_line[which] = kmark.line + 1;
+    if ((rc = open_value(ld, path, YAML_SEQUENCE_START_EVENT, "a list of strings", &open)) !=
+            LP_OK ||
+        !open)
+        return rc;
+    for (;;) { /* ends: add_entry fails at forward_max[1] entries */
+        yaml_event_t ev;
+        struct lp_forward fw;
+        char spec[LP_ADDR_MAX * 2 + 1], why[160];
+
+        if ((rc = next_event(ld, &ev)) != LP_OK)
+            return rc;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            return LP_OK;
+        }
+        rc = add_entry(ld, path, &ev, &ld->fw[which], &ld->n_fw[which], forward_max);
+        if (rc == LP_OK) {
+            snprintf(spec, sizeof(spec), "%s", ld->fw[which][ld->n_fw[which] - 1]);
+            if ((which == 0 ? lp_parse_forward(spec, &fw, why, sizeof(why))
+                            : lp_parse_dynamic(spec, &fw, why, sizeof(why))) != LP_OK)
+                rc = fail_at(ld, ev.start_mark, path, "\"%s\": %s", spec, why);
+        }
+        yaml_event_delete(&ev);
+        if (rc != LP_OK)
+            return rc;
+    }
+}
+
 /* One "key: value" pair whose key event has been read (and is passed in). */
 static lp_err load_pair(struct loader *ld, const char *prefix, const yaml_event_t *kev)
 {
@@ -706,6 +752,8 @@ static lp_err load_pair(struct loader *ld, const char *prefix, const yaml_event_
             return load_auth(ld, path, kev->start_mark);
         if (strcmp(path, "mcp.servers") == 0)
             return load_servers(ld, path, kev->start_mark);
+        if (strcmp(path, "forward.local") == 0 || strcmp(path, "forward.dynamic") == 0)
+            return load_forwards(ld, path, path[8] == 'd', kev->start_mark);
         if ((k = cfg_find_key(path)) != NULL)
             return load_leaf(ld, k, kev->start_mark);
         if (cfg_is_section(path))
@@ -836,10 +884,23 @@ lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *
         ld->work.mcp.n_servers = ld->n_servers;
         ld->servers = NULL;
     }
+    for (int w = 0; w < 2 && rc == LP_OK; w++) {
+        char ***list = w == 0 ? &ld->work.forward.local : &ld->work.forward.dynamic;
+        size_t *n = w == 0 ? &ld->work.forward.n_local : &ld->work.forward.n_dynamic;
+        if (ld->fw_line[w] == 0)
+            continue;
+        cfg_free_list(*list, *n); /* c's old list: replaced by the file's */
+        *list = ld->fw[w];
+        *n = ld->n_fw[w];
+        ld->fw[w] = NULL;
+        ld->n_fw[w] = 0;
+    }
     if (rc == LP_OK)
         *c = ld->work;
     cfg_free_clients(ld->clients, ld->n_clients);
     cfg_free_servers(ld->servers, ld->n_servers);
+    cfg_free_list(ld->fw[0], ld->n_fw[0]);
+    cfg_free_list(ld->fw[1], ld->n_fw[1]);
     yaml_parser_delete(&ld->parser);
     free(ld);
     return rc;

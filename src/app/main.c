@@ -33,6 +33,8 @@ struct app {
     const struct lp_config *cfg; /* the configuration in force */
     struct lp_config *owned_cfg; /* it, when a reload made it (NULL: main's) */
     struct retired *retired;     /* earlier ones sessions may still use */
+    struct lp_forward *fwd;      /* client: the file's forwards and the command line's */
+    size_t nfwd;
 };
 
 static void server_stop(void *user)
@@ -214,6 +216,28 @@ bad:
 }
 
 /* client, stdio and mcp: one client, with the program's end as its app. */
+/* The forwards of the config file (forward.local, forward.dynamic), then those of the
+ * command line. The specs were checked when the file was loaded. */
+static lp_err collect_forwards(const struct lp_cli *cli, const struct lp_config *cfg, struct app *a)
+{
+    size_t n = cfg->forward.n_local + cfg->forward.n_dynamic + cli->n_forwards;
+    char why[160];
+
+    if (n == 0)
+        return LP_OK;
+    if ((a->fwd = calloc(n, sizeof(*a->fwd))) == NULL)
+        return LP_ERR_NOMEM;
+    for (size_t i = 0; i < cfg->forward.n_local; i++)
+        if (lp_parse_forward(cfg->forward.local[i], &a->fwd[a->nfwd++], why, sizeof(why)))
+            return LP_ERR_INVALID;
+    for (size_t i = 0; i < cfg->forward.n_dynamic; i++)
+        if (lp_parse_dynamic(cfg->forward.dynamic[i], &a->fwd[a->nfwd++], why, sizeof(why)))
+            return LP_ERR_INVALID;
+    for (size_t i = 0; i < cli->n_forwards; i++)
+        a->fwd[a->nfwd++] = cli->forwards[i];
+    return LP_OK;
+}
+
 static int start_client(const struct lp_cli *cli, const struct lp_config *cfg, struct app *a)
 {
     const struct lp_client_app *app = NULL;
@@ -230,7 +254,9 @@ static int start_client(const struct lp_cli *cli, const struct lp_config *cfg, s
         app = lp_mcp_client_app();
         user = a->mcp;
     }
-    if (lp_client_new(&a->rt, cfg, cli->forwards, cli->n_forwards, app, user, &a->client) != LP_OK)
+    if (cli->cmd == LP_CMD_CLIENT && collect_forwards(cli, cfg, a) != LP_OK)
+        return EXIT_USAGE;
+    if (lp_client_new(&a->rt, cfg, a->fwd, a->nfwd, app, user, &a->client) != LP_OK)
         return EXIT_USAGE;
     if (a->stdio)
         lp_stdio_set_client(a->stdio, a->client);
@@ -289,6 +315,7 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
         code = lp_client_exit_code(a.client);
 out:
     lp_client_free(a.client);
+    free(a.fwd);
     lp_stdio_free(a.stdio);
     lp_mcp_client_free(a.mcp);
     lp_server_free(a.server);

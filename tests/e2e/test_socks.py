@@ -197,3 +197,27 @@ def test_curl_socks5_hostname_downloads_byte_exact_through_cuts(limpet_bin, proc
         assert server.count("resumed from") >= 3
     finally:
         httpd.shutdown()
+
+
+@pytest.mark.budget(30)
+def test_forwards_listed_in_the_client_config_file_open_with_the_command_lines(
+        limpet_bin, procs, echo, tmp_path):
+    sport = H.free_port()
+    H.limpet_server(procs, sport, *H.FAST)
+    lport, dport, cport = H.free_port(), H.free_port(), H.free_port()
+    cfg = os.path.join(str(tmp_path), "client.yaml")
+    with open(cfg, "w") as f:
+        f.write("forward:\n  local: [\"%d:127.0.0.1:%d\"]\n  dynamic: [\"127.0.0.1:%d\"]\n"
+                % (lport, echo.port, dport))
+    client = H.limpet_client(procs, sport, [(cport, echo.port)], "-c", cfg, *H.FAST_CLIENT,
+                             wait=False)
+    client.wait_log("forward listening on", count=2, timeout=H.slack(10))
+    client.wait_log("socks proxy listening on 127.0.0.1:%d" % dport, timeout=H.slack(10))
+    for port in (lport, cport):
+        s = socket.create_connection(("127.0.0.1", port), timeout=H.slack(10))
+        echo_through(s)
+        s.close()
+    m, r, s = v5(dport, 1, socket.inet_aton("127.0.0.1"), echo.port)
+    assert r[:2] == b"\x05\x00", r
+    echo_through(s)
+    s.close()

@@ -475,6 +475,38 @@ static void test_config_yaml_mcp_server_errors_name_position_and_path(void **sta
                  "t.yaml:2:12: mcp.servers: expected a mapping of server names, got a list");
 }
 
+static void test_config_yaml_forward_lists_are_checked_like_the_command_line(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX] = "";
+    (void)state;
+
+    lp_config_defaults(&c);
+    if (load(&c, "forward:\n  local: [\"8080:db:5432\", \"[::1]:22:h:2\"]\n  dynamic: [\"1080\"]\n",
+             err) != LP_OK)
+        fail_msg("%s", err);
+    assert_int_equal(c.forward.n_local, 2);
+    assert_string_equal(c.forward.local[1], "[::1]:22:h:2");
+    assert_int_equal(c.forward.n_dynamic, 1);
+    /* another file without the lists keeps them; one with a list replaces that list */
+    assert_int_equal(load(&c, "forward:\n  connect_timeout: 5s\n", err), LP_OK);
+    assert_int_equal(c.forward.n_local, 2);
+    assert_int_equal(load(&c, "forward:\n  dynamic: [\"*:1081\"]\n", err), LP_OK);
+    assert_int_equal(c.forward.n_dynamic, 1);
+    assert_string_equal(c.forward.dynamic[0], "*:1081");
+    assert_int_equal(c.forward.n_local, 2);
+    lp_config_clear(&c);
+
+    expect_error("forward:\n  local: [\"80:db\"]\n",
+                 "t.yaml:2:11: forward.local: \"80:db\": missing HOSTPORT");
+    expect_error("forward:\n  dynamic: [\"1:2:3\"]\n",
+                 "t.yaml:2:13: forward.dynamic: \"1:2:3\": expected PORT or BIND:PORT");
+    expect_error("forward:\n  local: \"80:db:1\"\n",
+                 "t.yaml:2:10: forward.local: expected a list of strings, got a single value");
+    expect_error("forward:\n  local: []\n  local: []\n",
+                 "t.yaml:3:3: forward.local: duplicate key (first set on line 2)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_config_yaml_every_prefix_of_an_auth_file_loads_or_explains),
         cmocka_unit_test(test_config_yaml_mcp_servers_load_with_every_field),
         cmocka_unit_test(test_config_yaml_mcp_server_errors_name_position_and_path),
+        cmocka_unit_test(test_config_yaml_forward_lists_are_checked_like_the_command_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
