@@ -715,7 +715,7 @@ static lp_err load_forwards(struct loader *ld, const char *path, int which, yaml
     for (;;) { /* ends: add_entry fails at forward_max[1] entries */
         yaml_event_t ev;
         struct lp_forward fw;
-        char spec[LP_ADDR_MAX * 2 + 1], why[160];
+        char spec[LP_ADDR_MAX * 2 + 1], why[160], shown[CFG_SHOWN_BUF];
 
         if ((rc = next_event(ld, &ev)) != LP_OK)
             return rc;
@@ -727,8 +727,13 @@ static lp_err load_forwards(struct loader *ld, const char *path, int which, yaml
         if (rc == LP_OK) {
             snprintf(spec, sizeof(spec), "%s", ld->fw[which][ld->n_fw[which] - 1]);
             if ((which == 0 ? lp_parse_forward(spec, &fw, why, sizeof(why))
-                            : lp_parse_dynamic(spec, &fw, why, sizeof(why))) != LP_OK)
-                rc = fail_at(ld, ev.start_mark, path, "\"%s\": %s", spec, why);
+                            : lp_parse_dynamic(spec, &fw, why, sizeof(why))) != LP_OK) {
+                /* one line: the spec (and the parser's quote of it) may hold any byte */
+                cfg_show(shown, sizeof(shown), spec, strlen(spec));
+                for (char *q = why; *q; q++)
+                    *q = (unsigned char)*q < 0x20 ? '?' : *q;
+                rc = fail_at(ld, ev.start_mark, path, "\"%s\": %s", shown, why);
+            }
         }
         yaml_event_delete(&ev);
         if (rc != LP_OK)
