@@ -69,6 +69,7 @@ struct lp_config {
     char server[LP_ADDR_MAX]; /* server: where the client dials ("127.0.0.1:7070") */
     bool insecure;            /* insecure: plain TCP, no TLS, no auth (false) */
     int log_level;            /* log.level: error|warn|info|debug (info) */
+    int log_format;           /* log.format: text (0) or json (1) (text) */
     struct {
         char cert[LP_ADDR_MAX]; /* tls.cert: certificate file (PEM), "" = none */
         char key[LP_ADDR_MAX];  /* tls.key: its private key file; set both or neither */

@@ -3,11 +3,15 @@
 #ifndef LIMPET_LOG_H
 #define LIMPET_LOG_H
 
+#include <stdbool.h>
+
 #include "limpet/config.h"
 
 void lp_log_set_level(int level); /* enum lp_log_level */
 int lp_log_level(void);
 void lp_log_set_tag(const char *tag); /* "server" / "client": borrowed, static */
+/* log.format json: one JSON object per line (time, proc, level, sess, stream, msg). */
+void lp_log_set_json(bool json);
 
 #if defined(__GNUC__)
 #define LP_PRINTF(a, b) __attribute__((format(printf, a, b)))

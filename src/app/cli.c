@@ -24,6 +24,7 @@ enum opt_id {
     O_LOCAL,
     O_DYNAMIC,
     O_SCOPE,
+    O_LOG_FORMAT,
     O_HELP
 };
 
@@ -52,6 +53,7 @@ static const struct opt opts[] = {
     {O_LOCAL, 'L', "local", "[BIND:]PORT:HOST:HOSTPORT", FOR_CLIENT},
     {O_DYNAMIC, 'D', "dynamic", "[BIND:]PORT", FOR_CLIENT},
     {O_SCOPE, 0, "scope", "KEY", FOR_MCP},
+    {O_LOG_FORMAT, 0, "log-format", "text|json", FOR_BOTH},
     {O_HELP, 'h', "help", NULL, FOR_BOTH},
 };
 #define OPT_COUNT (sizeof(opts) / sizeof(opts[0]))
@@ -338,6 +340,12 @@ static lp_err apply(struct lp_cli *cli, const struct opt *o, const char *flag, c
             return fail(err, errlen, "%s %s: expected %s", flag, value, o->value);
         *(o->id == O_LISTEN ? &cli->listen : &cli->server) = value;
         break;
+    case O_LOG_FORMAT: /* the same as -o log.format=...: it joins the overrides */
+        if (strcmp(value, "json") != 0 && strcmp(value, "text") != 0)
+            return fail(err, errlen, "%s %s: expected text or json", flag, value);
+        cli->overrides[cli->n_overrides++] =
+            strcmp(value, "json") == 0 ? "log.format=json" : "log.format=text";
+        break;
     case O_SCOPE: /* '~' starts the scopes `limpet mcp` makes up for itself */
         if (!text_ok(value, 127) || value[0] == '~')
             return fail(err, errlen, "%s: expected 1..127 printable bytes, not starting with '~'",
@@ -556,6 +564,9 @@ static void usage_common_options(FILE *f)
           "        More log output (debug); -q and -v add up against log.level.\n"
           "    -q, --quiet\n"
           "        Less log output (warn, then error); may be repeated.\n"
+          "    --log-format text|json\n"
+          "        One line per event (text), or one JSON object per line with time, proc,\n"
+          "        level, sess, stream and msg (json), for log collectors. Key log.format.\n"
           "    -h, --help\n"
           "        Show this help and exit.\n",
           f);

@@ -34,6 +34,7 @@ enum key_type {
     T_STRING,
     T_ADDRESS,
     T_LOG_LEVEL,
+    T_LOG_FORMAT,
     T_IDENTITY,
     T_FINGERPRINT
 };
@@ -59,6 +60,7 @@ struct cfg_key {
 #define ADDRESS(k, f, h) TEXT(k, T_ADDRESS, f, h)
 #define STRING(k, f, h) TEXT(k, T_STRING, f, h)
 #define LOG_LEVEL(k, f, h) { k, T_LOG_LEVEL, FIELD(f, int), LP_LOG_ERROR, LP_LOG_DEBUG, h }
+#define LOG_FORMAT(k, f, h) { k, T_LOG_FORMAT, FIELD(f, int), 0, 1, h }
 /* clang-format on */
 
 static const struct cfg_key keys[] = {
@@ -119,11 +121,13 @@ static const struct cfg_key keys[] = {
     TEXT("server_fingerprint", T_FINGERPRINT, server_fingerprint,
          "client: the server certificate's SHA-256 pin, \"sha256:AB:CD:...\""),
     LOG_LEVEL("log.level", log_level, "error, warn, info or debug"),
+    LOG_FORMAT("log.format", log_format, "text (one line per event) or json (one object per line)"),
 };
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
 _Static_assert(KEY_COUNT <= CFG_KEYS_MAX, "the loader's seen-key bitmap is one uint64_t");
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static const char *const format_names[] = {"text", "json"};
 
 struct unit {
     const char *name;
@@ -332,6 +336,8 @@ static const char *type_wants(enum key_type t)
         return "HOST:PORT or [IPV6]:PORT";
     case T_LOG_LEVEL:
         return "one of error, warn, info, debug";
+    case T_LOG_FORMAT:
+        return "text or json";
     case T_IDENTITY:
         return CFG_IDENTITY_WANTS;
     case T_FINGERPRINT:
@@ -403,9 +409,15 @@ static lp_err set_word(const struct cfg_key *k, const char *text, const char *sh
         memcpy(field, &b, sizeof(b));
         return LP_OK;
     }
-    for (int lvl = LP_LOG_ERROR; lvl <= LP_LOG_DEBUG; lvl++) {
+    for (int lvl = LP_LOG_ERROR; lvl <= LP_LOG_DEBUG && k->type == T_LOG_LEVEL; lvl++) {
         if (strcmp(text, level_names[lvl]) == 0) {
             memcpy(field, &lvl, sizeof(lvl));
+            return LP_OK;
+        }
+    }
+    for (int f = 0; f < 2 && k->type == T_LOG_FORMAT; f++) {
+        if (strcmp(text, format_names[f]) == 0) {
+            memcpy(field, &f, sizeof(f));
             return LP_OK;
         }
     }
@@ -515,6 +527,7 @@ lp_err cfg_set_value(const struct cfg_key *k, const char *text, size_t n, struct
         return set_number(k, value, shown, c, msg, len);
     case T_BOOL:
     case T_LOG_LEVEL:
+    case T_LOG_FORMAT:
         return set_word(k, value, shown, c, msg, len);
     case T_STRING:
     case T_ADDRESS:
@@ -807,6 +820,10 @@ static void format_value(char *buf, size_t len, const struct cfg_key *k, const s
     case T_LOG_LEVEL:
         memcpy(&lvl, field, sizeof(lvl));
         snprintf(buf, len, "%s", lvl >= 0 && lvl <= LP_LOG_DEBUG ? level_names[lvl] : "?");
+        return;
+    case T_LOG_FORMAT:
+        memcpy(&lvl, field, sizeof(lvl));
+        snprintf(buf, len, "%s", lvl == 1 ? "json" : "text");
         return;
     case T_STRING:
     case T_ADDRESS:

@@ -7,6 +7,7 @@
 #include "limpet/log.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,10 +15,16 @@
 #include <unistd.h>
 
 #define LOG_MSG_MAX 1024u                    /* formatted message; longer ones are cut */
-#define LOG_LINE_MAX (LOG_MSG_MAX * 4 + 128) /* every message byte may become "\xNN" */
+#define LOG_LINE_MAX (LOG_MSG_MAX * 6 + 256) /* a byte may become "\xNN" or "\u00NN" */
 
 static int log_level = LP_LOG_INFO;
 static const char *log_tag = "limpet";
+static bool log_json;
+
+void lp_log_set_json(bool json)
+{
+    log_json = json;
+}
 
 void lp_log_set_level(int level)
 {
@@ -98,6 +105,80 @@ static void write_all(const char *buf, size_t len)
     }
 }
 
+/* "\\u00XX" for a control byte; returns 6. */
+static int sprintf_hex(char *out, unsigned char c, const char *hex)
+{
+    memcpy(out, "\\u00", 4);
+    out[4] = hex[c >> 4];
+    out[5] = hex[c & 15];
+    return 6;
+}
+
+/* The length of a valid UTF-8 sequence at p (1..4), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+    size_t n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
+/* msg as the body of a JSON string: quotes, backslashes and control bytes escaped, invalid
+ * UTF-8 replaced with U+FFFD, so a collector always gets valid JSON. */
+static size_t json_escape(char *out, const char *msg)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (const unsigned char *p = (const unsigned char *)msg; *p != '\0';) {
+        size_t u = *p >= 0x80 ? utf8_len(p) : 1;
+        if (*p == '"' || *p == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)*p++;
+        } else if (*p < 0x20 || *p == 0x7f) {
+            o += (size_t)sprintf_hex(out + o, *p++, hex);
+        } else if (u == 0) {
+            memcpy(out + o, "\\ufffd", 6);
+            o += 6;
+            p++;
+        } else {
+            memcpy(out + o, p, u);
+            o += u;
+            p += u;
+        }
+    }
+    return o;
+}
+
+/* {"time":...,"proc":...,"level":...,"sess":...,"stream":N,"msg":...}: the session and stream
+ * ids every event line starts with become fields of their own. */
+static size_t format_json(char *line, size_t cap, int level, const char *msg)
+{
+    char ts[64], sess[16] = "";
+    unsigned long stream = 0;
+    int used = 0;
+    size_t n;
+
+    format_time(ts, sizeof(ts));
+    if (sscanf(msg, "sess=%15[0-9a-f-] stream=%lu %n", sess, &stream, &used) < 2 || used == 0) {
+        stream = 0;
+        if (sscanf(msg, "sess=%15[0-9a-f-] %n", sess, &used) < 1 || used == 0)
+            sess[0] = '\0';
+    }
+    n = (size_t)snprintf(line, cap, "{\"time\":\"%s\",\"proc\":\"%.32s\",\"level\":\"%s\",", ts,
+                         log_tag, level_name(level));
+    if (sess[0])
+        n += (size_t)snprintf(line + n, cap - n, "\"sess\":\"%s\",", sess);
+    if (stream)
+        n += (size_t)snprintf(line + n, cap - n, "\"stream\":%lu,", stream);
+    n += (size_t)snprintf(line + n, cap - n, "\"msg\":\"");
+    n += json_escape(line + n, msg);
+    line[n++] = '"';
+    line[n++] = '}';
+    return n;
+}
+
 void lp_log(int level, const char *fmt, ...)
 {
     char msg[LOG_MSG_MAX];
@@ -116,9 +197,13 @@ void lp_log(int level, const char *fmt, ...)
         snprintf(msg, sizeof(msg), "(unformattable log message)");
     else if ((size_t)w >= sizeof(msg))
         memcpy(msg + sizeof(msg) - 4, "...", 4);
-    n = format_time(line, 64);
-    n += (size_t)snprintf(line + n, sizeof(line) - n, " %.32s %s ", log_tag, level_name(level));
-    n += escape(line + n, msg);
+    if (log_json) {
+        n = format_json(line, sizeof(line), level, msg);
+    } else {
+        n = format_time(line, 64);
+        n += (size_t)snprintf(line + n, sizeof(line) - n, " %.32s %s ", log_tag, level_name(level));
+        n += escape(line + n, msg);
+    }
     line[n++] = '\n';
     write_all(line, n);
     errno = saved;

@@ -101,6 +101,7 @@ static void set_log_level(const struct lp_cli *cli, const struct lp_config *cfg)
     lp_log_set_level(level < LP_LOG_ERROR   ? LP_LOG_ERROR
                      : level > LP_LOG_DEBUG ? LP_LOG_DEBUG
                                             : level);
+    lp_log_set_json(cfg->log_format == 1);
 }
 
 /* ---- SIGHUP: the server re-reads its configuration ---------------------------------------- */

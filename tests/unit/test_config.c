@@ -63,6 +63,7 @@ static uint64_t field(const struct lp_config *c, const char *key)
     } f[] = {
         {"insecure", offsetof(struct lp_config, insecure), 2},
         {"log.level", offsetof(struct lp_config, log_level), 3},
+        {"log.format", offsetof(struct lp_config, log_format), 3},
         {"session.heartbeat", offsetof(struct lp_config, session.heartbeat), 0},
         {"session.dead_after", offsetof(struct lp_config, session.dead_after), 0},
         {"session.ttl", offsetof(struct lp_config, session.ttl), 0},
@@ -118,6 +119,7 @@ static const struct key_case {
     {"server", "tunnel.example.net:7443", 0, "tunnel.example.net:7443"},
     {"insecure", "true", 1, NULL},
     {"log.level", "debug", LP_LOG_DEBUG, NULL},
+    {"log.format", "json", 1, NULL},
     {"session.heartbeat", "250ms", 250, NULL},
     {"session.dead_after", "7s", 7000, NULL},
     {"session.ttl", "1h", 3600000, NULL},

@@ -76,9 +76,35 @@ static void test_log_cuts_long_messages_to_one_line(void **state)
     assert_ptr_equal(strchr(buf, '\n'), buf + n - 1);
 }
 
+static void test_log_json_is_one_valid_object_per_line_with_ids_as_fields(void **state)
+{
+    char buf[4096];
+    (void)state;
+    lp_log_set_level(LP_LOG_INFO);
+    lp_log_set_tag("server");
+    lp_log_set_json(true);
+    size_t n = capture(
+        buf, sizeof(buf), LP_LOG_WARN,
+        "sess=1a2b3c4d stream=7 reset: \"quoted\" \\ tab\there\nFAKE \xff\xfe \xe2\x80\x94");
+    lp_log_set_json(false);
+    assert_ptr_equal(strchr(buf, '\n'), buf + n - 1); /* exactly one line */
+    assert_true(strncmp(buf, "{\"time\":\"", 9) == 0);
+    assert_non_null(strstr(buf, "\"proc\":\"server\",\"level\":\"WARN\",\"sess\":\"1a2b3c4d\","
+                                "\"stream\":7,\"msg\":\"sess=1a2b3c4d stream=7 reset: "
+                                "\\\"quoted\\\" \\\\ tab\\u0009here\\u000aFAKE "
+                                "\\ufffd\\ufffd \xe2\x80\x94\"}\n"));
+    /* no sess= prefix: no sess field */
+    lp_log_set_json(true);
+    capture(buf, sizeof(buf), LP_LOG_INFO, "listening on 127.0.0.1:7070");
+    lp_log_set_json(false);
+    assert_null(strstr(buf, "\"sess\""));
+    assert_non_null(strstr(buf, "\"msg\":\"listening on 127.0.0.1:7070\"}"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_log_json_is_one_valid_object_per_line_with_ids_as_fields),
         cmocka_unit_test(test_log_writes_one_line_with_tag_and_level),
         cmocka_unit_test(test_log_escapes_newlines_so_an_event_stays_one_line),
         cmocka_unit_test(test_log_filters_below_level),
