@@ -25,8 +25,8 @@ enum lp_cmd {
     LP_CMD_VERSION
 };
 
-struct lp_forward {              /* one -L [BIND:]PORT:HOST:HOSTPORT, or -D [BIND:]PORT */
-    bool dynamic;                /* -D: a SOCKS proxy; host and port are unused */
+struct lp_forward {              /* one -L/-R [BIND:]PORT:HOST:HOSTPORT, or -D/-T [BIND:]PORT */
+    enum lp_fwd_kind kind;       /* -D and -T: host and port are unused */
     char bind_host[LP_ADDR_MAX]; /* default "127.0.0.1" (loopback, as ssh without GatewayPorts);
                                     "*" or "" -> "0.0.0.0"; IPv6 without brackets */
     uint16_t bind_port;          /* 0 allowed: the kernel picks, the log says which */
@@ -64,9 +64,13 @@ void lp_cli_usage(FILE *f, enum lp_cmd cmd);
  * IPv6 addresses in brackets ("[::1]:8080:[fd00::5]:22"). On error writes only the problem
  * ("missing HOSTPORT") to err: the caller adds the flag and spec. */
 lp_err lp_parse_forward(const char *spec, struct lp_forward *fw, char *err, size_t errlen);
-/* One -D spec as ssh writes it: PORT or BIND:PORT ([IPV6]:PORT); sets fw->dynamic. On error
+/* One -D spec as ssh writes it: PORT or BIND:PORT ([IPV6]:PORT); sets fw->kind to LP_FWD_DYNAMIC. On error
  * writes only the problem to err. */
 lp_err lp_parse_dynamic(const char *spec, struct lp_forward *fw, char *err, size_t errlen);
+/* A spec of any kind: -L and -R as lp_parse_forward, -D and -T as lp_parse_dynamic; sets
+ * fw->kind. On error writes only the problem to err. */
+lp_err lp_parse_fwd_spec(enum lp_fwd_kind kind, const char *spec, struct lp_forward *fw, char *err,
+                         size_t errlen);
 /* "HOST:PORT" or "[IPV6]:PORT", port 1..65535. Writes the host without brackets. Checks the
  * form only (no name lookup). LP_ERR_INVALID on bad input or a host longer than hostlen-1. */
 lp_err lp_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);

@@ -34,6 +34,18 @@
 #define LP_MCP_ARGS_MAX 1024u     /* args (and env entries) of one MCP server at most */
 #define LP_MCP_TEXT_MAX 4096u     /* bytes in one command, argument, env value or cwd */
 
+/* The four kinds of client forward, as ssh names its flags. */
+enum lp_fwd_kind {
+    LP_FWD_LOCAL = 0,       /* -L: listen here, the server dials */
+    LP_FWD_DYNAMIC = 1,     /* -D: a SOCKS proxy here, the server dials */
+    LP_FWD_REMOTE = 2,      /* -R: the server listens, this client dials */
+    LP_FWD_TRANSPARENT = 3, /* -T: firewall-redirected connections here, the server dials
+                               their original destination */
+    LP_FWD_KINDS = 4
+};
+/* "local", "dynamic", "remote", "transparent": the forward.* config list names. */
+extern const char *const lp_fwd_kind_names[LP_FWD_KINDS];
+
 enum lp_log_level { LP_LOG_ERROR = 0, LP_LOG_WARN = 1, LP_LOG_INFO = 2, LP_LOG_DEBUG = 3 };
 
 /* One identity the server accepts (auth.clients.NAME). Exactly one of psk_file and
@@ -100,13 +112,14 @@ struct lp_config {
     struct {
         lp_time connect_timeout; /* forward.connect_timeout (30s), 1ms..1h: how long a
                                        local connection waits for the tunnel or the target */
-        /* forward.local / forward.dynamic: client forwards as -L / -D would take them
-         * ("8080:db:5432", "1080"), checked on load; owned lists, NULL if none. A file that
-         * sets one replaces that list; -L / -D on the command line add to them. */
-        char **local;
-        size_t n_local;
-        char **dynamic;
-        size_t n_dynamic;
+        lp_time reverse_wait; /* forward.reverse_wait (30s), 0..1h: how long a connection to a
+                                 -R listener waits for a detached client (0: refused) */
+        /* forward.local / .dynamic / .remote / .transparent: client forwards as -L / -D /
+         * -R / -T would take them ("8080:db:5432", "1080"), indexed by enum lp_fwd_kind and
+         * checked on load; owned lists, NULL if none. A file that sets one replaces that
+         * list; flags on the command line add to them. */
+        char **specs[LP_FWD_KINDS];
+        size_t n_specs[LP_FWD_KINDS];
     } forward;
     struct {
         lp_time handshake_timeout;     /* limits.handshake_timeout (10s): server side, HELLO */

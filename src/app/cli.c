@@ -23,6 +23,8 @@ enum opt_id {
     O_QUIET,
     O_LOCAL,
     O_DYNAMIC,
+    O_REMOTE,
+    O_TRANSPARENT,
     O_SCOPE,
     O_LOG_FORMAT,
     O_HELP
@@ -52,6 +54,8 @@ static const struct opt opts[] = {
     {O_QUIET, 'q', "quiet", NULL, FOR_BOTH},
     {O_LOCAL, 'L', "local", "[BIND:]PORT:HOST:HOSTPORT", FOR_CLIENT},
     {O_DYNAMIC, 'D', "dynamic", "[BIND:]PORT", FOR_CLIENT},
+    {O_REMOTE, 'R', "remote", "[BIND:]PORT:HOST:HOSTPORT", FOR_CLIENT},
+    {O_TRANSPARENT, 'T', "transparent", "[BIND:]PORT", FOR_CLIENT},
     {O_SCOPE, 0, "scope", "KEY", FOR_MCP},
     {O_LOG_FORMAT, 0, "log-format", "text|json", FOR_BOTH},
     {O_HELP, 'h', "help", NULL, FOR_BOTH},
@@ -263,7 +267,7 @@ lp_err lp_parse_dynamic(const char *spec, struct lp_forward *fw, char *err, size
     int nf;
 
     memset(fw, 0, sizeof(*fw));
-    fw->dynamic = true;
+    fw->kind = LP_FWD_DYNAMIC;
     nf = split_fields(spec, f);
     if (nf < 0)
         return fail(err, errlen, "unbalanced brackets (write IPv6 as [::1])");
@@ -276,6 +280,16 @@ lp_err lp_parse_dynamic(const char *spec, struct lp_forward *fw, char *err, size
     if (!parse_port(f[nf - 1].s, f[nf - 1].n, true, &fw->bind_port))
         return fail(err, errlen, "bad PORT \"%.*s\" (0..65535)", (int)f[nf - 1].n, f[nf - 1].s);
     return LP_OK;
+}
+
+lp_err lp_parse_fwd_spec(enum lp_fwd_kind kind, const char *spec, struct lp_forward *fw, char *err,
+                         size_t errlen)
+{
+    lp_err rc = kind == LP_FWD_LOCAL || kind == LP_FWD_REMOTE
+                    ? lp_parse_forward(spec, fw, err, errlen)
+                    : lp_parse_dynamic(spec, fw, err, errlen);
+    fw->kind = kind;
+    return rc;
 }
 
 /* ---- argv -------------------------------------------------------------------------------- */
@@ -354,13 +368,16 @@ static lp_err apply(struct lp_cli *cli, const struct opt *o, const char *flag, c
         break;
     case O_LOCAL:
     case O_DYNAMIC:
-        if ((o->id == O_LOCAL
-                 ? lp_parse_forward(value, &cli->forwards[cli->n_forwards], why, sizeof(why))
-                 : lp_parse_dynamic(value, &cli->forwards[cli->n_forwards], why, sizeof(why))) !=
-            LP_OK)
+    case O_REMOTE:
+    case O_TRANSPARENT: {
+        static const enum lp_fwd_kind kinds[] = {LP_FWD_LOCAL, LP_FWD_DYNAMIC, LP_FWD_REMOTE,
+                                                 LP_FWD_TRANSPARENT};
+        if (lp_parse_fwd_spec(kinds[o->id - O_LOCAL], value, &cli->forwards[cli->n_forwards], why,
+                              sizeof(why)) != LP_OK)
             return fail(err, errlen, "%s %s: %s", flag, value, why);
         cli->n_forwards++;
         break;
+    }
     }
     return LP_OK;
 }

@@ -94,6 +94,8 @@ static const struct cfg_key keys[] = {
              "time allowed for one dial and handshake"),
     DURATION("forward.connect_timeout", forward.connect_timeout, MS(1), HOUR(1),
              "how long a local connection waits for the tunnel or the target"),
+    DURATION("forward.reverse_wait", forward.reverse_wait, 0, HOUR(1),
+             "server: how long a -R connection waits for a detached client; 0 = refuse"),
     DURATION("limits.handshake_timeout", limits.handshake_timeout, MS(1), HOUR(1),
              "server: time a new link has to say HELLO"),
     COUNT("limits.max_sessions", limits.max_sessions, 1, 1000000,
@@ -160,6 +162,7 @@ void lp_config_defaults(struct lp_config *c)
     c->reconnect.give_up_after = 0;
     c->reconnect.connect_timeout = SEC(10);
     c->forward.connect_timeout = SEC(30);
+    c->forward.reverse_wait = SEC(30);
     c->limits.handshake_timeout = SEC(10);
     c->limits.max_sessions = 1024;
     c->limits.max_pending = 256;
@@ -171,6 +174,8 @@ void lp_config_defaults(struct lp_config *c)
     c->mcp.stop_grace = SEC(2);
     c->limits.session_memory = MIB(48);
 }
+
+const char *const lp_fwd_kind_names[LP_FWD_KINDS] = {"local", "dynamic", "remote", "transparent"};
 
 void cfg_free_list(char **v, size_t n)
 {
@@ -204,8 +209,8 @@ void lp_config_clear(struct lp_config *c)
 {
     cfg_free_clients(c->auth.clients, c->auth.n_clients);
     cfg_free_servers(c->mcp.servers, c->mcp.n_servers);
-    cfg_free_list(c->forward.local, c->forward.n_local);
-    cfg_free_list(c->forward.dynamic, c->forward.n_dynamic);
+    for (int k = 0; k < LP_FWD_KINDS; k++)
+        cfg_free_list(c->forward.specs[k], c->forward.n_specs[k]);
     lp_config_defaults(c);
 }
 

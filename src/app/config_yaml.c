@@ -40,9 +40,9 @@ struct loader {
     struct lp_mcp_server *servers; /* mcp.servers as read so far: the same rule as clients */
     size_t n_servers, cap_servers;
     bool servers_defined;
-    char **fw[2]; /* forward.local, forward.dynamic as read so far: the same rule */
-    size_t n_fw[2];
-    size_t fw_line[2]; /* where each was set, 0 = not in this file */
+    char **fw[LP_FWD_KINDS]; /* forward.local, .dynamic, ... as read so far: the same rule */
+    size_t n_fw[LP_FWD_KINDS];
+    size_t fw_line[LP_FWD_KINDS]; /* where each was set, 0 = not in this file */
 };
 
 static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
@@ -694,11 +694,11 @@ static lp_err load_servers(struct loader *ld, const char *path, yaml_mark_t kmar
     return each_pair(ld, path, server_entry, NULL);
 }
 
-/* ---- forward.local / forward.dynamic ------------------------------------------------------ */
+/* ---- forward.local / .dynamic / .remote / .transparent ----------------------------------- */
 
 static const size_t forward_max[2] = {LP_ADDR_MAX * 2, 1024};
 
-/* A list of -L (which 0) or -D (which 1) specs, each checked as the command line would. */
+/* A list of forward specs of one kind, each checked as the command line would. */
 static lp_err load_forwards(struct loader *ld, const char *path, int which, yaml_mark_t kmark)
 {
     bool open;
@@ -726,8 +726,7 @@ static lp_err load_forwards(struct loader *ld, const char *path, int which, yaml
         rc = add_entry(ld, path, &ev, &ld->fw[which], &ld->n_fw[which], forward_max);
         if (rc == LP_OK) {
             snprintf(spec, sizeof(spec), "%s", ld->fw[which][ld->n_fw[which] - 1]);
-            if ((which == 0 ? lp_parse_forward(spec, &fw, why, sizeof(why))
-                            : lp_parse_dynamic(spec, &fw, why, sizeof(why))) != LP_OK) {
+            if (lp_parse_fwd_spec((enum lp_fwd_kind)which, spec, &fw, why, sizeof(why)) != LP_OK) {
                 /* one line: the spec (and the parser's quote of it) may hold any byte */
                 cfg_show(shown, sizeof(shown), spec, strlen(spec));
                 for (char *q = why; *q; q++)
@@ -757,8 +756,9 @@ static lp_err load_pair(struct loader *ld, const char *prefix, const yaml_event_
             return load_auth(ld, path, kev->start_mark);
         if (strcmp(path, "mcp.servers") == 0)
             return load_servers(ld, path, kev->start_mark);
-        if (strcmp(path, "forward.local") == 0 || strcmp(path, "forward.dynamic") == 0)
-            return load_forwards(ld, path, path[8] == 'd', kev->start_mark);
+        for (int fk = 0; fk < LP_FWD_KINDS; fk++)
+            if (strncmp(path, "forward.", 8) == 0 && strcmp(path + 8, lp_fwd_kind_names[fk]) == 0)
+                return load_forwards(ld, path, fk, kev->start_mark);
         if ((k = cfg_find_key(path)) != NULL)
             return load_leaf(ld, k, kev->start_mark);
         if (cfg_is_section(path))
@@ -889,9 +889,9 @@ lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *
         ld->work.mcp.n_servers = ld->n_servers;
         ld->servers = NULL;
     }
-    for (int w = 0; w < 2 && rc == LP_OK; w++) {
-        char ***list = w == 0 ? &ld->work.forward.local : &ld->work.forward.dynamic;
-        size_t *n = w == 0 ? &ld->work.forward.n_local : &ld->work.forward.n_dynamic;
+    for (int w = 0; w < LP_FWD_KINDS && rc == LP_OK; w++) {
+        char ***list = &ld->work.forward.specs[w];
+        size_t *n = &ld->work.forward.n_specs[w];
         if (ld->fw_line[w] == 0)
             continue;
         cfg_free_list(*list, *n); /* c's old list: replaced by the file's */
@@ -904,8 +904,8 @@ lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *
         *c = ld->work;
     cfg_free_clients(ld->clients, ld->n_clients);
     cfg_free_servers(ld->servers, ld->n_servers);
-    cfg_free_list(ld->fw[0], ld->n_fw[0]);
-    cfg_free_list(ld->fw[1], ld->n_fw[1]);
+    for (int w = 0; w < LP_FWD_KINDS; w++)
+        cfg_free_list(ld->fw[w], ld->n_fw[w]);
     yaml_parser_delete(&ld->parser);
     free(ld);
     return rc;

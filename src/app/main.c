@@ -217,23 +217,24 @@ bad:
 }
 
 /* client, stdio and mcp: one client, with the program's end as its app. */
-/* The forwards of the config file (forward.local, forward.dynamic), then those of the
- * command line. The specs were checked when the file was loaded. */
+/* The forwards of the config file (forward.local, .dynamic, .remote, .transparent), then
+ * those of the command line. The specs were checked when the file was loaded. */
 static lp_err collect_forwards(const struct lp_cli *cli, const struct lp_config *cfg, struct app *a)
 {
-    size_t n = cfg->forward.n_local + cfg->forward.n_dynamic + cli->n_forwards;
+    size_t n = cli->n_forwards;
     char why[160];
 
+    for (int k = 0; k < LP_FWD_KINDS; k++)
+        n += cfg->forward.n_specs[k];
     if (n == 0)
         return LP_OK;
     if ((a->fwd = calloc(n, sizeof(*a->fwd))) == NULL)
         return LP_ERR_NOMEM;
-    for (size_t i = 0; i < cfg->forward.n_local; i++)
-        if (lp_parse_forward(cfg->forward.local[i], &a->fwd[a->nfwd++], why, sizeof(why)))
-            return LP_ERR_INVALID;
-    for (size_t i = 0; i < cfg->forward.n_dynamic; i++)
-        if (lp_parse_dynamic(cfg->forward.dynamic[i], &a->fwd[a->nfwd++], why, sizeof(why)))
-            return LP_ERR_INVALID;
+    for (int k = 0; k < LP_FWD_KINDS; k++)
+        for (size_t i = 0; i < cfg->forward.n_specs[k]; i++)
+            if (lp_parse_fwd_spec((enum lp_fwd_kind)k, cfg->forward.specs[k][i],
+                                  &a->fwd[a->nfwd++], why, sizeof(why)) != LP_OK)
+                return LP_ERR_INVALID;
     for (size_t i = 0; i < cli->n_forwards; i++)
         a->fwd[a->nfwd++] = cli->forwards[i];
     return LP_OK;

@@ -376,7 +376,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         lp_net_addr_str(&peer, from, sizeof(from));
-        if (l->fwd->dynamic)
+        if (l->fwd->kind == LP_FWD_DYNAMIC)
             lp_socks_accept(c->rt->loop, c->cfg, fd, from, current_session, c);
         else
             lp_stream_open_local(c->s, fd, LP_KIND_TCP, l->target, c->cfg->forward.connect_timeout,
@@ -400,13 +400,13 @@ static lp_err open_listener(struct lp_client *c, struct listener *l, const struc
     l->c = c;
     l->fwd = f;
     l->fd = -1;
-    if (f->dynamic)
+    if (f->kind == LP_FWD_DYNAMIC)
         snprintf(l->target, sizeof(l->target), "SOCKS");
     else
         format_target(l->target, sizeof(l->target), f->host, f->port);
     if (lp_net_resolve(f->bind_host, f->bind_port, &addr, err, sizeof(err)) != LP_OK ||
         lp_net_listen(&addr, &l->fd, err, sizeof(err)) != LP_OK) {
-        if (f->dynamic)
+        if (f->kind == LP_FWD_DYNAMIC)
             lp_error("-D %s:%u: %s", f->bind_host, (unsigned)f->bind_port, err);
         else
             lp_error("-L %s:%u:%s: %s", f->bind_host, (unsigned)f->bind_port, l->target, err);
@@ -416,7 +416,7 @@ static lp_err open_listener(struct lp_client *c, struct listener *l, const struc
     lp_net_addr_str(&addr, l->local, sizeof(l->local));
     ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
     ev_io_start(c->rt->loop, &l->io);
-    if (f->dynamic)
+    if (f->kind == LP_FWD_DYNAMIC)
         lp_info("socks proxy listening on %s", l->local);
     else
         lp_info("forward listening on %s -> %s", l->local, l->target);
@@ -449,6 +449,12 @@ lp_err lp_client_new(struct lp_runtime *rt, const struct lp_config *cfg,
     if (nfwd && (c->ls = calloc(nfwd, sizeof(*c->ls))) == NULL)
         goto out;
     for (size_t i = 0; i < nfwd; i++, c->nls++) {
+        if (fwd[i].kind == LP_FWD_REMOTE || fwd[i].kind == LP_FWD_TRANSPARENT) {
+            lp_error("-%c is not implemented yet", fwd[i].kind == LP_FWD_REMOTE ? 'R' : 'T');
+            rc = LP_ERR_INVALID;
+            c->nls++;
+            goto out;
+        }
         if ((rc = open_listener(c, &c->ls[i], &fwd[i])) != LP_OK) {
             c->nls++;
             goto out;

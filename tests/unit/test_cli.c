@@ -503,7 +503,7 @@ static void test_cli_dynamic_spec_takes_port_or_bind_and_port(void **state)
     (void)state;
 
     assert_int_equal(lp_parse_dynamic("1080", &fw, err, sizeof(err)), LP_OK);
-    assert_true(fw.dynamic);
+    assert_int_equal(fw.kind, LP_FWD_DYNAMIC);
     assert_string_equal(fw.bind_host, "127.0.0.1");
     assert_int_equal(fw.bind_port, 1080);
     assert_int_equal(lp_parse_dynamic("*:0", &fw, err, sizeof(err)), LP_OK);

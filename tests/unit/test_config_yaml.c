@@ -485,16 +485,16 @@ static void test_config_yaml_forward_lists_are_checked_like_the_command_line(voi
     if (load(&c, "forward:\n  local: [\"8080:db:5432\", \"[::1]:22:h:2\"]\n  dynamic: [\"1080\"]\n",
              err) != LP_OK)
         fail_msg("%s", err);
-    assert_int_equal(c.forward.n_local, 2);
-    assert_string_equal(c.forward.local[1], "[::1]:22:h:2");
-    assert_int_equal(c.forward.n_dynamic, 1);
+    assert_int_equal(c.forward.n_specs[LP_FWD_LOCAL], 2);
+    assert_string_equal(c.forward.specs[LP_FWD_LOCAL][1], "[::1]:22:h:2");
+    assert_int_equal(c.forward.n_specs[LP_FWD_DYNAMIC], 1);
     /* another file without the lists keeps them; one with a list replaces that list */
     assert_int_equal(load(&c, "forward:\n  connect_timeout: 5s\n", err), LP_OK);
-    assert_int_equal(c.forward.n_local, 2);
+    assert_int_equal(c.forward.n_specs[LP_FWD_LOCAL], 2);
     assert_int_equal(load(&c, "forward:\n  dynamic: [\"*:1081\"]\n", err), LP_OK);
-    assert_int_equal(c.forward.n_dynamic, 1);
-    assert_string_equal(c.forward.dynamic[0], "*:1081");
-    assert_int_equal(c.forward.n_local, 2);
+    assert_int_equal(c.forward.n_specs[LP_FWD_DYNAMIC], 1);
+    assert_string_equal(c.forward.specs[LP_FWD_DYNAMIC][0], "*:1081");
+    assert_int_equal(c.forward.n_specs[LP_FWD_LOCAL], 2);
     lp_config_clear(&c);
 
     expect_error("forward:\n  local: [\"80:db\"]\n",
