@@ -36,6 +36,10 @@
  * so a new stream costs one round trip, not two); the acceptor's OPEN_OK window counts from
  * the stream's first byte. Equal to the minimum window, so every grant covers it. */
 #define LP_MUX_EARLY_DATA LP_MUX_MIN_WINDOW
+/* Bind frames (BIND, BIND_OK, BIND_FAIL) queued each way at most: a client sends one BIND per
+ * -R forward, so it may have at most this many; more unanswered BINDs from a peer at once is
+ * a session-level fault. */
+#define LP_MUX_BIND_QUEUE 64u
 
 struct lp_mux_config {
     uint32_t stream_window; /* window granted per stream when memory allows (256 KiB) */
@@ -55,13 +59,17 @@ enum lp_mux_event_type {
                             is already freed */
     LP_MUX_EV_CLOSED,   /* `id` is done both ways and freed */
     LP_MUX_EV_GOODBYE,  /* the peer ended the session on purpose (code, text) */
+    LP_MUX_EV_BIND,     /* the peer asks us to listen (reverse forward): id = bind request id,
+                            text = bind spec. Answer with lp_mux_bind_ok or lp_mux_bind_fail. */
+    LP_MUX_EV_BIND_OK,  /* our BIND `id` is listening: code = port, text = address */
+    LP_MUX_EV_BIND_FAIL, /* our BIND `id` was refused: code (RST codes), text = reason */
 };
 
 struct lp_mux_event {
     enum lp_mux_event_type type;
     uint32_t id;
     uint8_t kind;     /* OPEN */
-    uint16_t code;    /* RST, GOODBYE */
+    uint16_t code;    /* RST, GOODBYE, BIND_FAIL; the port for BIND_OK */
     const char *text; /* OPEN target, RST/GOODBYE message; borrowed until the next
                                call on the mux; not NUL-terminated */
     size_t text_len;
@@ -126,6 +134,14 @@ size_t lp_mux_recv_buffered(const lp_mux *m, uint32_t id);
 /* Retries control frames that found the replay buffer full and wakes streams that were
  * blocked on it. Call after LP_PIPE_EV_ROOM (calling more often is harmless). */
 void lp_mux_flush(lp_mux *m);
+
+/* Reverse forwarding. Bind request ids are the sender's own, apart from stream ids (any
+ * non-zero value; the answer echoes it). Texts are copied (up to LP_FRAME_MAX_TEXT bytes, no
+ * NUL). LP_ERR_NOSPACE when LP_MUX_BIND_QUEUE frames already wait for room in the pipe,
+ * LP_ERR_INVALID for id 0 or a bad text. The frames are sequenced: they survive link drops. */
+lp_err lp_mux_bind(lp_mux *m, uint32_t id, const char *spec, size_t len);
+lp_err lp_mux_bind_ok(lp_mux *m, uint32_t id, uint16_t port, const char *addr, size_t len);
+lp_err lp_mux_bind_fail(lp_mux *m, uint32_t id, uint16_t code, const char *reason, size_t len);
 
 /* Queues GOODBYE: the session ends on purpose. */
 lp_err lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg);

@@ -194,7 +194,7 @@ static size_t encode_control(const struct stream *s, uint8_t bit, uint8_t *buf, 
 
 /* LP_ERR_NOSPACE: try again later (the pipe is full or out of memory). Anything else means
  * the frame is gone: sent, or (a bug, every field was checked when queued) unencodable. */
-static lp_err send_frame(lp_mux *m, const uint8_t *buf, size_t n)
+lp_err mux_send_frame(lp_mux *m, const uint8_t *buf, size_t n)
 {
     lp_err rc;
 
@@ -224,7 +224,7 @@ static lp_err send_pending(lp_mux *m, struct stream *s)
             s->pending &= (uint8_t)~bit;
             continue;
         }
-        if (send_frame(m, buf, encode_control(s, bit, buf, sizeof(buf))) == LP_ERR_NOSPACE)
+        if (mux_send_frame(m, buf, encode_control(s, bit, buf, sizeof(buf))) == LP_ERR_NOSPACE)
             return LP_ERR_NOSPACE;
         s->pending &= (uint8_t)~bit;
         if (bit == PC_OPEN)
@@ -250,7 +250,7 @@ static void send_goodbye(lp_mux *m)
     size_t n = lp_text_encode(buf, sizeof(buf), LP_FT_GOODBYE, 0, m->goodbye_tx_code,
                               m->goodbye_tx_msg, m->goodbye_tx_len);
 
-    if (send_frame(m, buf, n) != LP_ERR_NOSPACE)
+    if (mux_send_frame(m, buf, n) != LP_ERR_NOSPACE)
         m->goodbye_tx = false;
 }
 
@@ -264,6 +264,8 @@ static void flush_pending(lp_mux *m)
         if (send_pending(m, LP_CONTAINER_OF(n, struct stream, pend)) != LP_OK)
             return;
     }
+    if (!mux_bind_flush(m))
+        return;
     if (m->goodbye_tx)
         send_goodbye(m);
 }
@@ -519,7 +521,7 @@ lp_err lp_mux_recv(lp_mux *m, const struct lp_frame *f, const char **why)
     case LP_FT_BIND:
     case LP_FT_BIND_OK:
     case LP_FT_BIND_FAIL:
-        return LP_OK; /* reverse forwarding is not implemented yet */
+        return mux_bind_recv(m, f, why);
     default:
         return protocol(why, "not a mux frame");
     }
@@ -566,6 +568,7 @@ void lp_mux_free(lp_mux *m)
     while (!list_empty(&m->pending)) /* only zombies are left */
         stream_destroy(m, LP_CONTAINER_OF(m->pending.next, struct stream, pend));
     mux_drop_records(m);
+    mux_bind_clear(m);
     free(m->recs);
     lp_idtab_clear(&m->ids);
     free(m);
@@ -848,6 +851,7 @@ void lp_mux_reset_all(lp_mux *m, uint16_t code, const char *msg)
         stream_destroy(m, LP_CONTAINER_OF(m->pending.next, struct stream, pend));
     m->goodbye_tx = false;
     m->reserved = 0;
+    mux_bind_clear(m);
 }
 
 /* ---- small accessors ---------------------------------------------------------------- */

@@ -156,6 +156,8 @@ bool lp_mux_next_event(lp_mux *m, struct lp_mux_event *ev)
         pop_stream_event(m, ev);
         return true;
     }
+    if (mux_bind_next_event(m, ev))
+        return true;
     if (m->goodbye_rx) { /* last: every stream event before it is worth more */
         m->goodbye_rx = false;
         ev->type = LP_MUX_EV_GOODBYE;

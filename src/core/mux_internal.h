@@ -118,6 +118,21 @@ struct record {
     size_t text_len;
 };
 
+/* One BIND, BIND_OK or BIND_FAIL frame waiting to be sent or to be handed to the glue. */
+struct bind_msg {
+    uint8_t type; /* LP_FT_BIND, LP_FT_BIND_OK, LP_FT_BIND_FAIL */
+    uint32_t id;  /* the bind request id */
+    uint16_t code;
+    char *text; /* owned; NULL when empty */
+    size_t len;
+};
+
+/* A FIFO of bind messages; LP_MUX_BIND_QUEUE at most. */
+struct bind_ring {
+    struct bind_msg q[LP_MUX_BIND_QUEUE];
+    size_t head, count;
+};
+
 struct lp_mux {
     struct lp_mux_config cfg;
     lp_pipe *pipe; /* borrowed */
@@ -139,6 +154,8 @@ struct lp_mux {
     size_t goodbye_tx_len, goodbye_rx_len;
     char goodbye_tx_msg[LP_FRAME_MAX_TEXT];
     char goodbye_rx_msg[LP_FRAME_MAX_TEXT];
+    struct bind_ring bind_out; /* bind frames the pipe had no room for yet */
+    struct bind_ring bind_in;  /* bind frames received, not yet handed out as events */
     char text[LP_FRAME_MAX_TEXT]; /* the last event's text and arg, lent to the glue */
     char arg[LP_FRAME_MAX_TEXT];
 };
@@ -149,6 +166,20 @@ struct lp_mux {
 char *mux_copy_text(const void *p, size_t n, bool *ok);
 /* Frees the OPEN target and arg copies of s. */
 void mux_free_open_copies(struct stream *s);
+
+/* The pipe takes a whole frame, or LP_ERR_NOSPACE (then LP_PIPE_EV_ROOM brings a flush). */
+lp_err mux_send_frame(lp_mux *m, const uint8_t *buf, size_t n);
+
+/* ---- mux_bind.c: reverse-forwarding requests ------------------------------------------ */
+
+/* A BIND, BIND_OK or BIND_FAIL frame from the peer: queued for lp_mux_next_event. */
+lp_err mux_bind_recv(lp_mux *m, const struct lp_frame *f, const char **why);
+/* Sends queued bind frames in order; false if the pipe filled up first. */
+bool mux_bind_flush(lp_mux *m);
+/* The next received bind frame as an event; false when none. */
+bool mux_bind_next_event(lp_mux *m, struct lp_mux_event *ev);
+/* Drops both queues (the session is gone, or the mux is freed). */
+void mux_bind_clear(lp_mux *m);
 
 /* ---- mux_event.c: the event queue ------------------------------------------------------ */
 

@@ -582,6 +582,9 @@ void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
         break;
     case LP_MUX_EV_OPEN:
     case LP_MUX_EV_GOODBYE:
+    case LP_MUX_EV_BIND: /* the session handles these; they name no stream */
+    case LP_MUX_EV_BIND_OK:
+    case LP_MUX_EV_BIND_FAIL:
         break;
     }
 }

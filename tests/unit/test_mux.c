@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1521,16 +1522,123 @@ static void test_mux_thousands_of_streams_are_found_by_id(void **state)
     net_free(n);
 }
 
-static void test_mux_ignores_bind_frames_for_now(void **state)
+static void test_mux_bind_request_and_answers_cross_the_pipe(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+
+    assert_int_equal(lp_mux_bind(n->c.mux, 1, "127.0.0.1:8022", 14), LP_OK);
+    assert_int_equal(lp_mux_bind(n->c.mux, 2, "[::1]:0", 7), LP_OK);
+    pump(n);
+    const struct logged *b1 = find_event(&n->s, LP_MUX_EV_BIND, 1);
+    const struct logged *b2 = find_event(&n->s, LP_MUX_EV_BIND, 2);
+    assert_non_null(b1);
+    assert_non_null(b2);
+    assert_true(b1 < b2); /* in the order they were sent */
+    assert_string_equal(b1->text, "127.0.0.1:8022");
+    assert_string_equal(b2->text, "[::1]:0");
+
+    assert_int_equal(lp_mux_bind_ok(n->s.mux, 2, 40123, "::1", 3), LP_OK);
+    assert_int_equal(lp_mux_bind_fail(n->s.mux, 1, LP_RST_NOT_ALLOWED, "not allowed", 11), LP_OK);
+    pump(n);
+    const struct logged *ok = find_event(&n->c, LP_MUX_EV_BIND_OK, 2);
+    const struct logged *no = find_event(&n->c, LP_MUX_EV_BIND_FAIL, 1);
+    assert_non_null(ok);
+    assert_int_equal(ok->code, 40123);
+    assert_string_equal(ok->text, "::1");
+    assert_non_null(no);
+    assert_int_equal(no->code, LP_RST_NOT_ALLOWED);
+    assert_string_equal(no->text, "not allowed");
+    assert_int_equal(n->c.rc, LP_OK);
+    assert_int_equal(n->s.rc, LP_OK);
+    net_free(n);
+}
+
+static void test_mux_bind_checks_its_arguments(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    char big[LP_FRAME_MAX_TEXT + 1];
+
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(lp_mux_bind(n->c.mux, 0, "h:1", 3), LP_ERR_INVALID);
+    assert_int_equal(lp_mux_bind(n->c.mux, 1, big, sizeof(big)), LP_ERR_INVALID);
+    assert_int_equal(lp_mux_bind(n->c.mux, 1, "h\0:1", 4), LP_ERR_INVALID);
+    assert_int_equal(lp_mux_bind_fail(n->s.mux, 1, 3, NULL, 0), LP_OK); /* empty reason is fine */
+    net_free(n);
+}
+
+/* A full pipe holds bind frames back; a flush after ACKs sends them, still in order. */
+static void test_mux_bind_waits_for_room_and_goes_out_in_order(void **state)
+{
+    (void)state;
+    struct lp_mux_config cc = mux_cfg();
+    struct lp_mux_config sc = mux_cfg();
+    struct lp_pipe_config small = PIPE_CFG;
+    char spec[LP_FRAME_MAX_TEXT];
+
+    memset(spec, 's', sizeof(spec)); /* large texts: the pipe's slack for control frames fills */
+    small.replay_buffer = 64u * 1024u;
+    sc.stream_window = 1u << 20;
+    struct net *n = net_new_with(&cc, &sc, &small);
+    uint32_t a = open_stream(n, "a:1");
+    assert_true(send_pattern(n->c.mux, a, 0, 1u << 20) > 60000); /* nothing acked: full */
+    uint32_t queued = 0;
+    lp_err rc = LP_OK;
+    /* The pipe's slack takes a few; then LP_MUX_BIND_QUEUE wait, then the queue is full. */
+    while (rc == LP_OK && queued < 4 * LP_MUX_BIND_QUEUE) {
+        if ((rc = lp_mux_bind(n->c.mux, queued + 1, spec, sizeof(spec))) == LP_OK)
+            queued++;
+    }
+    assert_int_equal(rc, LP_ERR_NOSPACE);
+    assert_true(queued >= LP_MUX_BIND_QUEUE);
+    pump(n);
+    uint32_t want = 1;
+    for (size_t i = 0; i < n->s.nev; i++)
+        if (n->s.ev[i].type == LP_MUX_EV_BIND)
+            assert_int_equal(n->s.ev[i].id, want++);
+    assert_int_equal(want, queued + 1);
+    net_free(n);
+}
+
+static void test_mux_too_many_bind_frames_at_once_is_a_session_fault(void **state)
 {
     (void)state;
     struct end e;
     struct lp_mux_config mc = mux_cfg();
-    const char *why;
+    const char *why = NULL;
+
+    lone_server(&e, &mc);
+    for (uint32_t i = 1; i <= LP_MUX_BIND_QUEUE; i++)
+        assert_int_equal(
+            feed(e.mux, lp_text_encode(fbuf, sizeof(fbuf), LP_FT_BIND, i, 0, "0:80", 4), &why),
+            LP_OK);
+    assert_int_equal(
+        feed(e.mux, lp_text_encode(fbuf, sizeof(fbuf), LP_FT_BIND, 99, 0, "0:80", 4), &why),
+        LP_ERR_PROTOCOL);
+    assert_string_equal(why, "too many bind frames at once");
+    end_events(&e);
+    assert_int_equal(e.nev, LP_MUX_BIND_QUEUE); /* the ones taken are still handed out */
+    /* drained: room again */
+    assert_int_equal(
+        feed(e.mux, lp_text_encode(fbuf, sizeof(fbuf), LP_FT_BIND_OK, 5, 80, "x", 1), &why), LP_OK);
+    end_events(&e);
+    assert_int_equal(e.ev[e.nev - 1].type, LP_MUX_EV_BIND_OK);
+    assert_int_equal(e.ev[e.nev - 1].code, 80);
+    end_clear(&e);
+}
+
+static void test_mux_reset_all_drops_queued_bind_frames(void **state)
+{
+    (void)state;
+    struct end e;
+    struct lp_mux_config mc = mux_cfg();
+    const char *why = NULL;
 
     lone_server(&e, &mc);
     assert_int_equal(
         feed(e.mux, lp_text_encode(fbuf, sizeof(fbuf), LP_FT_BIND, 1, 0, "0:80", 4), &why), LP_OK);
+    lp_mux_reset_all(e.mux, LP_RST_SESSION_LOST, "gone");
     end_events(&e);
     assert_int_equal(e.nev, 0);
     end_clear(&e);
@@ -1582,7 +1690,11 @@ int main(void)
         cmocka_unit_test(test_mux_local_calls_on_unknown_or_finished_streams_fail_cleanly),
         cmocka_unit_test(test_mux_events_of_freed_streams_survive_new_streams),
         cmocka_unit_test(test_mux_free_releases_undrained_events_and_pending_frames),
-        cmocka_unit_test(test_mux_ignores_bind_frames_for_now),
+        cmocka_unit_test(test_mux_bind_request_and_answers_cross_the_pipe),
+        cmocka_unit_test(test_mux_bind_checks_its_arguments),
+        cmocka_unit_test(test_mux_bind_waits_for_room_and_goes_out_in_order),
+        cmocka_unit_test(test_mux_too_many_bind_frames_at_once_is_a_session_fault),
+        cmocka_unit_test(test_mux_reset_all_drops_queued_bind_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
