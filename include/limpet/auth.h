@@ -28,6 +28,9 @@ lp_tls_conf *lp_auth_tls(struct lp_auth *a);
 /* May `identity` (a PSK identity, or "sha256:" + 64 lowercase hex digits of a client
  * certificate) reach host:port? Unknown identities may reach nothing. */
 bool lp_auth_allows_target(void *a, const char *identity, const char *host, uint16_t port);
+/* May `identity` listen on host:port for a reverse forward (its allow.reverse list)? host is
+ * an IP literal. */
+bool lp_auth_allows_bind(void *a, const char *identity, const char *host, uint16_t port);
 /* The auth.clients name of an identity (a certificate's "sha256:..." maps to its client's
  * name); the identity itself when unknown. Borrowed from the configuration. */
 const char *lp_auth_name_of(void *a, const char *identity);

@@ -112,7 +112,7 @@ struct lp_config {
     struct {
         lp_time connect_timeout; /* forward.connect_timeout (30s), 1ms..1h: how long a
                                        local connection waits for the tunnel or the target */
-        lp_time reverse_wait; /* forward.reverse_wait (30s), 0..1h: how long a connection to a
+        lp_time reverse_wait;    /* forward.reverse_wait (30s), 0..1h: how long a connection to a
                                  -R listener waits for a detached client (0: refused) */
         /* forward.local / .dynamic / .remote / .transparent: client forwards as -L / -D /
          * -R / -T would take them ("8080:db:5432", "1080"), indexed by enum lp_fwd_kind and
@@ -139,6 +139,15 @@ struct lp_config {
         struct lp_mcp_server *servers; /* owned; n_servers of them, NULL if none */
         size_t n_servers;              /* <= LP_MCP_SERVERS_MAX, names unique */
     } mcp;
+    struct {
+        /* control.path: the `limpet status` socket, "" = the per-user default (server and
+         * client; stdio and mcp open one only when it is set) */
+        char path[LP_ADDR_MAX];
+    } control;
+    struct {
+        char listen[LP_ADDR_MAX]; /* metrics.listen: Prometheus page, "" = off */
+        bool allow_remote;        /* metrics.allow_remote: a non-loopback listen (false) */
+    } metrics;
     struct {
         struct lp_auth_client *clients; /* owned; n_clients of them, NULL if none */
         size_t n_clients;               /* <= LP_AUTH_CLIENTS_MAX, names unique */

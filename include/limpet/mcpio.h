@@ -42,6 +42,8 @@ void lp_mcpd_reconfigure(struct lp_mcpd *m, const struct lp_config *cfg);
 /* Stops every child (the MCP way) and calls done(done_user) when all are gone, at once if
  * none runs. */
 void lp_mcpd_shutdown(struct lp_mcpd *m, void (*done)(void *), void *done_user);
+/* MCP server processes in the pool (starting, running or stopping), for metrics. NULL: 0. */
+size_t lp_mcpd_processes(const struct lp_mcpd *m);
 /* Kills what is left (SIGKILL to each process group) and frees. NULL-safe. */
 void lp_mcpd_free(struct lp_mcpd *m);
 

@@ -28,7 +28,8 @@ lp_err lp_net_resolve(const char *host, uint16_t port, struct lp_addr *out, char
 /* The address bytes of a (4 for IPv4, 16 for IPv6) into out; returns their count (0 for
  * another family). */
 size_t lp_net_addr_bytes(const struct lp_addr *a, uint8_t out[16]);
-/* "1.2.3.4:80" / "[::1]:80" into buf. Returns buf. */
+/* "1.2.3.4:80" / "[::1]:80" / "unix:/run/x.sock" (or "unix" when unnamed) into buf.
+ * Returns buf. */
 const char *lp_net_addr_str(const struct lp_addr *a, char *buf, size_t buflen);
 
 /* A non-blocking listening socket with SO_REUSEADDR. *fd owned by the caller. */
@@ -42,6 +43,27 @@ int lp_net_connect_result(int fd);
 int lp_net_accept(int lfd, struct lp_addr *peer);
 /* The locally bound address of fd. */
 lp_err lp_net_local_addr(int fd, struct lp_addr *a);
+
+/* ---- unix domain sockets (-L /PATH:..., targets unix:/PATH) ---- */
+
+/* Identifies the socket file a unix listener created, so that only that file is removed. */
+struct lp_unix_file {
+    uint64_t dev, ino;
+};
+
+/* path (borrowed) as an AF_UNIX address in *a, for lp_net_connect. LP_ERR_INVALID when it is
+ * empty or does not fit sun_path (107 bytes). */
+lp_err lp_net_unix_addr(const char *path, struct lp_addr *a);
+/* A non-blocking listening unix socket at path, its file created with mode 0600 (only this
+ * user may connect). A stale socket file there (nothing accepts on it) is replaced, as ssh's
+ * StreamLocalBindUnlink does; a live one, or a file that is not a socket, is an error and is
+ * left alone. *fd is owned by the caller; remove the file with lp_net_unlink_unix. */
+lp_err lp_net_listen_unix(const char *path, int *fd, struct lp_unix_file *file, char *err,
+                          size_t errlen);
+/* Removes path if it is still the socket file lp_net_listen_unix created (not one another
+ * process has put there since). Call it while the listening socket is still open: the file
+ * is known as ours by the process listening on it. */
+void lp_net_unlink_unix(const char *path, const struct lp_unix_file *file);
 
 /* Tunnel links: TCP_NODELAY and TCP_USER_TIMEOUT (ms). Local streams: TCP_NODELAY. */
 void lp_net_tune_link(int fd, lp_time user_timeout);

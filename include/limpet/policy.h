@@ -39,6 +39,16 @@
  * - a target that is neither a strict address nor a valid name (`127.1`, `fe80::1%eth0`,
  *   an empty string, anything too long) matches nothing, not even `*`.
  *
+ * Unix socket targets (an OPEN target "unix:/PATH") have rules of their own, with no PORTS:
+ *   `unix:/run/app.sock`   exactly that socket
+ *   `unix:/run/app/\*`     any socket directly in /run/app (not in its subdirectories);
+ *                          written without the backslash, which only keeps this comment open
+ * A path is absolute, at most 107 bytes, with no empty, `.` or `..` component, no trailing '/'
+ * and no control byte; `*` only as the last component of a directory rule. A target path is
+ * read with the same rules (so `/run/app/../x` matches nothing) and compared byte for byte.
+ * `*` (any host) never matches a unix socket: each socket a client may reach is listed, since
+ * one of them may be a daemon's control socket. Unix rules never match host targets.
+ *
  * MCP server names are a separate kind of rule in the same type (lp_policy_add_name): a name of
  * 1-64 characters from [A-Za-z0-9_.-], compared exactly (case-sensitive, like the config keys
  * under mcp.servers), or `*` for every valid name. Name rules never match targets and target
@@ -56,26 +66,30 @@
 #define LP_POLICY_MAX_RULES 1024u /* per policy; lp_policy_add refuses more */
 #define LP_POLICY_NAME_MAX 253u   /* longest DNS name, without a trailing dot */
 #define LP_POLICY_MCP_NAME_MAX 64u
+#define LP_POLICY_UNIX_PATH_MAX 107u /* longest unix socket path (sun_path without its NUL) */
 #define LP_POLICY_TEXT_MAX \
     300u /* longest rule text accepted, and enough for lp_policy_format_rule */
 
 enum lp_policy_kind {
-    LP_POLICY_ANY,     /* `*`: any valid target */
-    LP_POLICY_V4,      /* addr[0..3] / prefix 0..32, host bits zero */
-    LP_POLICY_V6,      /* addr / prefix 0..128, host bits zero; never ::ffff:0:0/96 or inside */
-    LP_POLICY_NAME,    /* exactly `name` */
-    LP_POLICY_SUFFIX,  /* any name ending in "." + `name` (written `*.name`) */
-    LP_POLICY_MCP,     /* the MCP server called `name` */
-    LP_POLICY_MCP_ANY, /* every valid MCP server name */
+    LP_POLICY_ANY,      /* `*`: any valid target */
+    LP_POLICY_V4,       /* addr[0..3] / prefix 0..32, host bits zero */
+    LP_POLICY_V6,       /* addr / prefix 0..128, host bits zero; never ::ffff:0:0/96 or inside */
+    LP_POLICY_NAME,     /* exactly `name` */
+    LP_POLICY_SUFFIX,   /* any name ending in "." + `name` (written `*.name`) */
+    LP_POLICY_MCP,      /* the MCP server called `name` */
+    LP_POLICY_MCP_ANY,  /* every valid MCP server name */
+    LP_POLICY_UNIX,     /* the unix socket at exactly `name` (an absolute path) */
+    LP_POLICY_UNIX_DIR, /* any unix socket directly in the directory `name` (ends in '/') */
 };
 
 struct lp_policy_rule {
     enum lp_policy_kind kind;
     uint8_t prefix;   /* V4/V6: network length in bits */
     uint8_t addr[16]; /* V4: the first 4 bytes; V6: all 16; network byte order */
-    uint16_t port_lo; /* target kinds: 1 <= port_lo <= port_hi; MCP kinds: 0 */
+    uint16_t port_lo; /* host target kinds: 1 <= port_lo <= port_hi; MCP and UNIX kinds: 0 */
     uint16_t port_hi;
-    char name[LP_POLICY_NAME_MAX + 1]; /* NAME/SUFFIX: lower case; MCP: as written; NUL-ended */
+    char name[LP_POLICY_NAME_MAX + 1]; /* NAME/SUFFIX: lower case; MCP: as written; UNIX: the
+                                          path; UNIX_DIR: the directory with a '/'; NUL-ended */
 };
 
 struct lp_policy {
@@ -111,7 +125,8 @@ lp_err lp_policy_add(struct lp_policy *p, const char *text, size_t len, const ch
 lp_err lp_policy_add_name(struct lp_policy *p, const char *text, size_t len, const char **why);
 
 /* True when some target rule allows host (borrowed, NUL-terminated: a name, or a numeric IPv4
- * or IPv6 address without brackets) on port. See the matching rules at the top. */
+ * or IPv6 address without brackets) on port. See the matching rules at the top. A host
+ * "unix:/PATH" is a unix socket target: only unix rules match it and port is ignored. */
 bool lp_policy_allows(const struct lp_policy *p, const char *host, uint16_t port);
 /* True when some MCP rule allows the server called name (borrowed, NUL-terminated). */
 bool lp_policy_allows_name(const struct lp_policy *p, const char *name);

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "limpet/config.h"
+#include "limpet/ctl.h"
 #include "limpet/link.h"
 #include "limpet/mux.h"
 #include "limpet/net.h"
@@ -22,6 +23,7 @@
 
 struct lp_session;
 struct lp_stream;
+struct lp_rlistener;
 
 /* Process-wide glue state: deferred writes and deferred frees. */
 struct lp_runtime {
@@ -43,6 +45,13 @@ struct lp_runtime {
      * not NUL-terminated). NULL: no MCP pool here, the OPEN is refused. */
     void (*open_mcp)(void *user, struct lp_session *s, const struct lp_mux_event *ev);
     void *mcp_user;
+    /* Server: may this identity listen on host:port (-R)? allow_user is passed. NULL with
+     * --insecure (anything goes). */
+    bool (*allow_bind)(void *user, const char *identity, const char *host, uint16_t port);
+    /* Every session not yet freed, client's or server's, for status and metrics (linked by
+     * lp_session_new, unlinked when freed; closing ones are skipped by readers). */
+    struct lp_session *all;
+    struct lp_stats stats;
 };
 
 void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop);
@@ -60,6 +69,10 @@ struct lp_session_hooks {
     void (*lost)(struct lp_session *s, const char *reason);
     /* The peer ended the session on purpose (GOODBYE code and its message). */
     void (*goodbye)(struct lp_session *s, uint16_t code, const char *msg);
+    /* Client: the server opened a REVERSE stream (a -R connection): answer it (NULL: reset). */
+    void (*open_reverse)(struct lp_session *s, const struct lp_mux_event *ev);
+    /* Client: the answer to one of our BINDs (LP_MUX_EV_BIND_OK or _FAIL). */
+    void (*bind_answer)(struct lp_session *s, const struct lp_mux_event *ev);
 };
 
 struct lp_session {
@@ -85,13 +98,20 @@ struct lp_session {
     bool in_dirty;
     struct lp_session *next_dirty;
     struct lp_session *next_dead;
-    struct lp_stream *streams; /* local ends, doubly linked */
+    struct lp_stream *streams;       /* local ends, doubly linked */
+    struct lp_rlistener *rlisteners; /* server: this session's -R listeners (reverse.h) */
     size_t nstreams;
     /* owner's list linkage and counters for status/logs */
     struct lp_session *prev, *next;
     uint64_t reconnects;
     uint64_t bytes_in, bytes_out;
     ev_timer ttl; /* server: detached-session lifetime */
+
+    /* rt->all linkage; when it was made (lp_session_new) and when its link was last lost
+     * (valid while detached), for status and the resume histogram */
+    struct lp_session *all_prev, *all_next;
+    lp_time created;
+    lp_time down_since;
 };
 
 lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool is_client,
@@ -153,6 +173,11 @@ uint32_t lp_stream_id(const struct lp_stream *st);
 struct lp_session *lp_stream_session(const struct lp_stream *st);
 /* Bytes carried local→tunnel and tunnel→local by a pump end. */
 void lp_stream_counts(const struct lp_stream *st, uint64_t *up, uint64_t *down);
+/* What the stream was opened to (its OPEN target, cut to 127 bytes; "" for an MCP end) and
+ * its kind (LP_KIND_*). Returns borrowed, valid until the stream ends. */
+const char *lp_stream_target(const struct lp_stream *st, uint8_t *kind);
+/* The session's next live stream after st (start from s->streams), NULL at the end. */
+struct lp_stream *lp_stream_next(const struct lp_stream *st);
 
 /* Client: a local connection (takes fd) wants `target`; waits up to `wait` for OPEN_OK. */
 lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,

@@ -26,6 +26,8 @@ enum opt_id {
     O_REMOTE,
     O_TRANSPARENT,
     O_SCOPE,
+    O_CONTROL,
+    O_JSON,
     O_LOG_FORMAT,
     O_HELP
 };
@@ -35,6 +37,7 @@ enum opt_id {
 #define FOR_MCP (1u << LP_CMD_MCP)
 #define FOR_DIAL (FOR_CLIENT | (1u << LP_CMD_STDIO) | FOR_MCP) /* every command that dials */
 #define FOR_BOTH (FOR_SERVER | FOR_DIAL)
+#define FOR_STATUS (1u << LP_CMD_STATUS)
 
 struct opt {
     enum opt_id id;
@@ -45,11 +48,11 @@ struct opt {
 };
 
 static const struct opt opts[] = {
-    {O_CONFIG, 'c', "config", "FILE", FOR_BOTH},
+    {O_CONFIG, 'c', "config", "FILE", FOR_BOTH | FOR_STATUS},
     {O_LISTEN, 'l', "listen", "ADDR:PORT", FOR_SERVER},
     {O_SERVER, 's', "server", "HOST:PORT", FOR_DIAL},
     {O_INSECURE, 0, "insecure", NULL, FOR_BOTH},
-    {O_OPTION, 'o', "option", "KEY=VALUE", FOR_BOTH},
+    {O_OPTION, 'o', "option", "KEY=VALUE", FOR_BOTH | FOR_STATUS},
     {O_VERBOSE, 'v', "verbose", NULL, FOR_BOTH},
     {O_QUIET, 'q', "quiet", NULL, FOR_BOTH},
     {O_LOCAL, 'L', "local", "[BIND:]PORT:HOST:HOSTPORT", FOR_CLIENT},
@@ -57,8 +60,10 @@ static const struct opt opts[] = {
     {O_REMOTE, 'R', "remote", "[BIND:]PORT:HOST:HOSTPORT", FOR_CLIENT},
     {O_TRANSPARENT, 'T', "transparent", "[BIND:]PORT", FOR_CLIENT},
     {O_SCOPE, 0, "scope", "KEY", FOR_MCP},
+    {O_CONTROL, 0, "control", "PATH", FOR_STATUS},
+    {O_JSON, 0, "json", NULL, FOR_STATUS},
     {O_LOG_FORMAT, 0, "log-format", "text|json", FOR_BOTH},
-    {O_HELP, 'h', "help", NULL, FOR_BOTH},
+    {O_HELP, 'h', "help", NULL, FOR_BOTH | FOR_STATUS},
 };
 #define OPT_COUNT (sizeof(opts) / sizeof(opts[0]))
 
@@ -73,6 +78,8 @@ static const char *cmd_name(enum lp_cmd cmd)
         return "stdio";
     case LP_CMD_MCP:
         return "mcp";
+    case LP_CMD_STATUS:
+        return "status";
     case LP_CMD_NONE:
     case LP_CMD_HELP:
     case LP_CMD_VERSION:
@@ -181,35 +188,92 @@ struct field {
     size_t n;
 };
 
-/* Splits at ':' outside brackets. Returns the number of fields, or -1 for a bad bracket,
- * or 5 for "too many" (the caller only needs to know it is over 4). */
-static int split_fields(const char *spec, struct field f[4])
+/* Splits spec[0..len) at ':' outside brackets. Returns the number of fields, or -1 for a bad
+ * bracket, or 5 for "too many" (the caller only needs to know it is over 4). */
+static int split_fields(const char *spec, size_t len, struct field f[4])
 {
     int nf = 0;
-    const char *start = spec;
+    const char *start = spec, *end = spec + len;
     bool in_brackets = false;
 
     for (const char *p = spec;; p++) {
-        if (*p == '[') {
+        bool last = p == end;
+        if (!last && *p == '[') {
             if (in_brackets || p != start)
                 return -1;
             in_brackets = true;
-        } else if (*p == ']') {
-            if (!in_brackets || (p[1] != ':' && p[1] != '\0'))
+        } else if (!last && *p == ']') {
+            if (!in_brackets || (p + 1 != end && p[1] != ':'))
                 return -1;
             in_brackets = false;
-        } else if ((*p == ':' && !in_brackets) || *p == '\0') {
-            if (*p == '\0' && in_brackets)
+        } else if (last || (*p == ':' && !in_brackets)) {
+            if (last && in_brackets)
                 return -1;
             if (nf == 4)
                 return 5;
             f[nf].s = start;
             f[nf++].n = (size_t)(p - start);
             start = p + 1;
-            if (*p == '\0')
+            if (last)
                 return nf;
         }
     }
+}
+
+/* ---- unix socket paths ------------------------------------------------------------------- */
+
+/* Where a listener is named, a path is what starts like one (as OpenSSH, which takes any
+ * field with a '/'; we ask for a leading "/" or "./" so a typo in a PORT is not a file). */
+static bool is_path_start(const char *s, size_t n)
+{
+    return (n >= 1 && s[0] == '/') || (n >= 2 && s[0] == '.' && s[1] == '/');
+}
+
+/* A target path: "unix:/PATH", or "/PATH" as OpenSSH writes it. */
+static bool is_target_path(const char *s)
+{
+    return s[0] == '/' || strncmp(s, "unix:/", 6) == 0;
+}
+
+/* Checks and copies the path s[0..n) into out[LP_UNIX_PATH_MAX]. A target must be absolute:
+ * the server's working directory means nothing to the client. */
+static lp_err parse_path(const char *s, size_t n, bool target, char *out, char *err, size_t errlen)
+{
+    const char *what = target ? "unix socket target" : "socket path";
+
+    if (target && (n == 0 || s[0] != '/'))
+        return fail(err, errlen, "%s must be an absolute path", what);
+    if (n < 2 || s[n - 1] == '/')
+        return fail(err, errlen, "%s \"%.*s\" names no socket", what, (int)n, s);
+    if (n >= LP_UNIX_PATH_MAX)
+        return fail(err, errlen, "%s longer than %u bytes", what, LP_UNIX_PATH_MAX - 1);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return fail(err, errlen, "control byte in %s", what);
+    memcpy(out, s, n);
+    out[n] = '\0';
+    return LP_OK;
+}
+
+/* "unix:/PATH" or "/PATH" (the rest of the spec, ':' included) into fw->path. */
+static lp_err parse_target_path(const char *s, struct lp_forward *fw, char *err, size_t errlen)
+{
+    if (strncmp(s, "unix:", 5) == 0)
+        s += 5;
+    return parse_path(s, strlen(s), true, fw->path, err, errlen);
+}
+
+/* Where a target path starts in a spec that does not start with a path: at the first '/',
+ * if a ':' or ":unix:" stands right before it (a '/' anywhere else is in no valid field). */
+static const char *find_target_path(const char *spec)
+{
+    const char *slash = strchr(spec, '/');
+
+    if (slash == NULL || slash == spec || slash[-1] != ':')
+        return NULL;
+    if (slash - spec >= 6 && memcmp(slash - 6, ":unix:", 6) == 0)
+        return slash - 5;
+    return slash;
 }
 
 static lp_err parse_bind(const struct field *b, struct lp_forward *fw, char *err, size_t errlen)
@@ -227,14 +291,81 @@ static lp_err parse_bind(const struct field *b, struct lp_forward *fw, char *err
     return LP_OK;
 }
 
+/* HOST and HOSTPORT, the two fields of a TCP target. */
+static lp_err parse_target(const struct field *host, const struct field *port,
+                           struct lp_forward *fw, char *err, size_t errlen)
+{
+    if (host->n == 0)
+        return fail(err, errlen, "missing HOST");
+    if (!parse_host(host->s, host->n, fw->host, sizeof(fw->host)))
+        return fail(err, errlen, "bad HOST \"%.*s\"", (int)host->n, host->s);
+    if (port->n == 0)
+        return fail(err, errlen, "missing HOSTPORT");
+    if (!parse_port(port->s, port->n, false, &fw->port))
+        return fail(err, errlen, "bad HOSTPORT \"%.*s\" (1..65535)", (int)port->n, port->s);
+    return LP_OK;
+}
+
+/* PORT or BIND:PORT in spec[0..len): a listening address, as -D takes it. */
+static lp_err parse_bind_port(const char *spec, size_t len, struct lp_forward *fw, char *err,
+                              size_t errlen)
+{
+    struct field f[4];
+    int nf = split_fields(spec, len, f);
+
+    if (nf < 0)
+        return fail(err, errlen, "unbalanced brackets (write IPv6 as [::1])");
+    if (nf > 2)
+        return fail(err, errlen, "expected PORT or BIND:PORT");
+    if (parse_bind(nf == 2 ? &f[0] : NULL, fw, err, errlen) != LP_OK)
+        return LP_ERR_INVALID;
+    if (f[nf - 1].n == 0)
+        return fail(err, errlen, "missing PORT");
+    if (!parse_port(f[nf - 1].s, f[nf - 1].n, true, &fw->bind_port))
+        return fail(err, errlen, "bad PORT \"%.*s\" (0..65535)", (int)f[nf - 1].n, f[nf - 1].s);
+    return LP_OK;
+}
+
+/* PATH:HOST:HOSTPORT or PATH:unix:/TARGET (PATH ends at its first ':'). */
+static lp_err parse_from_path(const char *spec, struct lp_forward *fw, char *err, size_t errlen)
+{
+    const char *colon = strchr(spec, ':'), *rest;
+    struct field f[4];
+    int nf;
+
+    if (colon == NULL)
+        return fail(err, errlen, "missing HOST:HOSTPORT after the socket path");
+    if (parse_path(spec, (size_t)(colon - spec), false, fw->bind_path, err, errlen) != LP_OK)
+        return LP_ERR_INVALID;
+    rest = colon + 1;
+    if (is_target_path(rest))
+        return parse_target_path(rest, fw, err, errlen);
+    nf = split_fields(rest, strlen(rest), f);
+    if (nf < 0)
+        return fail(err, errlen, "unbalanced brackets (write IPv6 as [::1])");
+    if (nf > 2)
+        return fail(err, errlen, "too many ':' (write IPv6 addresses in brackets: [::1])");
+    if (nf == 1)
+        return fail(err, errlen, f[0].n ? "missing HOSTPORT" : "missing HOST:HOSTPORT");
+    return parse_target(&f[0], &f[1], fw, err, errlen);
+}
+
 lp_err lp_parse_forward(const char *spec, struct lp_forward *fw, char *err, size_t errlen)
 {
     struct field f[4];
     const struct field *rest;
+    const char *target_path;
     int nf;
 
     memset(fw, 0, sizeof(*fw));
-    nf = split_fields(spec, f);
+    if (is_path_start(spec, strlen(spec)))
+        return parse_from_path(spec, fw, err, errlen);
+    if ((target_path = find_target_path(spec)) != NULL) { /* [BIND:]PORT:unix:/PATH */
+        if (parse_bind_port(spec, (size_t)(target_path - spec - 1), fw, err, errlen) != LP_OK)
+            return LP_ERR_INVALID;
+        return parse_target_path(target_path, fw, err, errlen);
+    }
+    nf = split_fields(spec, strlen(spec), f);
     if (nf < 0)
         return fail(err, errlen, "unbalanced brackets (write IPv6 as [::1])");
     if (nf > 4)
@@ -250,36 +381,18 @@ lp_err lp_parse_forward(const char *spec, struct lp_forward *fw, char *err, size
         return fail(err, errlen, "missing PORT");
     if (!parse_port(rest[0].s, rest[0].n, true, &fw->bind_port))
         return fail(err, errlen, "bad PORT \"%.*s\" (0..65535)", (int)rest[0].n, rest[0].s);
-    if (rest[1].n == 0)
-        return fail(err, errlen, "missing HOST");
-    if (!parse_host(rest[1].s, rest[1].n, fw->host, sizeof(fw->host)))
-        return fail(err, errlen, "bad HOST \"%.*s\"", (int)rest[1].n, rest[1].s);
-    if (rest[2].n == 0)
-        return fail(err, errlen, "missing HOSTPORT");
-    if (!parse_port(rest[2].s, rest[2].n, false, &fw->port))
-        return fail(err, errlen, "bad HOSTPORT \"%.*s\" (1..65535)", (int)rest[2].n, rest[2].s);
-    return LP_OK;
+    return parse_target(&rest[1], &rest[2], fw, err, errlen);
 }
 
 lp_err lp_parse_dynamic(const char *spec, struct lp_forward *fw, char *err, size_t errlen)
 {
-    struct field f[4];
-    int nf;
+    size_t len = strlen(spec);
 
     memset(fw, 0, sizeof(*fw));
     fw->kind = LP_FWD_DYNAMIC;
-    nf = split_fields(spec, f);
-    if (nf < 0)
-        return fail(err, errlen, "unbalanced brackets (write IPv6 as [::1])");
-    if (nf > 2)
-        return fail(err, errlen, "expected PORT or BIND:PORT");
-    if (parse_bind(nf == 2 ? &f[0] : NULL, fw, err, errlen) != LP_OK)
-        return LP_ERR_INVALID;
-    if (f[nf - 1].n == 0)
-        return fail(err, errlen, "missing PORT");
-    if (!parse_port(f[nf - 1].s, f[nf - 1].n, true, &fw->bind_port))
-        return fail(err, errlen, "bad PORT \"%.*s\" (0..65535)", (int)f[nf - 1].n, f[nf - 1].s);
-    return LP_OK;
+    if (is_path_start(spec, len))
+        return parse_path(spec, len, false, fw->bind_path, err, errlen);
+    return parse_bind_port(spec, len, fw, err, errlen);
 }
 
 lp_err lp_parse_fwd_spec(enum lp_fwd_kind kind, const char *spec, struct lp_forward *fw, char *err,
@@ -289,7 +402,14 @@ lp_err lp_parse_fwd_spec(enum lp_fwd_kind kind, const char *spec, struct lp_forw
                     ? lp_parse_forward(spec, fw, err, errlen)
                     : lp_parse_dynamic(spec, fw, err, errlen);
     fw->kind = kind;
-    return rc;
+    if (rc != LP_OK)
+        return rc;
+    /* Only TCP connections have an original destination to read. */
+    if (kind == LP_FWD_TRANSPARENT && fw->bind_path[0])
+        return fail(err, errlen, "takes PORT or BIND:PORT, not a unix socket path");
+    if (kind == LP_FWD_REMOTE && (fw->bind_path[0] || fw->path[0]))
+        return fail(err, errlen, "unix socket paths are not supported with -R yet");
+    return LP_OK;
 }
 
 /* ---- argv -------------------------------------------------------------------------------- */
@@ -344,6 +464,12 @@ static lp_err apply(struct lp_cli *cli, const struct opt *o, const char *flag, c
         break;
     case O_HELP:
         cli->help = true;
+        break;
+    case O_CONTROL:
+        cli->control = value;
+        break;
+    case O_JSON:
+        cli->json = true;
         break;
     case O_OPTION:
         cli->overrides[cli->n_overrides++] = value;
@@ -408,10 +534,11 @@ static lp_err check_cmd(const struct lp_cli *cli, const struct opt *o, const cha
     if (o->cmds & (1u << cli->cmd))
         return LP_OK;
     return fail(err, errlen, "%s is only valid for 'limpet %s', not 'limpet %s'", flag,
-                o->cmds == FOR_SERVER ? "server"
-                : o->cmds == FOR_MCP  ? "mcp"
-                : o->cmds == FOR_DIAL ? "client', 'limpet stdio' or 'limpet mcp"
-                                      : "client",
+                o->cmds == FOR_SERVER   ? "server"
+                : o->cmds == FOR_MCP    ? "mcp"
+                : o->cmds == FOR_STATUS ? "status"
+                : o->cmds == FOR_DIAL   ? "client', 'limpet stdio' or 'limpet mcp"
+                                        : "client",
                 cmd_name(cli->cmd));
 }
 
@@ -523,6 +650,8 @@ static lp_err parse_command(struct lp_cli *cli, const char *arg, char *err, size
         cli->cmd = LP_CMD_STDIO;
     else if (strcmp(arg, "mcp") == 0)
         cli->cmd = LP_CMD_MCP;
+    else if (strcmp(arg, "status") == 0)
+        cli->cmd = LP_CMD_STATUS;
     else if (arg[0] == '-')
         return fail(err, errlen, "unknown option '%s' before the command; try 'limpet --help'",
                     arg);
@@ -628,6 +757,7 @@ static void usage_client(FILE *f)
           "\nSYNOPSIS\n"
           "    limpet client [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
           "                  [-L [BIND:]PORT:HOST:HOSTPORT]... [-D [BIND:]PORT]...\n"
+          "                  [-R [BIND:]PORT:HOST:HOSTPORT]... [-T [BIND:]PORT]...\n"
           "\nOPTIONS\n"
           "    -s, --server HOST:PORT\n"
           "        The server to dial. Default: key 'server'.\n"
@@ -635,12 +765,29 @@ static void usage_client(FILE *f)
           "        Listen on BIND:PORT here (BIND defaults to 127.0.0.1; '*' means all\n"
           "        addresses; PORT 0 lets the system pick) and connect each connection to\n"
           "        HOST:HOSTPORT as the server sees it. IPv6 in brackets: [::1]:8080:[::1]:22.\n"
+          "        Unix sockets at either end: a spec starting with / or ./ listens on that\n"
+          "        socket file (mode 0600, removed at exit): /run/app.sock:db:5432; a target\n"
+          "        unix:/PATH (or /PATH) is a socket on the server: 8080:unix:/run/x.sock.\n"
           "        May be repeated.\n"
+          "    -R, --remote [BIND:]PORT:HOST:HOSTPORT\n"
+          "        The server listens on BIND:PORT (BIND defaults to 127.0.0.1, '*' means all\n"
+          "        addresses, PORT 0 lets it pick) and each connection to it is carried back\n"
+          "        and connected to HOST:HOSTPORT as this client sees it. The server's\n"
+          "        allow.reverse list must allow BIND:PORT. A port taken or not allowed ends\n"
+          "        the client at start (exit 1 or 2). The listener lives as long as the\n"
+          "        session: while the client is away, new connections wait up to the\n"
+          "        server's forward.reverse_wait. At most 64; may be repeated.\n"
           "    -D, --dynamic [BIND:]PORT\n"
           "        A SOCKS proxy on BIND:PORT here (SOCKS5 with no authentication, CONNECT to\n"
           "        IPv4, IPv6 or a name; SOCKS4 and 4a too): each connection goes to the target\n"
           "        the client asks for, dialled by the server and checked against its policy.\n"
-          "        Errors come back as the SOCKS reply codes. May be repeated.\n",
+          "        Errors come back as the SOCKS reply codes. -D /PATH listens on a unix\n"
+          "        socket instead. May be repeated.\n"
+          "    -T, --transparent [BIND:]PORT\n"
+          "        Take connections that the firewall redirected here (nft/iptables REDIRECT,\n"
+          "        or TPROXY) and carry each to its original destination, dialled by the\n"
+          "        server and checked against its policy. A connection made straight to the\n"
+          "        port (not redirected) is closed. See README, \"Transparent mode\".\n",
           f);
     usage_common_options(f);
     usage_tail(f);
@@ -723,6 +870,7 @@ static void usage_main(FILE *f)
         "    limpet stdio  [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... HOST:PORT\n"
         "    limpet mcp    [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [--scope KEY]\n"
         "                  NAME\n"
+        "    limpet status [-c FILE] [--control PATH] [--json]\n"
         "    limpet keygen psk NAME [-o FILE] | keygen cert NAME [-o PREFIX]\n"
         "    limpet --version | --help | SUBCOMMAND --help\n"
         "\nDESCRIPTION\n"
@@ -749,9 +897,53 @@ static void usage_main(FILE *f)
           f);
 }
 
+static void usage_status(FILE *f)
+{
+    fputs("NAME\n"
+          "    limpet status - what a running limpet server or client is doing\n"
+          "\nSYNOPSIS\n"
+          "    limpet status [-c FILE] [-o KEY=VALUE]... [--control PATH] [--json]\n"
+          "\nDESCRIPTION\n"
+          "    Asks a running limpet over its control socket (a unix socket of mode 0600, so\n"
+          "    only its user may ask) and prints, for each session: identity, peer address,\n"
+          "    state (live or detached), uptime, reconnects, last round-trip time, bytes each\n"
+          "    way, replay-buffer use, and its streams. A server answers for every client.\n"
+          "    Servers and clients open the socket at control.path, by default one per\n"
+          "    process: server-PID.sock or client-PID.sock in $XDG_RUNTIME_DIR/limpet, or\n"
+          "    without XDG_RUNTIME_DIR in /tmp/limpet-UID (a directory of mode 0700 that must\n"
+          "    belong to the user); stdio and mcp open one only when control.path is set. A\n"
+          "    second process on a control.path in use warns once and runs without one.\n"
+          "\nOPTIONS\n"
+          "    --control PATH\n"
+          "        The socket to ask. Default: control.path from FILE or -o, else every\n"
+          "        socket in the default directory, servers first (stale ones are removed).\n"
+          "    --json\n"
+          "        One JSON object per process answering: {\"process\": {...}, \"sessions\":\n"
+          "        [{..., \"streams\": [...]}]}; the fields are listed in README, \"Operating a\n"
+          "        server\".\n"
+          "    -c, --config FILE / -o, --option KEY=VALUE\n"
+          "        Where control.path is read from.\n"
+          "\nMETRICS\n"
+          "    metrics.listen: ADDR:PORT serves Prometheus metrics at http://ADDR:PORT/metrics\n"
+          "    (limpet_sessions, limpet_streams, limpet_bytes_total, limpet_reconnects_total,\n"
+          "    limpet_resumes_total, limpet_resume_seconds, limpet_handshakes_refused_total,\n"
+          "    limpet_mcp_pool_processes, ...). Only a loopback address is accepted unless\n"
+          "    metrics.allow_remote is true, as the page has no authentication.\n"
+          "\nEXIT STATUS\n"
+          "    0   a process answered\n"
+          "    1   none answered (the paths tried are named), or a usage error\n"
+          "\nEXAMPLES\n"
+          "    limpet status\n"
+          "    limpet status --control /run/limpet/server.sock --json | jq .sessions\n",
+          f);
+}
+
 void lp_cli_usage(FILE *f, enum lp_cmd cmd)
 {
     switch (cmd) {
+    case LP_CMD_STATUS:
+        usage_status(f);
+        break;
     case LP_CMD_SERVER:
         usage_server(f);
         break;

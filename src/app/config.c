@@ -124,6 +124,12 @@ static const struct cfg_key keys[] = {
          "client: the server certificate's SHA-256 pin, \"sha256:AB:CD:...\""),
     LOG_LEVEL("log.level", log_level, "error, warn, info or debug"),
     LOG_FORMAT("log.format", log_format, "text (one line per event) or json (one object per line)"),
+    STRING("control.path", control.path,
+           "`limpet status` socket (mode 0600); unset = per user, see `limpet status --help`"),
+    ADDRESS("metrics.listen", metrics.listen,
+            "Prometheus page at http://ADDR:PORT/metrics; unset = off; loopback only unless"),
+    BOOL("metrics.allow_remote", metrics.allow_remote,
+         "metrics.allow_remote is true (the page has no authentication)"),
 };
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
 _Static_assert(KEY_COUNT <= CFG_KEYS_MAX, "the loader's seen-key bitmap is one uint64_t");

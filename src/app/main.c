@@ -11,6 +11,7 @@
 #include "limpet/cli.h"
 #include "limpet/client.h"
 #include "limpet/config.h"
+#include "limpet/ctl.h"
 #include "limpet/keys.h"
 #include "limpet/log.h"
 #include "limpet/mcpio.h"
@@ -28,6 +29,7 @@ struct app {
     struct lp_stdio *stdio;
     struct lp_mcp_client *mcp;
     struct lp_mcpd *mcpd;
+    struct lp_ctl *ctl; /* control socket and metrics listener */
     bool stopping;
     const struct lp_cli *cli;
     const struct lp_config *cfg; /* the configuration in force */
@@ -208,6 +210,7 @@ static int setup_tls(const struct lp_cli *cli, const struct lp_config *cfg, stru
         goto bad;
     a->rt.tls = lp_auth_tls(a->auth);
     a->rt.allow_target = lp_auth_allows_target;
+    a->rt.allow_bind = lp_auth_allows_bind;
     a->rt.name_of = lp_auth_name_of;
     a->rt.allow_user = a->auth;
     return EXIT_OK;
@@ -232,8 +235,8 @@ static lp_err collect_forwards(const struct lp_cli *cli, const struct lp_config 
         return LP_ERR_NOMEM;
     for (int k = 0; k < LP_FWD_KINDS; k++)
         for (size_t i = 0; i < cfg->forward.n_specs[k]; i++)
-            if (lp_parse_fwd_spec((enum lp_fwd_kind)k, cfg->forward.specs[k][i],
-                                  &a->fwd[a->nfwd++], why, sizeof(why)) != LP_OK)
+            if (lp_parse_fwd_spec((enum lp_fwd_kind)k, cfg->forward.specs[k][i], &a->fwd[a->nfwd++],
+                                  why, sizeof(why)) != LP_OK)
                 return LP_ERR_INVALID;
     for (size_t i = 0; i < cli->n_forwards; i++)
         a->fwd[a->nfwd++] = cli->forwards[i];
@@ -304,6 +307,16 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
                 "network");
     else if ((code = setup_tls(cli, cfg, &a)) != EXIT_OK)
         goto out;
+    /* Before any listener: a refused metrics.listen stops the process with one line. */
+    if (lp_ctl_new(&a.rt, cfg,
+                   cli->cmd == LP_CMD_SERVER   ? "server"
+                   : cli->cmd == LP_CMD_CLIENT ? "client"
+                   : cli->cmd == LP_CMD_STDIO  ? "stdio"
+                                               : "mcp",
+                   cli->cmd == LP_CMD_SERVER || cli->cmd == LP_CMD_CLIENT, &a.ctl) != LP_OK) {
+        code = EXIT_USAGE;
+        goto out;
+    }
     if (cli->cmd == LP_CMD_SERVER) {
         if (lp_mcpd_new(&a.rt, cfg, a.auth ? lp_auth_allows_mcp : NULL, a.auth, &a.mcpd) != LP_OK ||
             lp_server_new(&a.rt, cfg, &a.server) != LP_OK)
@@ -316,6 +329,7 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
     if (a.client)
         code = lp_client_exit_code(a.client);
 out:
+    lp_ctl_free(a.ctl);
     lp_client_free(a.client);
     free(a.fwd);
     lp_stdio_free(a.stdio);
@@ -359,7 +373,9 @@ int main(int argc, char **argv)
     } else if (cli.cmd == LP_CMD_HELP || cli.help) {
         lp_cli_usage(stdout, cli.cmd == LP_CMD_HELP ? LP_CMD_NONE : cli.cmd);
         code = EXIT_OK;
-    } else if ((code = load_config(&cli, &cfg)) == EXIT_OK) {
+    } else if ((code = load_config(&cli, &cfg)) == EXIT_OK && cli.cmd == LP_CMD_STATUS) {
+        code = lp_status_main(cli.control, cli.json, &cfg);
+    } else if (code == EXIT_OK) {
         static const char *const tags[] = {[LP_CMD_SERVER] = "server",
                                            [LP_CMD_CLIENT] = "client",
                                            [LP_CMD_STDIO] = "stdio",

@@ -15,12 +15,12 @@
 /* An IPv6 address in ::ffff:0:0/96 is an IPv4 address on a dual-stack socket. */
 static const uint8_t mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-enum target_kind { T_BAD, T_V4, T_V6, T_NAME };
+enum target_kind { T_BAD, T_V4, T_V6, T_NAME, T_UNIX };
 
 struct target {
     enum target_kind kind;
     uint8_t addr[16];                  /* T_V4: first 4 bytes */
-    char name[LP_POLICY_NAME_MAX + 1]; /* T_NAME: lower case, no trailing dot */
+    char name[LP_POLICY_NAME_MAX + 1]; /* T_NAME: lower case, no trailing dot; T_UNIX: path */
     size_t name_len;
 };
 
@@ -449,6 +449,62 @@ static const char *split_rule(const char *s, size_t n, size_t *host_len)
     return NULL;
 }
 
+/* ---- unix socket paths ------------------------------------------------------------------ */
+
+static bool is_unix_text(const char *s, size_t n)
+{
+    return n >= 6 && memcmp(s, "unix:/", 6) == 0;
+}
+
+/* An absolute path in one spelling only: what the server connects to is byte for byte what a
+ * rule names, and no `..` climbs out of a directory rule. */
+static const char *check_unix_path(const char *s, size_t n)
+{
+    size_t comp = 1; /* start of the current component */
+
+    if (n == 0 || s[0] != '/')
+        return "unix socket path must be absolute (unix:/PATH)";
+    if (n > LP_POLICY_UNIX_PATH_MAX)
+        return "unix socket path longer than 107 bytes";
+    if (s[n - 1] == '/')
+        return "unix socket path ends with '/'";
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n && s[i] != '/') {
+            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+                return "control byte in unix socket path";
+            if (s[i] == '*')
+                return "'*' in unix socket path (only as unix:/DIR/*)";
+            continue;
+        }
+        if (i == comp)
+            return "empty component ('//') in unix socket path";
+        if (s[comp] == '.' && (i - comp == 1 || (i - comp == 2 && s[comp + 1] == '.')))
+            return "'.' or '..' component in unix socket path";
+        comp = i + 1;
+    }
+    return NULL;
+}
+
+/* PATH after `unix:`: `/run/x.sock`, or a directory and a last component `*` for every
+ * socket directly in that directory. */
+static const char *parse_unix_rule(const char *s, size_t n, struct lp_policy_rule *r)
+{
+    const char *why;
+
+    r->kind = LP_POLICY_UNIX;
+    if (n >= 2 && s[n - 2] == '/' && s[n - 1] == '*') {
+        r->kind = LP_POLICY_UNIX_DIR;
+        n -= 1; /* keep the '/': the directory is matched with it */
+        if (n > 1 && (why = check_unix_path(s, n - 1)) != NULL)
+            return why;
+    } else if ((why = check_unix_path(s, n)) != NULL) {
+        return why;
+    }
+    memcpy(r->name, s, n);
+    r->name[n] = '\0';
+    return NULL;
+}
+
 static const char *parse_rule_text(const char *s, size_t n, struct lp_policy_rule *r)
 {
     size_t host_len = 0;
@@ -460,6 +516,8 @@ static const char *parse_rule_text(const char *s, size_t n, struct lp_policy_rul
         return "rule longer than 300 characters";
     if (find_char(s, n, '\0') != NULL)
         return "NUL in rule";
+    if (is_unix_text(s, n))
+        return parse_unix_rule(s + 5, n - 5, r);
     if ((why = split_rule(s, n, &host_len)) != NULL)
         return why;
     if (s[0] == '[')
@@ -644,8 +702,18 @@ size_t lp_policy_format_rule(const struct lp_policy_rule *r, char *out, size_t c
     case LP_POLICY_MCP:
         put_str(&t, r->name);
         break;
+    case LP_POLICY_UNIX:
+        put_str(&t, "unix:");
+        put_str(&t, r->name);
+        break;
+    case LP_POLICY_UNIX_DIR:
+        put_str(&t, "unix:");
+        put_str(&t, r->name);
+        put_char(&t, '*');
+        break;
     }
-    if (r->kind != LP_POLICY_MCP && r->kind != LP_POLICY_MCP_ANY)
+    if (r->kind != LP_POLICY_MCP && r->kind != LP_POLICY_MCP_ANY && r->kind != LP_POLICY_UNIX &&
+        r->kind != LP_POLICY_UNIX_DIR)
         put_ports(&t, r);
     if (t.bad) {
         if (cap > 0)
@@ -723,6 +791,15 @@ static void classify(const char *host, struct target *t)
 
     memset(t, 0, sizeof(*t));
     t->kind = T_BAD;
+    if (is_unix_text(host, n)) {
+        n = strnlen(host + 5, LP_POLICY_UNIX_PATH_MAX + 1);
+        if (check_unix_path(host + 5, n) != NULL)
+            return;
+        t->kind = T_UNIX;
+        memcpy(t->name, host + 5, n);
+        t->name_len = n;
+        return;
+    }
     if (n == 0 || n > LP_POLICY_NAME_MAX + 1)
         return;
     if (find_char(host, n, ':') != NULL) {
@@ -768,24 +845,39 @@ static bool host_matches(const struct lp_policy_rule *r, const struct target *t)
                memcmp(t->name + t->name_len - n, r->name, n) == 0;
     case LP_POLICY_MCP:
     case LP_POLICY_MCP_ANY:
+    case LP_POLICY_UNIX:
+    case LP_POLICY_UNIX_DIR:
         return false;
     }
     return false;
+}
+
+/* A unix target meets unix rules only: `*` is for the network, never for sockets. */
+static bool unix_matches(const struct lp_policy_rule *r, const struct target *t)
+{
+    size_t n = strlen(r->name);
+
+    if (r->kind == LP_POLICY_UNIX)
+        return strcmp(r->name, t->name) == 0;
+    /* Directly in the directory: a name after its '/' and no further '/'. */
+    return r->kind == LP_POLICY_UNIX_DIR && t->name_len > n && memcmp(t->name, r->name, n) == 0 &&
+           find_char(t->name + n, t->name_len - n, '/') == NULL;
 }
 
 bool lp_policy_allows(const struct lp_policy *p, const char *host, uint16_t port)
 {
     struct target t;
 
-    if (host == NULL || port == 0)
+    if (host == NULL)
         return false;
     classify(host, &t);
-    if (t.kind == T_BAD)
+    if (t.kind == T_BAD || (port == 0 && t.kind != T_UNIX))
         return false;
     for (size_t i = 0; i < p->count; i++) {
         const struct lp_policy_rule *r = &p->rules[i];
 
-        if (port >= r->port_lo && port <= r->port_hi && host_matches(r, &t))
+        if (t.kind == T_UNIX ? unix_matches(r, &t)
+                             : port >= r->port_lo && port <= r->port_hi && host_matches(r, &t))
             return true;
     }
     return false;

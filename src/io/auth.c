@@ -18,6 +18,7 @@ struct lp_auth {
     const struct lp_config *cfg;
     lp_tls_conf *tls;
     struct lp_policy *forward; /* one per auth.clients entry, same order */
+    struct lp_policy *reverse; /* likewise, allow.reverse */
 };
 
 lp_err lp_auth_client_tls(const struct lp_config *cfg, lp_tls_conf **out, char *err, size_t errlen)
@@ -119,6 +120,16 @@ bool lp_auth_allows_target(void *user, const char *identity, const char *host, u
     return lp_policy_allows(&a->forward[i], host, port);
 }
 
+bool lp_auth_allows_bind(void *user, const char *identity, const char *host, uint16_t port)
+{
+    struct lp_auth *a = user;
+    size_t i;
+
+    if (find_client(a->cfg, identity, &i) == NULL)
+        return false;
+    return lp_policy_allows(&a->reverse[i], host, port);
+}
+
 const char *lp_auth_name_of(void *user, const char *identity)
 {
     struct lp_auth *a = user;
@@ -173,11 +184,17 @@ static lp_err check_client(struct lp_auth *a, size_t i, char *err, size_t errlen
     if (check_mcp_names(a->cfg, c, err, errlen) != LP_OK)
         return LP_ERR_INVALID;
     lp_policy_init(&a->forward[i]);
-    for (size_t k = 0; k < c->n_forward; k++) {
-        if (lp_policy_add(&a->forward[i], c->forward[k], strlen(c->forward[k]), &why) != LP_OK) {
-            snprintf(err, errlen, "auth.clients.%s.allow.forward: \"%s\": %s", c->name,
-                     c->forward[k], why ? why : "too many entries");
-            return LP_ERR_INVALID;
+    lp_policy_init(&a->reverse[i]);
+    for (int r = 0; r < 2; r++) {
+        struct lp_policy *p = r ? &a->reverse[i] : &a->forward[i];
+        char *const *list = r ? c->reverse : c->forward;
+        size_t n = r ? c->n_reverse : c->n_forward;
+        for (size_t k = 0; k < n; k++) {
+            if (lp_policy_add(p, list[k], strlen(list[k]), &why) != LP_OK) {
+                snprintf(err, errlen, "auth.clients.%s.allow.%s: \"%s\": %s", c->name,
+                         r ? "reverse" : "forward", list[k], why ? why : "too many entries");
+                return LP_ERR_INVALID;
+            }
         }
     }
     return LP_OK;
@@ -197,7 +214,8 @@ lp_err lp_auth_new(const struct lp_config *cfg, struct lp_auth **out, char *err,
         rc = LP_ERR_INVALID;
         goto out;
     }
-    if ((a->forward = calloc(cfg->auth.n_clients, sizeof(*a->forward))) == NULL)
+    if ((a->forward = calloc(cfg->auth.n_clients, sizeof(*a->forward))) == NULL ||
+        (a->reverse = calloc(cfg->auth.n_clients, sizeof(*a->reverse))) == NULL)
         goto out;
     for (size_t i = 0; i < cfg->auth.n_clients; i++) {
         if ((rc = check_client(a, i, err, errlen)) != LP_OK)
@@ -222,7 +240,10 @@ void lp_auth_free(struct lp_auth *a)
         return;
     for (size_t i = 0; a->forward && i < a->cfg->auth.n_clients; i++)
         lp_policy_clear(&a->forward[i]);
+    for (size_t i = 0; a->reverse && i < a->cfg->auth.n_clients; i++)
+        lp_policy_clear(&a->reverse[i]);
     free(a->forward);
+    free(a->reverse);
     lp_tls_conf_free(a->tls);
     free(a);
 }

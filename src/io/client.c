@@ -16,14 +16,18 @@
 
 #include "limpet/log.h"
 #include "limpet/reconnect.h"
+#include "limpet/reverse.h"
 #include "limpet/socksio.h"
+#include "limpet/transparent.h"
 
 struct listener {
     struct lp_client *c;
     const struct lp_forward *fwd;
     int fd;
     char target[LP_ADDR_MAX + 8];
-    char local[64];
+    char local[LP_UNIX_PATH_MAX + 8];
+    bool tproxy;              /* -T: IP_TRANSPARENT granted, TPROXY can deliver here */
+    struct lp_unix_file file; /* fwd->bind_path: the socket file to remove at exit */
     ev_io io;
 };
 
@@ -46,7 +50,10 @@ struct lp_client {
     size_t nls;
     const struct lp_client_app *app;
     void *app_user;
-    int finish_code; /* exit code once GOODBYE is out */
+    int finish_code;                  /* exit code once GOODBYE is out */
+    const struct lp_forward **remote; /* -R forwards: bind request id i + 1 is remote[i] */
+    size_t nremote;
+    uint64_t sessions; /* sessions made so far: a BIND_FAIL on the first one ends the client */
 };
 
 static const struct lp_session_hooks client_hooks;
@@ -258,8 +265,12 @@ static void on_live(struct lp_session *s, bool resumed)
 
     ev_timer_stop(c->rt->loop, &c->ctimer);
     lp_reconnect_live(&c->rc, c->attempt);
+    if (resumed || s->rt->stats.sessions_created > 1) /* else the very first handshake */
+        s->rt->stats.reconnects++;
     if (resumed) {
         s->reconnects++;
+        s->rt->stats.resumes++;
+        lp_hist_observe(&s->rt->stats.resume, down_for);
         lp_info("sess=%s resumed (reconnect %llu, down %llums)", s->tag,
                 (unsigned long long)s->reconnects, (unsigned long long)down_for);
     } else {
@@ -333,17 +344,76 @@ static void on_goodbye(struct lp_session *s, uint16_t code, const char *msg)
     replace_session(s->owner, why);
 }
 
+/* ---- -R ------------------------------------------------------------------------------------ */
+
+/* The -R forward a bind request id (or a REVERSE stream's arg) names; NULL if none. */
+static const struct lp_forward *remote_of(struct lp_client *c, uint32_t req)
+{
+    return req >= 1 && req <= c->nremote ? c->remote[req - 1] : NULL;
+}
+
+static void on_open_reverse(struct lp_session *s, const struct lp_mux_event *ev)
+{
+    struct lp_client *c = s->owner;
+    char arg[16];
+    char *end;
+    unsigned long req = 0;
+
+    if (ev->arg_len > 0 && ev->arg_len < sizeof(arg)) {
+        memcpy(arg, ev->arg, ev->arg_len);
+        arg[ev->arg_len] = '\0';
+        req = strtoul(arg, &end, 10);
+        if (*end != '\0')
+            req = 0;
+    }
+    lp_reverse_open(s, ev, req <= UINT32_MAX ? remote_of(c, (uint32_t)req) : NULL);
+}
+
+static void on_bind_answer(struct lp_session *s, const struct lp_mux_event *ev)
+{
+    struct lp_client *c = s->owner;
+    const struct lp_forward *fw = remote_of(c, ev->id);
+    char spec[LP_ADDR_MAX + 8];
+
+    if (fw == NULL)
+        return; /* not ours: a confused server, nothing to undo */
+    lp_reverse_spec(fw, spec, sizeof(spec));
+    if (ev->type == LP_MUX_EV_BIND_OK) {
+        lp_info("sess=%s remote forward: the server listens on %.*s:%u -> %s:%u", s->tag,
+                (int)ev->text_len, ev->text, (unsigned)ev->code, fw->host, (unsigned)fw->port);
+        return;
+    }
+    lp_error("-R %s:%s:%u: the server refused to listen: %.*s", spec, fw->host, (unsigned)fw->port,
+             (int)ev->text_len, ev->text);
+    if (c->sessions == 1) /* at start, as ssh's ExitOnForwardFailure: say so and stop */
+        lp_client_finish(c, ev->code == LP_RST_NOT_ALLOWED ? 2 : 1);
+}
+
 static const struct lp_session_hooks client_hooks = {
     .link_down = on_link_down,
     .live = on_live,
     .rejected = on_rejected,
     .lost = on_lost,
     .goodbye = on_goodbye,
+    .open_reverse = on_open_reverse,
+    .bind_answer = on_bind_answer,
 };
 
+/* A new session asks again for every -R listener: the old session's died with it. */
 static lp_err new_session(struct lp_client *c)
 {
-    return lp_session_new(c->rt, c->cfg, true, &client_hooks, c, &c->s);
+    char spec[LP_ADDR_MAX + 8];
+    lp_err rc = lp_session_new(c->rt, c->cfg, true, &client_hooks, c, &c->s);
+
+    if (rc != LP_OK)
+        return rc;
+    c->sessions++;
+    for (size_t i = 0; i < c->nremote; i++) {
+        lp_reverse_spec(c->remote[i], spec, sizeof(spec));
+        if ((rc = lp_mux_bind(c->s->mux, (uint32_t)(i + 1), spec, strlen(spec))) != LP_OK)
+            return rc;
+    }
+    return LP_OK;
 }
 
 /* ---- listeners ------------------------------------------------------------------------------ */
@@ -378,6 +448,8 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
         lp_net_addr_str(&peer, from, sizeof(from));
         if (l->fwd->kind == LP_FWD_DYNAMIC)
             lp_socks_accept(c->rt->loop, c->cfg, fd, from, current_session, c);
+        else if (l->fwd->kind == LP_FWD_TRANSPARENT)
+            lp_transparent_accept(c->s, fd, l->tproxy, c->cfg->forward.connect_timeout, from);
         else
             lp_stream_open_local(c->s, fd, LP_KIND_TCP, l->target, c->cfg->forward.connect_timeout,
                                  from);
@@ -392,6 +464,19 @@ static void format_target(char *out, size_t len, const char *host, uint16_t port
         snprintf(out, len, "%s:%u", host, (unsigned)port);
 }
 
+/* A unix socket file (-L /PATH:..., -D /PATH) or a TCP port. */
+static lp_err listen_on(struct listener *l, const struct lp_forward *f, char *err, size_t errlen)
+{
+    struct lp_addr addr;
+    lp_err rc;
+
+    if (f->bind_path[0])
+        return lp_net_listen_unix(f->bind_path, &l->fd, &l->file, err, errlen);
+    if ((rc = lp_net_resolve(f->bind_host, f->bind_port, &addr, err, errlen)) != LP_OK)
+        return rc;
+    return lp_net_listen(&addr, &l->fd, err, errlen);
+}
+
 static lp_err open_listener(struct lp_client *c, struct listener *l, const struct lp_forward *f)
 {
     char err[256];
@@ -400,14 +485,18 @@ static lp_err open_listener(struct lp_client *c, struct listener *l, const struc
     l->c = c;
     l->fwd = f;
     l->fd = -1;
-    if (f->kind == LP_FWD_DYNAMIC)
-        snprintf(l->target, sizeof(l->target), "SOCKS");
+    if (f->kind == LP_FWD_DYNAMIC || f->kind == LP_FWD_TRANSPARENT)
+        snprintf(l->target, sizeof(l->target), f->kind == LP_FWD_DYNAMIC ? "SOCKS" : "original");
+    else if (f->path[0]) /* the OPEN target of a unix socket on the server */
+        snprintf(l->target, sizeof(l->target), "unix:%s", f->path);
     else
         format_target(l->target, sizeof(l->target), f->host, f->port);
-    if (lp_net_resolve(f->bind_host, f->bind_port, &addr, err, sizeof(err)) != LP_OK ||
-        lp_net_listen(&addr, &l->fd, err, sizeof(err)) != LP_OK) {
-        if (f->kind == LP_FWD_DYNAMIC)
-            lp_error("-D %s:%u: %s", f->bind_host, (unsigned)f->bind_port, err);
+    if (listen_on(l, f, err, sizeof(err)) != LP_OK) {
+        if (f->bind_path[0])
+            lp_error("-%c %s: %s", f->kind == LP_FWD_DYNAMIC ? 'D' : 'L', f->bind_path, err);
+        else if (f->kind == LP_FWD_DYNAMIC || f->kind == LP_FWD_TRANSPARENT)
+            lp_error("-%c %s:%u: %s", f->kind == LP_FWD_DYNAMIC ? 'D' : 'T', f->bind_host,
+                     (unsigned)f->bind_port, err);
         else
             lp_error("-L %s:%u:%s: %s", f->bind_host, (unsigned)f->bind_port, l->target, err);
         return LP_ERR_IO;
@@ -416,10 +505,15 @@ static lp_err open_listener(struct lp_client *c, struct listener *l, const struc
     lp_net_addr_str(&addr, l->local, sizeof(l->local));
     ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
     ev_io_start(c->rt->loop, &l->io);
-    if (f->kind == LP_FWD_DYNAMIC)
+    if (f->kind == LP_FWD_TRANSPARENT) {
+        l->tproxy = lp_transparent_listen_prepare(l->fd);
+        lp_info("transparent proxy listening on %s (REDIRECT%s)", l->local,
+                l->tproxy ? " and TPROXY" : "; TPROXY needs CAP_NET_ADMIN");
+    } else if (f->kind == LP_FWD_DYNAMIC) {
         lp_info("socks proxy listening on %s", l->local);
-    else
+    } else {
         lp_info("forward listening on %s -> %s", l->local, l->target);
+    }
     return LP_OK;
 }
 
@@ -448,12 +542,18 @@ lp_err lp_client_new(struct lp_runtime *rt, const struct lp_config *cfg,
                       cfg->reconnect.give_up_after, lp_now());
     if (nfwd && (c->ls = calloc(nfwd, sizeof(*c->ls))) == NULL)
         goto out;
+    if (nfwd && (c->remote = calloc(nfwd, sizeof(*c->remote))) == NULL)
+        goto out;
     for (size_t i = 0; i < nfwd; i++, c->nls++) {
-        if (fwd[i].kind == LP_FWD_REMOTE || fwd[i].kind == LP_FWD_TRANSPARENT) {
-            lp_error("-%c is not implemented yet", fwd[i].kind == LP_FWD_REMOTE ? 'R' : 'T');
-            rc = LP_ERR_INVALID;
-            c->nls++;
-            goto out;
+        if (fwd[i].kind == LP_FWD_REMOTE) {
+            if (c->nremote == LP_REVERSE_MAX) {
+                lp_error("at most %u -R forwards", (unsigned)LP_REVERSE_MAX);
+                rc = LP_ERR_INVALID;
+                goto out;
+            }
+            c->remote[c->nremote++] = &fwd[i];
+            c->ls[i] = (struct listener){.c = c, .fwd = &fwd[i], .fd = -1}; /* no local end */
+            continue;
         }
         if ((rc = open_listener(c, &c->ls[i], &fwd[i])) != LP_OK) {
             c->nls++;
@@ -520,11 +620,14 @@ void lp_client_free(struct lp_client *c)
     for (size_t i = 0; i < c->nls; i++) {
         if (c->ls[i].fd >= 0) {
             ev_io_stop(c->rt->loop, &c->ls[i].io);
+            if (c->ls[i].fwd->bind_path[0]) /* while it listens: that is how it knows it */
+                lp_net_unlink_unix(c->ls[i].fwd->bind_path, &c->ls[i].file);
             close(c->ls[i].fd);
         }
     }
     free(c->ls);
     if (c->s)
         lp_session_close(c->s, LP_RST_SHUTDOWN, "client exiting");
+    free(c->remote);
     free(c);
 }

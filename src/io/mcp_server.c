@@ -574,3 +574,8 @@ void lp_mcpd_free(struct lp_mcpd *m)
     m->rt->open_mcp = NULL;
     free(m);
 }
+
+size_t lp_mcpd_processes(const struct lp_mcpd *m)
+{
+    return m ? lp_mcppool_size(m->pool) : 0;
+}

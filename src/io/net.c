@@ -9,7 +9,10 @@
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -128,6 +131,14 @@ const char *lp_net_addr_str(const struct lp_addr *a, char *buf, size_t buflen)
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
         port = ntohs(in6->sin6_port);
         snprintf(buf, buflen, "[%s]:%u", host, port);
+    } else if (a->sa.ss_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)&a->sa;
+        size_t off = offsetof(struct sockaddr_un, sun_path);
+        size_t n = a->len > off ? strnlen(un->sun_path, a->len - off) : 0;
+        if (n > 0) /* abstract names (a leading NUL) and unbound peers show as plain "unix" */
+            snprintf(buf, buflen, "unix:%.*s", (int)n, un->sun_path);
+        else
+            snprintf(buf, buflen, "unix");
     } else {
         snprintf(buf, buflen, "?");
     }
@@ -204,6 +215,126 @@ lp_err lp_net_local_addr(int fd, struct lp_addr *a)
     return getsockname(fd, (struct sockaddr *)&a->sa, &a->len) < 0 ? LP_ERR_IO : LP_OK;
 }
 
+/* ---- unix domain sockets ------------------------------------------------------------- */
+
+lp_err lp_net_unix_addr(const char *path, struct lp_addr *a)
+{
+    struct sockaddr_un *un = (struct sockaddr_un *)&a->sa;
+    size_t n = strnlen(path, sizeof(un->sun_path));
+
+    memset(a, 0, sizeof(*a));
+    if (n == 0 || n >= sizeof(un->sun_path))
+        return LP_ERR_INVALID;
+    un->sun_family = AF_UNIX;
+    memcpy(un->sun_path, path, n + 1);
+    a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return LP_OK;
+}
+
+/* Makes room for a new socket file at path: nothing there, or a socket nobody listens on
+ * (left by a process that was killed), which is removed. A live socket or another kind of
+ * file is never touched. */
+static lp_err clear_stale(const char *path, const struct lp_addr *a, char *err, size_t errlen)
+{
+    struct stat st;
+    int probe, rc;
+
+    if (lstat(path, &st) < 0) {
+        if (errno == ENOENT)
+            return LP_OK;
+        snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(errno));
+        return LP_ERR_IO;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, errlen, "cannot listen on unix:%s: the file exists and is not a socket",
+                 path);
+        return LP_ERR_IO;
+    }
+    /* Non-blocking, so a live listener with a full backlog answers EAGAIN, not a wait. */
+    if ((probe = new_socket(AF_UNIX)) < 0) {
+        snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(errno));
+        return LP_ERR_IO;
+    }
+    rc = connect(probe, (const struct sockaddr *)&a->sa, a->len);
+    int e = rc < 0 ? errno : 0;
+    close(probe);
+    if (e == ENOENT)
+        return LP_OK; /* gone meanwhile */
+    if (e == ECONNREFUSED) {
+        if (unlink(path) == 0 || errno == ENOENT)
+            return LP_OK;
+        snprintf(err, errlen, "cannot remove the stale socket unix:%s: %s", path, strerror(errno));
+        return LP_ERR_IO;
+    }
+    if (e == 0 || e == EAGAIN)
+        snprintf(err, errlen, "cannot listen on unix:%s: another process is listening there", path);
+    else
+        snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(e));
+    return LP_ERR_IO;
+}
+
+lp_err lp_net_listen_unix(const char *path, int *fd, struct lp_unix_file *file, char *err,
+                          size_t errlen)
+{
+    struct lp_addr a;
+    struct stat st;
+    bool bound = false;
+    int s = -1;
+
+    *fd = -1;
+    if (lp_net_unix_addr(path, &a) != LP_OK) {
+        snprintf(err, errlen, "cannot listen on unix:%.200s: path empty or longer than 107 bytes",
+                 path);
+        return LP_ERR_INVALID;
+    }
+    if (clear_stale(path, &a, err, errlen) != LP_OK)
+        return LP_ERR_IO;
+    if ((s = new_socket(AF_UNIX)) < 0)
+        goto fail;
+    /* The umask decides the file's mode at bind: 0600, so only this user may connect. It is
+     * process-wide, but nothing else here creates files (resolver threads only read). */
+    mode_t old = umask(0177);
+    int rc = bind(s, (const struct sockaddr *)&a.sa, a.len);
+    umask(old);
+    if (rc < 0)
+        goto fail;
+    bound = true;
+    if (listen(s, 1024) < 0 || lstat(path, &st) < 0)
+        goto fail;
+    file->dev = (uint64_t)st.st_dev;
+    file->ino = (uint64_t)st.st_ino;
+    *fd = s;
+    return LP_OK;
+fail:
+    snprintf(err, errlen, "cannot listen on unix:%s: %s", path, strerror(errno));
+    if (bound)
+        unlink(path);
+    if (s >= 0)
+        close(s);
+    return LP_ERR_IO;
+}
+
+void lp_net_unlink_unix(const char *path, const struct lp_unix_file *file)
+{
+    struct stat st;
+    struct lp_addr a;
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    int probe;
+
+    if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode) || (uint64_t)st.st_dev != file->dev ||
+        (uint64_t)st.st_ino != file->ino)
+        return;
+    /* Some file systems hand a freed inode number out again at once, so the same number may be
+     * someone else's new socket: ask the socket there which process listens on it. */
+    if (lp_net_unix_addr(path, &a) != LP_OK || (probe = new_socket(AF_UNIX)) < 0)
+        return;
+    if (connect(probe, (const struct sockaddr *)&a.sa, a.len) == 0 &&
+        getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid == getpid())
+        unlink(path);
+    close(probe);
+}
+
 void lp_net_tune_link(int fd, lp_time user_timeout)
 {
     int one = 1;
@@ -231,6 +362,7 @@ uint16_t lp_net_rst_code(int err)
 {
     switch (err) {
     case ECONNREFUSED:
+    case ENOENT: /* a unix socket target that is not there */
         return LP_RST_REFUSED;
     case ENETUNREACH:
     case EHOSTUNREACH:

@@ -161,8 +161,9 @@ static void hs_free(struct handshake *h, bool close_fd)
     free(h);
 }
 
-static void hs_drop(struct handshake *h, const char *why)
+static void hs_drop(struct handshake *h, enum lp_hs_reason r, const char *why)
 {
+    h->srv->rt->stats.handshakes_refused[r]++;
     lp_info("dropped connection from %s: %s", h->name, why);
     hs_free(h, true);
 }
@@ -214,6 +215,7 @@ static void hs_reject(struct handshake *h, uint16_t code, const char *msg)
     uint8_t out[LP_FRAME_HEADER + 2 + 256];
     size_t n = lp_text_encode(out, sizeof(out), LP_FT_REJECT, 0, code, msg, strlen(msg));
     lp_err rc = LP_OK;
+    h->srv->rt->stats.handshakes_refused[lp_hs_reason_of_reject(code)]++;
     if (n > 0 && (lp_link_write(&h->link, out, n, &rc) < 0 || lp_link_flush(&h->link) != LP_OK))
         lp_debug("REJECT to %s not sent: %s", h->name, h->link.err);
     lp_info("rejected %s: %s: %s", h->name, lp_reject_code_name(code), msg);
@@ -274,6 +276,7 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
     const char *why = NULL;
     uint64_t gen;
 
+    h->srv->rt->stats.reconnects++;
     if (s == NULL || !token_equal(lp_pipe_token(s->pipe), hello->token)) {
         hs_reject(h, LP_REJECT_SESSION_UNKNOWN, "no such session on this server");
         return;
@@ -289,6 +292,7 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
         return;
     }
     bool had_link = lp_session_attached(s);
+    lp_time detached = had_link ? 0 : lp_now() - s->down_since;
     if (had_link) /* the newest link wins: the old one is a half-open leftover */
         lp_session_detach(s, "replaced by a new link");
     if (lp_pipe_accept(s->pipe, hello, lp_now(), &gen, &why) != LP_OK) {
@@ -299,6 +303,8 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
     }
     ev_timer_stop(s->rt->loop, &s->ttl);
     s->reconnects++;
+    s->rt->stats.resumes++;
+    lp_hist_observe(&s->rt->stats.resume, detached);
     lp_info("sess=%s resumed from %s (generation %llu%s)", s->tag, h->name, (unsigned long long)gen,
             had_link ? ", replaced a live link" : "");
     lp_session_attach(s, &h->link, gen, h->name, NULL, 0);
@@ -315,12 +321,12 @@ static void hs_complete(struct handshake *h, const struct lp_frame *f)
 
     if (f->type != LP_FT_HELLO) {
         snprintf(msg, sizeof(msg), "expected HELLO, got %s", lp_frame_type_name(f->type));
-        hs_drop(h, msg);
+        hs_drop(h, LP_HS_BAD_HELLO, msg);
         return;
     }
     if (lp_hello_decode(f, &hello, &why) != LP_OK) {
         snprintf(msg, sizeof(msg), "bad HELLO: %s", why ? why : "?");
-        hs_drop(h, msg);
+        hs_drop(h, LP_HS_BAD_HELLO, msg);
         return;
     }
     if (hello.version != LP_PROTO_VERSION) {
@@ -354,10 +360,11 @@ static bool hs_tls_step(struct handshake *h)
         if (rc == LP_ERR_AUTH)
             lp_warn("authentication failed from %s: %s", h->name, err);
         if (rc == LP_ERR_AUTH) {
+            h->srv->rt->stats.handshakes_refused[LP_HS_TLS_AUTH]++;
             lp_admit_failed(h->srv->admit, h->src, h->src_len, lp_now());
             hs_refuse(h, "authentication failed");
         } else
-            hs_drop(h, err);
+            hs_drop(h, LP_HS_TLS_ERROR, err);
         return false;
     }
     if (lp_tls_peer_fingerprint(t, fp)) {
@@ -403,14 +410,14 @@ static void hs_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (rc != LP_ERR_TRUNCATED) {
             snprintf(msg, sizeof(msg), "not a limpet handshake: %s", why ? why : "?");
-            hs_drop(h, msg);
+            hs_drop(h, LP_HS_BAD_HELLO, msg);
             return;
         }
         /* Read only what the frame needs: the header first, then its payload. */
         size_t need =
             h->len < LP_FRAME_HEADER ? LP_FRAME_HEADER : LP_FRAME_HEADER + lp_load_u16(h->buf + 2);
         if (need > sizeof(h->buf)) {
-            hs_drop(h, "handshake frame too large");
+            hs_drop(h, LP_HS_BAD_HELLO, "handshake frame too large");
             return;
         }
         ssize_t n = lp_link_read(&h->link, h->buf + h->len, need - h->len, &rc);
@@ -422,7 +429,7 @@ static void hs_read_cb(struct ev_loop *loop, ev_io *w, int revents)
             return;
         snprintf(msg, sizeof(msg), "%s after %zu handshake bytes", n == 0 ? "closed" : h->link.err,
                  h->len);
-        hs_drop(h, msg);
+        hs_drop(h, LP_HS_CLOSED, msg);
         return;
     }
 }
@@ -435,7 +442,7 @@ static void hs_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     snprintf(msg, sizeof(msg), "handshake timed out after %llums with %zu bytes",
              (unsigned long long)h->srv->cfg->limits.handshake_timeout, h->len);
-    hs_drop(h, msg);
+    hs_drop(h, LP_HS_TIMEOUT, msg);
 }
 
 /* A flood must not flood the log too: one line a second, with how many went unlogged. */
@@ -445,6 +452,7 @@ static void refuse_at_accept(struct lp_server *srv, const struct lp_addr *peer,
     char name[64];
     lp_time now = lp_now();
 
+    srv->rt->stats.handshakes_refused[LP_HS_ADMISSION]++;
     if (now - srv->refused_logged < 1000) {
         srv->refused_quiet++;
         return;

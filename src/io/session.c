@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "limpet/log.h"
+#include "limpet/reverse.h"
 
 static void process(struct lp_session *s);
 
@@ -24,6 +25,15 @@ static void arm_deadline(struct lp_session *s);
 
 static void free_session(struct lp_session *s)
 {
+    struct lp_runtime *rt = s->rt;
+
+    if (s->all_prev || rt->all == s) { /* linked: a half-built session never was */
+        *(s->all_prev ? &s->all_prev->all_next : &rt->all) = s->all_next;
+        if (s->all_next)
+            s->all_next->all_prev = s->all_prev;
+        rt->stats.bytes_in_ended += s->bytes_in;
+        rt->stats.bytes_out_ended += s->bytes_out;
+    }
     lp_mux_free(s->mux);
     lp_pipe_free(s->pipe);
     free(s);
@@ -73,6 +83,7 @@ void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop)
     ev_check_start(loop, &rt->reap);
     ev_unref(loop);
     lp_resolver_init(&rt->resolver, loop);
+    rt->stats.started = lp_now();
 }
 
 void lp_runtime_clear(struct lp_runtime *rt)
@@ -136,6 +147,12 @@ lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool i
     if ((rc = lp_mux_new(&mc, s->pipe, is_client, &s->mux)) != LP_OK)
         goto out;
     lp_session_retag(s);
+    s->created = s->down_since = lp_now();
+    s->all_next = rt->all;
+    if (rt->all)
+        rt->all->all_prev = s;
+    rt->all = s;
+    rt->stats.sessions_created++;
     *sp = s;
     s = NULL;
 out:
@@ -198,6 +215,7 @@ void lp_session_detach(struct lp_session *s, const char *reason)
     ev_io_stop(s->rt->loop, &s->wio);
     lp_link_close(&s->link);
     lp_pipe_link_down(s->pipe, s->gen);
+    s->down_since = lp_now();
     if (reason)
         lp_debug("sess=%s link to %s closed: %s", s->tag, s->peer, reason);
 }
@@ -388,12 +406,28 @@ static void on_mux_event(struct lp_session *s, const struct lp_mux_event *ev)
 
     switch (ev->type) {
     case LP_MUX_EV_OPEN:
+        if (s->is_client && ev->kind == LP_KIND_REVERSE && s->hooks->open_reverse) {
+            s->hooks->open_reverse(s, ev);
+            break;
+        }
         if (s->is_client) {
             lp_mux_reset(s->mux, ev->id, LP_RST_NOT_ALLOWED,
-                         "this client does not accept streams from the server");
+                         "this client does not accept such streams from the server");
             break;
         }
         open_stream(s, ev);
+        break;
+    case LP_MUX_EV_BIND:
+        if (!s->is_client)
+            lp_reverse_bind(s, ev);
+        else
+            lp_mux_bind_fail(s->mux, ev->id, LP_RST_NOT_ALLOWED,
+                             "this client does not listen for the server", 43);
+        break;
+    case LP_MUX_EV_BIND_OK:
+    case LP_MUX_EV_BIND_FAIL:
+        if (s->hooks->bind_answer)
+            s->hooks->bind_answer(s, ev);
         break;
     case LP_MUX_EV_GOODBYE:
         snprintf(msg, sizeof(msg), "%.*s", (int)ev->text_len, ev->text ? ev->text : "");
@@ -455,11 +489,13 @@ void lp_session_close(struct lp_session *s, uint16_t code, const char *msg)
     if (s->closing)
         return;
     lp_session_detach(s, NULL);
+    lp_reverse_close_all(s);
     lp_mux_reset_all(s->mux, code, msg);
     while (lp_mux_next_event(s->mux, &ev))
         lp_stream_on_event(s, &ev);
     lp_stream_free_all(s);
     s->closing = true;
+    s->rt->stats.sessions_ended++;
     if (s->in_dirty) { /* the dirty list must never point at memory the reaper frees */
         struct lp_session **pp = &s->rt->dirty;
         while (*pp && *pp != s)

@@ -46,6 +46,8 @@ struct lp_stream {
     char *target;              /* server, until connected: HOST:PORT as the peer sent it (owned) */
     struct lp_stream *prev, *next, *next_dead;
     uint64_t up, down; /* bytes local→tunnel, tunnel→local */
+    uint8_t kind;      /* LP_KIND_*, and where it goes, for `limpet status` */
+    char shown[128];
 };
 
 /* ---- lifetime ------------------------------------------------------------------------- */
@@ -72,6 +74,8 @@ static void stream_end(struct lp_stream *st, bool reset, uint16_t code, const ch
     if (st->dead)
         return;
     st->dead = true;
+    if (st->state != ST_OPEN && code != 0 && code != LP_RST_SHUTDOWN && code != LP_RST_SESSION_LOST)
+        st->s->rt->stats.streams_refused++;
     if (st->hooks && st->hooks->ended)
         st->hooks->ended(st, code, why, st->hook_user);
     ev_io_stop(loop, &st->rio);
@@ -145,8 +149,15 @@ static struct lp_stream *stream_new(struct lp_session *s, uint32_t id, int fd,
         s->streams->prev = st;
     s->streams = st;
     s->nstreams++;
+    s->rt->stats.streams_opened++;
     lp_mux_set_user(s->mux, id, st);
     return st;
+}
+
+static void describe(struct lp_stream *st, uint8_t kind, const char *target, size_t len)
+{
+    st->kind = kind;
+    snprintf(st->shown, sizeof(st->shown), "%.*s", (int)LP_MIN(len, sizeof(st->shown) - 1), target);
 }
 
 static void start_timer(struct lp_stream *st, lp_time ms)
@@ -318,6 +329,7 @@ lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const ch
         lp_net_close_reset(fd);
         return LP_ERR_NOMEM;
     }
+    describe(st, kind, target, strlen(target));
     lp_net_tune_stream(fd);
     start_timer(st, wait);
     lp_debug("sess=%s stream=%u open from %s -> %s", s->tag, (unsigned)id, from, target);
@@ -343,6 +355,7 @@ lp_err lp_stream_open_fds(struct lp_session *s, int rfd, int wfd, uint8_t kind, 
         lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
         return LP_ERR_NOMEM;
     }
+    describe(st, kind, target, strlen(target));
     st->wfd = wfd;
     ev_io_set(&st->wio, wfd, EV_WRITE);
     st->hooks = hooks;
@@ -371,6 +384,7 @@ lp_err lp_stream_adopt(struct lp_session *s, uint32_t id, const struct lp_stream
     }
     st->hooks = hooks;
     st->hook_user = user;
+    describe(st, LP_KIND_MCP, "", 0);
     return LP_OK;
 }
 
@@ -397,6 +411,17 @@ void lp_stream_counts(const struct lp_stream *st, uint64_t *up, uint64_t *down)
 {
     *up = st->up;
     *down = st->down;
+}
+
+const char *lp_stream_target(const struct lp_stream *st, uint8_t *kind)
+{
+    *kind = st->kind;
+    return st->shown;
+}
+
+struct lp_stream *lp_stream_next(const struct lp_stream *st)
+{
+    return st->next;
 }
 
 /* A name the policy allows must not lead to this machine's own services (or link-local
@@ -433,13 +458,35 @@ static bool resolved_allowed(struct lp_stream *st, const struct lp_addr *addr)
     return false;
 }
 
+/* Starts the non-blocking connect; stream_write_cb takes the result. False when it failed at
+ * once (the stream is reset, the caller processes the session). */
+static bool start_connect(struct lp_stream *st, const struct lp_addr *addr)
+{
+    struct lp_session *s = st->s;
+    char why[320];
+    int fd;
+
+    if (lp_net_connect(addr, &fd, why, sizeof(why)) != LP_OK) {
+        uint16_t code = lp_net_rst_code(errno);
+        lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, why);
+        lp_mux_reset(s->mux, st->id, code, why);
+        stream_end(st, false, code, why);
+        return false;
+    }
+    st->fd = st->wfd = fd;
+    st->state = ST_DIALING;
+    ev_io_set(&st->rio, fd, EV_READ);
+    ev_io_set(&st->wio, fd, EV_WRITE);
+    ev_io_start(s->rt->loop, &st->wio);
+    lp_debug("sess=%s stream=%u dialing %s", s->tag, (unsigned)st->id, st->target);
+    return true;
+}
+
 /* The target's address is known: start the non-blocking connect. */
 static void dial_resolved(void *user, const struct lp_addr *addr, const char *err)
 {
     struct lp_stream *st = user;
     struct lp_session *s = st->s;
-    char why[320];
-    int fd;
 
     st->lookup = NULL;
     if (addr == NULL) {
@@ -449,23 +496,36 @@ static void dial_resolved(void *user, const struct lp_addr *addr, const char *er
         lp_session_process(s);
         return;
     }
-    if (!resolved_allowed(st, addr)) {
+    if (!resolved_allowed(st, addr) || !start_connect(st, addr))
         lp_session_process(s);
+}
+
+/* A unix socket on this host ("unix:/run/x.sock"): no lookup, and only where the policy
+ * names that socket (policy.h: `*` never does). */
+static void dial_unix(struct lp_stream *st)
+{
+    struct lp_session *s = st->s;
+    const char *path = st->target + 5;
+    static const char bad[] = "unix socket target is not an absolute path of 1..107 bytes";
+    struct lp_addr addr;
+
+    if (path[0] != '/' || lp_net_unix_addr(path, &addr) != LP_OK) {
+        lp_info("sess=%s stream=%u reset: bad target \"%s\"", s->tag, (unsigned)st->id, st->target);
+        lp_mux_reset(s->mux, st->id, LP_RST_BAD_TARGET, bad);
+        stream_end(st, false, LP_RST_BAD_TARGET, bad);
         return;
     }
-    if (lp_net_connect(addr, &fd, why, sizeof(why)) != LP_OK) {
-        lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, why);
-        lp_mux_reset(s->mux, st->id, lp_net_rst_code(errno), why);
-        stream_end(st, false, lp_net_rst_code(errno), why);
-        lp_session_process(s);
+    /* port 0: a unix target has none; the policy matches the path alone */
+    if (s->rt->allow_target &&
+        !s->rt->allow_target(s->rt->allow_user, s->identity, st->target, 0)) {
+        lp_warn("sess=%s stream=%u refused: identity %s may not reach %s", s->tag, (unsigned)st->id,
+                s->identity, st->target);
+        lp_mux_reset(s->mux, st->id, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
+        stream_end(st, false, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
         return;
     }
-    st->fd = st->wfd = fd;
-    st->state = ST_DIALING;
-    ev_io_set(&st->rio, fd, EV_READ);
-    ev_io_set(&st->wio, fd, EV_WRITE);
-    ev_io_start(s->rt->loop, &st->wio);
-    lp_debug("sess=%s stream=%u dialing %s", s->tag, (unsigned)st->id, st->target);
+    start_timer(st, s->cfg->forward.connect_timeout);
+    start_connect(st, &addr);
 }
 
 void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_t target_len)
@@ -473,6 +533,7 @@ void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_
     char host[LP_ADDR_MAX];
     uint16_t port;
     struct lp_stream *st;
+    bool unix_target = target_len > 5 && memcmp(target, "unix:", 5) == 0;
 
     if (target_len > LP_FRAME_MAX_TEXT)
         target_len = LP_FRAME_MAX_TEXT;
@@ -480,9 +541,14 @@ void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_
         lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
         return;
     }
+    describe(st, LP_KIND_TCP, target, target_len);
     if ((st->target = strndup(target, target_len)) == NULL) {
         lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
         stream_end(st, false, LP_RST_INTERNAL, "out of memory");
+        return;
+    }
+    if (unix_target && strlen(st->target) == target_len) {
+        dial_unix(st);
         return;
     }
     if (strlen(st->target) != target_len ||

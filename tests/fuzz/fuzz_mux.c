@@ -101,6 +101,13 @@ static void drain_events(struct world *w, struct input *in)
         case LP_MUX_EV_CLOSED:
             check(!lp_mux_has_stream(w->m, ev.id));
             break;
+        case LP_MUX_EV_BIND: /* answered like a server would; a full queue is the peer's fault */
+            check(ev.id != 0);
+            if (in_u8(in) % 2 == 0)
+                (void)lp_mux_bind_ok(w->m, ev.id, 8080, "127.0.0.1", 9);
+            else
+                (void)lp_mux_bind_fail(w->m, ev.id, LP_RST_NOT_ALLOWED, ev.text, ev.text_len);
+            break;
         default:
             break;
         }

@@ -3,7 +3,7 @@
  * The input is read three ways, each with properties that abort on failure:
  * - as a target rule: a refusal carries a reason; an accepted rule's canonical text parses back
  *   to the same rule and prints the same again, and the rule allows its own network address
- *   (or name) on its lowest port;
+ *   (or name, or unix socket path) on its lowest port;
  * - as an MCP name rule: an accepted name is allowed by a policy holding it;
  * - as a target host (up to the first NUL): the `*` policy allows it exactly when inet_pton
  *   (the libc parser, used here as an oracle only) reads an IPv6 text with a ':' in it, and
@@ -68,11 +68,24 @@ static bool sample_host(const struct lp_policy_rule *r, char *host, size_t cap)
             return false;
         snprintf(host, cap, "x.%s", r->name);
         return true;
+    case LP_POLICY_UNIX:
+        snprintf(host, cap, "unix:%s", r->name);
+        return true;
+    case LP_POLICY_UNIX_DIR:
+        if (strlen(r->name) + 1 > LP_POLICY_UNIX_PATH_MAX)
+            return false;
+        snprintf(host, cap, "unix:%sx", r->name);
+        return true;
     case LP_POLICY_MCP:
     case LP_POLICY_MCP_ANY:
         return false;
     }
     return false;
+}
+
+static bool is_unix_rule(const struct lp_policy_rule *r)
+{
+    return r->kind == LP_POLICY_UNIX || r->kind == LP_POLICY_UNIX_DIR;
 }
 
 static void fuzz_rule(const char *text, size_t len)
@@ -88,7 +101,10 @@ static void fuzz_rule(const char *text, size_t len)
         return;
     }
     check(why == NULL);
-    check(r.port_lo >= 1 && r.port_lo <= r.port_hi);
+    if (is_unix_rule(&r)) /* no ports: they never match a host target */
+        check(r.port_lo == 0 && r.port_hi == 0 && !policy_of_one_allows(&r, "localhost", 1));
+    else
+        check(r.port_lo >= 1 && r.port_lo <= r.port_hi);
     n = lp_policy_format_rule(&r, canon, sizeof(canon));
     check(n > 0 && n == strlen(canon));
     check(lp_policy_parse_rule(canon, n, &again, &why) == LP_OK);

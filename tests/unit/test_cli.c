@@ -521,6 +521,185 @@ static void test_cli_dynamic_spec_takes_port_or_bind_and_port(void **state)
     EXPECT_ERROR("-D is only valid for 'limpet client', not 'limpet server'", "server", "-D", "1");
 }
 
+static void test_cli_remote_and_transparent_forwards_keep_their_kind_and_order(void **state)
+{
+    struct lp_cli cli;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+
+    assert_int_equal(PARSE(&cli, err, "client", "-R", "8022:127.0.0.1:22", "-L", "1:h:2", "-R",
+                           "*:0:[::1]:80", "--remote=[::1]:9:h:3", "-T", "12345"),
+                     LP_OK);
+    assert_int_equal(cli.n_forwards, 5);
+    assert_int_equal(cli.forwards[0].kind, LP_FWD_REMOTE);
+    assert_string_equal(cli.forwards[0].bind_host, "127.0.0.1");
+    assert_int_equal(cli.forwards[0].bind_port, 8022);
+    assert_int_equal(cli.forwards[0].port, 22);
+    assert_int_equal(cli.forwards[1].kind, LP_FWD_LOCAL);
+    assert_int_equal(cli.forwards[2].kind, LP_FWD_REMOTE);
+    assert_string_equal(cli.forwards[2].bind_host, "0.0.0.0");
+    assert_int_equal(cli.forwards[2].bind_port, 0);
+    assert_string_equal(cli.forwards[2].host, "::1");
+    assert_string_equal(cli.forwards[3].bind_host, "::1");
+    assert_int_equal(cli.forwards[4].kind, LP_FWD_TRANSPARENT);
+    assert_int_equal(cli.forwards[4].bind_port, 12345);
+    lp_cli_free(&cli);
+    EXPECT_ERROR("-R 8022:h: missing HOSTPORT", "client", "-R", "8022:h");
+    EXPECT_ERROR("-R is only valid for 'limpet client', not 'limpet server'", "server", "-R",
+                 "1:h:2");
+}
+
+/* ---- unix socket forwards ------------------------------------------------------------------ */
+
+static void test_cli_unix_forward_forms_table(void **state)
+{
+    static const struct {
+        const char *spec, *bind_path, *bind;
+        uint16_t bind_port;
+        const char *host;
+        uint16_t port;
+        const char *path;
+    } cases[] = {
+        {"/run/app.sock:db:5432", "/run/app.sock", "", 0, "db", 5432, ""},
+        {"./app.sock:[::1]:22", "./app.sock", "", 0, "::1", 22, ""},
+        {"8080:unix:/var/run/x.sock", "", "127.0.0.1", 8080, "", 0, "/var/run/x.sock"},
+        {"8080:/var/run/x.sock", "", "127.0.0.1", 8080, "", 0, "/var/run/x.sock"},
+        {"[::1]:8080:unix:/x", "", "::1", 8080, "", 0, "/x"},
+        {"*:0:/x", "", "0.0.0.0", 0, "", 0, "/x"},
+        {"/a.sock:unix:/b.sock", "/a.sock", "", 0, "", 0, "/b.sock"},
+        {"./a.sock:/b.sock", "./a.sock", "", 0, "", 0, "/b.sock"},
+        {"1:unix:/odd:name", "", "127.0.0.1", 1, "", 0, "/odd:name"}, /* a target runs to the end */
+        {"1:unix:5432", "", "127.0.0.1", 1, "unix", 5432, ""},        /* a host called unix */
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct lp_forward fw;
+        char err[160] = "";
+        if (lp_parse_forward(cases[i].spec, &fw, err, sizeof(err)) != LP_OK)
+            fail_msg("%s: %s", cases[i].spec, err);
+        assert_string_equal(fw.bind_path, cases[i].bind_path);
+        assert_string_equal(fw.bind_host, cases[i].bind);
+        assert_int_equal(fw.bind_port, cases[i].bind_port);
+        assert_string_equal(fw.host, cases[i].host);
+        assert_int_equal(fw.port, cases[i].port);
+        assert_string_equal(fw.path, cases[i].path);
+    }
+}
+
+static void test_cli_unix_forward_errors_table(void **state)
+{
+    static const struct {
+        const char *spec, *why;
+    } cases[] = {
+        {"/run/app.sock", "missing HOST:HOSTPORT after the socket path"},
+        {"/run/app.sock:db", "missing HOSTPORT"},
+        {"/run/app.sock:", "missing HOST:HOSTPORT"},
+        {"/run/app.sock:db:", "missing HOSTPORT"},
+        {"/run/app.sock:a:b:c", "too many ':' (write IPv6 addresses in brackets: [::1])"},
+        {"/run/app.sock:[::1:22", "unbalanced brackets (write IPv6 as [::1])"},
+        {"/:db:1", "socket path \"/\" names no socket"},
+        {"./:db:1", "socket path \"./\" names no socket"},
+        {"/run/:db:1", "socket path \"/run/\" names no socket"},
+        {"/a\tb:db:1", "control byte in socket path"},
+        {"8080:unix:/", "unix socket target \"/\" names no socket"},
+        {"8080:unix:/run/", "unix socket target \"/run/\" names no socket"},
+        {"8080:unix:/a\nb", "control byte in unix socket target"},
+        {":/x", "missing PORT"},
+        {"x:/x", "bad PORT \"x\" (0..65535)"},
+        {"1:2:3:/x", "expected PORT or BIND:PORT"},
+        {"/a.sock:unix:/", "unix socket target \"/\" names no socket"},
+        {"80:h/x:22", "bad HOST \"h/x\""}, /* a '/' not after a ':' starts no path */
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct lp_forward fw;
+        char err[160] = "";
+        if (lp_parse_forward(cases[i].spec, &fw, err, sizeof(err)) != LP_ERR_INVALID)
+            fail_msg("%s: accepted", cases[i].spec);
+        if (strcmp(err, cases[i].why) != 0)
+            fail_msg("%s: got \"%s\", want \"%s\"", cases[i].spec, err, cases[i].why);
+    }
+}
+
+static void test_cli_unix_paths_longer_than_sun_path_are_refused(void **state)
+{
+    char spec[400], path[LP_UNIX_PATH_MAX + 1], err[160];
+    struct lp_forward fw;
+    (void)state;
+
+    memset(path, 'a', sizeof(path) - 1);
+    path[0] = '/';
+    path[LP_UNIX_PATH_MAX - 1] = '\0'; /* 107 bytes: fits */
+    snprintf(spec, sizeof(spec), "%s:h:1", path);
+    assert_int_equal(lp_parse_forward(spec, &fw, err, sizeof(err)), LP_OK);
+    assert_string_equal(fw.bind_path, path);
+    snprintf(spec, sizeof(spec), "1:unix:%s", path);
+    assert_int_equal(lp_parse_forward(spec, &fw, err, sizeof(err)), LP_OK);
+    assert_string_equal(fw.path, path);
+    path[LP_UNIX_PATH_MAX - 1] = 'a'; /* 108 bytes: does not */
+    path[LP_UNIX_PATH_MAX] = '\0';
+    snprintf(spec, sizeof(spec), "%s:h:1", path);
+    assert_int_equal(lp_parse_forward(spec, &fw, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "socket path longer than 107 bytes");
+    snprintf(spec, sizeof(spec), "1:%s", path);
+    assert_int_equal(lp_parse_forward(spec, &fw, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "unix socket target longer than 107 bytes");
+    assert_int_equal(lp_parse_dynamic(path, &fw, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "socket path longer than 107 bytes");
+}
+
+/* Every prefix of each unix form parses or fails with a message; never reads past the end. */
+static void test_cli_unix_forward_every_prefix_fails_cleanly(void **state)
+{
+    static const char *const specs[] = {"./a.sock:[fd00::5]:22", "[::1]:8080:unix:/run/x.sock",
+                                        "/a.sock:unix:/b.sock"};
+    (void)state;
+    for (size_t k = 0; k < sizeof(specs) / sizeof(specs[0]); k++) {
+        size_t len = strlen(specs[k]);
+        for (size_t n = 0; n <= len; n++) {
+            char *copy = strndup(specs[k], n); /* heap, exact size: ASan sees any over-read */
+            struct lp_forward fw;
+            char err[160] = "";
+            assert_non_null(copy);
+            if (lp_parse_forward(copy, &fw, err, sizeof(err)) != LP_OK && err[0] == '\0')
+                fail_msg("%s: refused without a reason", copy);
+            free(copy);
+        }
+    }
+}
+
+static void test_cli_dynamic_takes_a_unix_path_and_transparent_does_not(void **state)
+{
+    struct lp_forward fw;
+    struct lp_cli cli;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+
+    assert_int_equal(lp_parse_dynamic("/run/socks.sock", &fw, err, sizeof(err)), LP_OK);
+    assert_string_equal(fw.bind_path, "/run/socks.sock");
+    assert_int_equal(lp_parse_dynamic("./s:1", &fw, err, sizeof(err)), LP_OK); /* the whole spec */
+    assert_string_equal(fw.bind_path, "./s:1");
+    assert_int_equal(PARSE(&cli, err, "client", "-D", "./socks.sock", "-L", "/a.sock:h:1", "-L",
+                           "2:unix:/b.sock"),
+                     LP_OK);
+    assert_int_equal(cli.n_forwards, 3);
+    assert_int_equal(cli.forwards[0].kind, LP_FWD_DYNAMIC);
+    assert_string_equal(cli.forwards[0].bind_path, "./socks.sock");
+    assert_string_equal(cli.forwards[1].bind_path, "/a.sock");
+    assert_string_equal(cli.forwards[2].path, "/b.sock");
+    lp_cli_free(&cli);
+    EXPECT_ERROR("-T /run/t.sock: takes PORT or BIND:PORT, not a unix socket path", "client", "-T",
+                 "/run/t.sock");
+    EXPECT_ERROR("-R /a.sock:h:1: unix socket paths are not supported with -R yet", "client", "-R",
+                 "/a.sock:h:1");
+    EXPECT_ERROR("-R 80:unix:/b.sock: unix socket paths are not supported with -R yet", "client",
+                 "-R", "80:unix:/b.sock");
+    assert_int_equal(lp_parse_fwd_spec(LP_FWD_TRANSPARENT, "[::1]:12345", &fw, err, sizeof(err)),
+                     LP_OK);
+    assert_int_equal(fw.kind, LP_FWD_TRANSPARENT);
+    assert_string_equal(fw.bind_host, "::1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -541,7 +720,13 @@ int main(void)
         cmocka_unit_test(test_cli_forward_spec_valid_table),
         cmocka_unit_test(test_cli_forward_spec_invalid_table),
         cmocka_unit_test(test_cli_dynamic_spec_takes_port_or_bind_and_port),
+        cmocka_unit_test(test_cli_remote_and_transparent_forwards_keep_their_kind_and_order),
         cmocka_unit_test(test_cli_forward_spec_every_prefix_fails_cleanly),
+        cmocka_unit_test(test_cli_unix_forward_forms_table),
+        cmocka_unit_test(test_cli_unix_forward_errors_table),
+        cmocka_unit_test(test_cli_unix_paths_longer_than_sun_path_are_refused),
+        cmocka_unit_test(test_cli_unix_forward_every_prefix_fails_cleanly),
+        cmocka_unit_test(test_cli_dynamic_takes_a_unix_path_and_transparent_does_not),
         cmocka_unit_test(test_cli_forward_host_longer_than_field_is_refused),
         cmocka_unit_test(test_cli_hostport_table),
         cmocka_unit_test(test_cli_hostport_respects_host_buffer),

@@ -91,6 +91,7 @@ static uint64_t field(const struct lp_config *c, const char *key)
         {"mcp.idle_timeout", offsetof(struct lp_config, mcp.idle_timeout), 0},
         {"mcp.max_message", offsetof(struct lp_config, mcp.max_message), 1},
         {"mcp.stop_grace", offsetof(struct lp_config, mcp.stop_grace), 0},
+        {"metrics.allow_remote", offsetof(struct lp_config, metrics.allow_remote), 2},
     };
     const char *base = (const char *)c;
 
@@ -154,6 +155,9 @@ static const struct key_case {
      "\"SHA256:AB:CD:EF:01:23:45:67:89:ab:cd:ef:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:ab:cd:ef:"
      "01:23:45:67:89\"",
      0, "sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"},
+    {"control.path", "/run/user/1000/limpet/x.sock", 0, "/run/user/1000/limpet/x.sock"},
+    {"metrics.listen", "\"[::1]:9464\"", 0, "[::1]:9464"},
+    {"metrics.allow_remote", "true", 1, NULL},
 };
 #define KEY_CASES (sizeof(key_cases) / sizeof(key_cases[0]))
 
@@ -171,6 +175,8 @@ static const char *str_field(const struct lp_config *c, const char *key)
         {"identity", c->identity},
         {"psk_file", c->psk_file},
         {"server_fingerprint", c->server_fingerprint},
+        {"control.path", c->control.path},
+        {"metrics.listen", c->metrics.listen},
     };
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
         if (strcmp(f[i].key, key) == 0)
@@ -218,6 +224,9 @@ static void check_defaults(const struct lp_config *c)
     assert_string_equal(c->identity, "");
     assert_string_equal(c->psk_file, "");
     assert_string_equal(c->server_fingerprint, "");
+    assert_string_equal(c->control.path, "");
+    assert_string_equal(c->metrics.listen, "");
+    assert_false(c->metrics.allow_remote);
     assert_null(c->auth.clients);
     assert_int_equal(c->auth.n_clients, 0);
 }
@@ -231,6 +240,8 @@ static void copy_optional(struct lp_config *dst, const struct lp_config *src)
     memcpy(dst->identity, src->identity, sizeof(dst->identity));
     memcpy(dst->psk_file, src->psk_file, sizeof(dst->psk_file));
     memcpy(dst->server_fingerprint, src->server_fingerprint, sizeof(dst->server_fingerprint));
+    memcpy(dst->control.path, src->control.path, sizeof(dst->control.path));
+    memcpy(dst->metrics.listen, src->metrics.listen, sizeof(dst->metrics.listen));
     dst->auth = src->auth;
 }
 

@@ -505,6 +505,20 @@ static void test_config_yaml_forward_lists_are_checked_like_the_command_line(voi
                  "t.yaml:2:10: forward.local: expected a list of strings, got a single value");
     expect_error("forward:\n  local: []\n  local: []\n",
                  "t.yaml:3:3: forward.local: duplicate key (first set on line 2)");
+
+    lp_config_defaults(&c);
+    if (load(&c, "forward:\n  remote: [\"8022:127.0.0.1:22\"]\n  transparent: [\"*:12345\"]\n",
+             err) != LP_OK)
+        fail_msg("%s", err);
+    assert_int_equal(c.forward.n_specs[LP_FWD_REMOTE], 1);
+    assert_string_equal(c.forward.specs[LP_FWD_REMOTE][0], "8022:127.0.0.1:22");
+    assert_int_equal(c.forward.n_specs[LP_FWD_TRANSPARENT], 1);
+    assert_int_equal(c.forward.n_specs[LP_FWD_LOCAL], 0);
+    lp_config_clear(&c);
+    expect_error("forward:\n  remote: [\"8022:h\"]\n",
+                 "t.yaml:2:12: forward.remote: \"8022:h\": missing HOSTPORT");
+    expect_error("forward:\n  transparent: [\"1:2:3\"]\n",
+                 "t.yaml:2:17: forward.transparent: \"1:2:3\": expected PORT or BIND:PORT");
 }
 
 int main(void)

@@ -200,7 +200,10 @@ static void on_event(struct side *sd, const struct lp_mux_event *ev)
         fail_msg("stream %u reset: %.*s", (unsigned)ev->id, (int)ev->text_len, ev->text);
         break;
     case LP_MUX_EV_GOODBYE:
-        fail_msg("unexpected GOODBYE");
+    case LP_MUX_EV_BIND:
+    case LP_MUX_EV_BIND_OK:
+    case LP_MUX_EV_BIND_FAIL:
+        fail_msg("unexpected event %d", (int)ev->type);
         break;
     }
 }

@@ -43,6 +43,15 @@ static struct lp_policy_rule parse_ok(const char *text)
     return r;
 }
 
+static void parse_ok_len(const char *text, size_t len)
+{
+    struct lp_policy_rule r;
+    const char *why = NULL;
+
+    if (parse_exact(text, len, &r, &why) != LP_OK)
+        fail_msg("\"%.*s\" refused: %s", (int)len, text, why ? why : "no reason");
+}
+
 static void expect_refused(const char *text, size_t len, const char *reason)
 {
     struct lp_policy_rule r;
@@ -136,6 +145,11 @@ static const struct form forms[] = {
     {"[::ffff:0:0/96]:22", LP_POLICY_V4, "0.0.0.0/0:22"},
     {"[::fffe:0:0/95]:22", LP_POLICY_V6, "[::fffe:0:0/95]:22"},
     {"[8000::/1]:1", LP_POLICY_V6, "[8000::/1]:1"},
+    {"unix:/run/app.sock", LP_POLICY_UNIX, "unix:/run/app.sock"},
+    {"unix:/run/My App:1.sock", LP_POLICY_UNIX, "unix:/run/My App:1.sock"}, /* bytes as written */
+    {"unix:/run/app/*", LP_POLICY_UNIX_DIR, "unix:/run/app/*"},
+    {"unix:/*", LP_POLICY_UNIX_DIR, "unix:/*"},
+    {"unix:22", LP_POLICY_NAME, "unix:22"}, /* a host called unix: no '/' after the ':' */
 };
 
 static void test_policy_parses_every_rule_form_to_its_canonical_text(void **state)
@@ -958,6 +972,86 @@ test_policy_internal_addresses_are_loopback_unspecified_link_local_and_multicast
     assert_false(lp_policy_addr_is_internal((const uint8_t *)"\x7f\0\0\1", 3));
 }
 
+/* ---- unix socket targets ------------------------------------------------------------------ */
+
+static void test_policy_refuses_unix_paths_that_are_not_canonical(void **state)
+{
+    static const struct {
+        const char *text, *reason;
+    } cases[] = {
+        {"unix:/", "ends with '/'"},
+        {"unix:/run/", "ends with '/'"},
+        {"unix:/run//x.sock", "empty component"},
+        {"unix:/run/../etc/x.sock", "'..' component"},
+        {"unix:/run/./x.sock", "'.' or '..'"},
+        {"unix:/run/..", "'..' component"},
+        {"unix:/run/a*b", "'*' in unix socket path"},
+        {"unix:/run/*/x.sock", "'*' in unix socket path"},
+        {"unix:/run/../*", "'..' component"},
+        {"unix:/run/x\tb", "control byte"},
+        {"unix:/run/**", "'*' in unix socket path"},
+    };
+    char text[160];
+    (void)state;
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        expect_refused(cases[i].text, strlen(cases[i].text), cases[i].reason);
+    /* 107 bytes of path fit sun_path; 108 do not */
+    memset(text, 'a', sizeof(text));
+    memcpy(text, "unix:/", 6);
+    parse_ok_len(text, 5 + LP_POLICY_UNIX_PATH_MAX);
+    expect_refused(text, 5 + LP_POLICY_UNIX_PATH_MAX + 1, "longer than 107 bytes");
+}
+
+static void test_policy_unix_rule_matches_exactly_that_socket(void **state)
+{
+    (void)state;
+    expect_allows("unix:/run/app.sock", "unix:/run/app.sock", 0);
+    expect_allows("unix:/run/app.sock", "unix:/run/app.sock", 443); /* a port means nothing */
+    expect_denies("unix:/run/app.sock", "unix:/run/app.sock2", 0);
+    expect_denies("unix:/run/app.sock", "unix:/run/app.soc", 0);
+    expect_denies("unix:/run/app.sock", "unix:/RUN/app.sock", 0); /* paths are case-sensitive */
+    expect_denies("unix:/run/app.sock", "unix:/run//app.sock", 0);
+    expect_denies("unix:/run/app.sock", "unix:/run/./app.sock", 0);
+    expect_denies("unix:/run/app.sock", "unix:run/app.sock", 0);
+    expect_denies("unix:/run/app.sock", "/run/app.sock", 0);
+}
+
+static void test_policy_unix_directory_rule_matches_its_direct_entries_only(void **state)
+{
+    (void)state;
+    expect_allows("unix:/run/app/*", "unix:/run/app/a.sock", 0);
+    expect_allows("unix:/run/app/*", "unix:/run/app/x", 7);
+    expect_denies("unix:/run/app/*", "unix:/run/app", 0);
+    expect_denies("unix:/run/app/*", "unix:/run/app/", 0);
+    expect_denies("unix:/run/app/*", "unix:/run/app/sub/a.sock", 0);
+    expect_denies("unix:/run/app/*", "unix:/run/app/../secret.sock", 0);
+    expect_denies("unix:/run/app/*", "unix:/run/apple.sock", 0);
+    expect_denies("unix:/run/app/*", "unix:/run/appx/a.sock", 0);
+    expect_allows("unix:/*", "unix:/a.sock", 0);
+    expect_denies("unix:/*", "unix:/run/a.sock", 0);
+}
+
+/* A `*` rule opens the network, not this host's sockets (a docker.sock, say); and unix rules
+ * never open the network. */
+static void test_policy_unix_targets_need_unix_rules(void **state)
+{
+    struct lp_policy p;
+    (void)state;
+    expect_denies("*:*", "unix:/run/app.sock", 0);
+    expect_denies("*:*", "unix:/run/app.sock", 80);
+    expect_denies("unix:/run/app/*", "localhost", 80);
+    expect_denies("unix:/run/app.sock", "127.0.0.1", 1);
+    lp_policy_init(&p);
+    assert_false(lp_policy_allows(&p, "unix:/run/app.sock", 0)); /* default deny */
+    add_ok(&p, "127.0.0.1:*");
+    add_ok(&p, "unix:/srv/db.sock");
+    assert_true(lp_policy_allows(&p, "unix:/srv/db.sock", 0));
+    assert_true(lp_policy_allows(&p, "127.0.0.1", 5));
+    assert_false(lp_policy_allows(&p, "127.0.0.1", 0)); /* port 0 still never for hosts */
+    assert_false(lp_policy_allows(&p, "unix:/srv/other.sock", 0));
+    lp_policy_clear(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -990,6 +1084,10 @@ int main(void)
         cmocka_unit_test(test_policy_mcp_names_match_exactly),
         cmocka_unit_test(test_policy_mcp_star_allows_every_valid_name_only),
         cmocka_unit_test(test_policy_refuses_malformed_mcp_names),
+        cmocka_unit_test(test_policy_refuses_unix_paths_that_are_not_canonical),
+        cmocka_unit_test(test_policy_unix_rule_matches_exactly_that_socket),
+        cmocka_unit_test(test_policy_unix_directory_rule_matches_its_direct_entries_only),
+        cmocka_unit_test(test_policy_unix_targets_need_unix_rules),
         cmocka_unit_test(
             test_policy_internal_addresses_are_loopback_unspecified_link_local_and_multicast),
     };

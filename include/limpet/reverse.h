@@ -1,0 +1,38 @@
+/* reverse.h — reverse forwarding (-R): listeners the server opens for a client's session.
+ *
+ * The client sends BIND(request id, "ADDR:PORT") for each -R forward when a session starts.
+ * The server checks the identity's allow.reverse list, listens, and answers BIND_OK(port,
+ * address) or BIND_FAIL(code, reason). Each connection to such a listener becomes a stream of
+ * kind REVERSE that the server opens towards the client (target = the bind spec, arg = the
+ * request id in decimal); the client dials the forward's HOST:HOSTPORT.
+ *
+ * A listener lives as long as its session, across link drops. While the client is away, a new
+ * connection waits in the replay buffer for up to forward.reverse_wait (0: refused at once);
+ * connections already open pause and resume like any stream.
+ */
+#ifndef LIMPET_REVERSE_H
+#define LIMPET_REVERSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "limpet/cli.h"
+#include "limpet/mux.h"
+#include "limpet/session.h"
+
+/* Listeners one session may hold; more BINDs are refused with LIMIT. */
+#define LP_REVERSE_MAX LP_MUX_BIND_QUEUE
+
+/* Server: the peer sent BIND `ev` (id, text = spec). Answers BIND_OK or BIND_FAIL. */
+void lp_reverse_bind(struct lp_session *s, const struct lp_mux_event *ev);
+/* Server: closes every listener of s (the session is ending). */
+void lp_reverse_close_all(struct lp_session *s);
+
+/* Client: the bind spec of a -R forward as BIND carries it ("127.0.0.1:8022", "[::1]:0"). */
+void lp_reverse_spec(const struct lp_forward *fw, char *out, size_t len);
+/* Client: the server opened a REVERSE stream (ev): dials fw's HOST:HOSTPORT, or resets the
+ * stream when fw is NULL (no such request). */
+void lp_reverse_open(struct lp_session *s, const struct lp_mux_event *ev,
+                     const struct lp_forward *fw);
+
+#endif

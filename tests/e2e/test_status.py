@@ -1,0 +1,177 @@
+"""`limpet status`: a running server or client answers on its control socket.
+
+Promises checked: `status --json` on both ends shows the live session (identity, peer, a
+stream whose byte counts grow during a transfer); after the relay cuts the link the session is
+live again with reconnects == 1 on both ends; the socket is mode 0600 and removed at a clean
+exit; a second process on the same path warns once and still runs; a stale socket file is
+taken over; the per-user default paths work; with nothing listening `status` exits 1 with
+one line naming the paths it tried.
+"""
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+
+import helpers as H
+
+
+def status(path=None, json_out=True, env=None, args=()):
+    argv = [H.BIN, "status"] + (["--control", path] if path else []) + list(args)
+    if json_out:
+        argv.append("--json")
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=H.slack(15), env=e)
+
+
+def status_doc(path):
+    r = status(path)
+    assert r.returncode == 0, "status exit %d: %s" % (r.returncode, r.stderr)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1, r.stdout
+    return json.loads(lines[0])
+
+
+def only_session(doc):
+    assert len(doc["sessions"]) == 1, doc["sessions"]
+    return doc["sessions"][0]
+
+
+def stream_to(sess, port):
+    want = "127.0.0.1:%d" % port
+    found = [s for s in sess["streams"] if s["target"] == want]
+    return found[0] if found else None
+
+
+@pytest.mark.budget(90)
+def test_status_json_follows_a_transfer_and_a_resume_on_both_ends(tunnel, tmp_path):
+    spath, cpath = str(tmp_path / "server.sock"), str(tmp_path / "client.sock")
+    t = tunnel(server_opts=("-o", "control.path=" + spath),
+               client_opts=("-o", "control.path=" + cpath))
+    for p in (spath, cpath):
+        st = os.stat(p)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode)
+
+    doc = status_doc(spath)
+    assert doc["process"]["role"] == "server" and doc["process"]["pid"] == t.server.pid
+    s = only_session(doc)
+    assert s["state"] == "live" and s["identity"] == "" and s["reconnects"] == 0
+    assert s["peer"].startswith("127.0.0.1:") and s["replay_cap"] == 8 << 20
+    c = only_session(status_doc(cpath))
+    assert c["state"] == "live" and c["peer"] == "127.0.0.1:%d" % t.relay.port
+    assert c["id"] == s["id"], "both ends name the same session"
+
+    # a transfer paced over a few seconds, so status sees it running
+    streams = [H.Stream(up=3 * H.MiB, down=3 * H.MiB, up_pace=4.0, down_pace=4.0)]
+    join = H.start_streams(streams, t.lport, H.slack(60))
+    H.wait_until(lambda: (lambda x: x and x["bytes_up"] > 0 and x["bytes_down"] > 0)(
+        stream_to(only_session(status_doc(cpath)), t.target.port)), H.slack(10),
+        "the client's status to show the stream moving")
+    first = stream_to(only_session(status_doc(cpath)), t.target.port)
+    assert first["kind"] == "tcp"
+    sst = stream_to(only_session(status_doc(spath)), t.target.port)
+    assert sst is not None and sst["kind"] == "tcp", status_doc(spath)
+    time.sleep(0.8)
+    c = only_session(status_doc(cpath))
+    later = stream_to(c, t.target.port)
+    assert later["bytes_up"] > first["bytes_up"] and later["bytes_down"] > first["bytes_down"]
+    assert c["streams_open"] >= 1 and c["bytes_out"] > 0 and c["bytes_in"] > 0
+
+    t.relay.cut("rst")
+    for path in (cpath, spath):
+        H.wait_until(lambda: (lambda x: x["state"] == "live" and x["reconnects"] == 1)(
+            only_session(status_doc(path))), H.slack(15), "live again with one reconnect")
+    pdoc = status_doc(cpath)["process"]
+    assert pdoc["resumes"] == 1 and pdoc["resume_ms"]["count"] == 1
+    join()
+    H.check_streams(streams, t.target)
+
+    human = status(cpath, json_out=False)
+    assert human.returncode == 0, human.stderr
+    assert "session %s" % c["id"] in human.stdout and "state live" in human.stdout
+    assert "reconnects 1" in human.stdout and "replay buffer" in human.stdout
+
+    # removed at a clean exit
+    t.client.send_signal(signal.SIGTERM)
+    assert t.client.wait(H.slack(10)) == 0
+    assert not os.path.exists(cpath)
+
+
+def test_a_second_process_on_the_same_path_warns_and_still_runs(limpet_bin, procs, tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    first = H.limpet_server(procs, H.free_port(), "-o", "control.path=" + path)
+    second = H.limpet_server(procs, H.free_port(), "-o", "control.path=" + path, name="second")
+    warns = second.lines("control socket")
+    assert len(warns) == 1 and "WARN" in warns[0] and "in use" in warns[0], second.tail()
+    assert second.alive()
+    assert status_doc(path)["process"]["pid"] == first.pid
+
+    # the second one's exit leaves the first one's socket alone
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(H.slack(10)) == 0
+    assert status_doc(path)["process"]["pid"] == first.pid
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(H.slack(10)) == 0
+    assert not os.path.exists(path)
+
+
+def test_a_stale_socket_file_is_taken_over(limpet_bin, procs, tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(path)
+    dead.close()  # the file stays; nobody listens: what a killed process leaves behind
+    server = H.limpet_server(procs, H.free_port(), "-o", "control.path=" + path)
+    assert server.count("in use") == 0
+    assert status_doc(path)["process"]["pid"] == server.pid
+
+
+def test_default_paths_are_per_user_and_status_asks_both(limpet_bin, procs, tmp_path):
+    env = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    sport = H.free_port()
+    server = procs.start("server", [H.BIN, "server", "--insecure", "-l",
+                                    "127.0.0.1:%d" % sport] + H.FAST, env=env)
+    server.wait_log("listening on", timeout=H.slack(10))
+    client = procs.start("client", [H.BIN, "client", "--insecure", "-s",
+                                    "127.0.0.1:%d" % sport] + H.FAST_CLIENT, env=env)
+    client.wait_log("established", timeout=H.slack(10))
+    d = tmp_path / "limpet"
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(d / ("server-%d.sock" % server.pid)).st_mode) == 0o600
+    # a second client of the same user gets its own socket, not a warning
+    client2 = procs.start("client2", [H.BIN, "client", "--insecure", "-s",
+                                      "127.0.0.1:%d" % sport] + H.FAST_CLIENT, env=env)
+    client2.wait_log("established", timeout=H.slack(10))
+    assert client2.count("WARN") == 1, client2.stderr()  # only the --insecure one
+    # a socket left by a killed process is skipped and cleaned up
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(d / "client-999999.sock"))
+    stale.close()
+    r = status(env=env)
+    assert r.returncode == 0, r.stderr
+    docs = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [x["process"]["role"] for x in docs] == ["server", "client", "client"]
+    assert docs[0]["process"]["pid"] == server.pid
+    assert sorted(x["process"]["pid"] for x in docs[1:]) == sorted([client.pid, client2.pid])
+    assert not (d / "client-999999.sock").exists()
+    client2.stop()
+    assert not (d / ("client-%d.sock" % client2.pid)).exists()
+
+
+def test_status_with_nothing_listening_exits_1_with_one_line(limpet_bin, tmp_path):
+    env = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    r = status(env=env, json_out=False)
+    assert r.returncode == 1 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert "no sockets in " + str(tmp_path / "limpet") in lines[0]
+
+    missing = str(tmp_path / "nobody.sock")
+    r = status(missing)
+    assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and missing in r.stderr
