@@ -157,7 +157,7 @@ int lp_status_main(const char *control, bool json, const struct lp_config *cfg)
         n = default_sockets(paths, STATUS_MAX_SOCKETS, dir, sizeof(dir));
         owned = true;
         if (n == 0)
-            snprintf(tried, sizeof(tried), "no sockets in %s", dir);
+            snprintf(tried, sizeof(tried), "no sockets in %.900s", dir);
     }
     for (size_t i = 0; i < n; i++) {
         int r = ask_one(paths[i], json, why, sizeof(why));
