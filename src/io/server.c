@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "limpet/admit.h"
@@ -48,9 +49,13 @@ struct lp_server {
     lp_admit *admit;             /* caps on unauthenticated connections */
     lp_time refused_logged;      /* refusals are logged at most once a second ... */
     unsigned long refused_quiet; /* ... with a count of those not logged */
+    bool stopping;               /* GOODBYE sent to every session: waiting for it to land */
+    lp_time bye_until;
+    ev_timer bye;
 };
 
 static const struct lp_session_hooks server_hooks;
+static void bye_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
 /* ---- sessions -------------------------------------------------------------------------------- */
 
@@ -560,6 +565,7 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
     }
     lp_net_local_addr(srv->lfd, &addr);
     ev_io_init(&srv->lio, accept_cb, srv->lfd, EV_READ);
+    ev_timer_init(&srv->bye, bye_cb, 0., 0.01);
     ev_io_start(rt->loop, &srv->lio);
     lp_info("listening on %s", lp_net_addr_str(&addr, name, sizeof(name)));
     *sp = srv;
@@ -572,11 +578,42 @@ void lp_server_reconfigure(struct lp_server *srv, const struct lp_config *cfg)
         srv->cfg = cfg;
 }
 
+/* Each session's GOODBYE must reach its client before the socket closes: closing a socket
+ * with unread input sends a RST, which can overtake the GOODBYE, and a client that sees a
+ * dropped link instead keeps its applications waiting for a resume. So: once a session's
+ * output is flushed, shut our side (the client reads GOODBYE, then EOF) and keep reading
+ * until the client closes; stop when every link is gone, or after a second. */
+static void bye_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lp_server *srv = LP_CONTAINER_OF(w, struct lp_server, bye);
+    bool waiting = false;
+    (void)revents;
+
+    for (struct lp_session *s = srv->sessions; s; s = s->next) {
+        if (!lp_session_attached(s))
+            continue;
+        waiting = true;
+        if (lp_session_flushed(s) && s->link.fd >= 0)
+            shutdown(s->link.fd, SHUT_WR); /* repeated calls are harmless */
+    }
+    if (!waiting || lp_now() >= srv->bye_until) {
+        ev_timer_stop(loop, w);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
 void lp_server_stop(struct lp_server *srv)
 {
+    if (srv->stopping) { /* a second signal: no more waiting */
+        ev_break(srv->rt->loop, EVBREAK_ALL);
+        return;
+    }
+    srv->stopping = true;
+    ev_io_stop(srv->rt->loop, &srv->lio); /* no new clients while we say goodbye */
     for (struct lp_session *s = srv->sessions; s; s = s->next)
         lp_session_goodbye(s, LP_GOODBYE_SHUTDOWN, "server shutting down");
-    ev_break(srv->rt->loop, EVBREAK_ALL);
+    srv->bye_until = lp_now() + 1000;
+    ev_timer_again(srv->rt->loop, &srv->bye);
 }
 
 void lp_server_free(struct lp_server *srv)
@@ -584,6 +621,7 @@ void lp_server_free(struct lp_server *srv)
     if (srv == NULL)
         return;
     ev_io_stop(srv->rt->loop, &srv->lio);
+    ev_timer_stop(srv->rt->loop, &srv->bye);
     close(srv->lfd);
     while (srv->hs)
         hs_free(srv->hs, true);

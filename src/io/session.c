@@ -267,6 +267,12 @@ static void link_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     lp_session_dirty(s);
 }
 
+static void drain_input(struct lp_session *s)
+{
+    if (lp_link_open(&s->link) && !s->closing)
+        link_read_cb(s->rt->loop, &s->rio, EV_READ);
+}
+
 static void flush_output(struct lp_session *s)
 {
     lp_time now = lp_now();
@@ -289,7 +295,13 @@ static void flush_output(struct lp_session *s)
     if (!lp_link_open(&s->link))
         return;
     if (rc != LP_OK && rc != LP_ERR_TRUNCATED) {
-        link_failed(s, s->link.err);
+        char why[sizeof(s->link.err)];
+        snprintf(why, sizeof(why), "%s", s->link.err);
+        /* The peer may have said GOODBYE and closed before our send failed: what it said
+         * last counts more than our failed write, so read what is left first. */
+        drain_input(s);
+        if (!s->closing)
+            link_failed(s, why);
         return;
     }
     if (rc == LP_ERR_TRUNCATED || lp_link_wants_write(&s->link))
