@@ -22,11 +22,30 @@
 # and of the opening side, which the table sets against the ceiling next to the wall-clock ratio.
 # Both are built here with cc -O2. Everything started is stopped by PID on exit.
 #
+# The forwards of issue 6, against OpenSSH on the same temporary sshd (ssh with -c
+# chacha20-poly1305@openssh.com, limpet with a pre-shared key: both encrypted, the same AEAD):
+#   dynamic     limpet -D against ssh -D: HTTP requests to a tiny target (lpbench http), each
+#               on a new connection through the SOCKS5 proxy (lpbench socks), one at a time
+#               (requests/s, p50) and 16 at once (requests/s); one curl --socks5-hostname too.
+#   reverse     limpet -R against ssh -R: throughput (1 stream), ping-pong and connections/s
+#               through the port the server listens on; skipped, with the client's reason,
+#               while `limpet client -R` refuses to start.
+#   connscale   connections/s through -L (limpet) and ssh -L with 1, 100 and 1,000 in flight at
+#               once (lpbench connconc: connect, 8 bytes echoed, close), with the peak VmRSS of
+#               the client and the server side sampled during each level.
+#   streamcost  connections/s through one limpet -L (one at a time) with no other stream open,
+#               then with BENCH_HOLD idle streams held open through the same tunnel; the issue
+#               wants the second at least 0.8 of the first.
+#
 # Knobs (environment): LIMPET_BIN (build/limpet), BENCH_BYTES (1 GiB per throughput run),
 # BENCH_SECONDS (5: cap per throughput run), BENCH_PINGS (5000), BENCH_CONNS (2000),
 # BENCH_HOLD (1000), BENCH_CUTS (20), BENCH_CEILING_SECONDS (2 per cipher),
-# BENCH_ONLY ("ceiling direct socat socat64k limpet limpet-tls stunnel ssh"; limpet-tls is
-# limpet-psk and limpet-cert, ssh is ssh-aesgcm and ssh-chacha, each also accepted alone).
+# BENCH_SOCKS_REQS (3000 per run), BENCH_SCALE_CONNS (5000 per concurrency level),
+# BENCH_SCALE_SECONDS (3: cap per -D run and per level),
+# BENCH_ONLY ("ceiling direct socat socat64k limpet limpet-tls stunnel ssh dynamic reverse
+# connscale streamcost"; limpet-tls is limpet-psk and limpet-cert, ssh is ssh-aesgcm and
+# ssh-chacha, each also accepted alone; dynamic, reverse and connscale run limpet and ssh, and
+# limpet-D, ssh-D, limpet-R, ssh-R, limpet-connscale, ssh-connscale pick one side).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -43,8 +62,18 @@ CONNS=${BENCH_CONNS:-2000}
 HOLD=${BENCH_HOLD:-1000}
 CUTS=${BENCH_CUTS:-20}
 CEILING_SECONDS=${BENCH_CEILING_SECONDS:-2}
+SOCKS_REQS=${BENCH_SOCKS_REQS:-3000}
+SCALE_CONNS=${BENCH_SCALE_CONNS:-5000}
+SCALE_SECONDS=${BENCH_SCALE_SECONDS:-3}
+SCALE_LEVELS=(1 100 1000)
 CLK_TCK=$(getconf CLK_TCK) # the unit of utime and stime in /proc/PID/stat
-ONLY=${BENCH_ONLY:-ceiling direct socat socat64k limpet limpet-tls stunnel ssh}
+ONLY=${BENCH_ONLY:-ceiling direct socat socat64k limpet limpet-tls stunnel ssh dynamic reverse connscale streamcost}
+# Every stream of the 1,000-connection level is open at once in one session: both sides get
+# room for them (and the session memory their minimum windows need).
+WIDE=(-o session.max_streams=4096 -o limits.session_memory=128MiB)
+SERVER_EXTRA=() # more options for the next start_limpet's server
+SSHD_PID='' SSH_SKIP='' SSH_DIR='' SSH_PORT='' SSH_USER=''
+SSH_FWD_CIPHER=chacha20-poly1305@openssh.com # the issue-6 ssh rows; limpet psk offers it first
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/limpet-bench.XXXXXX")
 RESULTS=$WORK/results
@@ -264,7 +293,8 @@ bench_socat() {
 # limpet_auth MODE: sets SERVER_AUTH and CLIENT_AUTH, the options that make a limpet pair use
 # MODE: insecure (plain TCP), psk or cert (TLS, the default when --insecure is absent). The keys
 # are made once per run in $WORK/tls with `limpet keygen`, as a user would make them; the one
-# identity, "bench", may reach the sink and the echo target and nothing else.
+# identity, "bench", may reach the sink, the echo and the HTTP target and nothing else, and may
+# have the server listen on loopback for -R.
 limpet_auth() {
     local mode=$1 d=$WORK/tls fp
     case $mode in
@@ -320,7 +350,9 @@ make_limpet_keys() {
         echo "    bench:"
         echo "      $how"
         echo "      allow:"
-        echo "        forward: [\"127.0.0.1:$SINK_PORT\", \"127.0.0.1:$ECHO_PORT\"]"
+        echo "        forward: [\"127.0.0.1:$SINK_PORT\", \"127.0.0.1:$ECHO_PORT\"," \
+            "\"127.0.0.1:$HTTP_PORT\"]"
+        echo "        reverse: [\"127.0.0.1:1024-65535\"]"
     } >"$d/server-$mode.yaml"
 }
 
@@ -332,7 +364,8 @@ start_limpet() {
     shift 4
     LS_PID='' LC_PID='' RELAY_PID=''
     limpet_auth "$mode" || return 1
-    start "$tag-server" "$LIMPET" server "${SERVER_AUTH[@]}" -l "127.0.0.1:$listen"
+    start "$tag-server" "$LIMPET" server "${SERVER_AUTH[@]}" "${SERVER_EXTRA[@]}" \
+        -l "127.0.0.1:$listen"
     LS_PID=$LAST_PID
     wait_log "$tag-server" "listening on" "$LS_PID" || { tail_log "$tag-server"; return 1; }
     if [[ $dial != "$listen" ]]; then
@@ -512,14 +545,17 @@ ssh_cipher() {
     esac
 }
 
-# bench_ssh ROW...: one temporary sshd; for each ROW (ssh-aesgcm, ssh-chacha) an ssh -L client
-# with that row's cipher, measured and stopped before the next.
-bench_ssh() {
-    local p d=$WORK/ssh sshd cpid spid user row cipher
+# ssh_up: the temporary sshd with its keys, started once per run and kept until the end: every
+# ssh row uses it. Sets SSHD_PID, SSH_DIR, SSH_PORT and SSH_USER; fails with SSH_SKIP saying
+# why when sshd cannot run here (and does not try again).
+ssh_up() {
+    local d=$WORK/ssh sshd p
+    [[ -z $SSHD_PID ]] || return 0
+    [[ -z $SSH_SKIP ]] || return 1
     sshd=$(command -v sshd || echo /usr/sbin/sshd)
     if [[ ! -x $sshd ]] || ! command -v ssh >/dev/null 2>&1; then
-        echo "== ssh -L: skipped (sshd or ssh not installed)"
-        return 0
+        SSH_SKIP="sshd or ssh not installed"
+        return 1
     fi
     # sshd started as root refuses to run without its privilege-separation directory, which
     # the packaged service normally creates at boot.
@@ -530,15 +566,15 @@ bench_ssh() {
     ssh-keygen -q -t ed25519 -N '' -f "$d/host_key" >/dev/null
     ssh-keygen -q -t ed25519 -N '' -f "$d/user_key" >/dev/null
     cp "$d/user_key.pub" "$d/authorized_keys"
-    mapfile -t p < <(freeports 3)
-    user=$(id -un)
+    p=$(freeports 1)
+    SSH_USER=$(id -un)
     cat >"$d/sshd_config" <<EOF
-Port ${p[2]}
+Port $p
 ListenAddress 127.0.0.1
 HostKey $d/host_key
 PidFile none
 AuthorizedKeysFile $d/authorized_keys
-AllowUsers $user
+AllowUsers $SSH_USER
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -549,37 +585,51 @@ AllowTcpForwarding yes
 LogLevel ERROR
 EOF
     if ! "$sshd" -t -f "$d/sshd_config" >"$d/check.log" 2>&1; then
-        echo "== ssh -L: skipped (sshd cannot run here: $(tail -n 1 "$d/check.log"))"
-        return 0
+        SSH_SKIP="sshd cannot run here: $(tail -n 1 "$d/check.log")"
+        return 1
     fi
     start sshd "$sshd" -D -e -f "$d/sshd_config"
-    spid=$LAST_PID
-    if ! wait_port "${p[2]}" "$spid"; then
-        echo "== ssh -L: skipped (sshd did not start: $(tail -n 1 "$WORK/sshd.log"))"
-        stop "$spid"
-        return 0
+    if ! wait_port "$p" "$LAST_PID"; then
+        SSH_SKIP="sshd did not start: $(tail -n 1 "$WORK/sshd.log")"
+        stop "$LAST_PID"
+        return 1
     fi
+    SSHD_PID=$LAST_PID SSH_DIR=$d SSH_PORT=$p
+}
+
+# ssh_start NAME CIPHER FORWARD_ARG...: an ssh client of the temporary sshd offering only CIPHER
+# (-c: the session has it or does not start), with the forwards given; sets LAST_PID.
+ssh_start() {
+    local name=$1 cipher=$2
+    shift 2
+    start "$name" ssh -N -F /dev/null -i "$SSH_DIR/user_key" -o IdentitiesOnly=yes \
+        -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+        -o LogLevel=ERROR -o ExitOnForwardFailure=yes -c "$cipher" -p "$SSH_PORT" "$@" \
+        "$SSH_USER@127.0.0.1"
+}
+
+# bench_ssh ROW...: for each ROW (ssh-aesgcm, ssh-chacha) an ssh -L client with that row's
+# cipher, measured and stopped before the next.
+bench_ssh() {
+    local p cpid row cipher
+    ssh_up || { echo "== ssh -L: skipped ($SSH_SKIP)"; return 0; }
+    mapfile -t p < <(freeports 2)
     for row in "$@"; do
         cipher=$(ssh_cipher "$row") || { note "unknown ssh row $row"; continue; }
-        # -c makes this the only cipher offered: the session has it or does not start.
-        start "$row" ssh -N -F /dev/null -i "$d/user_key" -o IdentitiesOnly=yes -o BatchMode=yes \
-            -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
-            -o ExitOnForwardFailure=yes -c "$cipher" -p "${p[2]}" \
-            -L "127.0.0.1:${p[0]}:127.0.0.1:$SINK_PORT" \
-            -L "127.0.0.1:${p[1]}:127.0.0.1:$ECHO_PORT" "$user@127.0.0.1"
+        ssh_start "$row" "$cipher" -L "127.0.0.1:${p[0]}:127.0.0.1:$SINK_PORT" \
+            -L "127.0.0.1:${p[1]}:127.0.0.1:$ECHO_PORT"
         cpid=$LAST_PID
         if ! wait_port "${p[0]}" "$cpid" || ! wait_port "${p[1]}" "$cpid"; then
             echo "== $row: skipped (ssh -c $cipher did not connect: $(tail -n 1 "$WORK/$row.log"))"
             stop "$cpid"
-            settle "$spid"
+            settle "$SSHD_PID"
             continue
         fi
         measure "$row" "${p[0]}" "${p[1]}"
         echo "   cipher: $cipher (the only one offered, with -c)"
         stop "$cpid" # the client first: its session's sshd child ends with it
-        settle "$spid"
+        settle "$SSHD_PID"
     done
-    stop "$spid"
 }
 
 # bench_ceiling: tests/bench/aead_ceiling.c, one core sealing 16 KiB records with mbedTLS.
@@ -607,6 +657,318 @@ bench_ceiling() {
     done <<<"$out"
 }
 
+# ---- issue 6: -D, -R, connections at scale, a new stream's cost ---------------------------
+
+# descendants PID: every process under PID (children, theirs, ...), one a line.
+descendants() {
+    local c
+    for c in $(pgrep -P "$1" 2>/dev/null); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+
+# rss_sum PID...: VmRSS (KiB) summed over those of the PIDs still running.
+rss_sum() {
+    local pid t=0 v
+    for pid in "$@"; do
+        v=$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status" 2>/dev/null) || v=0
+        t=$((t + ${v:-0}))
+    done
+    echo "$t"
+}
+
+hwm_kib() {
+    awk '/^VmHWM:/{print $2}' "/proc/$1/status" 2>/dev/null || echo "?"
+}
+
+# sampled NAME "CLIENT_PIDS" "SERVER_PIDS" CMD...: runs CMD (a load generator; output in NAME's
+# log) and, every 50 ms while it runs (at most 60 s), sums the VmRSS of each group of PIDs.
+# Sets RUN_RC, RUN_OUT (CMD's last line), PEAK_CLIENT and PEAK_SERVER (KiB).
+sampled() {
+    local name=$1 pid c s keep q
+    local -a cgroup sgroup
+    read -ra cgroup <<<"$2"
+    read -ra sgroup <<<"$3"
+    shift 3
+    PEAK_CLIENT=0 PEAK_SERVER=0 RUN_RC=0
+    start "$name" "$@"
+    pid=$LAST_PID
+    for _ in $(seq 1200); do
+        kill -0 "$pid" 2>/dev/null || break
+        c=$(rss_sum "${cgroup[@]}") s=$(rss_sum "${sgroup[@]}")
+        ((c <= PEAK_CLIENT)) || PEAK_CLIENT=$c
+        ((s <= PEAK_SERVER)) || PEAK_SERVER=$s
+        sleep 0.05
+    done
+    kill -0 "$pid" 2>/dev/null && { note "$name: still running after 60 s, stopped"; stop "$pid"; }
+    wait "$pid" 2>/dev/null || RUN_RC=$?
+    keep=()
+    for q in "${PIDS[@]}"; do [[ $q == "$pid" ]] || keep+=("$q"); done
+    PIDS=("${keep[@]}")
+    RUN_OUT=$(tail -n 1 "$WORK/$name.log")
+}
+
+# socks_runs NAME PROXY_PORT: one curl, then lpbench socks 1 and 16 requests at once.
+socks_runs() {
+    local name=$1 port=$2 out conc body
+    if command -v curl >/dev/null 2>&1; then
+        if body=$(curl -sS --max-time 5 --socks5-hostname "127.0.0.1:$port" \
+            "http://127.0.0.1:$HTTP_PORT/" 2>&1) && [[ $body == "hello, limpet" ]]; then
+            echo "   curl --socks5-hostname: 200, body as sent"
+        else
+            note "$name: curl --socks5-hostname through the proxy failed: $body"
+        fi
+    fi
+    for conc in 1 16; do
+        if out=$("$LPBENCH" socks "127.0.0.1:$port" "127.0.0.1:$HTTP_PORT" "$conc" "$SOCKS_REQS" \
+            "$SCALE_SECONDS" 2>&1); then
+            record "socks_rate$conc" "$name" "$(field rate "$out")"
+            [[ $conc -ne 1 ]] || record socks_p50 "$name" "$(field p50_us "$out")"
+            printf '   requests, %2d at once: %s\n' "$conc" "$out"
+            [[ $(field failed "$out") == 0 ]] || note "$name: $(field failed "$out") requests failed"
+        else
+            note "$name: requests $conc at once failed: $out"
+        fi
+    done
+}
+
+bench_dynamic_limpet() {
+    local p
+    record ran limpet-D 1
+    [[ -x $LIMPET ]] || { note "limpet -D: no binary at $LIMPET, skipped"; return 0; }
+    echo "== limpet -D (psk): HTTP requests through its SOCKS5 proxy, a new connection each"
+    mapfile -t p < <(freeports 2)
+    if ! start_limpet dyn psk "${p[0]}" "${p[0]}" -D "127.0.0.1:${p[1]}" ||
+        ! wait_log dyn-client "socks proxy listening on 127.0.0.1:${p[1]}" "$LC_PID"; then
+        note "limpet -D: did not start"
+        stop "$LC_PID" "$LS_PID"
+        return 0
+    fi
+    socks_runs limpet-D "${p[1]}"
+    stop "$LC_PID" "$LS_PID"
+}
+
+bench_dynamic_ssh() {
+    local p cpid
+    ssh_up || { echo "== ssh -D: skipped ($SSH_SKIP)"; return 0; }
+    echo "== ssh -D ($SSH_FWD_CIPHER): HTTP requests through its SOCKS5 proxy"
+    p=$(freeports 1)
+    ssh_start ssh-D "$SSH_FWD_CIPHER" -D "127.0.0.1:$p"
+    cpid=$LAST_PID
+    if ! wait_port "$p" "$cpid"; then
+        echo "   skipped: ssh -D did not start: $(tail -n 1 "$WORK/ssh-D.log")"
+        stop "$cpid"
+        return 0
+    fi
+    socks_runs ssh-D "$p"
+    stop "$cpid"
+    settle "$SSHD_PID"
+}
+
+# measure_reverse NAME SINK_PORT ECHO_PORT: throughput (1 stream), ping-pong and connections/s
+# through the two ports a server listens on for -R.
+measure_reverse() {
+    local name=$1 sink=$2 echo=$3 out
+    if out=$("$LPBENCH" tput "127.0.0.1:$sink" 1 "$BYTES" "$SECONDS_CAP" 2>&1); then
+        record rev_tput1 "$name" "$(field bps "$out")"
+        echo "   throughput 1 stream: $out"
+    else
+        note "$name: throughput failed: $out"
+    fi
+    if out=$("$LPBENCH" pingpong "127.0.0.1:$echo" "$PINGS" 2>&1); then
+        record rev_p50 "$name" "$(field p50_us "$out")"
+        echo "   ping-pong: $out"
+    else
+        note "$name: ping-pong failed: $out"
+    fi
+    if out=$("$LPBENCH" connrate "127.0.0.1:$echo" "$CONNS" "$SECONDS_CAP" 2>&1); then
+        record rev_connrate "$name" "$(field rate "$out")"
+        echo "   connections: $out"
+    else
+        note "$name: connection rate failed: $out"
+    fi
+}
+
+bench_reverse_limpet() {
+    local p why
+    record ran limpet-R 1
+    [[ -x $LIMPET ]] || { note "limpet -R: no binary at $LIMPET, skipped"; return 0; }
+    echo "== limpet -R (psk): through the ports the server listens on"
+    mapfile -t p < <(freeports 3)
+    if ! start_limpet rev psk "${p[0]}" "${p[0]}" -R "127.0.0.1:${p[1]}:127.0.0.1:$SINK_PORT" \
+        -R "127.0.0.1:${p[2]}:127.0.0.1:$ECHO_PORT" 2>/dev/null ||
+        ! wait_port "${p[1]}" "$LC_PID" || ! wait_port "${p[2]}" "$LC_PID"; then
+        if [[ -n $LC_PID ]] && ! kill -0 "$LC_PID" 2>/dev/null; then
+            why=$(grep -m 1 " ERROR " "$WORK/rev-client.log" | sed 's/.* ERROR //')
+            why="limpet client -R exited at start: ${why:-$(tail -n 1 "$WORK/rev-client.log")}"
+        else
+            why="the server did not listen on 127.0.0.1:${p[1]} and :${p[2]} within 10 s"
+        fi
+        echo "   skipped: $why"
+        record skipped limpet-R "$why"
+        stop "$LC_PID" "$LS_PID"
+        return 0
+    fi
+    measure_reverse limpet-R "${p[1]}" "${p[2]}"
+    stop "$LC_PID" "$LS_PID"
+}
+
+bench_reverse_ssh() {
+    local p cpid
+    ssh_up || { echo "== ssh -R: skipped ($SSH_SKIP)"; return 0; }
+    echo "== ssh -R ($SSH_FWD_CIPHER): through the ports sshd listens on"
+    mapfile -t p < <(freeports 2)
+    ssh_start ssh-R "$SSH_FWD_CIPHER" -R "127.0.0.1:${p[0]}:127.0.0.1:$SINK_PORT" \
+        -R "127.0.0.1:${p[1]}:127.0.0.1:$ECHO_PORT"
+    cpid=$LAST_PID
+    if ! wait_port "${p[0]}" "$cpid" || ! wait_port "${p[1]}" "$cpid"; then
+        echo "   skipped: ssh -R did not start: $(tail -n 1 "$WORK/ssh-R.log")"
+        stop "$cpid"
+        return 0
+    fi
+    measure_reverse ssh-R "${p[0]}" "${p[1]}"
+    stop "$cpid"
+    settle "$SSHD_PID"
+}
+
+# conn_levels NAME "CLIENT_PIDS" "SERVER_PIDS" PORT: lpbench connconc at each of SCALE_LEVELS
+# through PORT (an echo forward), with the peak RSS of both sides during each level.
+conn_levels() {
+    local name=$1 clist=$2 slist=$3 port=$4 level failed
+    for level in "${SCALE_LEVELS[@]}"; do
+        sampled "$name-c$level" "$clist" "$slist" "$LPBENCH" connconc "127.0.0.1:$port" "$level" \
+            "$SCALE_CONNS" "$SCALE_SECONDS"
+        if [[ $RUN_RC -ne 0 ]]; then
+            note "$name: $level at once failed: $RUN_OUT"
+            continue
+        fi
+        record "scale_rate$level" "$name" "$(field rate "$RUN_OUT")"
+        record "scale_p50_$level" "$name" "$(field p50_us "$RUN_OUT")"
+        record "scale_rss_client$level" "$name" "$PEAK_CLIENT"
+        record "scale_rss_server$level" "$name" "$PEAK_SERVER"
+        printf '   %4d at once: %s\n                 peak RSS: client %s KiB, server %s KiB\n' \
+            "$level" "$RUN_OUT" "$PEAK_CLIENT" "$PEAK_SERVER"
+        failed=$(field failed "$RUN_OUT")
+        [[ $failed == 0 ]] || note "$name: $failed of the connections at $level at once failed"
+    done
+}
+
+bench_connscale_limpet() {
+    local p
+    record ran limpet-connscale 1
+    [[ -x $LIMPET ]] || { note "limpet connscale: no binary at $LIMPET, skipped"; return 0; }
+    echo "== limpet -L (psk): connections/s with ${SCALE_LEVELS[*]} in flight" \
+        "($SCALE_CONNS each, at most ${SCALE_SECONDS}s)"
+    mapfile -t p < <(freeports 2)
+    SERVER_EXTRA=("${WIDE[@]}")
+    if ! start_limpet scale psk "${p[0]}" "${p[0]}" -L "${p[1]}:127.0.0.1:$ECHO_PORT" \
+        "${WIDE[@]}" || ! wait_log scale-client "forward listening on" "$LC_PID"; then
+        SERVER_EXTRA=()
+        note "limpet connscale: the pair did not start"
+        stop "$LC_PID" "$LS_PID"
+        return 0
+    fi
+    SERVER_EXTRA=()
+    "$LPBENCH" connrate "127.0.0.1:${p[1]}" 10 5 >/dev/null || true # code paths faulted in
+    echo "   idle: client $(rss_kib "$LC_PID") KiB, server $(rss_kib "$LS_PID") KiB"
+    conn_levels limpet-connscale "$LC_PID" "$LS_PID" "${p[1]}"
+    echo "   VmHWM at the end: client $(hwm_kib "$LC_PID") KiB, server $(hwm_kib "$LS_PID") KiB"
+    stop "$LC_PID" "$LS_PID"
+}
+
+bench_connscale_ssh() {
+    local p cpid spids=()
+    ssh_up || { echo "== ssh -L connscale: skipped ($SSH_SKIP)"; return 0; }
+    echo "== ssh -L ($SSH_FWD_CIPHER): connections/s with ${SCALE_LEVELS[*]} in flight;" \
+        "server RSS: every sshd process of the session"
+    p=$(freeports 1)
+    ssh_start ssh-connscale "$SSH_FWD_CIPHER" -L "127.0.0.1:$p:127.0.0.1:$ECHO_PORT"
+    cpid=$LAST_PID
+    if ! wait_port "$p" "$cpid"; then
+        echo "   skipped: ssh -L did not start: $(tail -n 1 "$WORK/ssh-connscale.log")"
+        stop "$cpid"
+        return 0
+    fi
+    "$LPBENCH" connrate "127.0.0.1:$p" 10 5 >/dev/null || true
+    mapfile -t spids < <(descendants "$SSHD_PID")
+    echo "   idle: client $(rss_kib "$cpid") KiB, server $(rss_sum "${spids[@]}") KiB" \
+        "(sshd processes ${spids[*]})"
+    conn_levels ssh-connscale "$cpid" "${spids[*]}" "$p"
+    stop "$cpid"
+    settle "$SSHD_PID"
+}
+
+# median_connrate PORT: the median rate of three one-at-a-time connection runs.
+median_connrate() {
+    local out rates=()
+    for _ in 1 2 3; do
+        out=$("$LPBENCH" connrate "127.0.0.1:$1" "$CONNS" "$SECONDS_CAP" 2>&1) ||
+            { note "streamcost: connrate failed: $out"; return 1; }
+        rates+=("$(field rate "$out")")
+    done
+    printf '%s\n' "${rates[@]}" | sort -n | sed -n 2p
+}
+
+# One limpet pair (no TLS: the cost in question is the multiplexer's): connections/s one at a
+# time with no other stream, then with $HOLD idle streams open through the same tunnel.
+bench_streamcost() {
+    local p hold_pid r0 r1
+    record ran streamcost 1
+    [[ -x $LIMPET ]] || { note "streamcost: no binary at $LIMPET, skipped"; return 0; }
+    echo "== limpet: a new stream's cost with 0, then $HOLD idle streams open in the tunnel" \
+        "(median of 3 x $CONNS connections, one at a time)"
+    mapfile -t p < <(freeports 2)
+    SERVER_EXTRA=("${WIDE[@]}")
+    if ! start_limpet cost insecure "${p[0]}" "${p[0]}" -L "${p[1]}:127.0.0.1:$ECHO_PORT" \
+        "${WIDE[@]}" || ! wait_log cost-client "forward listening on" "$LC_PID"; then
+        SERVER_EXTRA=()
+        note "streamcost: the pair did not start"
+        stop "$LC_PID" "$LS_PID"
+        return 0
+    fi
+    SERVER_EXTRA=()
+    "$LPBENCH" connrate "127.0.0.1:${p[1]}" 10 5 >/dev/null || true
+    if r0=$(median_connrate "${p[1]}"); then
+        record cost_rate0 limpet "$r0"
+        echo "   0 open: $r0 connections/s"
+    fi
+    start cost-hold "$LPBENCH" hold "127.0.0.1:${p[1]}" "$HOLD"
+    hold_pid=$LAST_PID
+    if wait_log cost-hold "^ready" "$hold_pid"; then
+        sleep 0.5
+        if r1=$(median_connrate "${p[1]}"); then
+            record cost_rateN limpet "$r1"
+            record cost_hold limpet "$HOLD"
+            echo "   $HOLD open: $r1 connections/s (ratio $(awk -v a="$r1" -v b="${r0:-0}" \
+                'BEGIN{print (b > 0 ? sprintf("%.2f", a / b) : "-")}'))"
+        fi
+    else
+        tail_log cost-hold
+    fi
+    stop "$hold_pid" "$LC_PID" "$LS_PID"
+}
+
+# ensure_targets: a target that has died (its exit status says how) is noted and started again
+# on its port, so one lost target does not fail every later row. The row that was running when
+# it died shows the failures.
+ensure_targets() {
+    local kind pid port rc var
+    for kind in sink echo http; do
+        var=${kind^^}
+        pid=${var}_PID port=${var}_PORT
+        pid=${!pid} port=${!port}
+        kill -0 "$pid" 2>/dev/null && continue
+        rc=0
+        wait "$pid" 2>/dev/null || rc=$?
+        note "the $kind target (pid $pid) had died with status $rc; started again on port $port"
+        stop "$pid"
+        start "$kind-again" "$LPBENCH" "$kind" "$port"
+        wait_log "$kind-again" "^port " "$LAST_PID" || exit 1
+        printf -v "${var}_PID" '%s' "$LAST_PID"
+    done
+}
+
 # ---- main ---------------------------------------------------------------------------------
 
 if ! ulimit -n 8192 2>/dev/null; then
@@ -622,12 +984,19 @@ echo "   throughput: $BYTES bytes per run (at most ${SECONDS_CAP}s); ping-pong: 
     "connections: $CONNS (at most ${SECONDS_CAP}s)"
 start sink "$LPBENCH" sink 0
 wait_log sink "^port " "$LAST_PID" || exit 1
-SINK_PORT=$(port_of sink)
+# shellcheck disable=SC2034 # the PID is read by name in ensure_targets
+SINK_PORT=$(port_of sink) SINK_PID=$LAST_PID
 start echo "$LPBENCH" echo 0
 wait_log echo "^port " "$LAST_PID" || exit 1
-ECHO_PORT=$(port_of echo)
+# shellcheck disable=SC2034 # the PID is read by name in ensure_targets
+ECHO_PORT=$(port_of echo) ECHO_PID=$LAST_PID
+start http "$LPBENCH" http 0
+wait_log http "^port " "$LAST_PID" || exit 1
+# shellcheck disable=SC2034 # the PID is read by name in ensure_targets
+HTTP_PORT=$(port_of http) HTTP_PID=$LAST_PID
 
 for what in $ONLY; do
+    ensure_targets
     case $what in
     direct) bench_direct ;;
     socat) bench_socat socat ;;
@@ -643,6 +1012,16 @@ for what in $ONLY; do
     stunnel) bench_stunnel ;;
     ssh) bench_ssh ssh-aesgcm ssh-chacha ;;
     ssh-aesgcm | ssh-chacha) bench_ssh "$what" ;;
+    dynamic) bench_dynamic_limpet && bench_dynamic_ssh ;;
+    limpet-D) bench_dynamic_limpet ;;
+    ssh-D) bench_dynamic_ssh ;;
+    reverse) bench_reverse_limpet && bench_reverse_ssh ;;
+    limpet-R) bench_reverse_limpet ;;
+    ssh-R) bench_reverse_ssh ;;
+    connscale) bench_connscale_limpet && bench_connscale_ssh ;;
+    limpet-connscale) bench_connscale_limpet ;;
+    ssh-connscale) bench_connscale_ssh ;;
+    streamcost) bench_streamcost ;;
     *) note "unknown BENCH_ONLY entry: $what" ;;
     esac
 done

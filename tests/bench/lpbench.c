@@ -5,6 +5,8 @@
  *   lpbench sink PORT        per connection: read and discard until EOF, then write the byte
  *                            count as a u64 (big-endian) and close. The count is what arrived.
  *   lpbench echo PORT        echo every byte back; close after EOF once everything is written.
+ *   lpbench http PORT        read one request up to its blank line, answer a small fixed
+ *                            HTTP/1.1 200 response and close (Connection: close).
  * Clients (HOST:PORT is the entry of the path under test; results are one "key=value" line):
  *   lpbench tput ADDR STREAMS BYTES SECONDS
  *                            STREAMS connections to a sink share BYTES, stopped after SECONDS;
@@ -13,6 +15,15 @@
  *                            1-byte round trips on one connection: p50/p99/max in microseconds.
  *   lpbench connrate ADDR COUNT SECONDS
  *                            connect, send 1 byte, read the echo, close; one after the other.
+ *   lpbench connconc ADDR CONCURRENCY COUNT SECONDS
+ *                            CONCURRENCY connections to an echo in flight at once, each:
+ *                            connect, send 8 bytes, read them back, close; then the next.
+ *                            Stops after COUNT or SECONDS: rate and per-connection p50/p99.
+ *   lpbench socks PROXY TARGET CONCURRENCY COUNT SECONDS
+ *                            HTTP requests through a SOCKS5 proxy (no auth, CONNECT to the
+ *                            IPv4 TARGET, which runs `lpbench http`): CONCURRENCY threads, each
+ *                            one request after the other on a new connection, until COUNT or
+ *                            SECONDS: rate and per-request p50/p99 in microseconds.
  *   lpbench hold ADDR COUNT  open COUNT echo connections, 1-byte echo on each, print "ready N",
  *                            keep them open until SIGTERM/SIGINT (at most an hour).
  *   lpbench resume ADDR CONTROL CUTS INTERVAL_MS
@@ -21,6 +32,7 @@
  *                            control port; per cut, the time from the cut to the first answer
  *                            delivered again (ms), then the median and the maximum.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -181,9 +193,17 @@ static int echo_byte(int fd, char c)
 
 /* ---- targets ------------------------------------------------------------------------------- */
 
+enum target_kind { TARGET_SINK, TARGET_ECHO, TARGET_HTTP };
+
+#define HTTP_MAX_REQUEST 8192
+static const char http_response[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                    "Content-Length: 13\r\nConnection: close\r\n\r\n"
+                                    "hello, limpet";
+
 struct conn {
     int fd;
-    uint64_t count; /* sink: bytes received so far */
+    uint64_t count; /* sink, http: bytes received so far */
+    uint32_t tail;  /* http: the last four bytes received, to find the blank line */
     char *pending;  /* echo: bytes read but not yet written back (NULL while none wait) */
     size_t off, len;
 };
@@ -257,6 +277,32 @@ static bool sink_ready(struct conn *c, char *buf)
     return true;
 }
 
+/* Returns false when the connection is finished: the request's blank line came (answered),
+ * the peer went away, or the request passed HTTP_MAX_REQUEST. */
+static bool http_ready(struct conn *c, char *buf)
+{
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = read(c->fd, buf, IO_CHUNK);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return true;
+        if (n <= 0)
+            return false;
+        c->count += (uint64_t)n;
+        for (ssize_t k = 0; k < n; k++) {
+            c->tail = c->tail << 8 | (uint8_t)buf[k];
+            if (c->tail != 0x0d0a0d0au)
+                continue;
+            /* A short response into an idle socket: a short write cannot happen. */
+            ssize_t w = write(c->fd, http_response, sizeof(http_response) - 1);
+            (void)w;
+            return false;
+        }
+        if (c->count > HTTP_MAX_REQUEST)
+            return false;
+    }
+    return true;
+}
+
 /* Flushes what waits; returns 1 when all is out, 0 when the socket is full, -1 on error. */
 static int echo_flush(struct conn *c)
 {
@@ -300,7 +346,7 @@ static bool echo_ready(int epfd, struct conn *c, char *buf)
     return true;
 }
 
-static _Noreturn void run_server(bool echo, unsigned long port)
+static _Noreturn void run_server(enum target_kind kind, unsigned long port)
 {
     static struct epoll_event evs[MAX_EVENTS];
     static struct conn listener;
@@ -320,7 +366,9 @@ static _Noreturn void run_server(bool echo, unsigned long port)
                 accept_all(epfd, listener.fd);
                 continue;
             }
-            bool keep = echo ? echo_ready(epfd, c, buf) : sink_ready(c, buf);
+            bool keep = kind == TARGET_ECHO   ? echo_ready(epfd, c, buf)
+                        : kind == TARGET_HTTP ? http_ready(c, buf)
+                                              : sink_ready(c, buf);
             if (!keep)
                 conn_close(c); /* close() also removes it from the epoll set */
         }
@@ -494,6 +542,270 @@ static int run_hold(unsigned long count)
     return 0;
 }
 
+/* ---- connconc: many connections in flight at once, driven by one epoll loop ------------- */
+
+#define CONC_MSG "lpbench!"
+#define CONC_MSG_LEN 8
+#define CONC_MAX 20000
+#define CONC_GRACE_NS (10ull * 1000000000u) /* in-flight connections get this after SECONDS */
+
+enum slot_state { SLOT_IDLE, SLOT_CONNECTING, SLOT_READING };
+
+struct slot {
+    int fd;
+    enum slot_state state;
+    uint64_t t0;
+    size_t got;
+};
+
+struct conc_run {
+    int epfd;
+    struct slot *slots;
+    uint64_t *lat; /* ns per finished connection */
+    unsigned long started, ok, failed, active;
+};
+
+/* Ends a slot's connection; a finished one (ok) records its latency. */
+static void slot_end(struct conc_run *r, struct slot *s, bool ok)
+{
+    close(s->fd); /* also leaves the epoll set */
+    s->fd = -1;
+    s->state = SLOT_IDLE;
+    r->active--;
+    if (!ok) {
+        r->failed++;
+        return;
+    }
+    r->lat[r->ok++] = now_ns() - s->t0;
+}
+
+static void slot_start(struct conc_run *r, uint32_t idx)
+{
+    struct slot *s = &r->slots[idx];
+    int fd = socket(target.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+    r->started++;
+    if (fd < 0) {
+        r->failed++;
+        return;
+    }
+    if (connect(fd, (struct sockaddr *)&target, target_len) != 0 && errno != EINPROGRESS) {
+        close(fd);
+        r->failed++;
+        return;
+    }
+    set_nodelay(fd);
+    *s = (struct slot){.fd = fd, .state = SLOT_CONNECTING, .t0 = now_ns()};
+    struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = idx};
+    if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        die("epoll_ctl: %s", strerror(errno));
+    r->active++;
+}
+
+static void slot_ready(struct conc_run *r, struct slot *s)
+{
+    char buf[64];
+    int err = 0;
+    socklen_t el = sizeof(err);
+
+    if (s->state == SLOT_CONNECTING) {
+        if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &el) != 0 || err != 0 ||
+            write(s->fd, CONC_MSG, CONC_MSG_LEN) != CONC_MSG_LEN) {
+            slot_end(r, s, false);
+            return;
+        }
+        s->state = SLOT_READING;
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)(s - r->slots)};
+        epoll_ctl(r->epfd, EPOLL_CTL_MOD, s->fd, &ev);
+        return;
+    }
+    ssize_t n = read(s->fd, buf, sizeof(buf));
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0 || s->got + (size_t)n > CONC_MSG_LEN ||
+        memcmp(buf, CONC_MSG + s->got, (size_t)n) != 0) {
+        slot_end(r, s, false);
+        return;
+    }
+    s->got += (size_t)n;
+    if (s->got == CONC_MSG_LEN)
+        slot_end(r, s, true);
+}
+
+static int run_connconc(unsigned long conc, unsigned long count, unsigned long seconds)
+{
+    static struct epoll_event evs[MAX_EVENTS];
+    struct conc_run r = {0};
+
+    if (conc == 0 || conc > CONC_MAX || count == 0 || count > MAX_SAMPLES)
+        die("connconc: concurrency must be 1..%d, count 1..%d", CONC_MAX, MAX_SAMPLES);
+    raise_fd_limit();
+    r.epfd = epoll_create1(EPOLL_CLOEXEC);
+    r.slots = calloc(conc, sizeof(*r.slots));
+    r.lat = calloc(count, sizeof(*r.lat));
+    if (r.epfd < 0 || r.slots == NULL || r.lat == NULL)
+        die("connconc setup failed");
+    uint64_t start = now_ns(), deadline = start + (uint64_t)seconds * 1000000000u;
+    for (;;) {
+        uint64_t now = now_ns();
+        for (uint32_t i = 0; i < conc && r.started < count && now < deadline; i++)
+            if (r.slots[i].state == SLOT_IDLE)
+                slot_start(&r, i);
+        if (r.active == 0 && (r.started >= count || now >= deadline))
+            break;
+        if (now >= deadline + CONC_GRACE_NS)
+            break; /* what is still in flight counts as failed below */
+        int n = epoll_wait(r.epfd, evs, MAX_EVENTS, 100);
+        for (int i = 0; i < n; i++)
+            slot_ready(&r, &r.slots[evs[i].data.u32]);
+    }
+    double secs = (double)(now_ns() - start) / 1e9;
+    for (uint32_t i = 0; i < conc; i++)
+        if (r.slots[i].state != SLOT_IDLE)
+            slot_end(&r, &r.slots[i], false);
+    qsort(r.lat, r.ok, sizeof(*r.lat), cmp_u64);
+    printf("conc=%lu ok=%lu failed=%lu secs=%.3f rate=%.0f p50_us=%.1f p99_us=%.1f\n", conc, r.ok,
+           r.failed, secs, (double)r.ok / secs, r.ok ? (double)r.lat[r.ok / 2] / 1e3 : 0.0,
+           r.ok ? (double)r.lat[r.ok * 99 / 100] / 1e3 : 0.0);
+    close(r.epfd);
+    free(r.slots);
+    free(r.lat);
+    return r.ok ? 0 : 1;
+}
+
+/* ---- socks: HTTP requests through a SOCKS5 proxy, one connection each ------------------- */
+
+#define SOCKS_MAX_THREADS 256
+
+static struct sockaddr_in socks_dest; /* what CONNECT asks for */
+static uint64_t socks_deadline;
+static unsigned long socks_count;
+static uint64_t *socks_lat; /* per request index, 0 = failed */
+static atomic_ulong socks_next;
+
+static int socks_handshake(int fd)
+{
+    static const uint8_t hello[3] = {5, 1, 0};
+    uint8_t req[10] = {5, 1, 0, 1}, rep[4], skip[262];
+
+    memcpy(req + 4, &socks_dest.sin_addr, 4);
+    memcpy(req + 8, &socks_dest.sin_port, 2);
+    if (write_all(fd, hello, sizeof(hello)) != 0 || read_all(fd, rep, 2) != 0 || rep[0] != 5 ||
+        rep[1] != 0)
+        return -1;
+    if (write_all(fd, req, sizeof(req)) != 0 || read_all(fd, rep, 4) != 0 || rep[1] != 0)
+        return -1;
+    size_t alen = rep[3] == 1 ? 4 : rep[3] == 4 ? 16 : 0;
+    if (rep[3] == 3) {
+        if (read_all(fd, skip, 1) != 0)
+            return -1;
+        alen = skip[0];
+    } else if (alen == 0) {
+        return -1;
+    }
+    return read_all(fd, skip, alen + 2); /* the bound address and port: not needed */
+}
+
+/* True once resp (NUL-terminated) holds a whole response: its headers and Content-Length
+ * bytes of body. The request is done then, as for curl: the close that follows is not waited
+ * for (through ssh -N that close alone can take a delayed-ACK timer, 40 ms). */
+static bool http_complete(const char *resp, size_t got)
+{
+    const char *end = strstr(resp, "\r\n\r\n");
+    const char *cl = strstr(resp, "Content-Length: ");
+
+    if (end == NULL || cl == NULL || cl > end)
+        return false;
+    return got - (size_t)(end + 4 - resp) >= strtoul(cl + 16, NULL, 10);
+}
+
+/* One request on a new connection; returns 0 when a whole "200" response came back. */
+static int socks_request(void)
+{
+    static const char get[] = "GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    struct timeval tv = {.tv_sec = 10};
+    char resp[1024];
+    size_t got = 0;
+    int rc = -1, fd = dial();
+
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    if (socks_handshake(fd) != 0 || write_all(fd, get, sizeof(get) - 1) != 0)
+        goto out;
+    resp[0] = '\0';
+    while (!http_complete(resp, got)) {
+        ssize_t n = read(fd, resp + got, sizeof(resp) - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0 || (got += (size_t)n) == sizeof(resp) - 1)
+            goto out; /* early end, or far more than the target sends */
+        resp[got] = '\0';
+    }
+    if (strncmp(resp, "HTTP/1.1 200 ", 13) == 0 && strstr(resp, "hello, limpet") != NULL)
+        rc = 0;
+out:
+    close(fd);
+    return rc;
+}
+
+static void *socks_worker(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        if (now_ns() >= socks_deadline)
+            return NULL; /* before claiming an index: a claimed one counts as tried */
+        unsigned long i = atomic_fetch_add(&socks_next, 1);
+        if (i >= socks_count)
+            return NULL;
+        uint64_t t0 = now_ns();
+        if (socks_request() == 0)
+            socks_lat[i] = now_ns() - t0;
+    }
+}
+
+static int run_socks(const char *dest, unsigned long conc, unsigned long count,
+                     unsigned long seconds)
+{
+    static pthread_t threads[SOCKS_MAX_THREADS];
+    const char *colon = strrchr(dest, ':');
+    char host[64];
+
+    if (colon == NULL || (size_t)(colon - dest) >= sizeof(host))
+        die("socks: bad target (want IPV4:PORT): %s", dest);
+    memcpy(host, dest, (size_t)(colon - dest));
+    host[colon - dest] = '\0';
+    socks_dest.sin_family = AF_INET;
+    socks_dest.sin_port = htons((uint16_t)parse_num(colon + 1, "target port"));
+    if (inet_pton(AF_INET, host, &socks_dest.sin_addr) != 1)
+        die("socks: the target must be an IPv4 address: %s", dest);
+    if (conc == 0 || conc > SOCKS_MAX_THREADS || count == 0 || count > MAX_SAMPLES)
+        die("socks: concurrency must be 1..%d, count 1..%d", SOCKS_MAX_THREADS, MAX_SAMPLES);
+    if ((socks_lat = calloc(count, sizeof(*socks_lat))) == NULL)
+        die("out of memory");
+    socks_count = count;
+    uint64_t start = now_ns();
+    socks_deadline = start + (uint64_t)seconds * 1000000000u;
+    for (unsigned long i = 0; i < conc; i++)
+        if (pthread_create(&threads[i], NULL, socks_worker, NULL) != 0)
+            die("pthread_create failed");
+    for (unsigned long i = 0; i < conc; i++)
+        pthread_join(threads[i], NULL);
+    double secs = (double)(now_ns() - start) / 1e9;
+    unsigned long tried = atomic_load(&socks_next), ok = 0;
+    if (tried > count)
+        tried = count;
+    for (unsigned long i = 0; i < tried; i++)
+        if (socks_lat[i] != 0)
+            socks_lat[ok++] = socks_lat[i];
+    qsort(socks_lat, ok, sizeof(*socks_lat), cmp_u64);
+    printf("conc=%lu ok=%lu failed=%lu secs=%.3f rate=%.0f p50_us=%.1f p99_us=%.1f\n", conc, ok,
+           tried - ok, secs, (double)ok / secs, ok ? (double)socks_lat[ok / 2] / 1e3 : 0.0,
+           ok ? (double)socks_lat[ok * 99 / 100] / 1e3 : 0.0);
+    free(socks_lat);
+    return ok ? 0 : 1;
+}
+
 /* ---- resume: ping-pong in one thread, cuts through the relay's control port in another ---- */
 
 struct round {
@@ -611,6 +923,8 @@ static void usage(void)
           "       lpbench tput HOST:PORT STREAMS BYTES SECONDS\n"
           "       lpbench pingpong HOST:PORT COUNT\n"
           "       lpbench connrate HOST:PORT COUNT SECONDS\n"
+          "       lpbench connconc HOST:PORT CONCURRENCY COUNT SECONDS\n"
+          "       lpbench socks PROXY_HOST:PORT TARGET_IPV4:PORT CONCURRENCY COUNT SECONDS\n"
           "       lpbench hold HOST:PORT COUNT\n"
           "       lpbench resume HOST:PORT CONTROL_HOST:PORT CUTS INTERVAL_MS\n",
           stderr);
@@ -624,9 +938,12 @@ int main(int argc, char **argv)
     if (argc < 3)
         usage();
     const char *mode = argv[1];
-    if (strcmp(mode, "sink") == 0 || strcmp(mode, "echo") == 0) {
+    if (strcmp(mode, "sink") == 0 || strcmp(mode, "echo") == 0 || strcmp(mode, "http") == 0) {
         raise_fd_limit();
-        run_server(mode[0] == 'e', parse_num(argv[2], "port"));
+        run_server(mode[0] == 'e'   ? TARGET_ECHO
+                   : mode[0] == 'h' ? TARGET_HTTP
+                                    : TARGET_SINK,
+                   parse_num(argv[2], "port"));
     }
     parse_addr(argv[2]);
     if (strcmp(mode, "tput") == 0 && argc == 6)
@@ -636,6 +953,12 @@ int main(int argc, char **argv)
         return run_pingpong(parse_num(argv[3], "count"));
     if (strcmp(mode, "connrate") == 0 && argc == 5)
         return run_connrate(parse_num(argv[3], "count"), parse_num(argv[4], "seconds"));
+    if (strcmp(mode, "connconc") == 0 && argc == 6)
+        return run_connconc(parse_num(argv[3], "concurrency"), parse_num(argv[4], "count"),
+                            parse_num(argv[5], "seconds"));
+    if (strcmp(mode, "socks") == 0 && argc == 7)
+        return run_socks(argv[3], parse_num(argv[4], "concurrency"), parse_num(argv[5], "count"),
+                         parse_num(argv[6], "seconds"));
     if (strcmp(mode, "hold") == 0 && argc == 4)
         return run_hold(parse_num(argv[3], "count"));
     if (strcmp(mode, "resume") == 0 && argc == 6)
