@@ -48,20 +48,20 @@ struct lp_mux_config {
 };
 
 enum lp_mux_event_type {
-    LP_MUX_EV_OPEN,     /* the peer opened `id`: kind, text = target, arg. Answer with
+    LP_MUX_EV_OPEN,      /* the peer opened `id`: kind, text = target, arg. Answer with
                             lp_mux_accept or lp_mux_reset. */
-    LP_MUX_EV_OPEN_OK,  /* our OPEN of `id` was accepted: data may flow */
-    LP_MUX_EV_READABLE, /* `id` has inbound bytes: lp_mux_recv_peek them */
-    LP_MUX_EV_WRITABLE, /* `id` may send again (credit or replay room came back) */
-    LP_MUX_EV_FIN,      /* the peer finished sending on `id` and every byte was consumed:
+    LP_MUX_EV_OPEN_OK,   /* our OPEN of `id` was accepted: data may flow */
+    LP_MUX_EV_READABLE,  /* `id` has inbound bytes: lp_mux_recv_peek them */
+    LP_MUX_EV_WRITABLE,  /* `id` may send again (credit or replay room came back) */
+    LP_MUX_EV_FIN,       /* the peer finished sending on `id` and every byte was consumed:
                             shutdown(SHUT_WR) the local socket */
-    LP_MUX_EV_RST,      /* the peer reset `id` (code, text): close the local end; the stream
+    LP_MUX_EV_RST,       /* the peer reset `id` (code, text): close the local end; the stream
                             is already freed */
-    LP_MUX_EV_CLOSED,   /* `id` is done both ways and freed */
-    LP_MUX_EV_GOODBYE,  /* the peer ended the session on purpose (code, text) */
-    LP_MUX_EV_BIND,     /* the peer asks us to listen (reverse forward): id = bind request id,
+    LP_MUX_EV_CLOSED,    /* `id` is done both ways and freed */
+    LP_MUX_EV_GOODBYE,   /* the peer ended the session on purpose (code, text) */
+    LP_MUX_EV_BIND,      /* the peer asks us to listen (reverse forward): id = bind request id,
                             text = bind spec. Answer with lp_mux_bind_ok or lp_mux_bind_fail. */
-    LP_MUX_EV_BIND_OK,  /* our BIND `id` is listening: code = port, text = address */
+    LP_MUX_EV_BIND_OK,   /* our BIND `id` is listening: code = port, text = address */
     LP_MUX_EV_BIND_FAIL, /* our BIND `id` was refused: code (RST codes), text = reason */
 };
 

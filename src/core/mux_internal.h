@@ -154,8 +154,8 @@ struct lp_mux {
     size_t goodbye_tx_len, goodbye_rx_len;
     char goodbye_tx_msg[LP_FRAME_MAX_TEXT];
     char goodbye_rx_msg[LP_FRAME_MAX_TEXT];
-    struct bind_ring bind_out; /* bind frames the pipe had no room for yet */
-    struct bind_ring bind_in;  /* bind frames received, not yet handed out as events */
+    struct bind_ring bind_out;    /* bind frames the pipe had no room for yet */
+    struct bind_ring bind_in;     /* bind frames received, not yet handed out as events */
     char text[LP_FRAME_MAX_TEXT]; /* the last event's text and arg, lent to the glue */
     char arg[LP_FRAME_MAX_TEXT];
 };
