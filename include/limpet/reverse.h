@@ -30,6 +30,9 @@ void lp_reverse_close_all(struct lp_session *s);
 
 /* Client: the bind spec of a -R forward as BIND carries it ("127.0.0.1:8022", "[::1]:0"). */
 void lp_reverse_spec(const struct lp_forward *fw, char *out, size_t len);
+/* Client: what a -R forward connects to, as lp_stream_dial takes it ("host:port",
+ * "[v6]:port" or "unix:/path"). */
+void lp_reverse_target(const struct lp_forward *fw, char *out, size_t len);
 /* Client: the server opened a REVERSE stream (ev): dials fw's HOST:HOSTPORT, or resets the
  * stream when fw is NULL (no such request). */
 void lp_reverse_open(struct lp_session *s, const struct lp_mux_event *ev,

@@ -407,8 +407,9 @@ lp_err lp_parse_fwd_spec(enum lp_fwd_kind kind, const char *spec, struct lp_forw
     /* Only TCP connections have an original destination to read. */
     if (kind == LP_FWD_TRANSPARENT && fw->bind_path[0])
         return fail(err, errlen, "takes PORT or BIND:PORT, not a unix socket path");
-    if (kind == LP_FWD_REMOTE && (fw->bind_path[0] || fw->path[0]))
-        return fail(err, errlen, "unix socket paths are not supported with -R yet");
+    /* -R to a local unix socket is this client's business; a server-side socket is not. */
+    if (kind == LP_FWD_REMOTE && fw->bind_path[0])
+        return fail(err, errlen, "the server listens on TCP only: BIND:PORT, not a unix path");
     return LP_OK;
 }
 
@@ -772,11 +773,11 @@ static void usage_client(FILE *f)
           "    -R, --remote [BIND:]PORT:HOST:HOSTPORT\n"
           "        The server listens on BIND:PORT (BIND defaults to 127.0.0.1, '*' means all\n"
           "        addresses, PORT 0 lets it pick) and each connection to it is carried back\n"
-          "        and connected to HOST:HOSTPORT as this client sees it. The server's\n"
-          "        allow.reverse list must allow BIND:PORT. A port taken or not allowed ends\n"
-          "        the client at start (exit 1 or 2). The listener lives as long as the\n"
-          "        session: while the client is away, new connections wait up to the\n"
-          "        server's forward.reverse_wait. At most 64; may be repeated.\n"
+          "        and connected to HOST:HOSTPORT (or unix:/PATH) as this client sees it.\n"
+          "        The server's allow.reverse list must allow BIND:PORT. A port taken or not\n"
+          "        allowed ends the client at start (exit 1 or 2). The listener lives as\n"
+          "        long as the session: while the client is away, new connections wait up\n"
+          "        to the server's forward.reverse_wait. At most 64; may be repeated.\n"
           "    -D, --dynamic [BIND:]PORT\n"
           "        A SOCKS proxy on BIND:PORT here (SOCKS5 with no authentication, CONNECT to\n"
           "        IPv4, IPv6 or a name; SOCKS4 and 4a too): each connection goes to the target\n"

@@ -373,18 +373,19 @@ static void on_bind_answer(struct lp_session *s, const struct lp_mux_event *ev)
 {
     struct lp_client *c = s->owner;
     const struct lp_forward *fw = remote_of(c, ev->id);
-    char spec[LP_ADDR_MAX + 8];
+    char spec[LP_ADDR_MAX + 8], target[LP_ADDR_MAX + 8];
 
     if (fw == NULL)
         return; /* not ours: a confused server, nothing to undo */
     lp_reverse_spec(fw, spec, sizeof(spec));
+    lp_reverse_target(fw, target, sizeof(target));
     if (ev->type == LP_MUX_EV_BIND_OK) {
-        lp_info("sess=%s remote forward: the server listens on %.*s:%u -> %s:%u", s->tag,
-                (int)ev->text_len, ev->text, (unsigned)ev->code, fw->host, (unsigned)fw->port);
+        lp_info("sess=%s remote forward: the server listens on %.*s:%u -> %s", s->tag,
+                (int)ev->text_len, ev->text, (unsigned)ev->code, target);
         return;
     }
-    lp_error("-R %s:%s:%u: the server refused to listen: %.*s", spec, fw->host, (unsigned)fw->port,
-             (int)ev->text_len, ev->text);
+    lp_error("-R %s:%s: the server refused to listen: %.*s", spec, target, (int)ev->text_len,
+             ev->text);
     if (c->sessions == 1) /* at start, as ssh's ExitOnForwardFailure: say so and stop */
         lp_client_finish(c, ev->code == LP_RST_NOT_ALLOWED ? 2 : 1);
 }

@@ -218,6 +218,16 @@ void lp_reverse_spec(const struct lp_forward *fw, char *out, size_t len)
         snprintf(out, len, "%s:%u", fw->bind_host, (unsigned)fw->bind_port);
 }
 
+void lp_reverse_target(const struct lp_forward *fw, char *out, size_t len)
+{
+    if (fw->path[0])
+        snprintf(out, len, "unix:%s", fw->path);
+    else if (strchr(fw->host, ':'))
+        snprintf(out, len, "[%s]:%u", fw->host, (unsigned)fw->port);
+    else
+        snprintf(out, len, "%s:%u", fw->host, (unsigned)fw->port);
+}
+
 void lp_reverse_open(struct lp_session *s, const struct lp_mux_event *ev,
                      const struct lp_forward *fw)
 {
@@ -229,9 +239,6 @@ void lp_reverse_open(struct lp_session *s, const struct lp_mux_event *ev,
         lp_mux_reset(s->mux, ev->id, LP_RST_BAD_TARGET, "no such -R forward at the client");
         return;
     }
-    if (strchr(fw->host, ':'))
-        snprintf(target, sizeof(target), "[%s]:%u", fw->host, (unsigned)fw->port);
-    else
-        snprintf(target, sizeof(target), "%s:%u", fw->host, (unsigned)fw->port);
+    lp_reverse_target(fw, target, sizeof(target));
     lp_stream_dial(s, ev->id, target, strlen(target));
 }

@@ -213,3 +213,32 @@ def test_reverse_listens_on_ipv6_and_picks_a_port_when_asked_for_0(limpet_bin, p
     s.sendall(b"six")
     assert s.recv(3) == b"six"
     s.close()
+
+
+@pytest.mark.budget(30)
+def test_reverse_forward_to_a_unix_socket_at_the_client(limpet_bin, procs, tmp_path):
+    path = str(tmp_path / "app.sock")
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(path)
+    lsock.listen(4)
+    sport = H.free_port()
+    H.limpet_server(procs, sport, *H.FAST)
+    rport = H.free_port()
+    client = reverse_client(procs, sport, "%d:unix:%s" % (rport, path))
+    assert client.count("-> unix:" + path) == 1
+    s = socket.create_connection(("127.0.0.1", rport), timeout=H.slack(5))
+    s.sendall(b"to the unix side")
+    lsock.settimeout(H.slack(5))
+    c, _ = lsock.accept()
+    c.settimeout(H.slack(5))
+    got = b""
+    while len(got) < 16:
+        chunk = c.recv(16 - len(got))
+        assert chunk, "the unix side saw EOF after %r" % got
+        got += chunk
+    assert got == b"to the unix side"
+    c.sendall(b"back")
+    assert s.recv(4) == b"back"
+    c.close()
+    s.close()
+    lsock.close()

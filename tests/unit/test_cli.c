@@ -690,10 +690,11 @@ static void test_cli_dynamic_takes_a_unix_path_and_transparent_does_not(void **s
     lp_cli_free(&cli);
     EXPECT_ERROR("-T /run/t.sock: takes PORT or BIND:PORT, not a unix socket path", "client", "-T",
                  "/run/t.sock");
-    EXPECT_ERROR("-R /a.sock:h:1: unix socket paths are not supported with -R yet", "client", "-R",
-                 "/a.sock:h:1");
-    EXPECT_ERROR("-R 80:unix:/b.sock: unix socket paths are not supported with -R yet", "client",
-                 "-R", "80:unix:/b.sock");
+    EXPECT_ERROR("-R /a.sock:h:1: the server listens on TCP only: BIND:PORT, not a unix path",
+                 "client", "-R", "/a.sock:h:1");
+    assert_int_equal(lp_parse_fwd_spec(LP_FWD_REMOTE, "80:unix:/b.sock", &fw, err, sizeof(err)),
+                     LP_OK);
+    assert_string_equal(fw.path, "/b.sock"); /* -R to a unix socket here is fine */
     assert_int_equal(lp_parse_fwd_spec(LP_FWD_TRANSPARENT, "[::1]:12345", &fw, err, sizeof(err)),
                      LP_OK);
     assert_int_equal(fw.kind, LP_FWD_TRANSPARENT);
