@@ -249,15 +249,22 @@ measure() {
             note "$name: throughput with $streams streams failed: $out"
         fi
     done
+    echo_loads "$name" "$echo" ""
+}
+
+# echo_loads NAME ECHO_PORT PREFIX: ping-pong p50/p99 and connections/s through one echo port,
+# recorded as PREFIXp50, PREFIXp99 and PREFIXconnrate.
+echo_loads() {
+    local name=$1 echo=$2 prefix=$3 out
     if out=$("$LPBENCH" pingpong "127.0.0.1:$echo" "$PINGS" 2>&1); then
-        record p50 "$name" "$(field p50_us "$out")"
-        record p99 "$name" "$(field p99_us "$out")"
+        record "${prefix}p50" "$name" "$(field p50_us "$out")"
+        record "${prefix}p99" "$name" "$(field p99_us "$out")"
         echo "   ping-pong: $out"
     else
         note "$name: ping-pong failed: $out"
     fi
     if out=$("$LPBENCH" connrate "127.0.0.1:$echo" "$CONNS" "$SECONDS_CAP" 2>&1); then
-        record connrate "$name" "$(field rate "$out")"
+        record "${prefix}connrate" "$name" "$(field rate "$out")"
         echo "   connections: $out"
     else
         note "$name: connection rate failed: $out"
@@ -776,18 +783,7 @@ measure_reverse() {
     else
         note "$name: throughput failed: $out"
     fi
-    if out=$("$LPBENCH" pingpong "127.0.0.1:$echo" "$PINGS" 2>&1); then
-        record rev_p50 "$name" "$(field p50_us "$out")"
-        echo "   ping-pong: $out"
-    else
-        note "$name: ping-pong failed: $out"
-    fi
-    if out=$("$LPBENCH" connrate "127.0.0.1:$echo" "$CONNS" "$SECONDS_CAP" 2>&1); then
-        record rev_connrate "$name" "$(field rate "$out")"
-        echo "   connections: $out"
-    else
-        note "$name: connection rate failed: $out"
-    fi
+    echo_loads "$name" "$echo" rev_
 }
 
 bench_reverse_limpet() {

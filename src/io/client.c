@@ -426,35 +426,33 @@ static struct lp_session *current_session(void *user)
     return c->stopped ? NULL : c->s;
 }
 
+static void accepted(void *user, int fd, const struct lp_addr *peer)
+{
+    struct listener *l = user;
+    struct lp_client *c = l->c;
+    char from[64];
+
+    if (c->stopped || c->s == NULL) {
+        close(fd);
+        return;
+    }
+    lp_net_addr_str(peer, from, sizeof(from));
+    if (l->fwd->kind == LP_FWD_DYNAMIC)
+        lp_socks_accept(c->rt->loop, c->cfg, fd, from, current_session, c);
+    else if (l->fwd->kind == LP_FWD_TRANSPARENT)
+        lp_transparent_accept(c->s, fd, l->tproxy, c->cfg->forward.connect_timeout, from);
+    else
+        lp_stream_open_local(c->s, fd, LP_KIND_TCP, l->target, c->cfg->forward.connect_timeout,
+                             from);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *l = LP_CONTAINER_OF(w, struct listener, io);
-    struct lp_client *c = l->c;
-    struct lp_addr peer;
-    char from[64];
     (void)loop;
     (void)revents;
 
-    for (int i = 0; i < 64; i++) { /* bounded: other watchers get their turn */
-        int fd = lp_net_accept(l->fd, &peer);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                lp_warn("accept on %s: %s", l->local, strerror(errno));
-            return;
-        }
-        if (c->stopped || c->s == NULL) {
-            close(fd);
-            continue;
-        }
-        lp_net_addr_str(&peer, from, sizeof(from));
-        if (l->fwd->kind == LP_FWD_DYNAMIC)
-            lp_socks_accept(c->rt->loop, c->cfg, fd, from, current_session, c);
-        else if (l->fwd->kind == LP_FWD_TRANSPARENT)
-            lp_transparent_accept(c->s, fd, l->tproxy, c->cfg->forward.connect_timeout, from);
-        else
-            lp_stream_open_local(c->s, fd, LP_KIND_TCP, l->target, c->cfg->forward.connect_timeout,
-                                 from);
-    }
+    lp_net_accept_each(l->fd, l->local, accepted, l);
 }
 
 static void format_target(char *out, size_t len, const char *host, uint16_t port)

@@ -175,24 +175,20 @@ static void carry(struct lp_rlistener *l, int fd, const char *from)
     lp_debug("sess=%s bind=%u connection from %s", s->tag, (unsigned)l->req, from);
 }
 
+static void accepted(void *user, int fd, const struct lp_addr *peer)
+{
+    char from[64];
+
+    carry(user, fd, lp_net_addr_str(peer, from, sizeof(from)));
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct lp_rlistener *l = LP_CONTAINER_OF(w, struct lp_rlistener, io);
-    struct lp_addr peer;
-    char from[64];
     (void)loop;
     (void)revents;
 
-    for (int i = 0; i < 64; i++) { /* bounded: other watchers get their turn */
-        int fd = lp_net_accept(l->fd, &peer);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                lp_warn("sess=%s accept on %s: %s", l->s->tag, l->local, strerror(errno));
-            break;
-        }
-        lp_net_addr_str(&peer, from, sizeof(from));
-        carry(l, fd, from);
-    }
+    lp_net_accept_each(l->fd, l->local, accepted, l);
     lp_session_process(l->s);
 }
 

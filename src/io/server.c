@@ -468,61 +468,55 @@ static void refuse_at_accept(struct lp_server *srv, const struct lp_addr *peer,
     srv->refused_quiet = 0;
 }
 
+/* One new tunnel connection: admitted (or refused), then its handshake starts. */
+static void accepted(void *user, int fd, const struct lp_addr *peer)
+{
+    struct lp_server *srv = user;
+    struct handshake *h;
+    lp_tls *tls = NULL;
+    uint8_t src[16];
+    size_t src_len = lp_net_addr_bytes(peer, src);
+    enum lp_admit_verdict v = lp_admit_enter(srv->admit, src, src_len, lp_now());
+
+    if (v != LP_ADMIT_OK) {
+        refuse_at_accept(srv, peer, v);
+        lp_net_close_reset(fd);
+        return;
+    }
+    /* No Nagle from the first byte: the TLS and limpet handshakes are small messages
+     * in turn, each of which would otherwise wait for a delayed ACK (~40 ms). */
+    lp_net_tune_stream(fd);
+    if ((h = calloc(1, sizeof(*h))) == NULL ||
+        (srv->rt->tls && lp_tls_new(srv->rt->tls, fd, &tls) != LP_OK)) {
+        lp_admit_leave(srv->admit, src, src_len);
+        close(fd);
+        free(h);
+        return;
+    }
+    memcpy(h->src, src, src_len);
+    h->src_len = src_len;
+    h->srv = srv;
+    lp_link_set(&h->link, fd, tls);
+    h->peer = *peer;
+    lp_net_addr_str(peer, h->name, sizeof(h->name));
+    ev_io_init(&h->io, hs_read_cb, fd, EV_READ);
+    ev_io_start(srv->rt->loop, &h->io);
+    ev_timer_init(&h->timer, hs_timer_cb, (double)srv->cfg->limits.handshake_timeout / 1000.0, 0.);
+    ev_timer_start(srv->rt->loop, &h->timer);
+    h->next = srv->hs;
+    if (srv->hs)
+        srv->hs->prev = h;
+    srv->hs = h;
+    lp_debug("connection from %s", h->name);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct lp_server *srv = LP_CONTAINER_OF(w, struct lp_server, lio);
     (void)loop;
     (void)revents;
 
-    for (int i = 0; i < 64; i++) {
-        struct lp_addr peer;
-        int fd = lp_net_accept(srv->lfd, &peer);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                lp_warn("accept: %s", strerror(errno));
-            return;
-        }
-        uint8_t src[16];
-        size_t src_len = lp_net_addr_bytes(&peer, src);
-        enum lp_admit_verdict v = lp_admit_enter(srv->admit, src, src_len, lp_now());
-        if (v != LP_ADMIT_OK) {
-            refuse_at_accept(srv, &peer, v);
-            lp_net_close_reset(fd);
-            continue;
-        }
-        /* No Nagle from the first byte: the TLS and limpet handshakes are small messages
-         * in turn, each of which would otherwise wait for a delayed ACK (~40 ms). */
-        lp_net_tune_stream(fd);
-        struct handshake *h = calloc(1, sizeof(*h));
-        if (h == NULL) {
-            lp_admit_leave(srv->admit, src, src_len);
-            close(fd);
-            continue;
-        }
-        memcpy(h->src, src, src_len);
-        h->src_len = src_len;
-        h->srv = srv;
-        lp_tls *tls = NULL;
-        if (srv->rt->tls && lp_tls_new(srv->rt->tls, fd, &tls) != LP_OK) {
-            lp_admit_leave(srv->admit, src, src_len);
-            close(fd);
-            free(h);
-            continue;
-        }
-        lp_link_set(&h->link, fd, tls);
-        h->peer = peer;
-        lp_net_addr_str(&peer, h->name, sizeof(h->name));
-        ev_io_init(&h->io, hs_read_cb, fd, EV_READ);
-        ev_io_start(srv->rt->loop, &h->io);
-        ev_timer_init(&h->timer, hs_timer_cb, (double)srv->cfg->limits.handshake_timeout / 1000.0,
-                      0.);
-        ev_timer_start(srv->rt->loop, &h->timer);
-        h->next = srv->hs;
-        if (srv->hs)
-            srv->hs->prev = h;
-        srv->hs = h;
-        lp_debug("connection from %s", h->name);
-    }
+    lp_net_accept_each(srv->lfd, "the tunnel port", accepted, srv);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------------ */
