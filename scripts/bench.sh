@@ -850,6 +850,19 @@ conn_levels() {
     done
 }
 
+# start_wide NAME MODE SERVER_PORT LOCAL_PORT: a limpet pair (LC_PID, LS_PID) with one -L to
+# the echo target and room for many streams on both sides; false, with nothing left running,
+# when it did not start.
+start_wide() {
+    local name=$1 mode=$2 sport=$3 lport=$4 ok=0
+    SERVER_EXTRA=("${WIDE[@]}")
+    { start_limpet "$name" "$mode" "$sport" "$sport" -L "$lport:127.0.0.1:$ECHO_PORT" \
+        "${WIDE[@]}" && wait_log "$name-client" "forward listening on" "$LC_PID"; } || ok=1
+    SERVER_EXTRA=()
+    [[ $ok -eq 0 ]] || stop "$LC_PID" "$LS_PID"
+    return "$ok"
+}
+
 bench_connscale_limpet() {
     local p
     record ran limpet-connscale 1
@@ -857,15 +870,8 @@ bench_connscale_limpet() {
     echo "== limpet -L (psk): connections/s with ${SCALE_LEVELS[*]} in flight" \
         "($SCALE_CONNS each, at most ${SCALE_SECONDS}s)"
     mapfile -t p < <(freeports 2)
-    SERVER_EXTRA=("${WIDE[@]}")
-    if ! start_limpet scale psk "${p[0]}" "${p[0]}" -L "${p[1]}:127.0.0.1:$ECHO_PORT" \
-        "${WIDE[@]}" || ! wait_log scale-client "forward listening on" "$LC_PID"; then
-        SERVER_EXTRA=()
-        note "limpet connscale: the pair did not start"
-        stop "$LC_PID" "$LS_PID"
-        return 0
-    fi
-    SERVER_EXTRA=()
+    start_wide scale psk "${p[0]}" "${p[1]}" ||
+        { note "limpet connscale: the pair did not start"; return 0; }
     "$LPBENCH" connrate "127.0.0.1:${p[1]}" 10 5 >/dev/null || true # code paths faulted in
     echo "   idle: client $(rss_kib "$LC_PID") KiB, server $(rss_kib "$LS_PID") KiB"
     conn_levels limpet-connscale "$LC_PID" "$LS_PID" "${p[1]}"
@@ -915,15 +921,8 @@ bench_streamcost() {
     echo "== limpet: a new stream's cost with 0, then $HOLD idle streams open in the tunnel" \
         "(median of 3 x $CONNS connections, one at a time)"
     mapfile -t p < <(freeports 2)
-    SERVER_EXTRA=("${WIDE[@]}")
-    if ! start_limpet cost insecure "${p[0]}" "${p[0]}" -L "${p[1]}:127.0.0.1:$ECHO_PORT" \
-        "${WIDE[@]}" || ! wait_log cost-client "forward listening on" "$LC_PID"; then
-        SERVER_EXTRA=()
-        note "streamcost: the pair did not start"
-        stop "$LC_PID" "$LS_PID"
-        return 0
-    fi
-    SERVER_EXTRA=()
+    start_wide cost insecure "${p[0]}" "${p[1]}" ||
+        { note "streamcost: the pair did not start"; return 0; }
     "$LPBENCH" connrate "127.0.0.1:${p[1]}" 10 5 >/dev/null || true
     if r0=$(median_connrate "${p[1]}"); then
         record cost_rate0 limpet "$r0"
