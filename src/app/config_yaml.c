@@ -11,44 +11,12 @@
 #include <string.h>
 #include <yaml.h>
 
-#include "config_internal.h"
+#include "config_yaml_internal.h"
 #include "limpet/cli.h"
-#include "limpet/config.h"
-
-#define CFG_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 #define FILE_MAX (1u << 20) /* a config file beyond 1MiB is a mistake, not a config */
-#define SECTIONS_MAX 16u    /* distinct sections a file can name (all must be known) */
-#define AUTH_PATH_MAX (2 * CFG_SHOWN_BUF) /* auth.clients.NAME.allow.KEY, both quoted */
 
-struct loader {
-    yaml_parser_t parser;
-    struct lp_config work; /* copied to the caller only when the whole file is good */
-    const char *name;
-    char *err;
-    size_t errlen;
-    uint64_t seen; /* bit i: the key of index i was set; its line in key_line[i] */
-    size_t key_line[CFG_KEYS_MAX];
-    char sections[SECTIONS_MAX][CFG_KEY_MAX]; /* sections seen, to refuse a second "session:" */
-    size_t section_line[SECTIONS_MAX];
-    size_t n_sections;
-    /* auth.clients as read so far; it replaces work.auth only when the whole file is good,
-     * so a failed load frees it and leaves the caller's list alone. */
-    struct lp_auth_client *clients;
-    size_t n_clients, cap_clients;
-    bool auth_defined;             /* the file has an auth section: its list replaces the old one */
-    struct lp_mcp_server *servers; /* mcp.servers as read so far: the same rule as clients */
-    size_t n_servers, cap_servers;
-    bool servers_defined;
-    char **fw[LP_FWD_KINDS]; /* forward.local, .dynamic, ... as read so far: the same rule */
-    size_t n_fw[LP_FWD_KINDS];
-    size_t fw_line[LP_FWD_KINDS]; /* where each was set, 0 = not in this file */
-};
-
-static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
-    CFG_PRINTF(4, 5);
-
-static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
+lp_err cy_fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
 {
     char msg[LP_CONFIG_ERR_MAX];
     va_list ap;
@@ -64,7 +32,7 @@ static lp_err fail_at(struct loader *ld, yaml_mark_t m, const char *key, const c
     return LP_ERR_INVALID;
 }
 
-static lp_err next_event(struct loader *ld, yaml_event_t *ev)
+lp_err cy_next_event(struct loader *ld, yaml_event_t *ev)
 {
     yaml_parser_t *p = &ld->parser;
 
@@ -81,15 +49,15 @@ static lp_err next_event(struct loader *ld, yaml_event_t *ev)
         return LP_ERR_NOMEM;
     }
     if (p->context != NULL)
-        return fail_at(ld, p->problem_mark, NULL, "syntax error: %s (%s at line %zu)",
-                       p->problem ? p->problem : "invalid YAML", p->context,
-                       p->context_mark.line + 1);
-    return fail_at(ld, p->problem_mark, NULL, "syntax error: %s",
-                   p->problem ? p->problem : "invalid YAML");
+        return cy_fail_at(ld, p->problem_mark, NULL, "syntax error: %s (%s at line %zu)",
+                          p->problem ? p->problem : "invalid YAML", p->context,
+                          p->context_mark.line + 1);
+    return cy_fail_at(ld, p->problem_mark, NULL, "syntax error: %s",
+                      p->problem ? p->problem : "invalid YAML");
 }
 
 /* Plain `~`, `null` or nothing at all: YAML's null, which no key accepts as a value. */
-static bool is_null(const yaml_event_t *ev)
+bool cy_is_null(const yaml_event_t *ev)
 {
     const char *v = (const char *)ev->data.scalar.value;
     size_t n = ev->data.scalar.length;
@@ -119,7 +87,6 @@ static const char *event_kind(yaml_event_type_t t)
 
 static lp_err load_mapping(struct loader *ld, const char *prefix);
 static lp_err load_auth(struct loader *ld, const char *path, yaml_mark_t kmark);
-static lp_err load_servers(struct loader *ld, const char *path, yaml_mark_t kmark);
 
 static lp_err load_leaf(struct loader *ld, const struct cfg_key *k, yaml_mark_t kmark)
 {
@@ -130,36 +97,37 @@ static lp_err load_leaf(struct loader *ld, const struct cfg_key *k, yaml_mark_t 
     lp_err rc;
 
     if (ld->seen & ((uint64_t)1 << i))
-        return fail_at(ld, kmark, name, "duplicate key (first set on line %zu)", ld->key_line[i]);
+        return cy_fail_at(ld, kmark, name, "duplicate key (first set on line %zu)",
+                          ld->key_line[i]);
     ld->seen |= (uint64_t)1 << i;
     ld->key_line[i] = kmark.line + 1;
-    if ((rc = next_event(ld, &ev)) != LP_OK)
+    if ((rc = cy_next_event(ld, &ev)) != LP_OK)
         return rc;
     if (ev.type != YAML_SCALAR_EVENT) {
-        rc = fail_at(ld, ev.start_mark, name, "expected %s, got %s%s", cfg_key_wants(k),
-                     event_kind(ev.type),
-                     cfg_key_is_address(k) && ev.type == YAML_SEQUENCE_START_EVENT
-                         ? " (quote IPv6 addresses: \"[::1]:7070\")"
-                         : "");
-    } else if (is_null(&ev)) {
-        rc = fail_at(ld, ev.start_mark, name, "missing value (expected %s)", cfg_key_wants(k));
+        rc = cy_fail_at(ld, ev.start_mark, name, "expected %s, got %s%s", cfg_key_wants(k),
+                        event_kind(ev.type),
+                        cfg_key_is_address(k) && ev.type == YAML_SEQUENCE_START_EVENT
+                            ? " (quote IPv6 addresses: \"[::1]:7070\")"
+                            : "");
+    } else if (cy_is_null(&ev)) {
+        rc = cy_fail_at(ld, ev.start_mark, name, "missing value (expected %s)", cfg_key_wants(k));
     } else if (cfg_set_value(k, (const char *)ev.data.scalar.value, ev.data.scalar.length,
                              &ld->work, msg, sizeof(msg)) != LP_OK) {
-        rc = fail_at(ld, ev.start_mark, name, "%s", msg);
+        rc = cy_fail_at(ld, ev.start_mark, name, "%s", msg);
     }
     yaml_event_delete(&ev);
     return rc;
 }
 
 /* Records that a section was opened, refusing a second "session:" in one file. */
-static lp_err note_section(struct loader *ld, const char *path, yaml_mark_t kmark)
+lp_err cy_note_section(struct loader *ld, const char *path, yaml_mark_t kmark)
 {
     for (size_t i = 0; i < ld->n_sections; i++)
         if (strcmp(ld->sections[i], path) == 0)
-            return fail_at(ld, kmark, path, "duplicate key (first set on line %zu)",
-                           ld->section_line[i]);
+            return cy_fail_at(ld, kmark, path, "duplicate key (first set on line %zu)",
+                              ld->section_line[i]);
     if (ld->n_sections == SECTIONS_MAX) /* only if the key table grows past SECTIONS_MAX */
-        return fail_at(ld, kmark, path, "too many sections");
+        return cy_fail_at(ld, kmark, path, "too many sections");
     snprintf(ld->sections[ld->n_sections], CFG_KEY_MAX, "%s", path);
     ld->section_line[ld->n_sections++] = kmark.line + 1;
     return LP_OK;
@@ -170,15 +138,15 @@ static lp_err load_section(struct loader *ld, const char *path, yaml_mark_t kmar
     yaml_event_t ev;
     lp_err rc = LP_OK;
 
-    if ((rc = note_section(ld, path, kmark)) != LP_OK)
+    if ((rc = cy_note_section(ld, path, kmark)) != LP_OK)
         return rc;
-    if ((rc = next_event(ld, &ev)) != LP_OK)
+    if ((rc = cy_next_event(ld, &ev)) != LP_OK)
         return rc;
     if (ev.type == YAML_MAPPING_START_EVENT)
         rc = load_mapping(ld, path);
-    else if (!is_null(&ev)) /* "session:" with every key commented out is fine */
-        rc = fail_at(ld, ev.start_mark, path, "expected a mapping of %s.* keys, got %s", path,
-                     event_kind(ev.type));
+    else if (!cy_is_null(&ev)) /* "session:" with every key commented out is fine */
+        rc = cy_fail_at(ld, ev.start_mark, path, "expected a mapping of %s.* keys, got %s", path,
+                        event_kind(ev.type));
     yaml_event_delete(&ev);
     return rc;
 }
@@ -188,8 +156,6 @@ static lp_err load_section(struct loader *ld, const char *path, yaml_mark_t kmar
 /* The identities are a list, not table keys: each client's mapping is walked here, with the
  * same "FILE:LINE:COL: auth.clients.NAME.KEY: problem" errors as the scalar keys. */
 
-typedef lp_err (*pair_fn)(struct loader *ld, void *ctx, const yaml_event_t *kev);
-
 static const char *const client_keys[] = {"psk_file", "cert_fingerprint", "allow"};
 static const char *const allow_keys[] = {"forward", "reverse", "mcp"};
 static const char *const auth_keys[] = {"clients"};
@@ -197,11 +163,11 @@ static const char *const auth_keys[] = {"clients"};
 
 /* Reads pairs up to the mapping's end, each through fn. Terminates: every fn either fails or
  * takes a key not seen before in this mapping, or adds an item below a hard cap. */
-static lp_err each_pair(struct loader *ld, const char *path, pair_fn fn, void *ctx)
+lp_err cy_each_pair(struct loader *ld, const char *path, pair_fn fn, void *ctx)
 {
     for (;;) {
         yaml_event_t kev;
-        lp_err rc = next_event(ld, &kev);
+        lp_err rc = cy_next_event(ld, &kev);
 
         if (rc != LP_OK)
             return rc;
@@ -210,8 +176,8 @@ static lp_err each_pair(struct loader *ld, const char *path, pair_fn fn, void *c
             return LP_OK;
         }
         if (kev.type != YAML_SCALAR_EVENT)
-            rc = fail_at(ld, kev.start_mark, path, "a key must be a plain word, got %s",
-                         event_kind(kev.type));
+            rc = cy_fail_at(ld, kev.start_mark, path, "a key must be a plain word, got %s",
+                            event_kind(kev.type));
         else
             rc = fn(ld, ctx, &kev);
         yaml_event_delete(&kev);
@@ -222,51 +188,52 @@ static lp_err each_pair(struct loader *ld, const char *path, pair_fn fn, void *c
 
 /* Reads the start of a value that must be a `want` (a mapping or a list). *open says whether
  * one started; a null value is an empty one and leaves it false. */
-static lp_err open_value(struct loader *ld, const char *path, yaml_event_type_t want,
-                         const char *what, bool *open)
+lp_err cy_open_value(struct loader *ld, const char *path, yaml_event_type_t want, const char *what,
+                     bool *open)
 {
     yaml_event_t ev;
     lp_err rc;
 
     *open = false;
-    if ((rc = next_event(ld, &ev)) != LP_OK)
+    if ((rc = cy_next_event(ld, &ev)) != LP_OK)
         return rc;
     if (ev.type == want)
         *open = true;
-    else if (!is_null(&ev))
-        rc = fail_at(ld, ev.start_mark, path, "expected %s, got %s", what, event_kind(ev.type));
+    else if (!cy_is_null(&ev))
+        rc = cy_fail_at(ld, ev.start_mark, path, "expected %s, got %s", what, event_kind(ev.type));
     yaml_event_delete(&ev);
     return rc;
 }
 
 /* A string value: a scalar of 1..max_len bytes without NUL. `if_list` is added to the error
  * when a list stands where the string should be. */
-static lp_err check_text(struct loader *ld, const char *path, const char *what,
-                         const yaml_event_t *ev, size_t max_len, const char *if_list)
+lp_err cy_check_text(struct loader *ld, const char *path, const char *what, const yaml_event_t *ev,
+                     size_t max_len, const char *if_list)
 {
     char shown[CFG_SHOWN_BUF];
     const char *v = (const char *)ev->data.scalar.value;
     size_t n = ev->data.scalar.length;
 
     if (ev->type != YAML_SCALAR_EVENT)
-        return fail_at(ld, ev->start_mark, path, "expected %s, got %s%s", what,
-                       event_kind(ev->type), ev->type == YAML_SEQUENCE_START_EVENT ? if_list : "");
-    if (is_null(ev))
-        return fail_at(ld, ev->start_mark, path, "missing value (expected %s)", what);
+        return cy_fail_at(ld, ev->start_mark, path, "expected %s, got %s%s", what,
+                          event_kind(ev->type),
+                          ev->type == YAML_SEQUENCE_START_EVENT ? if_list : "");
+    if (cy_is_null(ev))
+        return cy_fail_at(ld, ev->start_mark, path, "missing value (expected %s)", what);
     if (n == 0)
-        return fail_at(ld, ev->start_mark, path, "expected %s, got an empty string", what);
+        return cy_fail_at(ld, ev->start_mark, path, "expected %s, got an empty string", what);
     if (n > max_len)
-        return fail_at(ld, ev->start_mark, path, "value is too long (%zu bytes, at most %zu)", n,
-                       max_len);
+        return cy_fail_at(ld, ev->start_mark, path, "value is too long (%zu bytes, at most %zu)", n,
+                          max_len);
     cfg_show(shown, sizeof(shown), v, n);
     if (memchr(v, '\0', n) != NULL)
-        return fail_at(ld, ev->start_mark, path, "expected %s, got \"%s\"", what, shown);
+        return cy_fail_at(ld, ev->start_mark, path, "expected %s, got \"%s\"", what, shown);
     return LP_OK;
 }
 
 /* Which of `words` the key is (-1: none); writes "base.KEY", the key escaped, to path. */
-static int key_index(const yaml_event_t *kev, const char *const *words, size_t n_words,
-                     const char *base, char *path, size_t len)
+int cy_key_index(const yaml_event_t *kev, const char *const *words, size_t n_words,
+                 const char *base, char *path, size_t len)
 {
     char shown[CFG_SHOWN_BUF];
     const char *name = (const char *)kev->data.scalar.value;
@@ -281,14 +248,14 @@ static int key_index(const yaml_event_t *kev, const char *const *words, size_t n
     return -1;
 }
 
-static lp_err unknown_word(struct loader *ld, const yaml_event_t *kev, const char *path,
-                           const char *const *words, size_t n_words)
+lp_err cy_unknown_word(struct loader *ld, const yaml_event_t *kev, const char *path,
+                       const char *const *words, size_t n_words)
 {
     char msg[LP_CONFIG_ERR_MAX];
 
     cfg_unknown_word((const char *)kev->data.scalar.value, kev->data.scalar.length, words, n_words,
                      msg, sizeof(msg));
-    return fail_at(ld, kev->start_mark, path, "%s", msg);
+    return cy_fail_at(ld, kev->start_mark, path, "%s", msg);
 }
 
 /* Appends one string to a list that grows by doubling, up to max_n entries of 1..max_len bytes. */
@@ -296,21 +263,21 @@ static lp_err add_entry(struct loader *ld, const char *path, const yaml_event_t 
                         size_t *n, const size_t max[2])
 {
     size_t len = ev->data.scalar.length;
-    lp_err rc = check_text(ld, path, "a string", ev, max[0], IPV6_HINT);
+    lp_err rc = cy_check_text(ld, path, "a string", ev, max[0], IPV6_HINT);
     char *entry;
 
     if (rc != LP_OK)
         return rc;
     if (*n == max[1])
-        return fail_at(ld, ev->start_mark, path, "more than %zu entries", max[1]);
+        return cy_fail_at(ld, ev->start_mark, path, "more than %zu entries", max[1]);
     if (*n == 0 || (*n >= 8 && (*n & (*n - 1)) == 0)) {
         char **grown = realloc(*list, (*n == 0 ? 8 : 2 * *n) * sizeof(**list));
         if (grown == NULL)
-            return fail_at(ld, ev->start_mark, path, "out of memory");
+            return cy_fail_at(ld, ev->start_mark, path, "out of memory");
         *list = grown;
     }
     if ((entry = malloc(len + 1)) == NULL)
-        return fail_at(ld, ev->start_mark, path, "out of memory");
+        return cy_fail_at(ld, ev->start_mark, path, "out of memory");
     memcpy(entry, ev->data.scalar.value, len);
     entry[len] = '\0';
     (*list)[(*n)++] = entry;
@@ -320,17 +287,17 @@ static lp_err add_entry(struct loader *ld, const char *path, const yaml_event_t 
 static const size_t allow_max[2] = {LP_AUTH_ENTRY_MAX, LP_AUTH_ALLOW_MAX};
 
 /* A list of strings, each checked against max (bytes per entry, entries). */
-static lp_err load_list(struct loader *ld, const char *path, char ***list, size_t *n,
-                        const size_t max[2])
+lp_err cy_load_list(struct loader *ld, const char *path, char ***list, size_t *n,
+                    const size_t max[2])
 {
     bool open;
-    lp_err rc = open_value(ld, path, YAML_SEQUENCE_START_EVENT, "a list of strings", &open);
+    lp_err rc = cy_open_value(ld, path, YAML_SEQUENCE_START_EVENT, "a list of strings", &open);
 
     if (rc != LP_OK || !open)
         return rc;
     for (;;) { /* ends: add_entry fails at max[1] */
         yaml_event_t ev;
-        if ((rc = next_event(ld, &ev)) != LP_OK)
+        if ((rc = cy_next_event(ld, &ev)) != LP_OK)
             return rc;
         if (ev.type == YAML_SEQUENCE_END_EVENT) {
             yaml_event_delete(&ev);
@@ -356,31 +323,31 @@ static lp_err allow_pair(struct loader *ld, void *vctx, const yaml_event_t *kev)
     char path[AUTH_PATH_MAX];
     int i;
 
-    if ((i = key_index(kev, allow_keys, 3, cc->path, path, sizeof(path))) < 0)
-        return unknown_word(ld, kev, path, allow_keys, 3);
+    if ((i = cy_key_index(kev, allow_keys, 3, cc->path, path, sizeof(path))) < 0)
+        return cy_unknown_word(ld, kev, path, allow_keys, 3);
     if (cc->line[i] != 0)
-        return fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
-                       cc->line[i]);
+        return cy_fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
+                          cc->line[i]);
     cc->line[i] = kev->start_mark.line + 1;
     if (i == 0)
-        return load_list(ld, path, &cl->forward, &cl->n_forward, allow_max);
+        return cy_load_list(ld, path, &cl->forward, &cl->n_forward, allow_max);
     if (i == 1)
-        return load_list(ld, path, &cl->reverse, &cl->n_reverse, allow_max);
-    return load_list(ld, path, &cl->mcp, &cl->n_mcp, allow_max);
+        return cy_load_list(ld, path, &cl->reverse, &cl->n_reverse, allow_max);
+    return cy_load_list(ld, path, &cl->mcp, &cl->n_mcp, allow_max);
 }
 
 static lp_err load_allow(struct loader *ld, const char *path, struct client_ctx *cc)
 {
     struct client_ctx allow = *cc; /* its own seen-lines: forward, reverse, mcp */
     bool open;
-    lp_err rc = open_value(ld, path, YAML_MAPPING_START_EVENT,
-                           "a mapping of forward, reverse and mcp lists", &open);
+    lp_err rc = cy_open_value(ld, path, YAML_MAPPING_START_EVENT,
+                              "a mapping of forward, reverse and mcp lists", &open);
 
     if (rc != LP_OK || !open)
         return rc;
     memset(allow.line, 0, sizeof(allow.line));
     snprintf(allow.path, sizeof(allow.path), "%s", path); /* auth.clients.NAME.allow */
-    return each_pair(ld, path, allow_pair, &allow);
+    return cy_each_pair(ld, path, allow_pair, &allow);
 }
 
 static lp_err load_credential(struct loader *ld, const char *path, struct lp_auth_client *cl,
@@ -391,16 +358,16 @@ static lp_err load_credential(struct loader *ld, const char *path, struct lp_aut
     yaml_event_t ev;
     lp_err rc;
 
-    if ((rc = next_event(ld, &ev)) != LP_OK)
+    if ((rc = cy_next_event(ld, &ev)) != LP_OK)
         return rc;
-    rc = check_text(ld, path, what, &ev, LP_ADDR_MAX - 1, "");
+    rc = cy_check_text(ld, path, what, &ev, LP_ADDR_MAX - 1, "");
     if (rc == LP_OK && !is_fingerprint) {
         memcpy(cl->psk_file, ev.data.scalar.value, ev.data.scalar.length);
         cl->psk_file[ev.data.scalar.length] = '\0';
     } else if (rc == LP_OK && !cfg_fingerprint_canon((const char *)ev.data.scalar.value,
                                                      ev.data.scalar.length, cl->cert_fingerprint)) {
         cfg_show(shown, sizeof(shown), (const char *)ev.data.scalar.value, ev.data.scalar.length);
-        rc = fail_at(ld, ev.start_mark, path, "expected %s, got \"%s\"", what, shown);
+        rc = cy_fail_at(ld, ev.start_mark, path, "expected %s, got \"%s\"", what, shown);
     }
     yaml_event_delete(&ev);
     return rc;
@@ -412,11 +379,11 @@ static lp_err client_pair(struct loader *ld, void *vctx, const yaml_event_t *kev
     char path[AUTH_PATH_MAX];
     int i;
 
-    if ((i = key_index(kev, client_keys, 3, cc->path, path, sizeof(path))) < 0)
-        return unknown_word(ld, kev, path, client_keys, 3);
+    if ((i = cy_key_index(kev, client_keys, 3, cc->path, path, sizeof(path))) < 0)
+        return cy_unknown_word(ld, kev, path, client_keys, 3);
     if (cc->line[i] != 0)
-        return fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
-                       cc->line[i]);
+        return cy_fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
+                          cc->line[i]);
     cc->line[i] = kev->start_mark.line + 1;
     if (i == 2)
         return load_allow(ld, path, cc);
@@ -432,19 +399,20 @@ static lp_err add_client(struct loader *ld, const yaml_event_t *kev, const char 
     struct lp_auth_client *cl;
 
     if (!cfg_identity_ok(name, n))
-        return fail_at(ld, kev->start_mark, path, "bad client name (expected %s)",
-                       CFG_IDENTITY_WANTS);
+        return cy_fail_at(ld, kev->start_mark, path, "bad client name (expected %s)",
+                          CFG_IDENTITY_WANTS);
     for (size_t i = 0; i < ld->n_clients; i++)
         if (strlen(ld->clients[i].name) == n && memcmp(ld->clients[i].name, name, n) == 0)
-            return fail_at(ld, kev->start_mark, path,
-                           "duplicate client name (first defined on line %u)", ld->clients[i].line);
+            return cy_fail_at(ld, kev->start_mark, path,
+                              "duplicate client name (first defined on line %u)",
+                              ld->clients[i].line);
     if (ld->n_clients == LP_AUTH_CLIENTS_MAX)
-        return fail_at(ld, kev->start_mark, path, "more than %u clients", LP_AUTH_CLIENTS_MAX);
+        return cy_fail_at(ld, kev->start_mark, path, "more than %u clients", LP_AUTH_CLIENTS_MAX);
     if (ld->n_clients == ld->cap_clients) {
         size_t cap = ld->cap_clients == 0 ? 8 : LP_MIN(2 * ld->cap_clients, LP_AUTH_CLIENTS_MAX);
         struct lp_auth_client *grown = realloc(ld->clients, cap * sizeof(*grown));
         if (grown == NULL)
-            return fail_at(ld, kev->start_mark, path, "out of memory");
+            return cy_fail_at(ld, kev->start_mark, path, "out of memory");
         ld->clients = grown;
         ld->cap_clients = cap;
     }
@@ -469,17 +437,18 @@ static lp_err client_entry(struct loader *ld, void *ctx, const yaml_event_t *kev
     snprintf(cc.path, sizeof(cc.path), "auth.clients.%s", shown);
     if ((rc = add_client(ld, kev, cc.path, &cc.cl)) != LP_OK)
         return rc;
-    rc = open_value(ld, cc.path, YAML_MAPPING_START_EVENT,
-                    "a mapping with psk_file or cert_fingerprint", &open);
+    rc = cy_open_value(ld, cc.path, YAML_MAPPING_START_EVENT,
+                       "a mapping with psk_file or cert_fingerprint", &open);
     if (rc == LP_OK && open)
-        rc = each_pair(ld, cc.path, client_pair, &cc);
+        rc = cy_each_pair(ld, cc.path, client_pair, &cc);
     if (rc != LP_OK)
         return rc;
     /* Checked here, where the client's position is known, rather than in lp_config_finish. */
     if (cc.cl->psk_file[0] != '\0' && cc.cl->cert_fingerprint[0] != '\0')
-        return fail_at(ld, kev->start_mark, cc.path, "set psk_file or cert_fingerprint, not both");
+        return cy_fail_at(ld, kev->start_mark, cc.path,
+                          "set psk_file or cert_fingerprint, not both");
     if (cc.cl->psk_file[0] == '\0' && cc.cl->cert_fingerprint[0] == '\0')
-        return fail_at(ld, kev->start_mark, cc.path, "needs psk_file or cert_fingerprint");
+        return cy_fail_at(ld, kev->start_mark, cc.path, "needs psk_file or cert_fingerprint");
     return LP_OK;
 }
 
@@ -488,8 +457,8 @@ static lp_err auth_pair(struct loader *ld, void *ctx, const yaml_event_t *kev)
     char path[AUTH_PATH_MAX];
 
     (void)ctx;
-    if (key_index(kev, auth_keys, 1, "auth", path, sizeof(path)) < 0)
-        return unknown_word(ld, kev, path, auth_keys, 1);
+    if (cy_key_index(kev, auth_keys, 1, "auth", path, sizeof(path)) < 0)
+        return cy_unknown_word(ld, kev, path, auth_keys, 1);
     return load_auth(ld, "auth.clients", kev->start_mark);
 }
 
@@ -499,199 +468,14 @@ static lp_err load_auth(struct loader *ld, const char *path, yaml_mark_t kmark)
     bool clients = strcmp(path, "auth.clients") == 0, open;
     lp_err rc;
 
-    if ((rc = note_section(ld, path, kmark)) != LP_OK)
+    if ((rc = cy_note_section(ld, path, kmark)) != LP_OK)
         return rc;
     ld->auth_defined = true;
-    rc = open_value(ld, path, YAML_MAPPING_START_EVENT,
-                    clients ? "a mapping of client names" : "a mapping of auth.* keys", &open);
+    rc = cy_open_value(ld, path, YAML_MAPPING_START_EVENT,
+                       clients ? "a mapping of client names" : "a mapping of auth.* keys", &open);
     if (rc != LP_OK || !open)
         return rc;
-    return each_pair(ld, path, clients ? client_entry : auth_pair, NULL);
-}
-
-/* ---- mcp.servers ------------------------------------------------------------------------ */
-
-/* Each MCP server is a mapping of command (required), args, env and cwd, walked like a client. */
-
-static const char *const server_keys[] = {"command", "args", "env", "cwd"};
-static const size_t args_max[2] = {LP_MCP_TEXT_MAX, LP_MCP_ARGS_MAX};
-
-struct server_ctx {
-    struct lp_mcp_server *sv;
-    char path[AUTH_PATH_MAX]; /* mcp.servers.NAME */
-    size_t line[4];           /* where each of server_keys was set; 0 = not */
-};
-
-/* A string scalar of 1..LP_MCP_TEXT_MAX bytes, copied to *out (owned). */
-static lp_err load_text(struct loader *ld, const char *path, const char *what, char **out)
-{
-    yaml_event_t ev;
-    lp_err rc;
-
-    if ((rc = next_event(ld, &ev)) != LP_OK)
-        return rc;
-    rc = check_text(ld, path, what, &ev, LP_MCP_TEXT_MAX, "");
-    if (rc == LP_OK &&
-        (*out = strndup((const char *)ev.data.scalar.value, ev.data.scalar.length)) == NULL)
-        rc = fail_at(ld, ev.start_mark, path, "out of memory");
-    yaml_event_delete(&ev);
-    return rc;
-}
-
-static bool env_name_ok(const char *s, size_t n)
-{
-    if (n == 0 || n > 255 || (s[0] >= '0' && s[0] <= '9'))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!(s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
-              (s[i] >= '0' && s[i] <= '9')))
-            return false;
-    return true;
-}
-
-/* env: NAME: value. Stored as "NAME=value"; an empty value is allowed (quote it: ""). */
-static lp_err env_pair(struct loader *ld, void *vctx, const yaml_event_t *kev)
-{
-    struct server_ctx *sc = vctx;
-    struct lp_mcp_server *sv = sc->sv;
-    const char *name = (const char *)kev->data.scalar.value;
-    size_t n = kev->data.scalar.length;
-    char path[AUTH_PATH_MAX], shown[CFG_SHOWN_BUF];
-    yaml_event_t ev;
-    lp_err rc;
-
-    cfg_show(shown, sizeof(shown), name, n);
-    if (snprintf(path, sizeof(path), "%s.env.%s", sc->path, shown) < 0) /* may be cut: fine */
-        path[0] = '\0';
-    if (!env_name_ok(name, n))
-        return fail_at(ld, kev->start_mark, path,
-                       "bad variable name (expected letters, digits and '_', not starting with a "
-                       "digit)");
-    if ((rc = next_event(ld, &ev)) != LP_OK)
-        return rc;
-    if (ev.type != YAML_SCALAR_EVENT || is_null(&ev) || ev.data.scalar.length > LP_MCP_TEXT_MAX ||
-        memchr(ev.data.scalar.value, '\0', ev.data.scalar.length) != NULL) {
-        rc = fail_at(ld, ev.start_mark, path, "expected a string of at most %u bytes",
-                     LP_MCP_TEXT_MAX);
-    } else if (sv->n_env == LP_MCP_ARGS_MAX) {
-        rc = fail_at(ld, kev->start_mark, path, "more than %u variables", LP_MCP_ARGS_MAX);
-    } else {
-        size_t vn = ev.data.scalar.length;
-        char **grown = realloc(sv->env, (sv->n_env + 1) * sizeof(*grown));
-        char *kv = malloc(n + vn + 2);
-        if (grown != NULL)
-            sv->env = grown;
-        if (grown == NULL || kv == NULL) {
-            free(kv);
-            rc = fail_at(ld, ev.start_mark, path, "out of memory");
-        } else {
-            memcpy(kv, name, n);
-            kv[n] = '=';
-            memcpy(kv + n + 1, ev.data.scalar.value, vn);
-            kv[n + 1 + vn] = '\0';
-            sv->env[sv->n_env++] = kv;
-        }
-    }
-    yaml_event_delete(&ev);
-    return rc;
-}
-
-static lp_err server_pair(struct loader *ld, void *vctx, const yaml_event_t *kev)
-{
-    struct server_ctx *sc = vctx;
-    char path[AUTH_PATH_MAX];
-    bool open;
-    lp_err rc;
-    int i;
-
-    if ((i = key_index(kev, server_keys, 4, sc->path, path, sizeof(path))) < 0)
-        return unknown_word(ld, kev, path, server_keys, 4);
-    if (sc->line[i] != 0)
-        return fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
-                       sc->line[i]);
-    sc->line[i] = kev->start_mark.line + 1;
-    switch (i) {
-    case 0:
-        return load_text(ld, path, "a program name or path", &sc->sv->command);
-    case 1:
-        return load_list(ld, path, &sc->sv->args, &sc->sv->n_args, args_max);
-    case 2:
-        rc = open_value(ld, path, YAML_MAPPING_START_EVENT, "a mapping of NAME: value", &open);
-        if (rc != LP_OK || !open)
-            return rc;
-        return each_pair(ld, path, env_pair, sc);
-    default:
-        return load_text(ld, path, "a directory", &sc->sv->cwd);
-    }
-}
-
-/* A new, zeroed server at the end of the list, named after the key. */
-static lp_err add_server(struct loader *ld, const yaml_event_t *kev, const char *path,
-                         struct lp_mcp_server **out)
-{
-    const char *name = (const char *)kev->data.scalar.value;
-    size_t n = kev->data.scalar.length;
-    struct lp_mcp_server *sv;
-
-    if (!cfg_identity_ok(name, n))
-        return fail_at(ld, kev->start_mark, path, "bad server name (expected %s)",
-                       CFG_IDENTITY_WANTS);
-    for (size_t i = 0; i < ld->n_servers; i++)
-        if (strlen(ld->servers[i].name) == n && memcmp(ld->servers[i].name, name, n) == 0)
-            return fail_at(ld, kev->start_mark, path,
-                           "duplicate server name (first defined on line %u)", ld->servers[i].line);
-    if (ld->n_servers == LP_MCP_SERVERS_MAX)
-        return fail_at(ld, kev->start_mark, path, "more than %u servers", LP_MCP_SERVERS_MAX);
-    if (ld->n_servers == ld->cap_servers) {
-        size_t cap = ld->cap_servers == 0 ? 8 : LP_MIN(2 * ld->cap_servers, LP_MCP_SERVERS_MAX);
-        struct lp_mcp_server *grown = realloc(ld->servers, cap * sizeof(*grown));
-        if (grown == NULL)
-            return fail_at(ld, kev->start_mark, path, "out of memory");
-        ld->servers = grown;
-        ld->cap_servers = cap;
-    }
-    sv = &ld->servers[ld->n_servers++];
-    memset(sv, 0, sizeof(*sv));
-    memcpy(sv->name, name, n);
-    sv->line = (unsigned)kev->start_mark.line + 1;
-    *out = sv;
-    return LP_OK;
-}
-
-static lp_err server_entry(struct loader *ld, void *ctx, const yaml_event_t *kev)
-{
-    struct server_ctx sc;
-    char shown[CFG_SHOWN_BUF];
-    bool open;
-    lp_err rc;
-
-    (void)ctx;
-    memset(&sc, 0, sizeof(sc));
-    cfg_show(shown, sizeof(shown), (const char *)kev->data.scalar.value, kev->data.scalar.length);
-    snprintf(sc.path, sizeof(sc.path), "mcp.servers.%s", shown);
-    if ((rc = add_server(ld, kev, sc.path, &sc.sv)) != LP_OK)
-        return rc;
-    rc = open_value(ld, sc.path, YAML_MAPPING_START_EVENT, "a mapping with command", &open);
-    if (rc == LP_OK && open)
-        rc = each_pair(ld, sc.path, server_pair, &sc);
-    if (rc == LP_OK && sc.sv->command == NULL)
-        rc = fail_at(ld, kev->start_mark, sc.path, "needs command");
-    return rc;
-}
-
-/* "mcp.servers:" (inside mcp:). The file then defines the whole server list. */
-static lp_err load_servers(struct loader *ld, const char *path, yaml_mark_t kmark)
-{
-    bool open;
-    lp_err rc;
-
-    if ((rc = note_section(ld, path, kmark)) != LP_OK)
-        return rc;
-    ld->servers_defined = true;
-    rc = open_value(ld, path, YAML_MAPPING_START_EVENT, "a mapping of server names", &open);
-    if (rc != LP_OK || !open)
-        return rc;
-    return each_pair(ld, path, server_entry, NULL);
+    return cy_each_pair(ld, path, clients ? client_entry : auth_pair, NULL);
 }
 
 /* ---- forward.local / .dynamic / .remote / .transparent ----------------------------------- */
@@ -705,10 +489,10 @@ static lp_err load_forwards(struct loader *ld, const char *path, int which, yaml
     lp_err rc;
 
     if (ld->fw_line[which] != 0)
-        return fail_at(ld, kmark, path, "duplicate key (first set on line %zu)",
-                       ld->fw_line[which]);
+        return cy_fail_at(ld, kmark, path, "duplicate key (first set on line %zu)",
+                          ld->fw_line[which]);
     ld->fw_line[which] = kmark.line + 1;
-    if ((rc = open_value(ld, path, YAML_SEQUENCE_START_EVENT, "a list of strings", &open)) !=
+    if ((rc = cy_open_value(ld, path, YAML_SEQUENCE_START_EVENT, "a list of strings", &open)) !=
             LP_OK ||
         !open)
         return rc;
@@ -717,7 +501,7 @@ static lp_err load_forwards(struct loader *ld, const char *path, int which, yaml
         struct lp_forward fw;
         char spec[LP_ADDR_MAX * 2 + 1], why[160], shown[CFG_SHOWN_BUF];
 
-        if ((rc = next_event(ld, &ev)) != LP_OK)
+        if ((rc = cy_next_event(ld, &ev)) != LP_OK)
             return rc;
         if (ev.type == YAML_SEQUENCE_END_EVENT) {
             yaml_event_delete(&ev);
@@ -731,7 +515,7 @@ static lp_err load_forwards(struct loader *ld, const char *path, int which, yaml
                 cfg_show(shown, sizeof(shown), spec, strlen(spec));
                 for (char *q = why; *q; q++)
                     *q = (unsigned char)*q < 0x20 ? '?' : *q;
-                rc = fail_at(ld, ev.start_mark, path, "\"%s\": %s", shown, why);
+                rc = cy_fail_at(ld, ev.start_mark, path, "\"%s\": %s", shown, why);
             }
         }
         yaml_event_delete(&ev);
@@ -755,7 +539,7 @@ static lp_err load_pair(struct loader *ld, const char *prefix, const yaml_event_
         if (strcmp(path, "auth") == 0 || strcmp(path, "auth.clients") == 0)
             return load_auth(ld, path, kev->start_mark);
         if (strcmp(path, "mcp.servers") == 0)
-            return load_servers(ld, path, kev->start_mark);
+            return cy_load_servers(ld, path, kev->start_mark);
         for (int fk = 0; fk < LP_FWD_KINDS; fk++)
             if (strncmp(path, "forward.", 8) == 0 && strcmp(path + 8, lp_fwd_kind_names[fk]) == 0)
                 return load_forwards(ld, path, fk, kev->start_mark);
@@ -769,7 +553,7 @@ static lp_err load_pair(struct loader *ld, const char *prefix, const yaml_event_
         snprintf(msg, sizeof(msg), "unknown key");
         cfg_show(shown, sizeof(shown), name, n);
     }
-    return fail_at(ld, kev->start_mark, shown, "%s", msg);
+    return cy_fail_at(ld, kev->start_mark, shown, "%s", msg);
 }
 
 /* Reads pairs up to the mapping's end. Terminates: every pair either fails or marks a
@@ -778,7 +562,7 @@ static lp_err load_mapping(struct loader *ld, const char *prefix)
 {
     for (;;) {
         yaml_event_t kev;
-        lp_err rc = next_event(ld, &kev);
+        lp_err rc = cy_next_event(ld, &kev);
 
         if (rc != LP_OK)
             return rc;
@@ -787,8 +571,8 @@ static lp_err load_mapping(struct loader *ld, const char *prefix)
             return LP_OK;
         }
         if (kev.type != YAML_SCALAR_EVENT)
-            rc = fail_at(ld, kev.start_mark, prefix[0] ? prefix : NULL,
-                         "a key must be a plain word, got %s", event_kind(kev.type));
+            rc = cy_fail_at(ld, kev.start_mark, prefix[0] ? prefix : NULL,
+                            "a key must be a plain word, got %s", event_kind(kev.type));
         else
             rc = load_pair(ld, prefix, &kev);
         yaml_event_delete(&kev);
@@ -803,15 +587,15 @@ static lp_err load_root(struct loader *ld)
     yaml_event_t ev;
     lp_err rc;
 
-    if ((rc = next_event(ld, &ev)) != LP_OK)
+    if ((rc = cy_next_event(ld, &ev)) != LP_OK)
         return rc;
     if (ev.type == YAML_MAPPING_START_EVENT)
         rc = load_mapping(ld, "");
-    else if (!is_null(&ev))
-        rc = fail_at(ld, ev.start_mark, NULL,
-                     "expected a mapping of keys (such as "
-                     "\"listen: 0.0.0.0:7070\") at the top, got %s",
-                     event_kind(ev.type));
+    else if (!cy_is_null(&ev))
+        rc = cy_fail_at(ld, ev.start_mark, NULL,
+                        "expected a mapping of keys (such as "
+                        "\"listen: 0.0.0.0:7070\") at the top, got %s",
+                        event_kind(ev.type));
     yaml_event_delete(&ev);
     return rc;
 }
@@ -824,7 +608,7 @@ static lp_err load_stream(struct loader *ld)
     int docs = 0;
 
     for (int step = 0; step < 8 && rc == LP_OK; step++) {
-        if ((rc = next_event(ld, &ev)) != LP_OK)
+        if ((rc = cy_next_event(ld, &ev)) != LP_OK)
             return rc;
         switch (ev.type) {
         case YAML_STREAM_END_EVENT:
@@ -832,7 +616,7 @@ static lp_err load_stream(struct loader *ld)
             return LP_OK;
         case YAML_DOCUMENT_START_EVENT:
             if (docs++ > 0)
-                rc = fail_at(ld, ev.start_mark, NULL, "only one YAML document is allowed");
+                rc = cy_fail_at(ld, ev.start_mark, NULL, "only one YAML document is allowed");
             else
                 rc = load_root(ld);
             break;
@@ -842,7 +626,7 @@ static lp_err load_stream(struct loader *ld)
         yaml_event_delete(&ev);
     }
     if (rc == LP_OK) /* libyaml emits STREAM-END long before this; kept for the bound */
-        rc = fail_at(ld, ld->parser.mark, NULL, "unexpected YAML structure");
+        rc = cy_fail_at(ld, ld->parser.mark, NULL, "unexpected YAML structure");
     return rc;
 }
 
