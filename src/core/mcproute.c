@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "limpet/jsonrpc.h"
+#include "mcproute_internal.h"
 
 #define KEY_LEN 80     /* as lp_rpc_msg.id_key */
 #define ATT_MAX 1024u  /* attachments at once */
@@ -41,20 +42,6 @@ struct flight {
 struct s2c {
     uint64_t att;
     char key[KEY_LEN];
-};
-
-/* A line waiting in a FIFO: output (dest), held host input or an initialize waiting for the
- * first one's answer (dest is then the attachment it came from). */
-struct line {
-    struct line *next;
-    uint64_t dest;
-    size_t len;
-    char *bytes; /* owned; handed to the glue as it is, so output is never copied twice */
-};
-
-struct fifo {
-    struct line *head, *tail;
-    size_t count, bytes;
 };
 
 enum life {
@@ -106,112 +93,27 @@ static bool grow(void **p, size_t *cap, size_t n, size_t elem, size_t max)
     return true;
 }
 
-/* A line record around text (taken: freed here when the record cannot be made). */
-static struct line *line_take(uint64_t dest, char *text, size_t len)
-{
-    struct line *ln = text != NULL ? malloc(sizeof(*ln)) : NULL;
-
-    if (ln == NULL) {
-        free(text);
-        return NULL;
-    }
-    ln->next = NULL;
-    ln->dest = dest;
-    ln->len = len;
-    ln->bytes = text;
-    return ln;
-}
-
-/* A line record holding a copy of bytes, plus '\n' when newline. */
-static struct line *line_copy(uint64_t dest, const void *bytes, size_t len, bool newline)
-{
-    char *text = len < SIZE_MAX ? malloc(len + 1) : NULL;
-
-    if (text == NULL)
-        return NULL;
-    memcpy(text, bytes, len);
-    if (newline)
-        text[len++] = '\n';
-    return line_take(dest, text, len);
-}
-
-static void line_free(struct line *ln)
-{
-    if (ln != NULL)
-        free(ln->bytes);
-    free(ln);
-}
-
-static void fifo_push(struct fifo *q, struct line *ln)
-{
-    if (q->tail != NULL)
-        q->tail->next = ln;
-    else
-        q->head = ln;
-    q->tail = ln;
-    q->count++;
-    q->bytes += ln->len;
-}
-
-static struct line *fifo_pop(struct fifo *q)
-{
-    struct line *ln = q->head;
-
-    if (ln == NULL)
-        return NULL;
-    q->head = ln->next;
-    if (q->head == NULL)
-        q->tail = NULL;
-    q->count--;
-    q->bytes -= ln->len;
-    ln->next = NULL;
-    return ln;
-}
-
-/* Frees every line addressed to dest. */
-static void fifo_drop(struct fifo *q, uint64_t dest)
-{
-    struct fifo keep = {0};
-    struct line *ln;
-
-    while ((ln = fifo_pop(q)) != NULL) {
-        if (ln->dest == dest)
-            line_free(ln);
-        else
-            fifo_push(&keep, ln);
-    }
-    *q = keep;
-}
-
-static void fifo_clear(struct fifo *q)
-{
-    struct line *ln;
-
-    while ((ln = fifo_pop(q)) != NULL)
-        line_free(ln);
-}
-
 /* ---- output ----------------------------------------------------------------------------- */
 
 /* Queues the original bytes of a line plus '\n'. */
 static lp_err send_raw(lp_mcproute *r, uint64_t dest, const void *bytes, size_t len)
 {
-    struct line *ln = line_copy(dest, bytes, len, true);
+    struct line *ln = mr_line_copy(dest, bytes, len, true);
 
     if (ln == NULL)
         return LP_ERR_NOMEM;
-    fifo_push(&r->out, ln);
+    mr_fifo_push(&r->out, ln);
     return LP_OK;
 }
 
 /* Queues a line that already ends in '\n' (from lp_rpc_*), taking it; NULL means no memory. */
 static lp_err send_owned(lp_mcproute *r, uint64_t dest, char *text, size_t len)
 {
-    struct line *ln = line_take(dest, text, len);
+    struct line *ln = mr_line_take(dest, text, len);
 
     if (ln == NULL)
         return LP_ERR_NOMEM;
-    fifo_push(&r->out, ln);
+    mr_fifo_push(&r->out, ln);
     return LP_OK;
 }
 
@@ -449,9 +351,9 @@ static lp_err save_line(struct fifo *q, size_t max, uint64_t att, const uint8_t 
 
     if (q->count >= max)
         return LP_ERR_NOSPACE;
-    if ((ln = line_copy(att, line, len, false)) == NULL)
+    if ((ln = mr_line_copy(att, line, len, false)) == NULL)
         return LP_ERR_NOMEM;
-    fifo_push(q, ln);
+    mr_fifo_push(q, ln);
     return LP_OK;
 }
 
@@ -565,11 +467,11 @@ static lp_err rerun(lp_mcproute *r, struct fifo *q)
     lp_err rc = LP_OK;
 
     *q = (struct fifo){0};
-    while ((ln = fifo_pop(&batch)) != NULL) {
+    while ((ln = mr_fifo_pop(&batch)) != NULL) {
         lp_err one = host_line(r, ln->dest, (const uint8_t *)ln->bytes, ln->len);
         if (rc == LP_OK)
             rc = one;
-        line_free(ln);
+        mr_line_free(ln);
     }
     return rc;
 }
@@ -733,9 +635,9 @@ void lp_mcproute_free(lp_mcproute *r)
     free(r->fl);
     free(r->s2c);
     free(r->atts);
-    fifo_clear(&r->out);
-    fifo_clear(&r->held);
-    fifo_clear(&r->waiting);
+    mr_fifo_clear(&r->out);
+    mr_fifo_clear(&r->held);
+    mr_fifo_clear(&r->waiting);
     json_decref(r->init_req);
     json_decref(r->init_result);
     json_decref(r->init_pending);
@@ -814,9 +716,9 @@ lp_err lp_mcproute_detach(lp_mcproute *r, uint64_t att)
     r->natts--;
     rc = cancel_flights_of(r, att);
     s2c = fail_s2c_of(r, att);
-    fifo_drop(&r->waiting, att);
-    fifo_drop(&r->held, att);
-    fifo_drop(&r->out, att); /* nobody will read them */
+    mr_fifo_drop(&r->waiting, att);
+    mr_fifo_drop(&r->held, att);
+    mr_fifo_drop(&r->out, att); /* nobody will read them */
     return rc != LP_OK ? rc : s2c;
 }
 
@@ -883,11 +785,11 @@ void lp_mcproute_child_exited(lp_mcproute *r)
     forget_flights(r);
     r->ns2c = 0;
     r->natts = 0;
-    fifo_clear(&r->waiting);
-    fifo_clear(&r->held);
+    mr_fifo_clear(&r->waiting);
+    mr_fifo_clear(&r->held);
     /* Lines for the dead child must not reach the next one; lines for the hosts stay, for
      * the glue to deliver before it resets their streams. */
-    fifo_drop(&r->out, LP_MCPROUTE_CHILD);
+    mr_fifo_drop(&r->out, LP_MCPROUTE_CHILD);
     json_decref(r->init_pending);
     r->init_pending = NULL;
     r->init_inflight = false;
@@ -927,7 +829,7 @@ lp_err lp_mcproute_child_started(lp_mcproute *r)
 
 bool lp_mcproute_next(lp_mcproute *r, uint64_t *dest, char **line, size_t *len)
 {
-    struct line *ln = fifo_pop(&r->out);
+    struct line *ln = mr_fifo_pop(&r->out);
 
     if (ln == NULL)
         return false;
