@@ -126,6 +126,14 @@ static void stream_abort(struct lp_stream *st, uint16_t code, const char *why)
     lp_session_dirty(s);
 }
 
+/* A stream the peer opened that we will not serve: RST to the peer, and the end (there is no
+ * local socket yet to reset). */
+static void refuse(struct lp_stream *st, uint16_t code, const char *why)
+{
+    lp_mux_reset(st->s->mux, st->id, code, why);
+    stream_end(st, false, code, why);
+}
+
 static void stream_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void stream_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void stream_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -453,8 +461,7 @@ static bool resolved_allowed(struct lp_stream *st, const struct lp_addr *addr)
              ip);
     lp_warn("sess=%s stream=%u refused: identity %s: %s", s->tag, (unsigned)st->id, s->identity,
             why);
-    lp_mux_reset(s->mux, st->id, LP_RST_NOT_ALLOWED, why);
-    stream_end(st, false, LP_RST_NOT_ALLOWED, why);
+    refuse(st, LP_RST_NOT_ALLOWED, why);
     return false;
 }
 
@@ -491,8 +498,7 @@ static void dial_resolved(void *user, const struct lp_addr *addr, const char *er
     st->lookup = NULL;
     if (addr == NULL) {
         lp_info("sess=%s stream=%u reset: %s", s->tag, (unsigned)st->id, err);
-        lp_mux_reset(s->mux, st->id, LP_RST_UNREACHABLE, err);
-        stream_end(st, false, LP_RST_UNREACHABLE, err);
+        refuse(st, LP_RST_UNREACHABLE, err);
         lp_session_process(s);
         return;
     }
@@ -511,8 +517,7 @@ static void dial_unix(struct lp_stream *st)
 
     if (path[0] != '/' || lp_net_unix_addr(path, &addr) != LP_OK) {
         lp_info("sess=%s stream=%u reset: bad target \"%s\"", s->tag, (unsigned)st->id, st->target);
-        lp_mux_reset(s->mux, st->id, LP_RST_BAD_TARGET, bad);
-        stream_end(st, false, LP_RST_BAD_TARGET, bad);
+        refuse(st, LP_RST_BAD_TARGET, bad);
         return;
     }
     /* port 0: a unix target has none; the policy matches the path alone */
@@ -520,8 +525,7 @@ static void dial_unix(struct lp_stream *st)
         !s->rt->allow_target(s->rt->allow_user, s->identity, st->target, 0)) {
         lp_warn("sess=%s stream=%u refused: identity %s may not reach %s", s->tag, (unsigned)st->id,
                 s->identity, st->target);
-        lp_mux_reset(s->mux, st->id, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
-        stream_end(st, false, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
+        refuse(st, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
         return;
     }
     start_timer(st, s->cfg->forward.connect_timeout);
@@ -543,8 +547,7 @@ void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_
     }
     describe(st, LP_KIND_TCP, target, target_len);
     if ((st->target = strndup(target, target_len)) == NULL) {
-        lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
-        stream_end(st, false, LP_RST_INTERNAL, "out of memory");
+        refuse(st, LP_RST_INTERNAL, "out of memory");
         return;
     }
     if (unix_target && strlen(st->target) == target_len) {
@@ -554,23 +557,20 @@ void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_
     if (strlen(st->target) != target_len ||
         lp_parse_hostport(st->target, host, sizeof(host), &port) != LP_OK) {
         lp_info("sess=%s stream=%u reset: bad target \"%s\"", s->tag, (unsigned)id, st->target);
-        lp_mux_reset(s->mux, id, LP_RST_BAD_TARGET, "target is not HOST:PORT");
-        stream_end(st, false, LP_RST_BAD_TARGET, "target is not HOST:PORT");
+        refuse(st, LP_RST_BAD_TARGET, "target is not HOST:PORT");
         return;
     }
     /* The server is never an open proxy: each identity reaches only what it is allowed. */
     if (s->rt->allow_target && !s->rt->allow_target(s->rt->allow_user, s->identity, host, port)) {
         lp_warn("sess=%s stream=%u refused: identity %s may not reach %s", s->tag, (unsigned)id,
                 s->identity, st->target);
-        lp_mux_reset(s->mux, id, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
-        stream_end(st, false, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
+        refuse(st, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
         return;
     }
     /* One timer bounds the lookup and the connect together. */
     start_timer(st, s->cfg->forward.connect_timeout);
     if (lp_resolve_start(&s->rt->resolver, host, port, dial_resolved, st, &st->lookup) != LP_OK) {
-        lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "cannot start a name lookup");
-        stream_end(st, false, LP_RST_INTERNAL, "cannot start a name lookup");
+        refuse(st, LP_RST_INTERNAL, "cannot start a name lookup");
     }
 }
 
