@@ -4,7 +4,7 @@
 #   make demo       install missing deps, build, run a transfer through a link cut every 2 s
 #   make fuzz       run each libFuzzer harness for FUZZ_TIME seconds
 #   make bench      scripts/bench.sh: limpet against socat/stunnel/ssh on this machine
-#   make lint       clang-format check and banned functions
+#   make lint       clang-format check, banned functions, the layer rules (also in make test)
 
 BUILD    ?= build
 CC       ?= cc
@@ -21,47 +21,96 @@ ifeq ($(SAN),1)
 OPT      := -O1 -g -fno-omit-frame-pointer
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
-CFLAGS_ALL := -std=c11 $(OPT) $(WARN) $(SANFLAGS) $(CFLAGS)
+# What Debian's dpkg-buildflags gives a package: fortified libc calls, stack canaries, a
+# position-independent executable with read-only relocations bound at start (checked by
+# tests/e2e/test_hardening.py). _FORTIFY_SOURCE is left out of the sanitizer build, where it
+# would hide overflows from ASan's own checks.
+HARDEN_CFLAGS  := -fstack-protector-strong -fPIE
+HARDEN_LDFLAGS := -pie -Wl,-z,relro,-z,now
+ifneq ($(SAN),1)
+HARDEN_CFLAGS  += -D_FORTIFY_SOURCE=2
+endif
+CFLAGS_ALL := -std=c11 $(OPT) $(WARN) $(HARDEN_CFLAGS) $(SANFLAGS) $(CFLAGS)
+LDFLAGS_ALL := $(HARDEN_LDFLAGS) $(LDFLAGS)
+# The cores may use pure data libraries (jansson for the MCP path), never I/O ones.
+CORE_LIBS  := -ljansson -lm
 LDLIBS_ALL := -lev -lyaml -ljansson -lmbedtls -lmbedx509 -lmbedcrypto -lm $(LDLIBS)
 
+# The layers (STYLE.md): base <- core <- io <- app. Each is its own archive; a lower layer
+# that calls up fails to link (the layer checks below), and the core unit tests link the core
+# and base archives alone.
+BASE_SRC := $(wildcard src/base/*.c)
 CORE_SRC := $(wildcard src/core/*.c)
-APP_SRC  := $(filter-out src/app/main.c,$(wildcard src/app/*.c))
 IO_SRC   := $(wildcard src/io/*.c)
-LIB_SRC  := $(CORE_SRC) $(APP_SRC) $(IO_SRC)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+APP_SRC  := $(filter-out src/app/main.c,$(wildcard src/app/*.c))
+LIB_SRC  := $(BASE_SRC) $(CORE_SRC) $(IO_SRC) $(APP_SRC)
+obj_of    = $(1:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ  := $(call obj_of,$(LIB_SRC))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# A unit test of a core (or base) module, or of cores joined in memory, links those alone.
+CORE_UNITS := $(filter $(patsubst src/%.c,tests/unit/test_%.c,$(notdir $(BASE_SRC) $(CORE_SRC))) \
+                       tests/unit/test_pair.c,$(UNIT_SRC))
+CORE_UNIT_BIN := $(CORE_UNITS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)
 TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+LAYER_CHECKS := $(BUILD)/layers/base $(BUILD)/layers/core $(BUILD)/layers/io
 
 .PHONY: all asan test unit unit-asan e2e e2e-asan mcp mcp-asan netns fuzz fuzz-build fuzz-regress \
-        bench demo deps clean lint
+        bench demo deps clean lint layers
 
-all: $(BUILD)/limpet $(TOOL_BIN)
+all: $(BUILD)/limpet $(TOOL_BIN) $(LAYER_CHECKS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
+$(BUILD)/libbase.a: $(call obj_of,$(BASE_SRC))
+$(BUILD)/libcore.a: $(call obj_of,$(CORE_SRC))
+$(BUILD)/libio.a: $(call obj_of,$(IO_SRC))
 $(BUILD)/liblimpet.a: $(LIB_OBJ)
+$(BUILD)/lib%.a:
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/limpet: $(BUILD)/obj/src/app/main.o $(BUILD)/liblimpet.a
-	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/liblimpet.a
+# Layer checks: every object of a layer, linked whole (not picked from an archive) with only
+# the layers below it and the libraries that layer may use. A core file that calls into io,
+# or an io file that calls into app, is an undefined reference here.
+$(BUILD)/layers/base: tests/layers/stub_main.c $(call obj_of,$(BASE_SRC))
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_ALL) -o $@ $< $(UNIT_HELPERS) $(BUILD)/liblimpet.a \
-	    -lcmocka $(LDLIBS_ALL)
+	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^
+$(BUILD)/layers/core: tests/layers/stub_main.c $(call obj_of,$(CORE_SRC)) $(BUILD)/libbase.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(CORE_LIBS)
+$(BUILD)/layers/io: tests/layers/stub_main.c $(call obj_of,$(IO_SRC)) $(BUILD)/libcore.a \
+                    $(BUILD)/libbase.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+layers: $(LAYER_CHECKS)
+
+$(CORE_UNIT_BIN): $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/libcore.a \
+                  $(BUILD)/libbase.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(UNIT_HELPERS) \
+	    $(BUILD)/libcore.a $(BUILD)/libbase.a -lcmocka $(CORE_LIBS)
+
+$(filter-out $(CORE_UNIT_BIN),$(UNIT_BIN)): $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) \
+                                            $(BUILD)/liblimpet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(UNIT_HELPERS) \
+	    $(BUILD)/liblimpet.a -lcmocka $(LDLIBS_ALL)
 
 # Small programs the end-to-end tests drive (a scripted tunnel client, ...).
 $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/liblimpet.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) -o $@ $< $(BUILD)/liblimpet.a $(LDLIBS_ALL)
+	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/liblimpet.a $(LDLIBS_ALL)
 
 unit-bins: $(UNIT_BIN)
 
@@ -98,6 +147,7 @@ deps:
 	@scripts/install-deps.sh
 
 test: deps
+	$(MAKE) lint
 	$(MAKE) all unit
 	$(MAKE) unit-asan
 	$(MAKE) fuzz-regress
@@ -112,9 +162,21 @@ FUZZ_CFLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) \
                -Wall -Wextra -Werror
 fuzz-build: $(FUZZ_BIN)
 
-build/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(APP_SRC)
+# Fuzzers build from their own objects (clang, libFuzzer's instrumentation) with the same
+# -MMD header dependencies as the rest, so a header change rebuilds what the replay runs.
+FUZZ_LIB_SRC := $(BASE_SRC) $(CORE_SRC) $(APP_SRC) src/io/keys.c
+FUZZ_OBJ := $(FUZZ_LIB_SRC:%.c=build/fuzz/obj/%.o)
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(APP_SRC) -lyaml -ljansson -lmbedtls -lmbedx509 -lmbedcrypto -lm
+	clang $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+# An archive, so a harness pulls in only the objects it reaches.
+build/fuzz/libfuzz.a: $(FUZZ_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+build/fuzz/%: build/fuzz/obj/tests/fuzz/%.o build/fuzz/libfuzz.a
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $^ -lyaml -ljansson -lmbedtls -lmbedx509 -lmbedcrypto -lm
 
 # Replays each checked-in corpus once: a cheap regression run for `make test`.
 fuzz-regress: $(FUZZ_BIN)

@@ -26,6 +26,8 @@ PACKAGES=(
     libev-dev libmbedtls-dev libyaml-dev libcmocka-dev libjansson-dev
     # tests (pytest end-to-end, network namespaces, process inspection)
     python3 python3-pytest python3-yaml socat iproute2 procps curl busybox
+    # -T in network namespaces (tests/netns/test_transparent.py); systemd-analyze checks the units
+    nftables systemd
     # bench: the relays and tunnels limpet is compared with
     stunnel4 openssl openssh-server openssh-client
 )

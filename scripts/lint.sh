@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # lint.sh — checks, never rewrites: clang-format (the checked-in .clang-format) over the C
-# sources, and a grep for functions the house style bans. Exit 1 when anything is found.
+# sources, a grep for functions the house style bans, and the layer rules of STYLE.md (base <-
+# core <- io <- app: each folder includes only the headers of its own layer and those below;
+# src/core includes no I/O, TLS or clock header). Exit 1 when anything is found.
 #   scripts/lint.sh            check everything
 #   CLANG_FORMAT=clang-format-14 scripts/lint.sh
 set -euo pipefail
@@ -52,6 +54,65 @@ check_banned() {
     echo "lint: no banned functions"
 }
 
+# The layer of include/limpet/NAME.h is the folder of src/*/NAME.c (or NAME_*.c); the few
+# headers with no such file are named here.
+declare -A HEADER_LAYER=([base]=base [config]=base [config_load]=app [mcpio]=io [socksio]=io)
+declare -A RANK=([base]=0 [core]=1 [io]=2 [app]=3)
+# What a sans-I/O core never includes: an event loop, sockets, files, TLS, a clock.
+CORE_BANNED_INCLUDES='<(ev\.h|sys/[a-z_]+\.h|netinet/|arpa/|netdb\.h|unistd\.h|fcntl\.h|poll\.h|time\.h|signal\.h|pthread\.h|mbedtls/|openssl/)'
+
+header_layer() {
+    local name=$1 layer f
+    [[ -n ${HEADER_LAYER[$name]:-} ]] && { echo "${HEADER_LAYER[$name]}"; return; }
+    for layer in base core io app; do
+        for f in "src/$layer/$name.c" src/"$layer"/"$name"_*.c; do
+            [[ -e $f ]] && { echo "$layer"; return; }
+        done
+    done
+    echo unknown
+}
+
+check_layers() {
+    local f layer h hl bad=0 n=0 hits
+    declare -A layer_of=()
+    for h in include/limpet/*.h; do
+        h=${h##*/}
+        layer_of[${h%.h}]=$(header_layer "${h%.h}")
+        if [[ ${layer_of[${h%.h}]} == unknown ]]; then
+            echo "lint: include/limpet/$h belongs to no layer (add it to HEADER_LAYER in $0)"
+            bad=$((bad + 1))
+        fi
+    done
+    for layer in base core io; do
+        for f in $(c_files "src/$layer") include/limpet/*.h; do
+            if [[ $f == include/* ]]; then
+                h=${f##*/}
+                [[ ${layer_of[${h%.h}]} == "$layer" ]] || continue
+            fi
+            n=$((n + 1))
+            while read -r h; do
+                hl=${layer_of[$h]:-unknown}
+                if [[ $hl == unknown || ${RANK[$hl]} -gt ${RANK[$layer]} ]]; then
+                    echo "lint: $f ($layer) includes limpet/$h.h ($hl): $layer may use only" \
+                        "the layers below it (STYLE.md: base <- core <- io <- app)"
+                    bad=$((bad + 1))
+                fi
+            done < <(sed -n 's|^#include "limpet/\([a-z_]*\)\.h".*|\1|p' "$f")
+        done
+    done
+    hits=$( (c_files src/core; for h in include/limpet/*.h; do
+        h2=${h##*/}; [[ ${layer_of[${h2%.h}]} == core ]] && echo "$h"; done) |
+        xargs -r grep -nHE "^#include $CORE_BANNED_INCLUDES" || true)
+    if [[ -n $hits ]]; then
+        echo "lint: a sans-I/O core includes an I/O, TLS or clock header:"
+        echo "$hits"
+        bad=$((bad + 1))
+    fi
+    echo "lint: layers: $n files checked, $bad problems"
+    [[ $bad -eq 0 ]]
+}
+
 check_format || status=1
 check_banned || status=1
+check_layers || status=1
 exit "$status"

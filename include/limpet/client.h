@@ -4,7 +4,7 @@
 
 #include <ev.h>
 
-#include "limpet/cli.h"
+#include "limpet/fwdspec.h"
 #include "limpet/config.h"
 #include "limpet/session.h"
 

@@ -1,4 +1,6 @@
-/* config.h — typed configuration from YAML (libyaml), with a default for every key.
+/* config.h (base layer: types only) — typed configuration, with a default for every key.
+ *
+ * The loader (YAML, -o overrides, defaults, checks) is the app layer's: config_load.h.
  *
  * Keys are dotted paths (`session.heartbeat`). Values: durations `250ms`, `5s`, `10m`, `24h`
  * (a bare integer is refused: say the unit); sizes `512` (bytes), `64KiB`, `8MiB`, `1GiB`
@@ -22,9 +24,10 @@
 
 #include "limpet/base.h"
 #include "limpet/err.h"
+#include "limpet/fwdspec.h"
+#include "limpet/log.h"
 
 #define LP_CONFIG_ERR_MAX 512u
-#define LP_ADDR_MAX 256u
 #define LP_IDENTITY_MAX 64u       /* identity names: 1..64 of [A-Za-z0-9._-] */
 #define LP_FINGERPRINT_MAX 100u   /* room for the canonical "sha256:" + 64 hex digits */
 #define LP_AUTH_CLIENTS_MAX 4096u /* auth.clients entries at most */
@@ -33,20 +36,6 @@
 #define LP_MCP_SERVERS_MAX 1024u  /* mcp.servers entries at most */
 #define LP_MCP_ARGS_MAX 1024u     /* args (and env entries) of one MCP server at most */
 #define LP_MCP_TEXT_MAX 4096u     /* bytes in one command, argument, env value or cwd */
-
-/* The four kinds of client forward, as ssh names its flags. */
-enum lp_fwd_kind {
-    LP_FWD_LOCAL = 0,       /* -L: listen here, the server dials */
-    LP_FWD_DYNAMIC = 1,     /* -D: a SOCKS proxy here, the server dials */
-    LP_FWD_REMOTE = 2,      /* -R: the server listens, this client dials */
-    LP_FWD_TRANSPARENT = 3, /* -T: firewall-redirected connections here, the server dials
-                               their original destination */
-    LP_FWD_KINDS = 4
-};
-/* "local", "dynamic", "remote", "transparent": the forward.* config list names. */
-extern const char *const lp_fwd_kind_names[LP_FWD_KINDS];
-
-enum lp_log_level { LP_LOG_ERROR = 0, LP_LOG_WARN = 1, LP_LOG_INFO = 2, LP_LOG_DEBUG = 3 };
 
 /* One identity the server accepts (auth.clients.NAME). Exactly one of psk_file and
  * cert_fingerprint is non-empty. The allow entries are kept as written (1..300 bytes, no NUL):
@@ -153,32 +142,5 @@ struct lp_config {
         size_t n_clients;               /* <= LP_AUTH_CLIENTS_MAX, names unique */
     } auth;
 };
-
-/* Fills every key with its default; no client list. Overwrites c without freeing: call
- * lp_config_clear first on a config that may hold clients. */
-void lp_config_defaults(struct lp_config *c);
-/* Frees the client list and leaves c at its defaults; safe to call twice. */
-void lp_config_clear(struct lp_config *c);
-
-/* Reads a YAML file over the current values (keys absent from the file keep theirs). On
- * error c is unchanged. An `auth:` section in the file replaces c's client list. */
-lp_err lp_config_load_file(struct lp_config *c, const char *path, char *err, size_t errlen);
-/* The same from memory; `name` stands for the file name in errors. */
-lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *yaml, size_t len,
-                             char *err, size_t errlen);
-/* One `-o KEY=VALUE` override (the argument as given). */
-lp_err lp_config_set(struct lp_config *c, const char *key_eq_value, char *err, size_t errlen);
-/* Cross-key checks and derived defaults (dead_after 0 -> 3 x heartbeat, dead_after must
- * exceed heartbeat, initial_delay <= max_delay, give_up_after 0 -> ttl, replay_buffer +
- * receive_buffer <= limits.session_memory, tls.cert and tls.key set together). Call once after
- * loading and overrides. */
-lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen);
-
-/* Prints every key with its default and range, one per line (for --help). */
-void lp_config_print_keys(FILE *f, const char *indent);
-
-/* Parsers shared with the CLI. Return LP_ERR_INVALID on bad input. */
-lp_err lp_parse_duration(const char *s, lp_time *out);
-lp_err lp_parse_size(const char *s, size_t *out);
 
 #endif

@@ -8,6 +8,19 @@
 #define LIMPET_ERR_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+/* On every declaration of a function that returns lp_err: an error is handled or passed on,
+ * never dropped (-Werror makes an ignored one a build failure). Where a caller truly has
+ * nothing to do with one, it says why in a comment and casts to void... which GCC does not
+ * accept for this attribute, so it writes `if (f() != LP_OK) { reason }` instead. */
+#define LP_MUST_USE __attribute__((warn_unused_result))
+
+#if defined(__GNUC__)
+#define LP_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define LP_PRINTF(a, b)
+#endif
 
 typedef enum lp_err {
     LP_OK = 0,
@@ -32,6 +45,10 @@ typedef enum lp_err {
 
 /* Returns a static, human-readable string for rc. Never NULL. */
 const char *lp_strerror(lp_err rc);
+
+/* Writes one line into err (when err is not NULL and errlen > 0), printf-style, with control
+ * bytes replaced by '?' so a quoted argument cannot split it, and returns rc. */
+lp_err lp_errf(lp_err rc, char *err, size_t errlen, const char *fmt, ...) LP_PRINTF(4, 5);
 
 /* True when rc means the whole session (not just one link or stream) cannot go on. */
 bool lp_err_is_fatal(lp_err rc);

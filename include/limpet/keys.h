@@ -22,12 +22,10 @@
 #include <stdint.h>
 
 #include "limpet/err.h"
+#include "limpet/fingerprint.h"
 
-#define LP_PSK_LEN 32u         /* bytes of key; equals LP_TLS_PSK_LEN */
-#define LP_PSK_HEX_LEN 64u     /* hex digits in a PSK file */
-#define LP_FINGERPRINT_LEN 32u /* SHA-256 of a certificate's DER; equals LP_TLS_FP_LEN */
-/* "sha256:" + 32 bytes as "AB" joined by ':' + NUL */
-#define LP_FINGERPRINT_TEXT_MAX (7u + LP_FINGERPRINT_LEN * 3u)
+#define LP_PSK_LEN 32u     /* bytes of key; equals LP_TLS_PSK_LEN */
+#define LP_PSK_HEX_LEN 64u /* hex digits in a PSK file */
 #define LP_KEYS_ERR_MAX 512u
 #define LP_KEYS_NAME_MAX 64u     /* identity names: at most 64 characters (the CN limit) */
 #define LP_SECRET_FILE_MAX 8192u /* a PEM EC key is ~230 bytes; anything past this is refused */
@@ -80,15 +78,6 @@ lp_err lp_cert_generate(const char *key_path, const char *crt_path, const char *
  * LP_ERR_TOO_BIG past 64 KiB. No permission check: certificates are public. */
 lp_err lp_cert_fingerprint_file(const char *crt_path, uint8_t out[LP_FINGERPRINT_LEN], char *err,
                                 size_t errlen);
-
-/* Parses "sha256:" (either case) and 32 bytes as 64 hex digits, either case, written either
- * with no separators or as 32 pairs joined by single ':'. Nothing else: no spaces, no other
- * hash. LP_ERR_MALFORMED with *why a static reason; out is written only on LP_OK. */
-lp_err lp_fingerprint_parse(const char *text, uint8_t out[LP_FINGERPRINT_LEN], const char **why);
-
-/* Writes "sha256:AB:CD:..." (uppercase, colon-separated) into out. LP_ERR_NOSPACE (out set
- * to "" when outlen > 0) if outlen < LP_FINGERPRINT_TEXT_MAX. */
-lp_err lp_fingerprint_format(const uint8_t in[LP_FINGERPRINT_LEN], char *out, size_t outlen);
 
 /* The `limpet keygen` command: argv[0] is "keygen". `keygen psk NAME [-o FILE]`,
  * `keygen cert NAME [-o PREFIX]`, `keygen --help`. Writes the files, then the config lines

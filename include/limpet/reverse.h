@@ -16,9 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "limpet/cli.h"
+#include "limpet/fwdspec.h"
 #include "limpet/mux.h"
 #include "limpet/session.h"
+#include "limpet/stream.h"
 
 /* Listeners one session may hold; more BINDs are refused with LIMIT. */
 #define LP_REVERSE_MAX LP_MUX_BIND_QUEUE

@@ -44,9 +44,6 @@ void lp_wr_u32(struct lp_wr *w, uint32_t v);
 void lp_wr_u64(struct lp_wr *w, uint64_t v);
 void lp_wr_bytes(struct lp_wr *w, const void *in, size_t n);
 
-/* The value of one hex digit (either case), or -1 if c is not one. */
-int lp_hex_value(int c);
-
 /* Plain big-endian loads/stores on a buffer the caller has already bounds-checked. */
 uint16_t lp_load_u16(const uint8_t *p);
 uint32_t lp_load_u32(const uint8_t *p);

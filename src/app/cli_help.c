@@ -6,6 +6,7 @@
 
 #include "limpet/cli.h"
 #include "limpet/config.h"
+#include "limpet/config_load.h"
 
 static void usage_common_options(FILE *f)
 {

@@ -4,6 +4,8 @@
  * help. The YAML loader (config_yaml.c) reaches the table only through config_internal.h.
  */
 #include "limpet/config.h"
+#include "limpet/config_load.h"
+#include "limpet/fingerprint.h"
 #include "limpet/mux.h"
 
 #include <stdint.h>
@@ -13,7 +15,7 @@
 #include <strings.h>
 
 #include "config_internal.h"
-#include "limpet/cli.h"
+#include "limpet/fwdspec.h"
 
 #define VALUE_MAX 512u /* longest scalar value accepted */
 
@@ -180,8 +182,6 @@ void lp_config_defaults(struct lp_config *c)
     c->mcp.stop_grace = SEC(2);
     c->limits.session_memory = MIB(48);
 }
-
-const char *const lp_fwd_kind_names[LP_FWD_KINDS] = {"local", "dynamic", "remote", "transparent"};
 
 void cfg_free_list(char **v, size_t n)
 {
@@ -452,49 +452,28 @@ bool cfg_identity_ok(const char *s, size_t n)
     return true;
 }
 
-static int hex_value(char ch)
+/* The config stores a fingerprint in its canonical form, so that a pin is compared with strcmp;
+ * it reads one with the same parser as the TLS pin check (fingerprint.h). */
+bool cfg_fingerprint_canon(const char *s, size_t n, char out[LP_FINGERPRINT_MAX], const char **why)
 {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
+    uint8_t fp[LP_FINGERPRINT_LEN];
 
-/* "sha256:" then 32 bytes in hex; a colon may separate two bytes, nowhere else. The output is
- * canonical (lowercase, no colons) so that a pin is compared with strcmp. */
-bool cfg_fingerprint_canon(const char *s, size_t n, char out[LP_FINGERPRINT_MAX])
-{
-    static const char prefix[] = "sha256:", digits[] = "0123456789abcdef";
-    size_t o = sizeof(prefix) - 1, i = o;
-
-    if (n < o || strncasecmp(s, prefix, o) != 0)
+    if (lp_fingerprint_parse_n(s, n, fp, why) != LP_OK)
         return false;
-    memcpy(out, prefix, o);
-    for (size_t bytes = 0; bytes < 32; bytes++) {
-        if (bytes > 0 && i < n && s[i] == ':')
-            i++;
-        if (n - i < 2 || hex_value(s[i]) < 0 || hex_value(s[i + 1]) < 0)
-            return false;
-        out[o++] = digits[hex_value(s[i])];
-        out[o++] = digits[hex_value(s[i + 1])];
-        i += 2;
-    }
-    out[o] = '\0';
-    return i == n;
+    lp_fingerprint_canon(fp, out);
+    return true;
 }
 
 static lp_err set_text(const struct cfg_key *k, const char *text, const char *shown,
                        struct lp_config *c, char *msg, size_t len)
 {
     char host[LP_ADDR_MAX], canon[LP_FINGERPRINT_MAX];
+    const char *why = NULL;
     uint16_t port;
     size_t n = strlen(text);
     bool ok = true;
 
-    if (k->type == T_FINGERPRINT && (ok = cfg_fingerprint_canon(text, n, canon))) {
+    if (k->type == T_FINGERPRINT && (ok = cfg_fingerprint_canon(text, n, canon, &why))) {
         text = canon;
         n = strlen(canon);
     }
@@ -506,6 +485,10 @@ static lp_err set_text(const struct cfg_key *k, const char *text, const char *sh
     }
     if (k->type == T_ADDRESS)
         ok = lp_parse_hostport(text, host, sizeof(host), &port) == LP_OK;
+    if (!ok && why != NULL) {
+        snprintf(msg, len, "\"%s\" %s", shown, why);
+        return LP_ERR_INVALID;
+    }
     if (!ok) {
         snprintf(msg, len, "expected %s, got \"%s\"", type_wants(k->type), shown);
         return LP_ERR_INVALID;

@@ -15,7 +15,7 @@
 #define CFG_KEYS_MAX 64u /* keys in the table at most: the loader keeps a one-word bitmap */
 
 #define CFG_IDENTITY_WANTS "a name of 1..64 letters, digits, '.', '_' or '-'"
-#define CFG_FINGERPRINT_WANTS "\"sha256:\" and 32 hex bytes (colons between bytes optional)"
+#define CFG_FINGERPRINT_WANTS "\"sha256:\" and 32 hex bytes (all joined by ':', or none)"
 
 /* One row of the key table; opaque outside config.c. */
 struct cfg_key;
@@ -42,9 +42,9 @@ void cfg_unknown_word(const char *word, size_t n, const char *const *choices, si
                       char *msg, size_t len);
 /* True if the n bytes of s are a valid identity name (1..64 of [A-Za-z0-9._-]). */
 bool cfg_identity_ok(const char *s, size_t n);
-/* Checks the n bytes of s as "sha256:" + 32 hex bytes (colons between bytes optional, either
- * case) and writes the canonical form ("sha256:" + 64 lowercase hex) to out. */
-bool cfg_fingerprint_canon(const char *s, size_t n, char out[LP_FINGERPRINT_MAX]);
+/* Checks the n bytes of s with the one fingerprint parser (fingerprint.h) and writes the
+ * canonical form ("sha256:" + 64 lowercase hex) to out; false with *why the reason. */
+bool cfg_fingerprint_canon(const char *s, size_t n, char out[LP_FINGERPRINT_MAX], const char **why);
 /* Frees n clients and their lists, then the array itself; NULL-safe. */
 void cfg_free_clients(struct lp_auth_client *v, size_t n);
 /* Frees n strings, then the array itself; NULL-safe. */

@@ -12,7 +12,8 @@
 #include <yaml.h>
 
 #include "config_yaml_internal.h"
-#include "limpet/cli.h"
+#include "limpet/fwdspec.h"
+#include "limpet/config_load.h"
 
 #define FILE_MAX (1u << 20) /* a config file beyond 1MiB is a mistake, not a config */
 
@@ -353,7 +354,7 @@ static lp_err load_allow(struct loader *ld, const char *path, struct client_ctx 
 static lp_err load_credential(struct loader *ld, const char *path, struct lp_auth_client *cl,
                               bool is_fingerprint)
 {
-    const char *what = is_fingerprint ? CFG_FINGERPRINT_WANTS : "a file path";
+    const char *what = is_fingerprint ? CFG_FINGERPRINT_WANTS : "a file path", *why = NULL;
     char shown[CFG_SHOWN_BUF];
     yaml_event_t ev;
     lp_err rc;
@@ -364,10 +365,11 @@ static lp_err load_credential(struct loader *ld, const char *path, struct lp_aut
     if (rc == LP_OK && !is_fingerprint) {
         memcpy(cl->psk_file, ev.data.scalar.value, ev.data.scalar.length);
         cl->psk_file[ev.data.scalar.length] = '\0';
-    } else if (rc == LP_OK && !cfg_fingerprint_canon((const char *)ev.data.scalar.value,
-                                                     ev.data.scalar.length, cl->cert_fingerprint)) {
+    } else if (rc == LP_OK &&
+               !cfg_fingerprint_canon((const char *)ev.data.scalar.value, ev.data.scalar.length,
+                                      cl->cert_fingerprint, &why)) {
         cfg_show(shown, sizeof(shown), (const char *)ev.data.scalar.value, ev.data.scalar.length);
-        rc = cy_fail_at(ld, ev.start_mark, path, "expected %s, got \"%s\"", what, shown);
+        rc = cy_fail_at(ld, ev.start_mark, path, "\"%s\" %s", shown, why);
     }
     yaml_event_delete(&ev);
     return rc;

@@ -11,6 +11,7 @@
 #include "limpet/cli.h"
 #include "limpet/client.h"
 #include "limpet/config.h"
+#include "limpet/config_load.h"
 #include "limpet/ctl.h"
 #include "limpet/keys.h"
 #include "limpet/log.h"

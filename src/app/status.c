@@ -18,24 +18,6 @@
 
 #define ASK_TIMEOUT_S 10 /* per send or receive call */
 
-void lp_ctl_default_dir(char *out, size_t len)
-{
-    const char *xdg = getenv("XDG_RUNTIME_DIR");
-
-    if (xdg && xdg[0] == '/')
-        snprintf(out, len, "%s/limpet", xdg);
-    else
-        snprintf(out, len, "/tmp/limpet-%lu", (unsigned long)getuid());
-}
-
-void lp_ctl_default_path(const char *role, char *out, size_t len)
-{
-    char dir[PATH_MAX];
-
-    lp_ctl_default_dir(dir, sizeof(dir));
-    snprintf(out, len, "%s/%s-%ld.sock", dir, role, (long)getpid());
-}
-
 /* One question to one socket. Returns the answer (owned, NUL-terminated) or NULL with the
  * reason in why. */
 static char *ask(const char *path, const char *request, char *why, size_t whylen)

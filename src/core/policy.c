@@ -5,6 +5,7 @@
  * than the libc ones on purpose (no leading zeros, no short forms, no zone ids).
  */
 #include "limpet/policy.h"
+#include "limpet/hex.h"
 #include "limpet/wire.h"
 
 #include <stdlib.h>

@@ -3,6 +3,7 @@
  * and parsing the text again gives the same rule. Kept apart from the parsers in policy.c.
  */
 #include "limpet/policy.h"
+#include "limpet/hex.h"
 
 #include <string.h>
 
@@ -35,7 +36,7 @@ static void put_uint(struct text *t, unsigned v, unsigned base)
     size_t n = 0;
 
     do {
-        digits[n++] = "0123456789abcdef"[v % base];
+        digits[n++] = lp_hex_digit((unsigned)(v % base), false);
         v /= base;
     } while (v != 0 && n < sizeof(digits));
     while (n > 0)

@@ -38,17 +38,6 @@ void lp_store_u64(uint8_t *p, uint64_t v)
     lp_store_u32(p + 4, (uint32_t)v);
 }
 
-int lp_hex_value(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 struct lp_rd lp_rd_init(const uint8_t *buf, size_t len)
 {
     struct lp_rd r = {.p = buf, .len = buf ? len : 0, .off = 0, .bad = false};

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "limpet/stream.h"
 #include "limpet/log.h"
 #include "limpet/reconnect.h"
 #include "limpet/reverse.h"

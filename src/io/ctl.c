@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,10 +21,29 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "limpet/cli.h"
+#include "limpet/fwdspec.h"
 #include "limpet/log.h"
 #include "limpet/mcpio.h"
 #include "limpet/session.h"
+#include "limpet/stream.h"
+
+void lp_ctl_default_dir(char *out, size_t len)
+{
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+
+    if (xdg && xdg[0] == '/')
+        snprintf(out, len, "%s/limpet", xdg);
+    else
+        snprintf(out, len, "/tmp/limpet-%lu", (unsigned long)getuid());
+}
+
+void lp_ctl_default_path(const char *role, char *out, size_t len)
+{
+    char dir[PATH_MAX];
+
+    lp_ctl_default_dir(dir, sizeof(dir));
+    snprintf(out, len, "%s/%s-%ld.sock", dir, role, (long)getpid());
+}
 
 #ifndef LP_VERSION
 #define LP_VERSION "?"

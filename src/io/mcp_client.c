@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "limpet/log.h"
+#include "limpet/stream.h"
 #include "limpet/mcpclient.h"
 #include "limpet/mcpio.h"
 #include "limpet/stdio.h"

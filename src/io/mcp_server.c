@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "limpet/child.h"
+#include "limpet/stream.h"
 #include "limpet/jsonrpc.h"
 #include "limpet/log.h"
 #include "limpet/mcpio.h"

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "limpet/stream.h"
 #include "limpet/log.h"
 #include "limpet/net.h"
 

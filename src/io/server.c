@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "limpet/admit.h"
-#include "limpet/cli.h"
+#include "limpet/fwdspec.h"
 #include "limpet/log.h"
 #include "limpet/wire.h"
 

@@ -5,6 +5,7 @@
  * ev_prepare, so a burst of local reads becomes a few large writes on the link.
  */
 #include "limpet/session.h"
+#include "limpet/stream.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "limpet/stream.h"
 #include "limpet/log.h"
 #include "limpet/socks.h"
 

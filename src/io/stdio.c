@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "limpet/stream.h"
 #include "limpet/log.h"
 
 struct lp_stdio {

@@ -14,10 +14,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "limpet/cli.h"
+#include "limpet/fwdspec.h"
 #include "limpet/log.h"
 #include "limpet/policy.h"
 #include "limpet/session.h"
+#include "limpet/stream.h"
 
 #define PUMP_IOV 16        /* queued chunks written per writev */
 #define PUMP_READ_FRAMES 4 /* DATA frames filled per readv */

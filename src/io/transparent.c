@@ -12,6 +12,7 @@
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
 
+#include "limpet/stream.h"
 #include "limpet/log.h"
 
 bool lp_transparent_listen_prepare(int lfd)

@@ -48,6 +48,20 @@ def slack(seconds):
 
 # ---- ports ---------------------------------------------------------------------------------
 
+def missing_tool(what, package):
+    """A test that needs a tool this machine lacks. On a developer's machine that is a skip
+    with the reason; under CI=true it is a failure, because scripts/install-deps.sh must have
+    installed it: a missing install step never again passes as green. (A missing kernel
+    capability is not a missing tool: those stay skips, with their reason.)"""
+    msg = "%s is not installed (Debian package %s)" % (what, package)
+    if os.environ.get("CI") == "true":
+        import pytest
+        pytest.fail(msg + ": under CI=true a missing tool fails; scripts/install-deps.sh "
+                    "must install it")
+    import pytest
+    pytest.skip(msg)
+
+
 def free_port(host="127.0.0.1"):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))

@@ -46,7 +46,7 @@ def load_yaml(path):
     try:
         import yaml
     except ImportError:
-        pytest.skip("PyYAML is not installed (python3-yaml)")
+        H.missing_tool("PyYAML", "python3-yaml")
     with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f)
 
@@ -140,7 +140,7 @@ def unit_copies(tmp_path, extra=""):
 
 def analyze(*args):
     if not shutil.which("systemd-analyze"):
-        pytest.skip("systemd-analyze is not installed (package systemd)")
+        H.missing_tool("systemd-analyze", "systemd")
     r = subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, timeout=30,
                        stdin=subprocess.DEVNULL)
     return r.returncode, r.stdout + r.stderr
@@ -194,7 +194,7 @@ def test_compose_demo_transfers_survive_blackholes_on_loopback(tmp_path, procs, 
     docker/demo.sh (target and load) on loopback, with the `wan` network replaced by a relay
     that black-holes the link (as `docker network disconnect` does) every 2.5 s."""
     if not shutil.which("busybox"):
-        pytest.skip("busybox is not installed (docker/demo.sh serves and fetches with it)")
+        H.missing_tool("busybox (docker/demo.sh serves and fetches with it)", "busybox")
     doc = load_yaml(COMPOSE)
     keys = tmp_path / "keys"
     keys.mkdir(mode=0o700)

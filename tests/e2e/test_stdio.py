@@ -315,7 +315,7 @@ def test_server_restart_loses_the_session_and_stdio_exits_3_with_one_line(
 def start_sshd(procs, d):
     """A throwaway sshd on a free loopback port, with its own host key and one user key."""
     if not (SSH and SSH_KEYGEN and os.access(SSHD, os.X_OK)):
-        pytest.skip("ssh, ssh-keygen or sshd not installed")
+        H.missing_tool("ssh, ssh-keygen or sshd", "openssh-client, openssh-server")
     if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # privilege separation dir
     os.makedirs(d, mode=0o700, exist_ok=True)

@@ -8,8 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limpet/cli.h"
+#include "limpet/fwdspec.h"
 #include "limpet/config.h"
+#include "limpet/config_load.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -157,7 +157,7 @@ def tnet(request, tmp_path, netns_permitted):
     if not os.access(H.BIN, os.X_OK):
         pytest.fail("limpet binary not found at %s (set LIMPET_BIN, or `make`)" % H.BIN)
     if shutil.which("nft") is None:
-        pytest.skip("nft (nftables) is not installed")
+        H.missing_tool("nft", "nftables")
     n = next(_seq)
     tag = "%d-%d" % (os.getpid(), n)
     app, srv = "lpTa-" + tag, "lpTs-" + tag

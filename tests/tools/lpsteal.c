@@ -29,7 +29,8 @@
 
 #include <mbedtls/platform_util.h>
 
-#include "limpet/cli.h"
+#include "limpet/hex.h"
+#include "limpet/fwdspec.h"
 #include "limpet/frame.h"
 #include "limpet/keys.h"
 #include "limpet/net.h"

@@ -12,6 +12,8 @@
 
 #include "limpet/cli.h"
 #include "limpet/config.h"
+#include "limpet/config_load.h"
+#include "limpet/fingerprint.h"
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * 1024)
@@ -732,7 +734,12 @@ static void test_config_option_value_may_contain_equals_sign(void **state)
 
 #define HEX32 "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
-static void test_config_fingerprint_forms_are_checked_and_made_canonical(void **state)
+/* One table, every place a fingerprint is read: the parser the TLS pin check uses
+ * (lp_fingerprint_parse), `-o server_fingerprint=`, the YAML server_fingerprint and an
+ * identity's cert_fingerprint. They once had different rules (the config let a colon stand
+ * between some bytes only); now each must accept and refuse exactly the same values, and the
+ * config must store the canonical form. */
+static void test_config_fingerprint_has_one_rule_everywhere(void **state)
 {
     static const struct {
         const char *value;
@@ -743,7 +750,11 @@ static void test_config_fingerprint_forms_are_checked_and_made_canonical(void **
         {"sha256:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:"
          "bb:cc:dd:ee:ff",
          true},
-        {"sha256:0011:2233445566778899aabbccddeeff00112233445566778899aabbccddeeff", true},
+        {"sha256:0011:2233445566778899aabbccddeeff00112233445566778899aabbccddeeff", false},
+        {"sha256:00:11:2233445566778899aabbccddeeff00112233445566778899aabbccddeeff", false},
+        {"sha256:00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff:00:11:22:33:44:55:66:77:88:99:aa:"
+         "bb:cc:dd:eeff",
+         false},
         {HEX32, false},
         {"sha1:" HEX32, false},
         {"sha256:" HEX32 "00", false},
@@ -754,20 +765,41 @@ static void test_config_fingerprint_forms_are_checked_and_made_canonical(void **
         {"sha256:0g112233445566778899aabbccddeeff00112233445566778899aabbccddeeff", false},
         {"sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddee", false},
         {"sha256: " HEX32, false},
+        {"", false},
     };
-    char arg[256], err[LP_CONFIG_ERR_MAX];
+    char arg[256], yaml[400], err[LP_CONFIG_ERR_MAX];
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct lp_config c;
+        uint8_t fp[LP_FINGERPRINT_LEN];
+        const char *why = NULL;
+        lp_err parsed = lp_fingerprint_parse(cases[i].value, fp, &why);
+        if ((parsed == LP_OK) != cases[i].ok)
+            fail_msg("lp_fingerprint_parse %s: %s", cases[i].value, parsed == LP_OK ? "ok" : why);
+
         lp_config_defaults(&c);
         snprintf(arg, sizeof(arg), "server_fingerprint=%s", cases[i].value);
         lp_err rc = lp_config_set(&c, arg, err, sizeof(err));
         if ((rc == LP_OK) != cases[i].ok)
-            fail_msg("%s: %s", cases[i].value, rc == LP_OK ? "accepted" : err);
+            fail_msg("-o %s: %s", cases[i].value, rc == LP_OK ? "accepted" : err);
+        assert_string_equal(c.server_fingerprint, rc == LP_OK ? "sha256:" HEX32 : "");
+
+        lp_config_defaults(&c);
+        snprintf(yaml, sizeof(yaml), "server_fingerprint: \"%s\"\n", cases[i].value);
+        rc = lp_config_load_string(&c, "t.yaml", yaml, strlen(yaml), err, sizeof(err));
+        if ((rc == LP_OK) != cases[i].ok)
+            fail_msg("yaml %s: %s", cases[i].value, rc == LP_OK ? "accepted" : err);
+        assert_string_equal(c.server_fingerprint, rc == LP_OK ? "sha256:" HEX32 : "");
+
+        lp_config_defaults(&c);
+        snprintf(yaml, sizeof(yaml), "auth:\n  clients:\n    a:\n      cert_fingerprint: \"%s\"\n",
+                 cases[i].value);
+        rc = lp_config_load_string(&c, "t.yaml", yaml, strlen(yaml), err, sizeof(err));
+        if ((rc == LP_OK) != cases[i].ok)
+            fail_msg("auth yaml %s: %s", cases[i].value, rc == LP_OK ? "accepted" : err);
         if (rc == LP_OK)
-            assert_string_equal(c.server_fingerprint, "sha256:" HEX32);
-        else
-            assert_string_equal(c.server_fingerprint, "");
+            assert_string_equal(c.auth.clients[0].cert_fingerprint, "sha256:" HEX32);
+        lp_config_clear(&c);
     }
 }
 
@@ -788,11 +820,11 @@ static void test_config_identity_and_fingerprint_errors(void **state)
     expect_set_error("identity=a/b", "-o identity: expected a name of 1..64 letters, digits, '.', "
                                      "'_' or '-', got \"a/b\"");
     expect_load_error("server_fingerprint: \"sha256:AB\"\n",
-                      "t.yaml:1:21: server_fingerprint: expected \"sha256:\" and 32 hex bytes "
-                      "(colons between bytes optional), got \"sha256:AB\"");
+                      "t.yaml:1:21: server_fingerprint: \"sha256:AB\" has fewer than 32 bytes "
+                      "(64 hex digits)");
     expect_set_error("server_fingerprint=AB:CD",
-                     "-o server_fingerprint: expected \"sha256:\" and 32 hex bytes (colons "
-                     "between bytes optional), got \"AB:CD\"");
+                     "-o server_fingerprint: \"AB:CD\" does not start with \"sha256:\" "
+                     "(expected sha256:AB:CD:...)");
     expect_load_error("tls:\n  cert: [a, b]\n",
                       "t.yaml:2:9: tls.cert: expected a string, got a list");
     expect_load_error("tlss:\n  cert: a\n", "t.yaml:1:1: tlss: unknown key (did you mean tls?)");
@@ -1062,7 +1094,7 @@ int main(void)
         cmocka_unit_test(test_config_finish_refuses_dead_after_not_above_heartbeat),
         cmocka_unit_test(test_config_finish_refuses_initial_delay_above_max_delay),
         cmocka_unit_test(test_config_commented_examples_load_when_uncommented),
-        cmocka_unit_test(test_config_fingerprint_forms_are_checked_and_made_canonical),
+        cmocka_unit_test(test_config_fingerprint_has_one_rule_everywhere),
         cmocka_unit_test(test_config_identity_and_fingerprint_errors),
         cmocka_unit_test(test_config_string_keys_are_capped_at_their_field),
         cmocka_unit_test(test_config_option_cannot_set_identities),

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "limpet/ctl.h"
+#include "limpet/config_load.h"
 #include "limpet/frame.h"
 #include "limpet/session.h"
 

@@ -839,7 +839,7 @@ static void test_keygen_cert_prints_the_fingerprint_of_the_written_cert(void **s
     assert_string_equal(errout, "");
     assert_int_equal(file_mode(in_dir("gw.key")), 0600);
     assert_int_equal(lp_cert_fingerprint_file(in_dir("gw.crt"), fp, errout, sizeof(errout)), LP_OK);
-    lp_fingerprint_format(fp, fp_text, sizeof(fp_text));
+    assert_int_equal(lp_fingerprint_format(fp, fp_text, sizeof(fp_text)), LP_OK);
     snprintf(line, sizeof(line), "Fingerprint: %s\n", fp_text);
     assert_non_null(strstr(out, line));
     snprintf(line, sizeof(line), "server_fingerprint: \"%s\"\n", fp_text);

@@ -2,6 +2,9 @@
  * compile error (-Wswitch under -Wall -Werror). */
 #include "limpet/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *lp_strerror(lp_err rc)
 {
     switch (rc) {
@@ -57,4 +60,20 @@ bool lp_err_is_fatal(lp_err rc)
     default:
         return false;
     }
+}
+
+lp_err lp_errf(lp_err rc, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    /* Messages quote argv and files; a newline in one must not split the one-line error. */
+    for (char *p = err; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return rc;
 }

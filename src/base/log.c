@@ -5,6 +5,8 @@
  * in the message are escaped, so a peer-supplied string cannot forge a second log line.
  */
 #include "limpet/log.h"
+#include "limpet/base.h"
+#include "limpet/hex.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -72,7 +74,6 @@ static size_t format_time(char *buf, size_t len)
 /* Copies msg into out, escaping control bytes; returns bytes written (out has room). */
 static size_t escape(char *out, const char *msg)
 {
-    static const char hex[] = "0123456789abcdef";
     size_t o = 0;
 
     for (const unsigned char *p = (const unsigned char *)msg; *p != '\0'; p++) {
@@ -82,8 +83,8 @@ static size_t escape(char *out, const char *msg)
         } else if (*p < 0x20 || *p == 0x7f) {
             out[o++] = '\\';
             out[o++] = 'x';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
+            lp_hex_encode(p, 1, out + o, false);
+            o += 2;
         } else {
             out[o++] = (char)*p;
         }
@@ -106,11 +107,10 @@ static void write_all(const char *buf, size_t len)
 }
 
 /* "\\u00XX" for a control byte; returns 6. */
-static int sprintf_hex(char *out, unsigned char c, const char *hex)
+static size_t json_control(char *out, unsigned char c)
 {
     memcpy(out, "\\u00", 4);
-    out[4] = hex[c >> 4];
-    out[5] = hex[c & 15];
+    lp_hex_encode(&c, 1, out + 4, false);
     return 6;
 }
 
@@ -128,7 +128,6 @@ static size_t utf8_len(const unsigned char *p)
  * UTF-8 replaced with U+FFFD, so a collector always gets valid JSON. */
 static size_t json_escape(char *out, const char *msg)
 {
-    static const char hex[] = "0123456789abcdef";
     size_t o = 0;
 
     for (const unsigned char *p = (const unsigned char *)msg; *p != '\0';) {
@@ -137,7 +136,7 @@ static size_t json_escape(char *out, const char *msg)
             out[o++] = '\\';
             out[o++] = (char)*p++;
         } else if (*p < 0x20 || *p == 0x7f) {
-            o += (size_t)sprintf_hex(out + o, *p++, hex);
+            o += json_control(out + o, *p++);
         } else if (u == 0) {
             memcpy(out + o, "\\ufffd", 6);
             o += 6;

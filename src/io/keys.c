@@ -5,11 +5,10 @@
  * planted where the key should go, is never written through or replaced.
  */
 #include "limpet/keys.h"
-#include "limpet/wire.h"
+#include "limpet/hex.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,10 +26,6 @@
 #include <mbedtls/sha256.h>
 #include <mbedtls/x509_crt.h>
 
-#define KEYS_PRINTF(a, b) __attribute__((format(printf, a, b)))
-#define FP_PREFIX "sha256:"
-#define FP_PREFIX_LEN 7u
-#define FP_COLON_TEXT_LEN (LP_FINGERPRINT_LEN * 3u - 1u) /* "AB:CD:...:EF" */
 #define CERT_FILE_MAX (64u * 1024u)
 #define CERT_DER_MAX 2048u /* a P-256 certificate with a 64-character CN is ~450 bytes */
 #define PEM_MAX 4096u
@@ -40,24 +35,6 @@
 
 static const char pem_crt_begin[] = "-----BEGIN CERTIFICATE-----\n";
 static const char pem_crt_end[] = "-----END CERTIFICATE-----\n";
-
-static lp_err fail(lp_err rc, char *err, size_t errlen, const char *fmt, ...) KEYS_PRINTF(4, 5);
-
-/* One line into err. Paths are quoted as given; a newline in one must not split the line. */
-static lp_err fail(lp_err rc, char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (err == NULL || errlen == 0)
-        return rc;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    for (char *p = err; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    return rc;
-}
 
 static const char *mbed_reason(int ret, char *buf, size_t len)
 {
@@ -105,12 +82,12 @@ static lp_err check_mode(const char *path, const struct stat *st, char *err, siz
     char word[512];
 
     if (!S_ISREG(st->st_mode))
-        return fail(LP_ERR_INVALID, err, errlen, "%s: not a regular file", path);
+        return lp_errf(LP_ERR_INVALID, err, errlen, "%s: not a regular file", path);
     if ((st->st_mode & 077) != 0) {
         shell_word(path, word, sizeof(word));
-        return fail(LP_ERR_INVALID, err, errlen,
-                    "%s: permissions %04o are too open; run: chmod 600 %s", path,
-                    (unsigned)(st->st_mode & 07777), word);
+        return lp_errf(LP_ERR_INVALID, err, errlen,
+                       "%s: permissions %04o are too open; run: chmod 600 %s", path,
+                       (unsigned)(st->st_mode & 07777), word);
     }
     return LP_OK;
 }
@@ -126,13 +103,13 @@ static lp_err open_secret(const char *path, int *fdp, char *err, size_t errlen)
 
     *fdp = -1;
     if (stat(path, &st) != 0)
-        return fail(LP_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
+        return lp_errf(LP_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
     if ((rc = check_mode(path, &st, err, errlen)) != LP_OK)
         return rc;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) < 0)
-        return fail(LP_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
+        return lp_errf(LP_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0) {
-        rc = fail(LP_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
+        rc = lp_errf(LP_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
         close(fd);
         return rc;
     }
@@ -187,14 +164,14 @@ lp_err lp_secret_file_read(const char *path, uint8_t *buf, size_t cap, size_t *l
 
     *len = 0;
     if (cap < 2)
-        return fail(LP_ERR_INVALID, err, errlen, "%s: no room to read it", path);
+        return lp_errf(LP_ERR_INVALID, err, errlen, "%s: no room to read it", path);
     if ((rc = open_secret(path, &fd, err, errlen)) != LP_OK)
         return rc;
     rc = read_all(fd, buf, cap, len);
     if (rc == LP_ERR_TOO_BIG)
-        fail(rc, err, errlen, "%s: larger than %zu bytes; is it the right file?", path, cap - 1);
+        lp_errf(rc, err, errlen, "%s: larger than %zu bytes; is it the right file?", path, cap - 1);
     else if (rc != LP_OK)
-        fail(rc, err, errlen, "%s: %s", path, strerror(errno));
+        lp_errf(rc, err, errlen, "%s: %s", path, strerror(errno));
     close(fd);
     if (rc != LP_OK) {
         mbedtls_platform_zeroize(buf, cap);
@@ -254,10 +231,10 @@ lp_err lp_psk_load(const char *path, uint8_t key[LP_PSK_LEN], char *err, size_t 
     lp_err rc = lp_secret_file_read(path, text, sizeof(text), &len, err, errlen);
 
     if (rc == LP_ERR_TOO_BIG) {
-        rc = fail(LP_ERR_MALFORMED, err, errlen,
-                  "%s: too long for a PSK file (expected 64 hex digits and one newline)", path);
+        rc = lp_errf(LP_ERR_MALFORMED, err, errlen,
+                     "%s: too long for a PSK file (expected 64 hex digits and one newline)", path);
     } else if (rc == LP_OK && (rc = lp_psk_parse(text, len, key, &why)) != LP_OK) {
-        fail(rc, err, errlen, "%s: %s", path, why);
+        lp_errf(rc, err, errlen, "%s: %s", path, why);
     }
     mbedtls_platform_zeroize(text, sizeof(text));
     return rc;
@@ -293,11 +270,11 @@ static lp_err create_new(const char *path, mode_t mode, int *fdp, char *err, siz
     if (*fdp >= 0)
         return LP_OK;
     if (errno == EEXIST)
-        return fail(LP_ERR_INVALID, err, errlen,
-                    "%s: already exists; not overwriting it (move it away or choose another "
-                    "name)",
-                    path);
-    return fail(LP_ERR_IO, err, errlen, "%s: cannot create: %s", path, strerror(errno));
+        return lp_errf(LP_ERR_INVALID, err, errlen,
+                       "%s: already exists; not overwriting it (move it away or choose another "
+                       "name)",
+                       path);
+    return lp_errf(LP_ERR_IO, err, errlen, "%s: cannot create: %s", path, strerror(errno));
 }
 
 /* Writes all of buf, syncs and closes fd (always closed, *fdp set to -1). A key that is
@@ -325,7 +302,7 @@ static lp_err finish_file(const char *path, int *fdp, const void *buf, size_t le
     ok = ok && fsync(fd) == 0;
     ok = close(fd) == 0 && ok;
     if (!ok)
-        return fail(LP_ERR_IO, err, errlen, "%s: cannot write: %s", path, strerror(errno));
+        return lp_errf(LP_ERR_IO, err, errlen, "%s: cannot write: %s", path, strerror(errno));
     return LP_OK;
 }
 
@@ -342,7 +319,6 @@ static void discard_new(const char *path, int *fdp, bool created)
 
 lp_err lp_psk_generate(const char *path, char *err, size_t errlen)
 {
-    static const char hex[] = "0123456789abcdef";
     uint8_t key[LP_PSK_LEN];
     char text[LP_PSK_HEX_LEN + 1];
     struct rng r;
@@ -354,14 +330,11 @@ lp_err lp_psk_generate(const char *path, char *err, size_t errlen)
     if ((ret = rng_init(&r, "limpet psk")) != 0 ||
         (ret = mbedtls_ctr_drbg_random(&r.drbg, key, sizeof(key))) != 0) {
         char why[128];
-        rc = fail(LP_ERR_IO, err, errlen, "%s: no random bytes: %s", path,
-                  mbed_reason(ret, why, sizeof(why)));
+        rc = lp_errf(LP_ERR_IO, err, errlen, "%s: no random bytes: %s", path,
+                     mbed_reason(ret, why, sizeof(why)));
         goto out;
     }
-    for (size_t i = 0; i < LP_PSK_LEN; i++) {
-        text[2 * i] = hex[key[i] >> 4];
-        text[2 * i + 1] = hex[key[i] & 15];
-    }
+    lp_hex_encode(key, LP_PSK_LEN, text, false);
     text[LP_PSK_HEX_LEN] = '\n';
     rc = finish_file(path, &fd, text, sizeof(text), err, errlen);
 out:
@@ -370,114 +343,6 @@ out:
     mbedtls_platform_zeroize(key, sizeof(key));
     mbedtls_platform_zeroize(text, sizeof(text));
     return rc;
-}
-
-/* ---- fingerprints ------------------------------------------------------------------------ */
-
-lp_err lp_fingerprint_format(const uint8_t in[LP_FINGERPRINT_LEN], char *out, size_t outlen)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = FP_PREFIX_LEN;
-
-    if (outlen < LP_FINGERPRINT_TEXT_MAX) {
-        if (outlen > 0)
-            out[0] = '\0';
-        return LP_ERR_NOSPACE;
-    }
-    memcpy(out, FP_PREFIX, FP_PREFIX_LEN);
-    for (size_t i = 0; i < LP_FINGERPRINT_LEN; i++) {
-        if (i > 0)
-            out[n++] = ':';
-        out[n++] = hex[in[i] >> 4];
-        out[n++] = hex[in[i] & 15];
-    }
-    out[n] = '\0';
-    return LP_OK;
-}
-
-/* Counts hex digits and colons of the part after the prefix; the first other byte ends it
- * with a reason. */
-static const char *fp_scan(const char *s, size_t *digits, size_t *colons)
-{
-    *digits = *colons = 0;
-    for (; *s != '\0'; s++) {
-        if (*s == ':')
-            (*colons)++;
-        else if (lp_hex_value((unsigned char)*s) >= 0)
-            (*digits)++;
-        else if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
-            return "contains whitespace";
-        else
-            return "contains a character that is not a hex digit or ':'";
-    }
-    return NULL;
-}
-
-static const char *fp_body_reason(const char *body)
-{
-    size_t digits, colons;
-    const char *why = fp_scan(body, &digits, &colons);
-
-    if (why != NULL)
-        return why;
-    if (digits == 0)
-        return "has nothing after \"sha256:\"";
-    if (digits != LP_FINGERPRINT_LEN * 2)
-        return digits < LP_FINGERPRINT_LEN * 2 ? "has fewer than 32 bytes (64 hex digits)"
-                                               : "has more than 32 bytes (64 hex digits)";
-    if (colons == 0)
-        return NULL;
-    if (colons == LP_FINGERPRINT_LEN - 1) {
-        for (size_t i = 2; i < FP_COLON_TEXT_LEN; i += 3)
-            if (body[i] != ':')
-                return "has a misplaced ':' (write AB:CD:... or the 64 digits together)";
-        return NULL;
-    }
-    return "has colons between some bytes only (write AB:CD:... or the 64 digits together)";
-}
-
-/* "sha1:..." or "MD5:...": a name before the first ':' that is not itself a hex byte, so the
- * user gets told the hash is wrong rather than that a prefix is missing. */
-static bool other_hash(const char *text)
-{
-    size_t n = strcspn(text, ":");
-    bool non_hex = false;
-
-    if (text[n] != ':' || n < 3 || n > 8)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = text[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')))
-            return false;
-        non_hex = non_hex || lp_hex_value((unsigned char)c) < 0;
-    }
-    return non_hex;
-}
-
-lp_err lp_fingerprint_parse(const char *text, uint8_t out[LP_FINGERPRINT_LEN], const char **why)
-{
-    const char *body;
-    size_t step;
-
-    if (text == NULL || text[0] == '\0') {
-        *why = "is empty (expected sha256:AB:CD:...)";
-        return LP_ERR_MALFORMED;
-    }
-    if (strncasecmp(text, FP_PREFIX, FP_PREFIX_LEN) != 0) {
-        *why = other_hash(text) ? "is not a SHA-256 fingerprint (expected sha256:AB:CD:...)"
-                                : "does not start with \"sha256:\" (expected sha256:AB:CD:...)";
-        return LP_ERR_MALFORMED;
-    }
-    body = text + FP_PREFIX_LEN;
-    if ((*why = fp_body_reason(body)) != NULL)
-        return LP_ERR_MALFORMED;
-    step = strchr(body, ':') != NULL ? 3 : 2;
-    for (size_t i = 0; i < LP_FINGERPRINT_LEN; i++) {
-        const char *p = body + i * step;
-        out[i] =
-            (uint8_t)(lp_hex_value((unsigned char)p[0]) << 4 | lp_hex_value((unsigned char)p[1]));
-    }
-    return LP_OK;
 }
 
 /* ---- certificates ------------------------------------------------------------------------ */
@@ -507,13 +372,13 @@ static lp_err read_public(const char *path, uint8_t *buf, size_t cap, size_t *le
     lp_err rc;
 
     if (fd < 0)
-        return fail(LP_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
+        return lp_errf(LP_ERR_IO, err, errlen, "%s: %s", path, strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = fail(LP_ERR_IO, err, errlen, "%s: not a regular file", path);
+        rc = lp_errf(LP_ERR_IO, err, errlen, "%s: not a regular file", path);
     } else if ((rc = read_all(fd, buf, cap, len)) == LP_ERR_TOO_BIG) {
-        fail(rc, err, errlen, "%s: larger than %zu bytes; is it a certificate?", path, cap - 1);
+        lp_errf(rc, err, errlen, "%s: larger than %zu bytes; is it a certificate?", path, cap - 1);
     } else if (rc != LP_OK) {
-        fail(rc, err, errlen, "%s: %s", path, strerror(errno));
+        lp_errf(rc, err, errlen, "%s: %s", path, strerror(errno));
     }
     close(fd);
     return rc;
@@ -529,7 +394,7 @@ lp_err lp_cert_fingerprint_file(const char *crt_path, uint8_t out[LP_FINGERPRINT
     int ret;
 
     if (buf == NULL)
-        return fail(LP_ERR_NOMEM, err, errlen, "%s: out of memory", crt_path);
+        return lp_errf(LP_ERR_NOMEM, err, errlen, "%s: out of memory", crt_path);
     mbedtls_x509_crt_init(&crt);
     if ((rc = read_public(crt_path, buf, CERT_FILE_MAX + 1, &len, err, errlen)) != LP_OK)
         goto out;
@@ -538,10 +403,10 @@ lp_err lp_cert_fingerprint_file(const char *crt_path, uint8_t out[LP_FINGERPRINT
         len++;
     if ((ret = mbedtls_x509_crt_parse(&crt, buf, len)) != 0) {
         char why[128];
-        rc = fail(LP_ERR_MALFORMED, err, errlen, "%s: not a certificate: %s", crt_path,
-                  ret > 0 ? "part of it does not parse" : mbed_reason(ret, why, sizeof(why)));
+        rc = lp_errf(LP_ERR_MALFORMED, err, errlen, "%s: not a certificate: %s", crt_path,
+                     ret > 0 ? "part of it does not parse" : mbed_reason(ret, why, sizeof(why)));
     } else if (mbedtls_sha256_ret(crt.raw.p, crt.raw.len, out, 0) != 0) {
-        rc = fail(LP_ERR_IO, err, errlen, "%s: SHA-256 failed", crt_path);
+        rc = lp_errf(LP_ERR_IO, err, errlen, "%s: SHA-256 failed", crt_path);
     }
 out:
     mbedtls_x509_crt_free(&crt);
@@ -671,10 +536,10 @@ lp_err lp_cert_generate(const char *key_path, const char *crt_path, const char *
     lp_err rc;
 
     if (!lp_keys_name_valid(name))
-        return fail(LP_ERR_INVALID, err, errlen,
-                    "'%s': a name is 1-%u letters, digits, '.', '_' or '-', not starting "
-                    "with '.' or '-'",
-                    name ? name : "", LP_KEYS_NAME_MAX);
+        return lp_errf(LP_ERR_INVALID, err, errlen,
+                       "'%s': a name is 1-%u letters, digits, '.', '_' or '-', not starting "
+                       "with '.' or '-'",
+                       name ? name : "", LP_KEYS_NAME_MAX);
     /* Claim both names first, so an existing file stops us before anything is made. */
     if ((rc = create_new(key_path, 0600, &key_fd, err, errlen)) != LP_OK)
         goto out;
@@ -684,8 +549,8 @@ lp_err lp_cert_generate(const char *key_path, const char *crt_path, const char *
     crt_made = true;
     if ((ret = cert_make(name, &o)) != 0) {
         char why[128];
-        rc = fail(LP_ERR_IO, err, errlen, "%s: cannot make the key: %s", key_path,
-                  mbed_reason(ret, why, sizeof(why)));
+        rc = lp_errf(LP_ERR_IO, err, errlen, "%s: cannot make the key: %s", key_path,
+                     mbed_reason(ret, why, sizeof(why)));
         goto out;
     }
     key_len = strlen((char *)o.key_pem);
