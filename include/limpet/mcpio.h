@@ -34,11 +34,12 @@ struct lp_mcpd;
 lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
                    bool (*may_use)(void *user, const char *identity, const char *name), void *user,
                    struct lp_mcpd **out);
-/* A reloaded configuration (borrowed; the old one stays alive for the caller). Processes of
+/* A reloaded configuration (borrowed; the old one stays alive for the caller) and the `user`
+ * passed to may_use from now on (the new configuration's auth). Processes of
  * servers whose command, args, env or cwd changed, or that are gone, are stopped (their
  * streams reset with the reason); the next OPEN starts them from the new configuration.
  * NULL-safe. */
-void lp_mcpd_reconfigure(struct lp_mcpd *m, const struct lp_config *cfg);
+void lp_mcpd_reconfigure(struct lp_mcpd *m, const struct lp_config *cfg, void *user);
 /* Stops every child (the MCP way) and calls done(done_user) when all are gone, at once if
  * none runs. */
 void lp_mcpd_shutdown(struct lp_mcpd *m, void (*done)(void *), void *done_user);

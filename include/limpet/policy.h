@@ -1,5 +1,6 @@
-/* policy.h — per-identity allow-lists: which forward targets (and later reverse binds and MCP
- * server names) an identity may reach. Sans-I/O and allocation-bounded.
+/* policy.h — per-identity allow-lists: which forward targets an identity may reach
+ * (allow.forward), where it may have the server listen (allow.reverse, the same rule syntax)
+ * and which MCP server names it may use (name rules). Sans-I/O and allocation-bounded.
  *
  * The default is to allow nothing: an empty policy refuses every target and every name, so the
  * server is never an open proxy by omission.

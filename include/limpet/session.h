@@ -48,6 +48,11 @@ struct lp_runtime {
     /* Server: may this identity listen on host:port (-R)? allow_user is passed. NULL with
      * --insecure (anything goes). */
     bool (*allow_bind)(void *user, const char *identity, const char *host, uint16_t port);
+    /* Server: a session takes a hold on the configuration it was made with (hold true) and
+     * gives it back when freed (hold false), so a reload can free a retired configuration
+     * as soon as no session uses it. NULL: configurations live as long as the process. */
+    void (*cfg_hold)(void *user, const struct lp_config *cfg, bool hold);
+    void *cfg_user;
     /* Every session not yet freed, client's or server's, for status and metrics (linked by
      * lp_session_new, unlinked when freed; closing ones are skipped by readers). */
     struct lp_session *all;
@@ -77,7 +82,8 @@ struct lp_session_hooks {
 
 struct lp_session {
     struct lp_runtime *rt;
-    const struct lp_config *cfg; /* borrowed; outlives the session */
+    const struct lp_config *cfg; /* borrowed; outlives the session (held: rt->cfg_hold) */
+    bool holds_cfg;              /* cfg_hold(true) was called for cfg */
     const struct lp_session_hooks *hooks;
     void *owner; /* the client or server */
     bool is_client;

@@ -54,6 +54,11 @@ lp_err lp_tls_conf_server(const char *crt_path, const char *key_path, lp_tls_psk
                           lp_tls_fp_lookup fp_lookup, void *user, lp_tls_conf **out, char *err,
                           size_t errlen);
 void lp_tls_conf_free(lp_tls_conf *c);
+/* Each lp_tls made from c uses it until lp_tls_free. The number of them, and a function
+ * called (with arg) each time the number falls to zero: the owner of a retired conf frees it
+ * then, not before (a handshake or a link in flight still reads it). fn may free c. */
+size_t lp_tls_conf_users(const lp_tls_conf *c);
+void lp_tls_conf_on_idle(lp_tls_conf *c, void (*fn)(void *arg), void *arg);
 
 /* A TLS session over the connected non-blocking socket fd (borrowed: the caller closes
  * it after lp_tls_free). conf is borrowed and must outlive it. */

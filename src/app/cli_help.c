@@ -178,7 +178,8 @@ static void usage_main(FILE *f)
         "\nSYNOPSIS\n"
         "    limpet server [-c FILE] [-l ADDR:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
         "    limpet client [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
-        "                  [-L [BIND:]PORT:HOST:HOSTPORT]...\n"
+        "                  [-L [BIND:]PORT:HOST:HOSTPORT]... [-D [BIND:]PORT]...\n"
+        "                  [-R [BIND:]PORT:HOST:HOSTPORT]... [-T [BIND:]PORT]...\n"
         "    limpet stdio  [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... HOST:PORT\n"
         "    limpet mcp    [-c FILE] [-s HOST:PORT] [--insecure] [-o KEY=VALUE]... [--scope KEY]\n"
         "                  NAME\n"
@@ -198,7 +199,13 @@ static void usage_main(FILE *f)
         "    -s, --server HOST:PORT               (client)\n"
         "        The server to dial.\n"
         "    -L, --local [BIND:]PORT:HOST:HOSTPORT (client)\n"
-        "        Forward local port PORT to HOST:HOSTPORT as the server sees it.\n",
+        "        Forward local port PORT to HOST:HOSTPORT as the server sees it.\n"
+        "    -D, --dynamic [BIND:]PORT            (client)\n"
+        "        A SOCKS5/4a proxy on PORT whose connections the server dials.\n"
+        "    -R, --remote [BIND:]PORT:HOST:HOSTPORT (client)\n"
+        "        The server listens on PORT; its connections reach HOST:HOSTPORT from here.\n"
+        "    -T, --transparent [BIND:]PORT        (client)\n"
+        "        Carry firewall-redirected connections to their original destination.\n",
         f);
     usage_common_options(f);
     fputs("    'limpet SUBCOMMAND --help' describes one command in full.\n", f);

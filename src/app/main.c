@@ -34,8 +34,7 @@ struct app {
     bool stopping;
     const struct lp_cli *cli;
     const struct lp_config *cfg; /* the configuration in force */
-    struct lp_config *owned_cfg; /* it, when a reload made it (NULL: main's) */
-    struct retired *retired;     /* earlier ones sessions may still use */
+    struct cfg_gen *gens;        /* server: it (first) and the retired ones still in use */
     struct lp_forward *fwd;      /* client: the file's forwards and the command line's */
     size_t nfwd;
 };
@@ -109,24 +108,117 @@ static void set_log_level(const struct lp_cli *cli, const struct lp_config *cfg)
 
 /* ---- SIGHUP: the server re-reads its configuration ---------------------------------------- */
 
-/* A configuration (and the auth built from it) that sessions may still point at: kept until
- * the process ends. One per reload, a few KiB each. */
-struct retired {
-    struct lp_config *cfg;
-    struct lp_auth *auth;
-    struct retired *next;
+/* A configuration and the auth built from it. The one in force holds itself; each session made
+ * with it holds it (rt->cfg_hold); each TLS handshake or link made with its auth's TLS conf
+ * uses it (lp_tls_conf_users). A retired one is freed when the last of these lets go, so a
+ * server reloaded every minute for a month holds what one reload holds. */
+struct cfg_gen {
+    struct app *app;
+    size_t holds;                /* sessions made with cfg, + 1 while it is in force */
+    const struct lp_config *cfg; /* owned_cfg, or main's own */
+    struct lp_config *owned_cfg; /* when a reload made it */
+    struct lp_auth *auth;        /* owned; NULL with --insecure */
+    struct cfg_gen *next;
 };
+
+static void gen_maybe_free(struct cfg_gen *g)
+{
+    struct cfg_gen **pp;
+
+    if (g->holds > 0 || (g->auth && lp_tls_conf_users(lp_auth_tls(g->auth)) > 0))
+        return;
+    for (pp = &g->app->gens; *pp != NULL && *pp != g; pp = &(*pp)->next)
+        ;
+    if (*pp == g)
+        *pp = g->next;
+    lp_debug("reload: a retired configuration is no longer used: freed");
+    lp_auth_free(g->auth);
+    if (g->owned_cfg) {
+        lp_config_clear(g->owned_cfg);
+        free(g->owned_cfg);
+    }
+    free(g);
+}
+
+static void gen_tls_idle(void *arg)
+{
+    gen_maybe_free(arg);
+}
+
+/* rt->cfg_hold: a session made with cfg starts (hold) or is freed. */
+static void gen_hold(void *user, const struct lp_config *cfg, bool hold)
+{
+    struct app *a = user;
+    struct cfg_gen *g = a->gens;
+
+    while (g != NULL && g->cfg != cfg)
+        g = g->next;
+    if (g == NULL) { /* every session is made with the configuration in force */
+        lp_error("internal: a session's configuration is not known");
+        return;
+    }
+    if (hold) {
+        g->holds++;
+        return;
+    }
+    g->holds--;
+    gen_maybe_free(g);
+}
+
+/* Puts cfg and auth (taken) in force; owned_cfg is cfg when the caller hands it over (a
+ * reload's), NULL for main's own. The previous one is retired and freed once nothing uses it. */
+static lp_err gen_install(struct app *a, const struct lp_config *cfg, struct lp_config *owned_cfg,
+                          struct lp_auth *auth)
+{
+    struct cfg_gen *g = calloc(1, sizeof(*g)), *old = a->gens;
+
+    if (g == NULL)
+        return LP_ERR_NOMEM;
+    *g = (struct cfg_gen){
+        .app = a, .holds = 1, .cfg = cfg, .owned_cfg = owned_cfg, .auth = auth, .next = a->gens};
+    if (auth)
+        lp_tls_conf_on_idle(lp_auth_tls(auth), gen_tls_idle, g);
+    a->gens = g;
+    a->cfg = cfg;
+    a->auth = auth;
+    a->rt.cfg_hold = gen_hold;
+    a->rt.cfg_user = a;
+    if (auth) {
+        a->rt.tls = lp_auth_tls(auth);
+        a->rt.allow_user = auth;
+    }
+    if (old != NULL) {
+        old->holds--;
+        gen_maybe_free(old);
+    }
+    return LP_OK;
+}
+
+/* At exit, when every session and link is gone. */
+static void gen_free_all(struct app *a)
+{
+    while (a->gens) {
+        struct cfg_gen *g = a->gens;
+        a->gens = g->next;
+        lp_auth_free(g->auth);
+        if (g->owned_cfg) {
+            lp_config_clear(g->owned_cfg);
+            free(g->owned_cfg);
+        }
+        free(g);
+    }
+    a->auth = NULL;
+}
 
 static void reload(struct app *a)
 {
     char err[LP_CONFIG_ERR_MAX];
     struct lp_config *cfg = malloc(sizeof(*cfg));
     struct lp_auth *auth = NULL;
-    struct retired *old = malloc(sizeof(*old));
 
-    if (cfg == NULL || old == NULL) {
+    if (cfg == NULL) {
         lp_error("reload: out of memory; keeping the running configuration");
-        goto fail;
+        return;
     }
     if (read_config(a->cli, cfg, err, sizeof(err)) != LP_OK ||
         (!cfg->insecure && lp_auth_new(cfg, &auth, err, sizeof(err)) != LP_OK)) {
@@ -141,17 +233,13 @@ static void reload(struct app *a)
     if (strcmp(cfg->listen, a->cfg->listen) != 0)
         lp_warn("reload: listen %s needs a restart; still listening on %s", cfg->listen,
                 a->cfg->listen);
-    lp_mcpd_reconfigure(a->mcpd, cfg);
+    lp_mcpd_reconfigure(a->mcpd, cfg, auth);
     lp_server_reconfigure(a->server, cfg);
-    if (auth) {
-        a->rt.tls = lp_auth_tls(auth);
-        a->rt.allow_user = auth;
+    if (gen_install(a, cfg, cfg, auth) != LP_OK) {
+        /* The server and the MCP pool already point at cfg: it must live on. */
+        lp_error("reload: out of memory; the new configuration applies but is never freed");
+        return;
     }
-    *old = (struct retired){.cfg = a->owned_cfg, .auth = a->auth, .next = a->retired};
-    a->retired = old;
-    a->owned_cfg = cfg;
-    a->cfg = cfg;
-    a->auth = auth;
     set_log_level(a->cli, cfg);
     lp_info("reload: %s applied (%zu clients, %zu mcp servers)",
             a->cli->config_file ? a->cli->config_file : "the configuration", cfg->auth.n_clients,
@@ -159,11 +247,8 @@ static void reload(struct app *a)
     return;
 fail:
     lp_auth_free(auth);
-    if (cfg) {
-        lp_config_clear(cfg);
-        free(cfg);
-    }
-    free(old);
+    lp_config_clear(cfg);
+    free(cfg);
 }
 
 static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -174,25 +259,6 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
         reload(a);
     } else {
         signal_cb(loop, w, revents); /* client, stdio, mcp: SIGHUP ends them (ssh sends it) */
-    }
-}
-
-static void free_retired(struct app *a)
-{
-    while (a->retired) {
-        struct retired *r = a->retired;
-        a->retired = r->next;
-        lp_auth_free(r->auth);
-        if (r->cfg) {
-            lp_config_clear(r->cfg);
-            free(r->cfg);
-        }
-        free(r);
-    }
-    if (a->owned_cfg) {
-        lp_config_clear(a->owned_cfg);
-        free(a->owned_cfg);
-        a->owned_cfg = NULL;
     }
 }
 
@@ -318,6 +384,10 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
         code = EXIT_USAGE;
         goto out;
     }
+    if (cli->cmd == LP_CMD_SERVER && gen_install(&a, cfg, NULL, a.auth) != LP_OK) {
+        code = EXIT_USAGE;
+        goto out;
+    }
     if (cli->cmd == LP_CMD_SERVER) {
         if (lp_mcpd_new(&a.rt, cfg, a.auth ? lp_auth_allows_mcp : NULL, a.auth, &a.mcpd) != LP_OK ||
             lp_server_new(&a.rt, cfg, &a.server) != LP_OK)
@@ -338,8 +408,8 @@ out:
     lp_server_free(a.server);
     lp_mcpd_free(a.mcpd);
     lp_tls_conf_free(a.client_tls);
-    lp_auth_free(a.auth);
-    free_retired(&a);
+    if (a.gens == NULL)
+        lp_auth_free(a.auth); /* setup_tls made it, gen_install never took it */
     ev_ref(loop);
     ev_ref(loop);
     ev_signal_stop(loop, &sint);
@@ -349,6 +419,7 @@ out:
         ev_signal_stop(loop, &shup);
     }
     lp_runtime_clear(&a.rt);
+    gen_free_all(&a); /* after the last session and TLS link are freed */
     ev_loop_destroy(loop);
     return code;
 }

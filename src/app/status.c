@@ -16,6 +16,8 @@
 #include "limpet/config.h"
 #include "limpet/ctl.h"
 
+#include <jansson.h>
+
 #define ASK_TIMEOUT_S 10 /* per send or receive call */
 
 /* One question to one socket. Returns the answer (owned, NUL-terminated) or NULL with the
@@ -108,10 +110,14 @@ static size_t default_sockets(char **paths, size_t max, char *dir, size_t dirlen
     return n;
 }
 
-/* Asks one socket and prints its answer. 1 answered, 0 not (why says so), -1 an error. */
-static int ask_one(const char *path, bool json, char *why, size_t whylen)
+/* Asks one socket. Text: prints the answer. JSON: adds the answer's document to `all` (a
+ * list), so the whole run prints one document that tools can parse. 1 answered, 0 not (why
+ * says so), -1 an error. */
+static int ask_one(const char *path, json_t *all, char *why, size_t whylen)
 {
-    char *text = ask(path, json ? "status json\n" : "status\n", why, whylen);
+    char *text = ask(path, all ? "status json\n" : "status\n", why, whylen);
+    json_error_t jerr;
+    json_t *doc;
 
     if (text == NULL)
         return 0;
@@ -120,9 +126,35 @@ static int ask_one(const char *path, bool json, char *why, size_t whylen)
         free(text);
         return -1;
     }
-    fputs(text, stdout);
+    if (all == NULL) {
+        fputs(text, stdout);
+        free(text);
+        return 1;
+    }
+    doc = json_loads(text, 0, &jerr);
     free(text);
+    if (doc == NULL || json_array_append_new(all, doc) != 0) {
+        fprintf(stderr, "limpet status: %s: the answer is not JSON: %s (line %d)\n", path,
+                jerr.text, jerr.line);
+        return -1;
+    }
     return 1;
+}
+
+/* {"processes": [ each process's status document, servers first ]} on one line. */
+static int print_all(json_t *all)
+{
+    json_t *top = json_pack("{s:O}", "processes", all);
+    char *text = top ? json_dumps(top, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+
+    json_decref(top);
+    if (text == NULL) {
+        fprintf(stderr, "limpet status: out of memory\n");
+        return 1;
+    }
+    puts(text);
+    free(text);
+    return 0;
 }
 
 int lp_status_main(const char *control, bool json, const struct lp_config *cfg)
@@ -132,7 +164,12 @@ int lp_status_main(const char *control, bool json, const struct lp_config *cfg)
     size_t n = 0, answered = 0;
     bool owned = false;
     int rc = 1;
+    json_t *all = json ? json_array() : NULL;
 
+    if (json && all == NULL) {
+        fprintf(stderr, "limpet status: out of memory\n");
+        return 1;
+    }
     if (control || cfg->control.path[0]) {
         paths[n++] = (char *)(control ? control : cfg->control.path);
     } else {
@@ -142,7 +179,7 @@ int lp_status_main(const char *control, bool json, const struct lp_config *cfg)
             snprintf(tried, sizeof(tried), "no sockets in %.900s", dir);
     }
     for (size_t i = 0; i < n; i++) {
-        int r = ask_one(paths[i], json, why, sizeof(why));
+        int r = ask_one(paths[i], all, why, sizeof(why));
         size_t used = strlen(tried);
         if (r < 0)
             goto out;
@@ -158,7 +195,10 @@ int lp_status_main(const char *control, bool json, const struct lp_config *cfg)
     if (answered == 0)
         fprintf(stderr, "limpet status: no limpet process answers: %s\n",
                 tried[0] ? tried : "no control sockets");
+    else if (all != NULL)
+        rc = print_all(all);
 out:
+    json_decref(all);
     for (size_t i = 0; owned && i < n; i++)
         free(paths[i]);
     return rc;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "limpet/stream.h"
+#include "limpet/keys.h"
 #include "limpet/log.h"
 #include "limpet/reconnect.h"
 #include "limpet/reverse.h"
@@ -55,6 +56,9 @@ struct lp_client {
     const struct lp_forward **remote; /* -R forwards: bind request id i + 1 is remote[i] */
     size_t nremote;
     uint64_t sessions; /* sessions made so far: a BIND_FAIL on the first one ends the client */
+    /* Who this client is to the server, for status: its PSK identity, or its certificate's
+     * fingerprint (which the server keys it by); "" with --insecure. */
+    char identity[sizeof(((struct lp_session *)0)->identity)];
 };
 
 static const struct lp_session_hooks client_hooks;
@@ -409,6 +413,7 @@ static lp_err new_session(struct lp_client *c)
 
     if (rc != LP_OK)
         return rc;
+    snprintf(c->s->identity, sizeof(c->s->identity), "%s", c->identity);
     c->sessions++;
     for (size_t i = 0; i < c->nremote; i++) {
         lp_reverse_spec(c->remote[i], spec, sizeof(spec));
@@ -519,6 +524,26 @@ static lp_err open_listener(struct lp_client *c, struct listener *l, const struc
 
 /* ---- lifetime ---------------------------------------------------------------------------------- */
 
+static void own_identity(const struct lp_config *cfg, char *out, size_t len)
+{
+    uint8_t fp[LP_FINGERPRINT_LEN];
+    char err[LP_KEYS_ERR_MAX];
+
+    out[0] = '\0';
+    if (cfg->insecure)
+        return;
+    if (cfg->identity[0]) {
+        snprintf(out, len, "%s", cfg->identity);
+        return;
+    }
+    /* The handshake already read this file (setup_tls); a failure here only leaves status
+     * without a name. */
+    if (cfg->tls.cert[0] &&
+        lp_cert_fingerprint_file(cfg->tls.cert, fp, err, sizeof(err)) == LP_OK &&
+        lp_fingerprint_format(fp, out, len) != LP_OK)
+        out[0] = '\0';
+}
+
 lp_err lp_client_new(struct lp_runtime *rt, const struct lp_config *cfg,
                      const struct lp_forward *fwd, size_t nfwd, const struct lp_client_app *app,
                      void *app_user, struct lp_client **cp)
@@ -534,6 +559,7 @@ lp_err lp_client_new(struct lp_runtime *rt, const struct lp_config *cfg,
     c->fd = -1;
     c->app = app;
     c->app_user = app_user;
+    own_identity(cfg, c->identity, sizeof(c->identity));
     ev_io_init(&c->cio, connect_done_cb, -1, EV_WRITE);
     ev_timer_init(&c->ctimer, ctimer_cb, 0., 0.);
     ev_timer_init(&c->retry, retry_cb, 0., 0.);

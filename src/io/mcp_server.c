@@ -531,7 +531,7 @@ static bool same_server(const struct lp_mcp_server *a, const struct lp_mcp_serve
             (a->cwd != NULL && b->cwd != NULL && strcmp(a->cwd, b->cwd) == 0));
 }
 
-void lp_mcpd_reconfigure(struct lp_mcpd *m, const struct lp_config *cfg)
+void lp_mcpd_reconfigure(struct lp_mcpd *m, const struct lp_config *cfg, void *user)
 {
     if (m == NULL)
         return;
@@ -551,6 +551,7 @@ void lp_mcpd_reconfigure(struct lp_mcpd *m, const struct lp_config *cfg)
                     now ? "its configuration changed" : "it was removed");
     }
     m->cfg = cfg;
+    m->user = user;
     run_actions(m);
 }
 

@@ -35,6 +35,8 @@ static void free_session(struct lp_session *s)
         rt->stats.bytes_in_ended += s->bytes_in;
         rt->stats.bytes_out_ended += s->bytes_out;
     }
+    if (s->holds_cfg)
+        rt->cfg_hold(rt->cfg_user, s->cfg, false);
     lp_mux_free(s->mux);
     lp_pipe_free(s->pipe);
     free(s);
@@ -45,8 +47,9 @@ static void runtime_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
     struct lp_runtime *rt = LP_CONTAINER_OF(w, struct lp_runtime, flush);
     (void)loop;
     (void)revents;
-    /* flush_output may mark other sessions dirty only through hooks, which run from
-     * process(); detach the list first so re-marking lands on a fresh one. */
+    /* Pop one session at a time: flush_output may mark sessions dirty again (only through
+     * hooks, which run from process()), and a re-marked one is pushed onto the list head and
+     * flushed in this same pass; in_dirty is cleared before the flush so that works. */
     while (rt->dirty) {
         struct lp_session *s = rt->dirty;
         rt->dirty = s->next_dirty;
@@ -135,6 +138,10 @@ lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool i
         goto out;
     s->rt = rt;
     s->cfg = cfg;
+    if (rt->cfg_hold != NULL) {
+        rt->cfg_hold(rt->cfg_user, cfg, true);
+        s->holds_cfg = true;
+    }
     s->hooks = hooks;
     s->owner = owner;
     s->is_client = is_client;

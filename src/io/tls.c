@@ -42,6 +42,9 @@ struct lp_tls_conf {
     lp_tls_psk_lookup psk_lookup; /* server, PSK mode */
     lp_tls_fp_lookup fp_lookup;   /* server, cert mode */
     void *user;
+    size_t users;               /* lp_tls objects made from this conf and not yet freed */
+    void (*on_idle)(void *arg); /* called when users falls to 0 */
+    void *idle_arg;
 };
 
 struct lp_tls {
@@ -358,6 +361,7 @@ lp_err lp_tls_new(lp_tls_conf *conf, int fd, lp_tls **out)
     if (t == NULL)
         return LP_ERR_NOMEM;
     t->conf = conf;
+    conf->users++;
     t->fd = fd;
     mbedtls_ssl_init(&t->ssl);
     if (mbedtls_ssl_setup(&t->ssl, &conf->ssl) != 0) {
@@ -369,10 +373,31 @@ lp_err lp_tls_new(lp_tls_conf *conf, int fd, lp_tls **out)
     return LP_OK;
 }
 
+size_t lp_tls_conf_users(const lp_tls_conf *c)
+{
+    return c->users;
+}
+
+void lp_tls_conf_on_idle(lp_tls_conf *c, void (*fn)(void *arg), void *arg)
+{
+    c->on_idle = fn;
+    c->idle_arg = arg;
+}
+
+/* The last thing lp_tls_free does: the callback may free the conf. */
+static void conf_release(lp_tls_conf *c)
+{
+    if (--c->users == 0 && c->on_idle != NULL)
+        c->on_idle(c->idle_arg);
+}
+
 void lp_tls_free(lp_tls *t)
 {
+    lp_tls_conf *conf;
+
     if (t == NULL)
         return;
+    conf = t->conf;
     mbedtls_ssl_free(&t->ssl); /* wipes keys and record buffers */
     if (t->pend) {
         mbedtls_platform_zeroize(t->pend, TLS_RECORD);
@@ -382,6 +407,7 @@ void lp_tls_free(lp_tls *t)
     free(t->wbuf);
     mbedtls_platform_zeroize(t, sizeof(*t));
     free(t);
+    conf_release(conf);
 }
 
 void lp_tls_fingerprint(const uint8_t *der, size_t len, uint8_t fp[LP_TLS_FP_LEN])

@@ -36,7 +36,9 @@ def status_doc(path):
     assert r.returncode == 0, "status exit %d: %s" % (r.returncode, r.stderr)
     lines = r.stdout.splitlines()
     assert len(lines) == 1, r.stdout
-    return json.loads(lines[0])
+    procs = json.loads(lines[0])["processes"]
+    assert len(procs) == 1, procs
+    return procs[0]
 
 
 def only_session(doc):
@@ -155,7 +157,9 @@ def test_default_paths_are_per_user_and_status_asks_both(limpet_bin, procs, tmp_
     stale.close()
     r = status(env=env)
     assert r.returncode == 0, r.stderr
-    docs = [json.loads(l) for l in r.stdout.splitlines()]
+    # One JSON document for the whole run, whatever the number of processes: json.load and
+    # jq read it (it used to be one document per process, one after the other).
+    docs = json.loads(r.stdout)["processes"]
     assert [x["process"]["role"] for x in docs] == ["server", "client", "client"]
     assert docs[0]["process"]["pid"] == server.pid
     assert sorted(x["process"]["pid"] for x in docs[1:]) == sorted([client.pid, client2.pid])
@@ -175,3 +179,36 @@ def test_status_with_nothing_listening_exits_1_with_one_line(limpet_bin, tmp_pat
     missing = str(tmp_path / "nobody.sock")
     r = status(missing)
     assert r.returncode == 1 and len(r.stderr.splitlines()) == 1 and missing in r.stderr
+
+
+@pytest.mark.budget(60)
+def test_status_names_the_identity_on_both_ends(limpet_bin, procs, echo, tmp_path):
+    """A PSK client's status names the identity it authenticates as (the server's names the
+    same one); a certificate client names the fingerprint the server knows it by. It used to
+    show "-" on the client."""
+    from test_tls import cert_fingerprint, keygen, psk_client_opts, server_yaml
+    tmp = str(tmp_path)
+    keygen(tmp, "psk", "laptop")
+    edge_fp = cert_fingerprint(keygen(tmp, "cert", "edge"))
+    gw_fp = cert_fingerprint(keygen(tmp, "cert", "gw"))
+    sport = H.free_port()
+    allow = ["127.0.0.1:%d" % echo.port]
+    cfg = server_yaml(tmp, sport, [("laptop", ("psk_file", os.path.join(tmp, "laptop.psk")), allow),
+                                   ("edge", ("cert_fingerprint", edge_fp), allow)],
+                      tls=(os.path.join(tmp, "gw.crt"), os.path.join(tmp, "gw.key")))
+    spath = str(tmp_path / "server.sock")
+    H.limpet_server(procs, sport, "-c", cfg, "-o", "control.path=" + spath, *H.FAST,
+                    insecure=False)
+    edge_opts = ["-o", "tls.cert=" + os.path.join(tmp, "edge.crt"),
+                 "-o", "tls.key=" + os.path.join(tmp, "edge.key"),
+                 "-o", "server_fingerprint=" + gw_fp]
+    paths = {}
+    for name, opts in (("laptop", psk_client_opts(tmp)), ("edge", edge_opts)):
+        paths[name] = str(tmp_path / ("%s.sock" % name))
+        c = H.limpet_client(procs, sport, [], *H.FAST_CLIENT, *opts,
+                            "-o", "control.path=" + paths[name], insecure=False, name=name)
+        c.wait_log("established", timeout=H.slack(10))
+    assert only_session(status_doc(paths["laptop"]))["identity"] == "laptop"
+    assert only_session(status_doc(paths["edge"]))["identity"].lower() == edge_fp.lower()
+    names = sorted(s["identity"] for s in status_doc(spath)["sessions"])
+    assert names == ["edge", "laptop"], names

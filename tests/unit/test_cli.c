@@ -412,7 +412,9 @@ static void test_cli_hostport_respects_host_buffer(void **state)
 
 /* ---- help -------------------------------------------------------------------------------- */
 
-static char *usage_text(enum lp_cmd cmd)
+/* noinline: GCC 12 otherwise mistakes the returned buffer for the local `text` itself
+ * (-Wdangling-pointer) once the caller does arithmetic on it. */
+__attribute__((noinline)) static char *usage_text(enum lp_cmd cmd)
 {
     char *text = NULL;
     size_t len = 0;
@@ -475,6 +477,29 @@ static void check_page_basics(const char *text)
             fail_msg("help lacks \"%s\"", must[i]);
 }
 
+/* The top page's synopsis and options name every forward the client takes: the synopsis
+ * once showed -L alone. */
+static void check_main_synopsis(const char *page)
+{
+    static const char *const fwd[] = {"[-L [BIND:]PORT:HOST:HOSTPORT]", "[-D [BIND:]PORT]",
+                                      "[-R [BIND:]PORT:HOST:HOSTPORT]", "[-T [BIND:]PORT]"};
+    static const char *const opt[] = {"-L, --local", "-D, --dynamic", "-R, --remote",
+                                      "-T, --transparent"};
+    size_t syn, desc;
+
+    assert_non_null(strstr(page, "SYNOPSIS"));
+    assert_non_null(strstr(page, "DESCRIPTION"));
+    syn = (size_t)(strstr(page, "SYNOPSIS") - page);
+    desc = (size_t)(strstr(page, "DESCRIPTION") - page);
+    for (size_t i = 0; i < 4; i++) {
+        const char *at = strstr(page + syn, fwd[i]);
+        if (at == NULL || (size_t)(at - page) > desc)
+            fail_msg("the synopsis of `limpet --help` lacks %s", fwd[i]);
+        if (strstr(page, opt[i]) == NULL)
+            fail_msg("`limpet --help` does not describe %s", opt[i]);
+    }
+}
+
 static void test_cli_usage_pages_list_flags_exit_codes_and_keys(void **state)
 {
     char *main_page = usage_text(LP_CMD_NONE);
@@ -485,6 +510,7 @@ static void test_cli_usage_pages_list_flags_exit_codes_and_keys(void **state)
     check_page_basics(server);
     check_page_basics(client);
     assert_non_null(strstr(main_page, "--version"));
+    check_main_synopsis(main_page);
     assert_non_null(strstr(server, "-l, --listen ADDR:PORT"));
     assert_null(strstr(server, "--local"));
     assert_null(strstr(server, "--server"));
