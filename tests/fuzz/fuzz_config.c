@@ -4,6 +4,7 @@
  * load leaves the config untouched, and a successful load yields values that pass their own
  * range checks again (round trip through lp_config_set).
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,18 @@ static void check_message(const char *err)
 {
     if (err[0] == '\0' || strchr(err, '\n') != NULL || strlen(err) >= LP_CONFIG_ERR_MAX)
         abort();
+}
+
+/* What an accepted -L spec promises: a target that is either a unix socket path (then host
+ * and port are unused, and may be empty and 0) or a host and a port 1..65535; a listening
+ * path, when there is one, starts with '/' or "./". */
+static bool forward_is_whole(const struct lp_forward *fw)
+{
+    if (fw->bind_path[0] && fw->bind_path[0] != '/' && strncmp(fw->bind_path, "./", 2) != 0)
+        return false;
+    if (fw->path[0])
+        return fw->path[0] == '/';
+    return fw->port != 0 && fw->host[0] != '\0';
 }
 
 static void fuzz_strings(const uint8_t *data, size_t size)
@@ -41,7 +54,7 @@ static void fuzz_strings(const uint8_t *data, size_t size)
     err[0] = '\0';
     if (lp_parse_forward(s, &fw, err, sizeof(err)) != LP_OK)
         check_message(err);
-    else if (fw.port == 0 || strlen(fw.host) == 0)
+    else if (!forward_is_whole(&fw))
         abort();
     if (lp_parse_hostport(s, host, sizeof(host), &port) == LP_OK && port == 0)
         abort();
