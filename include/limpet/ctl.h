@@ -103,6 +103,9 @@ void lp_ctl_default_dir(char *out, size_t len);
  * one per process, so several clients of one user never contend for a path; `limpet
  * status` asks every socket in DIR. Writes it to out. */
 void lp_ctl_default_path(const char *role, char *out, size_t len);
+/* True when dir is a directory (not a symlink) owned by this user that no one else may write
+ * into; otherwise false with the reason in why (one line naming dir). */
+bool lp_ctl_dir_trusted(const char *dir, char *why, size_t whylen);
 
 /* Borrows rt and reads cfg only here. Opens the control
  * socket (cfg control.path, or the default for `role` when `use_default`) and the metrics

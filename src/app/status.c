@@ -15,6 +15,7 @@
 
 #include "limpet/config.h"
 #include "limpet/ctl.h"
+#include "limpet/text.h"
 
 #include <jansson.h>
 
@@ -86,7 +87,8 @@ static int by_role_then_name(const void *a, const void *b)
 }
 
 /* Every ROLE-PID.sock in the default directory, servers first (owned strings). */
-static size_t default_sockets(char **paths, size_t max, char *dir, size_t dirlen)
+static size_t default_sockets(char **paths, size_t max, char *dir, size_t dirlen, char *why,
+                              size_t whylen)
 {
     struct dirent *e;
     size_t n = 0;
@@ -95,6 +97,12 @@ static size_t default_sockets(char **paths, size_t max, char *dir, size_t dirlen
     lp_ctl_default_dir(dir, dirlen);
     if ((d = opendir(dir)) == NULL)
         return 0;
+    /* Without XDG_RUNTIME_DIR the directory is in /tmp, where another user may have made it
+     * first: ask nothing there (its sockets could answer anything). */
+    if (!lp_ctl_dir_trusted(dir, why, whylen)) {
+        closedir(d);
+        return 0;
+    }
     while ((e = readdir(d)) != NULL && n < max) {
         size_t len = strlen(e->d_name);
         if ((strncmp(e->d_name, "server-", 7) != 0 && strncmp(e->d_name, "client-", 7) != 0) ||
@@ -110,6 +118,25 @@ static size_t default_sockets(char **paths, size_t max, char *dir, size_t dirlen
     return n;
 }
 
+/* Whatever answers on a socket may be hostile (another user's process, a stream target a peer
+ * chose): nothing it sends reaches the terminal as a control sequence. */
+static void print_safe(FILE *f, const char *path, const char *text)
+{
+    size_t len = strlen(text), cap = len * 4 + 1;
+    char *safe = malloc(cap);
+
+    if (safe == NULL) {
+        fprintf(stderr, "limpet status: out of memory\n");
+        return;
+    }
+    lp_text_safe(safe, cap, text, len, true);
+    if (path)
+        fprintf(f, "limpet status: %s: %s", path, safe);
+    else
+        fputs(safe, f);
+    free(safe);
+}
+
 /* Asks one socket. Text: prints the answer. JSON: adds the answer's document to `all` (a
  * list), so the whole run prints one document that tools can parse. 1 answered, 0 not (why
  * says so), -1 an error. */
@@ -122,12 +149,12 @@ static int ask_one(const char *path, json_t *all, char *why, size_t whylen)
     if (text == NULL)
         return 0;
     if (strncmp(text, "error:", 6) == 0) {
-        fprintf(stderr, "limpet status: %s: %s", path, text);
+        print_safe(stderr, path, text);
         free(text);
         return -1;
     }
     if (all == NULL) {
-        fputs(text, stdout);
+        print_safe(stdout, NULL, text);
         free(text);
         return 1;
     }
@@ -173,9 +200,12 @@ int lp_status_main(const char *control, bool json, const struct lp_config *cfg)
     if (control || cfg->control.path[0]) {
         paths[n++] = (char *)(control ? control : cfg->control.path);
     } else {
-        n = default_sockets(paths, STATUS_MAX_SOCKETS, dir, sizeof(dir));
+        why[0] = '\0';
+        n = default_sockets(paths, STATUS_MAX_SOCKETS, dir, sizeof(dir), why, sizeof(why));
         owned = true;
-        if (n == 0)
+        if (n == 0 && why[0])
+            snprintf(tried, sizeof(tried), "%.1000s", why);
+        else if (n == 0)
             snprintf(tried, sizeof(tried), "no sockets in %.900s", dir);
     }
     for (size_t i = 0; i < n; i++) {

@@ -7,6 +7,7 @@
 #include "limpet/log.h"
 #include "limpet/base.h"
 #include "limpet/hex.h"
+#include "limpet/text.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -114,16 +115,6 @@ static size_t json_control(char *out, unsigned char c)
     return 6;
 }
 
-/* The length of a valid UTF-8 sequence at p (1..4), or 0. */
-static size_t utf8_len(const unsigned char *p)
-{
-    size_t n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-    for (size_t i = 1; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
-
 /* msg as the body of a JSON string: quotes, backslashes and control bytes escaped, invalid
  * UTF-8 replaced with U+FFFD, so a collector always gets valid JSON. */
 static size_t json_escape(char *out, const char *msg)
@@ -131,7 +122,7 @@ static size_t json_escape(char *out, const char *msg)
     size_t o = 0;
 
     for (const unsigned char *p = (const unsigned char *)msg; *p != '\0';) {
-        size_t u = *p >= 0x80 ? utf8_len(p) : 1;
+        size_t u = *p >= 0x80 ? lp_utf8_len(p, 4) : 1; /* NUL ends a sequence */
         if (*p == '"' || *p == '\\') {
             out[o++] = '\\';
             out[o++] = (char)*p++;

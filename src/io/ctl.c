@@ -439,22 +439,37 @@ static void listener_stop(struct lp_ctl *c, struct ctl_listener *l)
 
 /* ---- the control socket ------------------------------------------------------------------------ */
 
+bool lp_ctl_dir_trusted(const char *dir, char *why, size_t whylen)
+{
+    struct stat st;
+
+    if (lstat(dir, &st) != 0) {
+        snprintf(why, whylen, "%s: %s", dir, strerror(errno));
+        return false;
+    }
+    if (!S_ISDIR(st.st_mode) || st.st_uid != getuid() || (st.st_mode & 022) != 0) {
+        snprintf(why, whylen,
+                 "%s is not a directory owned by this user and closed to others (owner uid %lu, "
+                 "mode %04o)",
+                 dir, (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
+        return false;
+    }
+    return true;
+}
+
 /* A directory only we can use: created 0700 if missing; refused if someone else owns it or
  * others may write into it (they could swap the socket under us). */
 static bool private_dir(const char *dir)
 {
-    struct stat st;
+    char why[PATH_MAX + 128];
 
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         lp_warn("control socket directory %s: %s; running without a control socket", dir,
                 strerror(errno));
         return false;
     }
-    if (lstat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid() ||
-        (st.st_mode & 022) != 0) {
-        lp_warn("control socket directory %s is not a directory owned by this user and closed "
-                "to others; running without a control socket",
-                dir);
+    if (!lp_ctl_dir_trusted(dir, why, sizeof(why))) {
+        lp_warn("control socket directory %s; running without a control socket", why);
         return false;
     }
     return true;

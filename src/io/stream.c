@@ -16,6 +16,7 @@
 
 #include "limpet/fwdspec.h"
 #include "limpet/log.h"
+#include "limpet/text.h"
 #include "limpet/policy.h"
 #include "limpet/session.h"
 #include "limpet/stream.h"
@@ -166,7 +167,8 @@ static struct lp_stream *stream_new(struct lp_session *s, uint32_t id, int fd,
 static void describe(struct lp_stream *st, uint8_t kind, const char *target, size_t len)
 {
     st->kind = kind;
-    snprintf(st->shown, sizeof(st->shown), "%.*s", (int)LP_MIN(len, sizeof(st->shown) - 1), target);
+    /* The peer chose these bytes: status prints them to a terminal and into JSON. */
+    lp_text_safe(st->shown, sizeof(st->shown), target, len, false);
 }
 
 static void start_timer(struct lp_stream *st, lp_time ms)

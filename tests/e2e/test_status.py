@@ -212,3 +212,75 @@ def test_status_names_the_identity_on_both_ends(limpet_bin, procs, echo, tmp_pat
     assert only_session(status_doc(paths["edge"]))["identity"].lower() == edge_fp.lower()
     names = sorted(s["identity"] for s in status_doc(spath)["sessions"])
     assert names == ["edge", "laptop"], names
+
+
+def fake_control(path, answer):
+    """A control socket that answers every question with `answer` (bytes), once per
+    connection, in a thread; returns the listening socket (close it to stop)."""
+    import threading
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(4)
+
+    def serve():
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                c.settimeout(5)
+                try:
+                    c.recv(256)
+                    c.sendall(answer)
+                except OSError:
+                    pass
+    threading.Thread(target=serve, daemon=True).start()
+    return srv
+
+
+def test_status_prints_no_terminal_control_from_a_socket(limpet_bin, tmp_path):
+    """Whatever answers on a control socket could be another user's process, or echo a stream
+    target a peer chose: status never lets it write a terminal control sequence (a title
+    change, a cursor move, a C1 CSI) to the user's terminal."""
+    path = str(tmp_path / "evil.sock")
+    srv = fake_control(path, b"limpet server 0.1.0\x1b]0;pwned\x07\n  stream 5 tcp \xc2\x9b2J"
+                             b"\xff:80\x1b[2J\n")
+    try:
+        r = subprocess.run([H.BIN, "status", "--control", path], capture_output=True,
+                           timeout=H.slack(15))
+    finally:
+        srv.close()
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert b"\x1b" not in out and b"\x07" not in out and b"\xc2\x9b" not in out, out
+    assert b"\\x1b]0;pwned\\x07" in out and b"\\xff:80" in out, out
+    assert out.count(b"\n") == 2, out
+
+
+def test_status_does_not_trust_a_directory_someone_else_made(limpet_bin, tmp_path):
+    """With no XDG_RUNTIME_DIR the default directory is /tmp/limpet-UID, which another user
+    can create first and fill with sockets that answer anything. status asks nothing there and
+    says why, as the server already refuses to put its socket there."""
+    d = tmp_path / "limpet"
+    d.mkdir(mode=0o755)
+    srv = fake_control(str(d / "server-4242.sock"), b"limpet server 0.1.0, pid 4242\n")
+    try:
+        os.chown(str(d), 65534, 65534)  # nobody: as if another user made it first
+        r = subprocess.run([H.BIN, "status"], capture_output=True, text=True,
+                           timeout=H.slack(15), env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path)))
+        assert r.returncode == 1 and r.stdout == "", (r.stdout, r.stderr)
+        lines = r.stderr.splitlines()
+        assert len(lines) == 1 and str(d) in lines[0] and "not a directory owned by this user" \
+            in lines[0], lines
+        os.chown(str(d), os.getuid(), os.getgid())
+        os.chmod(str(d), 0o777)  # ours, but others may swap the socket: refused as well
+        r = subprocess.run([H.BIN, "status"], capture_output=True, text=True,
+                           timeout=H.slack(15), env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path)))
+        assert r.returncode == 1 and "closed to others" in r.stderr, r.stderr
+        os.chmod(str(d), 0o700)
+        r = subprocess.run([H.BIN, "status"], capture_output=True, text=True,
+                           timeout=H.slack(15), env=dict(os.environ, XDG_RUNTIME_DIR=str(tmp_path)))
+        assert r.returncode == 0 and "pid 4242" in r.stdout, (r.stdout, r.stderr)
+    finally:
+        srv.close()
