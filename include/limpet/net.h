@@ -59,6 +59,13 @@ struct lp_unix_file {
 /* path (borrowed) as an AF_UNIX address in *a, for lp_net_connect. LP_ERR_INVALID when it is
  * empty or does not fit sun_path (107 bytes). */
 lp_err lp_net_unix_addr(const char *path, struct lp_addr *a);
+/* The socket at path itself, never what a symbolic link there points to, pinned so it cannot
+ * be swapped between this check and the connect: opens path with O_PATH | O_NOFOLLOW into
+ * *pinfd (the caller closes it once the connect was started) and fills *a with
+ * "/proc/self/fd/N", which reaches that very inode. LP_ERR_AUTH when path is a symbolic link,
+ * LP_ERR_INVALID when it is not a socket, LP_ERR_IO when it cannot be opened (errno kept);
+ * why gets one line naming path. */
+lp_err lp_net_unix_pin(const char *path, int *pinfd, struct lp_addr *a, char *why, size_t whylen);
 /* A non-blocking listening unix socket at path, its file created with mode 0600 (only this
  * user may connect). A stale socket file there (nothing accepts on it) is replaced, as ssh's
  * StreamLocalBindUnlink does; a live one, or a file that is not a socket, is an error and is

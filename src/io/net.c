@@ -7,6 +7,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <stddef.h>
@@ -244,6 +245,37 @@ lp_err lp_net_unix_addr(const char *path, struct lp_addr *a)
     un->sun_family = AF_UNIX;
     memcpy(un->sun_path, path, n + 1);
     a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return LP_OK;
+}
+
+lp_err lp_net_unix_pin(const char *path, int *pinfd, struct lp_addr *a, char *why, size_t whylen)
+{
+    char proc[64];
+    struct stat st;
+    int fd, saved;
+
+    *pinfd = -1;
+    if ((fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+        saved = errno;
+        snprintf(why, whylen, "connect to unix:%.200s failed: %s", path, strerror(saved));
+        errno = saved;
+        return LP_ERR_IO;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        bool link = S_ISLNK(st.st_mode);
+        close(fd);
+        snprintf(why, whylen, "unix:%.200s %s", path,
+                 link ? "is a symbolic link: the server reaches only sockets named as they are"
+                      : "is not a socket");
+        return link ? LP_ERR_AUTH : LP_ERR_INVALID;
+    }
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+    if (lp_net_unix_addr(proc, a) != LP_OK) {
+        close(fd);
+        snprintf(why, whylen, "unix:%.200s: cannot name the pinned socket", path);
+        return LP_ERR_IO;
+    }
+    *pinfd = fd;
     return LP_OK;
 }
 

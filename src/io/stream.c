@@ -517,6 +517,9 @@ static void dial_unix(struct lp_stream *st)
     const char *path = st->target + 5;
     static const char bad[] = "unix socket target is not an absolute path of 1..107 bytes";
     struct lp_addr addr;
+    char why[320];
+    int pin;
+    lp_err rc;
 
     if (path[0] != '/' || lp_net_unix_addr(path, &addr) != LP_OK) {
         lp_info("sess=%s stream=%u reset: bad target \"%s\"", s->tag, (unsigned)st->id, st->target);
@@ -531,8 +534,20 @@ static void dial_unix(struct lp_stream *st)
         refuse(st, LP_RST_NOT_ALLOWED, "not allowed by the server's policy");
         return;
     }
+    /* The policy names paths; a symbolic link placed in an allowed directory would lead to any
+     * socket this process can reach (a container engine's), so only the socket itself is
+     * dialled, pinned against a swap between the check and the connect. */
+    if ((rc = lp_net_unix_pin(path, &pin, &addr, why, sizeof(why))) != LP_OK) {
+        uint16_t code = rc == LP_ERR_AUTH ? LP_RST_NOT_ALLOWED
+                        : rc == LP_ERR_IO ? lp_net_rst_code(errno)
+                                          : LP_RST_BAD_TARGET;
+        lp_warn("sess=%s stream=%u refused: %s", s->tag, (unsigned)st->id, why);
+        refuse(st, code, why);
+        return;
+    }
     start_timer(st, s->cfg->forward.connect_timeout);
     start_connect(st, &addr);
+    close(pin); /* a unix connect resolves its path in the call itself */
 }
 
 void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_t target_len)

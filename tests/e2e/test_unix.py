@@ -152,6 +152,47 @@ def test_unix_targets_follow_the_servers_policy(limpet_bin, procs, sockdir, tmp_
             t.close()
 
 
+@pytest.mark.budget(60)
+def test_a_symlink_in_an_allowed_directory_reaches_nothing(limpet_bin, procs, sockdir, tmp_path):
+    """`unix:/DIR/*` allows the sockets in DIR, not what a symbolic link placed there points
+    to: someone who can write into DIR could otherwise link a container engine's socket. The
+    stream is refused with the reason; the socket itself, in the same directory, still works."""
+    tmp = str(tmp_path)
+    keygen(tmp, "psk", "laptop")
+    allowed_dir = os.path.join(sockdir, "ok")
+    os.mkdir(allowed_dir)
+    good = os.path.join(allowed_dir, "t.sock")
+    secret = os.path.join(sockdir, "engine.sock")  # outside the allowed directory
+    link = os.path.join(allowed_dir, "link.sock")
+    targets = [unix_target(good), unix_target(secret)]
+    os.symlink(secret, link)
+    try:
+        sport = H.free_port()
+        cfg = server_yaml(tmp, sport, [("laptop", ("psk_file", os.path.join(tmp, "laptop.psk")),
+                                        ["unix:%s/*" % allowed_dir])])
+        server = H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
+        gport, lport = H.free_port(), H.free_port()
+        client = H.limpet_client(procs, sport, ["%d:unix:%s" % (gport, good),
+                                                "%d:unix:%s" % (lport, link)],
+                                 *H.FAST_CLIENT, *psk_client_opts(tmp), insecure=False)
+        client.wait_log("established", timeout=H.slack(10))
+
+        s = socket.create_connection(("127.0.0.1", lport), timeout=5)
+        assert H.is_closed(s, H.slack(5))
+        s.close()
+        client.wait_log("NOT_ALLOWED", timeout=H.slack(5))
+        assert "symbolic link" in client.lines("NOT_ALLOWED")[0], client.tail()
+        server.wait_log("unix:%s is a symbolic link" % link, timeout=H.slack(5))
+        assert targets[1].accepted == 0
+
+        streams = [H.Stream(up=H.MiB, down=H.MiB)]
+        H.run_streams(streams, gport, timeout=H.slack(30))
+        H.check_streams(streams, targets[0])
+    finally:
+        for t in targets:
+            t.close()
+
+
 def start_client(procs, spec, name):
     return procs.start(name, [H.BIN, "client", "--insecure", "-s", "127.0.0.1:%d" % H.free_port(),
                               "-L", spec] + H.FAST_CLIENT)
