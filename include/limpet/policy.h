@@ -129,6 +129,9 @@ lp_err lp_policy_add_name(struct lp_policy *p, const char *text, size_t len, con
  * or IPv6 address without brackets) on port. See the matching rules at the top. A host
  * "unix:/PATH" is a unix socket target: only unix rules match it and port is ignored. */
 bool lp_policy_allows(const struct lp_policy *p, const char *host, uint16_t port);
+/* True when some target rule allows host on some port: whether an identity may listen on host
+ * at all, before the kernel picks a port (-R with port 0). Never true for a unix path. */
+bool lp_policy_allows_host(const struct lp_policy *p, const char *host);
 /* True when some MCP rule allows the server called name (borrowed, NUL-terminated). */
 bool lp_policy_allows_name(const struct lp_policy *p, const char *name);
 

@@ -45,8 +45,9 @@ struct lp_runtime {
      * not NUL-terminated). NULL: no MCP pool here, the OPEN is refused. */
     void (*open_mcp)(void *user, struct lp_session *s, const struct lp_mux_event *ev);
     void *mcp_user;
-    /* Server: may this identity listen on host:port (-R)? allow_user is passed. NULL with
-     * --insecure (anything goes). */
+    /* Server: may this identity listen on host:port (-R)? Port 0: on host at all, on some
+     * port (asked before listening; the port the kernel picks is asked after). allow_user is
+     * passed. NULL with --insecure (anything goes). */
     bool (*allow_bind)(void *user, const char *identity, const char *host, uint16_t port);
     /* Server: a session takes a hold on the configuration it was made with (hold true) and
      * gives it back when freed (hold false), so a reload can free a retired configuration

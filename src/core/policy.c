@@ -737,6 +737,21 @@ bool lp_policy_allows(const struct lp_policy *p, const char *host, uint16_t port
     return false;
 }
 
+bool lp_policy_allows_host(const struct lp_policy *p, const char *host)
+{
+    struct target t;
+
+    if (host == NULL)
+        return false;
+    classify(host, &t);
+    if (t.kind == T_BAD || t.kind == T_UNIX)
+        return false;
+    for (size_t i = 0; i < p->count; i++)
+        if (host_matches(&p->rules[i], &t)) /* false for name and unix rules */
+            return true;
+    return false;
+}
+
 bool lp_policy_allows_name(const struct lp_policy *p, const char *name)
 {
     size_t n;

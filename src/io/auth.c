@@ -127,7 +127,9 @@ bool lp_auth_allows_bind(void *user, const char *identity, const char *host, uin
 
     if (find_client(a->cfg, identity, &i) == NULL)
         return false;
-    return lp_policy_allows(&a->reverse[i], host, port);
+    /* port 0: may it listen on host at all (the kernel picks the port, checked after) */
+    return port == 0 ? lp_policy_allows_host(&a->reverse[i], host)
+                     : lp_policy_allows(&a->reverse[i], host, port);
 }
 
 const char *lp_auth_name_of(void *user, const char *identity)

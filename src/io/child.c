@@ -55,24 +55,47 @@ static void close_pair(int p[2])
     p[0] = p[1] = -1;
 }
 
-/* environ with sv->env laid over it (same NAME replaced). Returns an owned array of borrowed
- * strings, or NULL. */
+/* What an MCP server process inherits from the server's environment: only these, each as the
+ * server has it (or the fallback). Everything else the server was started with (tokens,
+ * credentials, NOTIFY_SOCKET, ...) stays out; sv->env adds what a server needs. */
+static const char *const inherited[] = {"PATH", "HOME", "LANG"};
+static const char *const fallback[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL, "LANG=C.UTF-8"};
+
+static const char *environ_entry(const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; environ[i]; i++)
+        if (strncmp(environ[i], name, n) == 0 && environ[i][n] == '=')
+            return environ[i];
+    return NULL;
+}
+
+static bool configured(const struct lp_mcp_server *sv, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t j = 0; j < sv->n_env; j++)
+        if (strncmp(sv->env[j], name, n) == 0 && sv->env[j][n] == '=')
+            return true;
+    return false;
+}
+
+/* PATH, HOME and LANG, then sv->env (which replaces any of them). Returns an owned array of
+ * borrowed strings, or NULL. */
 static char **make_env(const struct lp_mcp_server *sv)
 {
-    size_t n = 0, k = 0;
-    while (environ[n])
-        n++;
+    size_t n = sizeof(inherited) / sizeof(inherited[0]), k = 0;
     char **env = calloc(n + sv->n_env + 1, sizeof(*env));
+
     if (env == NULL)
         return NULL;
     for (size_t i = 0; i < n; i++) {
-        bool replaced = false;
-        for (size_t j = 0; j < sv->n_env && !replaced; j++) {
-            size_t name_len = (size_t)(strchr(sv->env[j], '=') - sv->env[j]);
-            replaced = strncmp(environ[i], sv->env[j], name_len + 1) == 0;
-        }
-        if (!replaced)
-            env[k++] = environ[i];
+        const char *e = environ_entry(inherited[i]);
+        if (configured(sv, inherited[i]))
+            continue;
+        if (e == NULL)
+            e = fallback[i];
+        if (e != NULL)
+            env[k++] = (char *)e; /* posix_spawn's type; never written */
     }
     for (size_t j = 0; j < sv->n_env; j++)
         env[k++] = sv->env[j];

@@ -123,7 +123,9 @@ void lp_reverse_bind(struct lp_session *s, const struct lp_mux_event *ev)
     if (listener_count(s, ev->id, &dup) >= LP_REVERSE_MAX || dup)
         return refuse(s, ev->id, dup ? LP_RST_PROTOCOL : LP_RST_LIMIT, spec,
                       dup ? "bind request id already in use" : "too many -R listeners");
-    if (port != 0 && !allowed(s, host, port)) {
+    /* Before anything listens: for port 0, whether any port on host is allowed (the one the
+     * kernel picks is checked once known). */
+    if (!allowed(s, host, port)) {
         snprintf(why, sizeof(why), "not allowed by the server's policy (identity %s)", s->identity);
         return refuse(s, ev->id, LP_RST_NOT_ALLOWED, spec, why);
     }

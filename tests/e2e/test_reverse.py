@@ -200,6 +200,32 @@ def test_reverse_bind_outside_the_allow_list_exits_2_and_an_allowed_one_works(
     s.close()
 
 
+@pytest.mark.budget(40)
+def test_reverse_port_0_on_a_host_no_rule_names_is_refused_before_listening(
+        limpet_bin, procs, echo, tmp_path):
+    """`-R 127.0.0.3:0:...` when allow.reverse names only 127.0.0.1: refused from the policy
+    alone. It used to listen on 127.0.0.3 first and refuse the port the kernel picked."""
+    keys = str(tmp_path)
+    keygen(keys, "psk", "laptop")
+    sport = H.free_port()
+    conf = reverse_server_yaml(keys, sport, os.path.join(keys, "laptop.psk"),
+                               reverse=["127.0.0.1:1-65535"])
+    server = H.limpet_server(procs, sport, "-c", conf, *H.FAST, insecure=False)
+    bad = reverse_client(procs, sport, "127.0.0.3:0:127.0.0.1:%d" % echo.port,
+                         *psk_client_opts(keys), insecure=False, wait=False, name="bad")
+    assert bad.wait(H.slack(10)) == 2
+    server.wait_log("refused: not allowed by the server's policy (identity laptop)",
+                    timeout=H.slack(5))
+    assert server.count("the port picked") == 0, server.stderr()
+    good = reverse_client(procs, sport, "127.0.0.1:0:127.0.0.1:%d" % echo.port,
+                          *psk_client_opts(keys), insecure=False, name="good")
+    port = int(good.lines("the server listens on")[0].rsplit(":", 1)[1].split()[0])
+    s = socket.create_connection(("127.0.0.1", port), timeout=H.slack(5))
+    s.sendall(b"zero")
+    assert s.recv(4) == b"zero"
+    s.close()
+
+
 @pytest.mark.budget(30)
 def test_reverse_listens_on_ipv6_and_picks_a_port_when_asked_for_0(limpet_bin, procs, echo):
     sport = H.free_port()

@@ -780,6 +780,30 @@ static void test_policy_empty_policy_allows_nothing(void **state)
     assert_false(lp_policy_allows(&p, "localhost", 22));
 }
 
+/* -R with port 0 asks "may it listen on this host at all" before anything listens. */
+static void test_policy_allows_host_is_true_only_where_some_port_is(void **state)
+{
+    (void)state;
+    struct lp_policy p;
+
+    lp_policy_init(&p);
+    assert_false(lp_policy_allows_host(&p, "127.0.0.1"));
+    add_ok(&p, "127.0.0.1:8000-8100");
+    add_ok(&p, "[::1]:9000");
+    add_ok(&p, "unix:/run/app.sock");
+    add_ok(&p, "*.example.net:443");
+    assert_true(lp_policy_allows_host(&p, "127.0.0.1"));
+    assert_true(lp_policy_allows_host(&p, "::1"));
+    assert_true(lp_policy_allows_host(&p, "www.example.net"));
+    assert_false(lp_policy_allows_host(&p, "0.0.0.0"));
+    assert_false(lp_policy_allows_host(&p, "127.0.0.2"));
+    assert_false(lp_policy_allows_host(&p, "::"));
+    assert_false(lp_policy_allows_host(&p, "unix:/run/app.sock"));
+    assert_false(lp_policy_allows_host(&p, "127.1"));
+    assert_false(lp_policy_allows_host(&p, NULL));
+    lp_policy_clear(&p);
+}
+
 static void test_policy_allows_when_any_rule_matches(void **state)
 {
     (void)state;
@@ -1088,6 +1112,7 @@ int main(void)
         cmocka_unit_test(test_policy_unix_rule_matches_exactly_that_socket),
         cmocka_unit_test(test_policy_unix_directory_rule_matches_its_direct_entries_only),
         cmocka_unit_test(test_policy_unix_targets_need_unix_rules),
+        cmocka_unit_test(test_policy_allows_host_is_true_only_where_some_port_is),
         cmocka_unit_test(
             test_policy_internal_addresses_are_loopback_unspecified_link_local_and_multicast),
     };
