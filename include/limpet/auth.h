@@ -31,6 +31,11 @@ bool lp_auth_allows_target(void *a, const char *identity, const char *host, uint
 /* May `identity` listen on host:port for a reverse forward (its allow.reverse list)? host is
  * an IP literal. */
 bool lp_auth_allows_bind(void *a, const char *identity, const char *host, uint16_t port);
+/* After a reload from old to now: why a session of identity (its auth.clients name) may not
+ * go on — the identity is gone, or its key changed (a PSK whose bytes differ, another
+ * certificate fingerprint) — or NULL when it may. Returns a static string. */
+const char *lp_auth_revoked(const struct lp_auth *old, const struct lp_auth *now,
+                            const char *identity);
 /* The auth.clients name of an identity (a certificate's "sha256:..." maps to its client's
  * name); the identity itself when unknown. Borrowed from the configuration. */
 const char *lp_auth_name_of(void *a, const char *identity);

@@ -100,6 +100,7 @@ enum lp_goodbye_code {
     LP_GOODBYE_NORMAL = 0,   /* the peer ended the session on purpose */
     LP_GOODBYE_SHUTDOWN = 1, /* the peer process is shutting down */
     LP_GOODBYE_LOST = 2,     /* the peer found the session unrecoverable */
+    LP_GOODBYE_REVOKED = 3,  /* the server's configuration no longer admits the identity */
 };
 
 struct lp_frame {

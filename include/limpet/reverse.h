@@ -28,6 +28,12 @@
 void lp_reverse_bind(struct lp_session *s, const struct lp_mux_event *ev);
 /* Server: closes every listener of s (the session is ending). */
 void lp_reverse_close_all(struct lp_session *s);
+/* Server, after a reload: closes (one log line each) every listener of s that the identity's
+ * allow.reverse no longer permits, on the port it really has. Returns how many. */
+size_t lp_reverse_recheck(struct lp_session *s);
+/* Server: true when a listener of s was asked for with spec and is still allowed; false when
+ * none is (a REVERSE stream whose listener lp_reverse_recheck closed). */
+bool lp_reverse_spec_allowed(struct lp_session *s, const char *spec);
 
 /* Client: the bind spec of a -R forward as BIND carries it ("127.0.0.1:8022", "[::1]:0"). */
 void lp_reverse_spec(const struct lp_forward *fw, char *out, size_t len);

@@ -13,6 +13,12 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
  * the one they started with (which the caller keeps alive). The listen address is not
  * changed. NULL-safe. */
 void lp_server_reconfigure(struct lp_server *srv, const struct lp_config *cfg);
+/* After a reload (rt's allow hooks already point at the new auth): ends, with GOODBYE REVOKED
+ * and the reason, every session whose identity revoked(user, identity) says may not go on
+ * (removed, or re-keyed); in every other session closes the -R listeners and resets the
+ * streams the new allow-lists no longer permit. Returns the sessions ended. NULL-safe. */
+size_t lp_server_revoke(struct lp_server *srv,
+                        const char *(*revoked)(void *user, const char *identity), void *user);
 /* Ends every session with GOODBYE (best effort) and stops the loop. */
 void lp_server_stop(struct lp_server *srv);
 void lp_server_free(struct lp_server *srv);

@@ -56,6 +56,10 @@ void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_
 /* Handles one mux event addressed to a stream (READABLE, WRITABLE, OPEN_OK, FIN, RST,
  * CLOSED). */
 void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev);
+/* Server, after a reload: resets (RST NOT_ALLOWED, one log line each) every stream whose
+ * target (a dialled HOST:PORT or unix socket, or a -R listener's bind) the identity's
+ * allow-lists no longer permit. Returns how many. */
+size_t lp_stream_recheck(struct lp_session *s);
 /* Frees every local end at once (runtime shutdown). */
 void lp_stream_free_all(struct lp_session *s);
 void lp_runtime_reap_streams(struct lp_runtime *rt);

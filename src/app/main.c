@@ -210,11 +210,33 @@ static void gen_free_all(struct app *a)
     a->auth = NULL;
 }
 
+struct revocation {
+    const struct lp_auth *old, *now;
+};
+
+static const char *revoked_cb(void *user, const char *identity)
+{
+    const struct revocation *r = user;
+    return lp_auth_revoked(r->old, r->now, identity);
+}
+
+/* Revocation that revokes: sessions of removed or re-keyed identities end, and what the new
+ * allow-lists no longer permit (streams, -R listeners) closes, now, not at the next resume. */
+static void revoke_identities(struct app *a, const struct lp_auth *old, const struct lp_auth *now)
+{
+    struct revocation r = {.old = old, .now = now};
+    size_t ended = lp_server_revoke(a->server, revoked_cb, &r);
+
+    if (ended > 0)
+        lp_info("reload: %zu session(s) of removed or re-keyed identities ended", ended);
+}
+
 static void reload(struct app *a)
 {
     char err[LP_CONFIG_ERR_MAX];
     struct lp_config *cfg = malloc(sizeof(*cfg));
     struct lp_auth *auth = NULL;
+    struct cfg_gen *old;
 
     if (cfg == NULL) {
         lp_error("reload: out of memory; keeping the running configuration");
@@ -235,11 +257,16 @@ static void reload(struct app *a)
                 a->cfg->listen);
     lp_mcpd_reconfigure(a->mcpd, cfg, auth);
     lp_server_reconfigure(a->server, cfg);
+    old = a->gens;
+    old->holds++; /* its auth answers lp_auth_revoked below */
     if (gen_install(a, cfg, cfg, auth) != LP_OK) {
         /* The server and the MCP pool already point at cfg: it must live on. */
         lp_error("reload: out of memory; the new configuration applies but is never freed");
-        return;
     }
+    if (old->auth && auth)
+        revoke_identities(a, old->auth, auth);
+    old->holds--;
+    gen_maybe_free(old);
     set_log_level(a->cli, cfg);
     lp_info("reload: %s applied (%zu clients, %zu mcp servers)",
             a->cli->config_file ? a->cli->config_file : "the configuration", cfg->auth.n_clients,

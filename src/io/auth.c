@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <mbedtls/platform_util.h>
+#include <mbedtls/sha256.h>
 
 #include "limpet/keys.h"
 #include "limpet/log.h"
@@ -19,6 +20,9 @@ struct lp_auth {
     lp_tls_conf *tls;
     struct lp_policy *forward; /* one per auth.clients entry, same order */
     struct lp_policy *reverse; /* likewise, allow.reverse */
+    /* per client, same order: SHA-256 of its PSK as loaded now (zero for a certificate
+     * client), so a reload can tell a changed key from the same one */
+    uint8_t (*psk_sum)[32];
 };
 
 lp_err lp_auth_client_tls(const struct lp_config *cfg, lp_tls_conf **out, char *err, size_t errlen)
@@ -132,6 +136,23 @@ bool lp_auth_allows_bind(void *user, const char *identity, const char *host, uin
                      : lp_policy_allows(&a->reverse[i], host, port);
 }
 
+const char *lp_auth_revoked(const struct lp_auth *old, const struct lp_auth *now,
+                            const char *identity)
+{
+    size_t i, j;
+    const struct lp_auth_client *was = find_client(old->cfg, identity, &i);
+    const struct lp_auth_client *is = find_client(now->cfg, identity, &j);
+
+    if (is == NULL)
+        return "its identity was removed from the server's configuration";
+    if (was == NULL) /* cannot happen: the session was admitted under old */
+        return NULL;
+    if (strcmp(was->cert_fingerprint, is->cert_fingerprint) != 0 ||
+        memcmp(old->psk_sum[i], now->psk_sum[j], sizeof(now->psk_sum[j])) != 0)
+        return "its identity's key was changed in the server's configuration";
+    return NULL;
+}
+
 const char *lp_auth_name_of(void *user, const char *identity)
 {
     struct lp_auth *a = user;
@@ -179,6 +200,8 @@ static lp_err check_client(struct lp_auth *a, size_t i, char *err, size_t errlen
 
     if (c->psk_file[0]) {
         lp_err rc = lp_psk_load(c->psk_file, key, err, errlen);
+        if (rc == LP_OK && mbedtls_sha256_ret(key, sizeof(key), a->psk_sum[i], 0) != 0)
+            rc = lp_errf(LP_ERR_IO, err, errlen, "%s: cannot hash the key", c->psk_file);
         mbedtls_platform_zeroize(key, sizeof(key));
         if (rc != LP_OK)
             return rc;
@@ -217,7 +240,8 @@ lp_err lp_auth_new(const struct lp_config *cfg, struct lp_auth **out, char *err,
         goto out;
     }
     if ((a->forward = calloc(cfg->auth.n_clients, sizeof(*a->forward))) == NULL ||
-        (a->reverse = calloc(cfg->auth.n_clients, sizeof(*a->reverse))) == NULL)
+        (a->reverse = calloc(cfg->auth.n_clients, sizeof(*a->reverse))) == NULL ||
+        (a->psk_sum = calloc(cfg->auth.n_clients, sizeof(*a->psk_sum))) == NULL)
         goto out;
     for (size_t i = 0; i < cfg->auth.n_clients; i++) {
         if ((rc = check_client(a, i, err, errlen)) != LP_OK)
@@ -246,6 +270,7 @@ void lp_auth_free(struct lp_auth *a)
         lp_policy_clear(&a->reverse[i]);
     free(a->forward);
     free(a->reverse);
+    free(a->psk_sum);
     lp_tls_conf_free(a->tls);
     free(a);
 }

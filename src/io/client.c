@@ -345,7 +345,10 @@ static void on_goodbye(struct lp_session *s, uint16_t code, const char *msg)
 {
     char why[LP_FRAME_MAX_TEXT + 64];
     snprintf(why, sizeof(why), "server ended the session (%s): %s",
-             code == LP_GOODBYE_SHUTDOWN ? "shutting down" : "goodbye", msg);
+             code == LP_GOODBYE_SHUTDOWN  ? "shutting down"
+             : code == LP_GOODBYE_REVOKED ? "revoked"
+                                          : "goodbye",
+             msg);
     replace_session(s->owner, why);
 }
 

@@ -195,6 +195,45 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     lp_session_process(l->s);
 }
 
+/* Whether l, as bound, is still allowed: its host and the port it really has. */
+static bool listener_allowed(struct lp_rlistener *l)
+{
+    char host[LP_ADDR_MAX];
+    uint16_t port;
+
+    return parse_spec(l->spec, host, sizeof(host), &port) && allowed(l->s, host, l->port);
+}
+
+size_t lp_reverse_recheck(struct lp_session *s)
+{
+    size_t n = 0;
+
+    for (struct lp_rlistener **pp = &s->rlisteners; *pp;) {
+        struct lp_rlistener *l = *pp;
+        if (listener_allowed(l)) {
+            pp = &l->next;
+            continue;
+        }
+        *pp = l->next;
+        ev_io_stop(s->rt->loop, &l->io);
+        close(l->fd);
+        lp_warn("sess=%s bind=%u reverse forward on %s closed: identity %s may no longer listen "
+                "there (configuration reloaded)",
+                s->tag, (unsigned)l->req, l->local, s->identity);
+        free(l);
+        n++;
+    }
+    return n;
+}
+
+bool lp_reverse_spec_allowed(struct lp_session *s, const char *spec)
+{
+    for (struct lp_rlistener *l = s->rlisteners; l; l = l->next)
+        if (strcmp(l->spec, spec) == 0)
+            return listener_allowed(l);
+    return false; /* its listener was closed by lp_reverse_recheck */
+}
+
 void lp_reverse_close_all(struct lp_session *s)
 {
     while (s->rlisteners) {

@@ -18,6 +18,8 @@
 #include "limpet/admit.h"
 #include "limpet/fwdspec.h"
 #include "limpet/log.h"
+#include "limpet/reverse.h"
+#include "limpet/stream.h"
 #include "limpet/wire.h"
 
 #define HELLO_FRAME (LP_FRAME_HEADER + 64u)
@@ -570,6 +572,29 @@ void lp_server_reconfigure(struct lp_server *srv, const struct lp_config *cfg)
 {
     if (srv != NULL)
         srv->cfg = cfg;
+}
+
+size_t lp_server_revoke(struct lp_server *srv,
+                        const char *(*revoked)(void *user, const char *identity), void *user)
+{
+    size_t ended = 0;
+
+    if (srv == NULL)
+        return 0;
+    for (struct lp_session *s = srv->sessions, *next; s; s = next) {
+        const char *why = s->identity[0] ? revoked(user, s->identity) : NULL;
+        next = s->next;
+        if (why == NULL) {
+            lp_reverse_recheck(s);
+            lp_stream_recheck(s);
+            continue;
+        }
+        lp_warn("sess=%s ended: %s (identity %s)", s->tag, why, s->identity);
+        lp_session_goodbye(s, LP_GOODBYE_REVOKED, why);
+        end_session(s, LP_RST_NOT_ALLOWED, why);
+        ended++;
+    }
+    return ended;
 }
 
 /* Each session's GOODBYE must reach its client before the socket closes: closing a socket

@@ -16,6 +16,7 @@
 
 #include "limpet/fwdspec.h"
 #include "limpet/log.h"
+#include "limpet/reverse.h"
 #include "limpet/text.h"
 #include "limpet/policy.h"
 #include "limpet/session.h"
@@ -45,7 +46,8 @@ struct lp_stream {
     ev_io rio, wio;
     ev_timer timer;            /* resolve + dial / open timeout */
     struct lp_resolve *lookup; /* ST_RESOLVING: the lookup in flight */
-    char *target;              /* server, until connected: HOST:PORT as the peer sent it (owned) */
+    char *target; /* server: HOST:PORT or unix:/PATH as the peer sent it (owned), kept for the
+                   * policy check a reload repeats (lp_stream_recheck) */
     struct lp_stream *prev, *next, *next_dead;
     uint64_t up, down; /* bytes local→tunnel, tunnel→local */
     uint8_t kind;      /* LP_KIND_*, and where it goes, for `limpet status` */
@@ -293,8 +295,6 @@ static void stream_write_cb(struct ev_loop *loop, ev_io *w, int revents)
             lp_net_tune_stream(st->fd);
             lp_mux_accept(s->mux, st->id);
             lp_debug("sess=%s stream=%u connected to %s", s->tag, (unsigned)st->id, st->target);
-            free(st->target); /* only needed while dialing */
-            st->target = NULL;
             pump_down(st); /* the opener's early DATA */
             if (!st->dead)
                 pump_up(st);
@@ -590,6 +590,43 @@ void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_
     if (lp_resolve_start(&s->rt->resolver, host, port, dial_resolved, st, &st->lookup) != LP_OK) {
         refuse(st, LP_RST_INTERNAL, "cannot start a name lookup");
     }
+}
+
+/* Whether the policy in force still lets this stream's identity reach its target. */
+static bool still_allowed(const struct lp_stream *st)
+{
+    struct lp_session *s = st->s;
+    char host[LP_ADDR_MAX];
+    uint16_t port;
+
+    if (st->kind == LP_KIND_TCP && st->target != NULL) {
+        if (strncmp(st->target, "unix:", 5) == 0)
+            return s->rt->allow_target(s->rt->allow_user, s->identity, st->target, 0);
+        return lp_parse_hostport(st->target, host, sizeof(host), &port) == LP_OK &&
+               s->rt->allow_target(s->rt->allow_user, s->identity, host, port);
+    }
+    if (st->kind == LP_KIND_REVERSE && s->rt->allow_bind != NULL)
+        return lp_reverse_spec_allowed(s, st->shown);
+    return true;
+}
+
+size_t lp_stream_recheck(struct lp_session *s)
+{
+    size_t n = 0;
+
+    if (s->rt->allow_target == NULL) /* --insecure: nothing to take back */
+        return 0;
+    for (struct lp_stream *st = s->streams, *next; st; st = next) {
+        next = st->next;
+        if (st->dead || still_allowed(st))
+            continue;
+        lp_warn("sess=%s stream=%u reset: identity %s may no longer reach %s (configuration "
+                "reloaded)",
+                s->tag, (unsigned)st->id, s->identity, st->target ? st->target : st->shown);
+        lp_stream_reset(st, LP_RST_NOT_ALLOWED, "no longer allowed by the server's policy");
+        n++;
+    }
+    return n;
 }
 
 /* ---- events from the mux ------------------------------------------------------------------ */

@@ -133,3 +133,99 @@ def test_a_thousand_reloads_hold_what_one_reload_holds(limpet_bin, procs, echo, 
         # be megabytes. Allow the allocator some slack, not a per-reload growth.
         assert after - before < 512, "RSS grew %d KiB over %d reloads (%d -> %d KiB)" % (
             after - before, total - 100, before, after)
+
+
+def revocation_yaml(tmp, sport, clients):
+    """clients: {name: (psk path, [forward rules], [reverse rules])}."""
+    lines = ["listen: 127.0.0.1:%d" % sport, "auth:", "  clients:"]
+    for name, (psk, fwd, rev) in clients.items():
+        lines += ["    %s:" % name, "      psk_file: \"%s\"" % psk, "      allow:",
+                  "        forward: [%s]" % ", ".join('"%s"' % a for a in fwd),
+                  "        reverse: [%s]" % ", ".join('"%s"' % a for a in rev)]
+    path = os.path.join(tmp, "server.yaml")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def held(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=H.slack(5))
+    s.settimeout(H.slack(5))
+    s.sendall(b"hi")
+    assert s.recv(2) == b"hi"
+    return s
+
+
+@pytest.mark.budget(90)
+def test_reload_revokes_what_it_takes_away(limpet_bin, procs, echo, tmp_path):
+    """Revocation that revokes. A reload that narrows an identity's allow-lists resets its
+    streams to targets no longer allowed and closes its -R listeners no longer allowed (the
+    rest of the session goes on); one that removes an identity, or changes its key, ends that
+    identity's live session at once (GOODBYE with the reason) instead of letting it carry on
+    until its next resume."""
+    tmp = str(tmp_path)
+    for name in ("laptop", "edge", "ops"):
+        keygen(tmp, "psk", name)
+    psk = {n: os.path.join(tmp, "%s.psk" % n) for n in ("laptop", "edge", "ops")}
+    other = H.EchoServer()
+    try:
+        sport, rport = H.free_port(), H.free_port()
+        a_rule, b_rule = "127.0.0.1:%d" % echo.port, "127.0.0.1:%d" % other.port
+        clients = {"laptop": (psk["laptop"], [a_rule, b_rule], ["127.0.0.1:%d" % rport]),
+                   "edge": (psk["edge"], [a_rule], []),
+                   "ops": (psk["ops"], [a_rule], [])}
+        cfg = revocation_yaml(tmp, sport, clients)
+        server = H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
+        ports = {n: H.free_port() for n in ("la", "lb", "edge", "ops")}
+        laptop = H.limpet_client(procs, sport, [(ports["la"], echo.port),
+                                                (ports["lb"], other.port)],
+                                 "-R", "%d:127.0.0.1:%d" % (rport, echo.port), *H.FAST_CLIENT,
+                                 *psk_client_opts(tmp), insecure=False, name="laptop")
+        laptop.wait_log("the server listens on", timeout=H.slack(10))
+        edge = H.limpet_client(procs, sport, [(ports["edge"], echo.port)], *H.FAST_CLIENT,
+                               *psk_client_opts(tmp, "edge", "edge.psk"), insecure=False,
+                               name="edge")
+        ops = H.limpet_client(procs, sport, [(ports["ops"], echo.port)], *H.FAST_CLIENT,
+                              *psk_client_opts(tmp, "ops", "ops.psk"), insecure=False, name="ops")
+        for c in (edge, ops):
+            c.wait_log("established", timeout=H.slack(10))
+        la, lb, ed, op = (held(ports[p]) for p in ("la", "lb", "edge", "ops"))
+        rv = held(rport)
+
+        # 1. laptop loses b_rule and its -R bind: those go, the rest of its session stays.
+        clients["laptop"] = (psk["laptop"], [a_rule], [])
+        revocation_yaml(tmp, sport, clients)
+        server.send_signal(signal.SIGHUP)
+        server.wait_log("reload: ", timeout=H.slack(5))
+        server.wait_log("may no longer reach 127.0.0.1:%d" % other.port, timeout=H.slack(5))
+        server.wait_log("may no longer listen there", timeout=H.slack(5))
+        assert H.is_closed(lb, H.slack(5)) and H.is_closed(rv, H.slack(5))
+        assert not H.port_accepts(rport)
+        la.sendall(b"ok")
+        assert la.recv(2) == b"ok"
+        laptop.wait_log("NOT_ALLOWED: no longer allowed by the server's policy",
+                        timeout=H.slack(5))
+
+        # 2. edge is removed and ops gets a new key: both sessions end now, with the reason;
+        # the clients cannot come back (their key is no longer accepted) and exit 2.
+        del clients["edge"]
+        os.unlink(psk["ops"])
+        keygen(tmp, "psk", "ops")
+        revocation_yaml(tmp, sport, clients)
+        server.send_signal(signal.SIGHUP)
+        server.wait_log("2 session(s) of removed or re-keyed identities ended",
+                        timeout=H.slack(5))
+        assert H.is_closed(ed, H.slack(5)) and H.is_closed(op, H.slack(5))
+        edge.wait_log("revoked", timeout=H.slack(5))
+        assert "removed" in edge.lines("revoked")[0], edge.tail()
+        ops.wait_log("revoked", timeout=H.slack(5))
+        assert "key was changed" in ops.lines("revoked")[0], ops.tail()
+        assert edge.wait(H.slack(15)) == 2 and ops.wait(H.slack(15)) == 2
+        # laptop was untouched by step 2
+        la.sendall(b"go")
+        assert la.recv(2) == b"go"
+        assert laptop.count("session lost") == 0 and laptop.count("revoked") == 0
+        for s in (la, lb, ed, op, rv):
+            s.close()
+    finally:
+        other.close()
