@@ -214,29 +214,42 @@ def test_status_names_the_identity_on_both_ends(limpet_bin, procs, echo, tmp_pat
     assert names == ["edge", "laptop"], names
 
 
-def fake_control(path, answer):
+class fake_control:
     """A control socket that answers every question with `answer` (bytes), once per
-    connection, in a thread; returns the listening socket (close it to stop)."""
-    import threading
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(4)
+    connection, in a thread. close() wakes the thread (shutdown) before the fd is closed: a
+    thread still blocked in accept() on a closed fd would serve the next socket that reuses
+    its number."""
 
-    def serve():
+    def __init__(self, path, answer):
+        import threading
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(path)
+        self.srv.listen(4)
+        self.answer = answer
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
         while True:
             try:
-                c, _ = srv.accept()
+                c, _ = self.srv.accept()
             except OSError:
                 return
             with c:
                 c.settimeout(5)
                 try:
                     c.recv(256)
-                    c.sendall(answer)
+                    c.sendall(self.answer)
                 except OSError:
                     pass
-    threading.Thread(target=serve, daemon=True).start()
-    return srv
+
+    def close(self):
+        try:
+            self.srv.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.thread.join(5)
+        self.srv.close()
 
 
 def test_status_prints_no_terminal_control_from_a_socket(limpet_bin, tmp_path):
