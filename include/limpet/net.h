@@ -41,11 +41,7 @@ lp_err lp_net_connect(const struct lp_addr *a, int *fd, char *err, size_t errlen
 int lp_net_connect_result(int fd);
 /* Accepts one connection (non-blocking, close-on-exec). -1 with errno on failure. */
 int lp_net_accept(int lfd, struct lp_addr *peer);
-/* Accepts what is pending on lfd, at most 64 connections per call so other watchers get their
- * turn, and hands each to fn (which takes fd). Errors other than "try again" are logged with
- * `what` (the listener, for the log line). */
-void lp_net_accept_each(int lfd, const char *what,
-                        void (*fn)(void *user, int fd, const struct lp_addr *peer), void *user);
+/* (Listeners on the loop accept through accept.h, which survives running out of fds.) */
 /* The locally bound address of fd. */
 lp_err lp_net_local_addr(int fd, struct lp_addr *a);
 

@@ -204,21 +204,6 @@ int lp_net_connect_result(int fd)
     return e;
 }
 
-void lp_net_accept_each(int lfd, const char *what,
-                        void (*fn)(void *user, int fd, const struct lp_addr *peer), void *user)
-{
-    for (int i = 0; i < 64; i++) {
-        struct lp_addr peer;
-        int fd = lp_net_accept(lfd, &peer);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                lp_warn("accept on %s: %s", what, strerror(errno));
-            return;
-        }
-        fn(user, fd, &peer);
-    }
-}
-
 int lp_net_accept(int lfd, struct lp_addr *peer)
 {
     peer->len = sizeof(peer->sa);

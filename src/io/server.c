@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "limpet/accept.h"
 #include "limpet/admit.h"
 #include "limpet/fwdspec.h"
 #include "limpet/log.h"
@@ -42,7 +43,7 @@ struct lp_server {
     struct lp_runtime *rt;
     const struct lp_config *cfg;
     int lfd;
-    ev_io lio;
+    struct lp_acceptor acc;      /* on lfd */
     struct handshake *hs;        /* connections still in their handshake */
     struct lp_session *sessions; /* every session, live or detached */
     size_t nsessions;
@@ -510,15 +511,6 @@ static void accepted(void *user, int fd, const struct lp_addr *peer)
     lp_debug("connection from %s", h->name);
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct lp_server *srv = LP_CONTAINER_OF(w, struct lp_server, lio);
-    (void)loop;
-    (void)revents;
-
-    lp_net_accept_each(srv->lfd, "the tunnel port", accepted, srv);
-}
-
 /* ---- lifetime ------------------------------------------------------------------------------------ */
 
 lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct lp_server **sp)
@@ -558,9 +550,9 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
         return LP_ERR_IO;
     }
     lp_net_local_addr(srv->lfd, &addr);
-    ev_io_init(&srv->lio, accept_cb, srv->lfd, EV_READ);
+    lp_acceptor_init(&srv->acc, rt->loop, srv->lfd, "the tunnel port", accepted, srv);
     ev_timer_init(&srv->bye, bye_cb, 0., 0.01);
-    ev_io_start(rt->loop, &srv->lio);
+    lp_acceptor_start(&srv->acc);
     lp_info("listening on %s", lp_net_addr_str(&addr, name, sizeof(name)));
     *sp = srv;
     return LP_OK;
@@ -603,7 +595,7 @@ void lp_server_stop(struct lp_server *srv)
         return;
     }
     srv->stopping = true;
-    ev_io_stop(srv->rt->loop, &srv->lio); /* no new clients while we say goodbye */
+    lp_acceptor_stop(&srv->acc); /* no new clients while we say goodbye */
     for (struct lp_session *s = srv->sessions; s; s = s->next)
         lp_session_goodbye(s, LP_GOODBYE_SHUTDOWN, "server shutting down");
     srv->bye_until = lp_now() + 1000;
@@ -614,7 +606,7 @@ void lp_server_free(struct lp_server *srv)
 {
     if (srv == NULL)
         return;
-    ev_io_stop(srv->rt->loop, &srv->lio);
+    lp_acceptor_stop(&srv->acc);
     ev_timer_stop(srv->rt->loop, &srv->bye);
     close(srv->lfd);
     while (srv->hs)
