@@ -66,6 +66,12 @@ lp_err lp_net_listen_unix(const char *path, int *fd, struct lp_unix_file *file, 
  * is known as ours by the process listening on it. */
 void lp_net_unlink_unix(const char *path, const struct lp_unix_file *file);
 
+/* Raises the soft limit on open files (RLIMIT_NOFILE) to the hard one: every stream holds a
+ * descriptor, and the soft default (often 1024) is far below what the hard one allows.
+ * Returns the soft limit now in force (UINT64_MAX: unlimited; 0: unknown); *before is the
+ * one found. */
+uint64_t lp_net_raise_fd_limit(uint64_t *before);
+
 /* Tunnel links: TCP_NODELAY and TCP_USER_TIMEOUT (ms). Local streams: TCP_NODELAY. */
 void lp_net_tune_link(int fd, lp_time user_timeout);
 void lp_net_tune_stream(int fd);

@@ -156,7 +156,7 @@ static void carry(struct lp_rlistener *l, int fd, const char *from)
     struct lp_session *s = l->s;
     const struct lp_config *cfg = s->cfg;
     struct lp_stream *st;
-    char arg[16];
+    char arg[16], what[96];
     lp_time wait = cfg->forward.connect_timeout;
 
     if (!lp_session_attached(s)) {
@@ -169,6 +169,11 @@ static void carry(struct lp_rlistener *l, int fd, const char *from)
         wait += cfg->forward.reverse_wait;
     }
     snprintf(arg, sizeof(arg), "%u", (unsigned)l->req);
+    snprintf(what, sizeof(what), "bind=%u connection from %s", (unsigned)l->req, from);
+    if (!lp_session_stream_room(s, what)) {
+        lp_net_close_reset(fd);
+        return;
+    }
     lp_net_tune_stream(fd);
     if (lp_stream_open_fds(s, fd, fd, LP_KIND_REVERSE, l->spec, arg, wait, NULL, NULL, &st) !=
         LP_OK) {

@@ -9,6 +9,7 @@
 #include "limpet/server.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,8 @@ struct lp_server {
     struct lp_session *sessions; /* every session, live or detached */
     size_t nsessions;
     lp_admit *admit;             /* caps on unauthenticated connections */
+    size_t fd_share;             /* half the open-files limit: streams one identity may hold
+                                    at most, whatever limits.streams_per_identity says */
     lp_time refused_logged;      /* refusals are logged at most once a second ... */
     unsigned long refused_quiet; /* ... with a count of those not logged */
     bool stopping;               /* GOODBYE sent to every session: waiting for it to land */
@@ -137,6 +140,23 @@ static size_t sessions_of(const struct lp_server *srv, const char *identity)
     for (const struct lp_session *s = srv->sessions; s; s = s->next)
         n += strcmp(s->identity, identity) == 0;
     return n;
+}
+
+/* rt->stream_room. Every stream holds a descriptor (or an MCP attachment), so one identity
+ * must not hold so many that others find none left. The walk over sessions is skipped while
+ * the whole process holds fewer streams than the limit, which is nearly always. */
+static bool stream_room(void *user, const struct lp_session *s, size_t *cap)
+{
+    const struct lp_server *srv = user;
+    size_t n = 0;
+
+    *cap = LP_MIN(srv->cfg->limits.streams_per_identity, srv->fd_share);
+    if (s->identity[0] == '\0' || srv->rt->nstreams < *cap)
+        return true; /* --insecure has no identities to tell apart */
+    for (const struct lp_session *o = srv->sessions; o; o = o->next)
+        if (strcmp(o->identity, s->identity) == 0)
+            n += o->nstreams;
+    return n < *cap;
 }
 
 /* Constant time: a resume token must not leak through timing. */
@@ -513,6 +533,24 @@ static void accepted(void *user, int fd, const struct lp_addr *peer)
 
 /* ---- lifetime ------------------------------------------------------------------------------------ */
 
+/* The soft open-files limit goes up to the hard one (a stream costs a descriptor); half of it
+ * bounds the streams of one identity. */
+static void set_fd_share(struct lp_server *srv)
+{
+    uint64_t before, nofile = lp_net_raise_fd_limit(&before);
+
+    if (nofile > before)
+        lp_info("open files limit raised from %llu to %llu", (unsigned long long)before,
+                (unsigned long long)nofile);
+    else
+        lp_debug("open files limit %llu", (unsigned long long)nofile);
+    srv->fd_share = nofile == 0 || nofile / 2 > SIZE_MAX ? SIZE_MAX : (size_t)(nofile / 2);
+    if (srv->fd_share < srv->cfg->limits.streams_per_identity)
+        lp_info("streams per identity: %zu, half the open files limit (limits.streams_per_identity "
+                "is %zu)",
+                srv->fd_share, srv->cfg->limits.streams_per_identity);
+}
+
 lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct lp_server **sp)
 {
     char host[LP_ADDR_MAX], err[256], name[64];
@@ -539,6 +577,7 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
         return LP_ERR_NOMEM;
     srv->rt = rt;
     srv->cfg = cfg;
+    set_fd_share(srv);
     if (lp_admit_new(&ac, &srv->admit) != LP_OK) {
         free(srv);
         return LP_ERR_NOMEM;
@@ -550,6 +589,8 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
         return LP_ERR_IO;
     }
     lp_net_local_addr(srv->lfd, &addr);
+    rt->stream_room = stream_room;
+    rt->stream_user = srv;
     lp_acceptor_init(&srv->acc, rt->loop, srv->lfd, "the tunnel port", accepted, srv);
     ev_timer_init(&srv->bye, bye_cb, 0., 0.01);
     lp_acceptor_start(&srv->acc);
@@ -614,5 +655,6 @@ void lp_server_free(struct lp_server *srv)
     while (srv->sessions)
         end_session(srv->sessions, LP_RST_SHUTDOWN, "server shutting down");
     lp_admit_free(srv->admit);
+    srv->rt->stream_room = NULL;
     free(srv);
 }

@@ -17,6 +17,7 @@ import time
 import pytest
 
 import helpers as H
+from test_tls import keygen, psk_client_opts, server_yaml
 
 FD_LIMIT = 64
 
@@ -56,12 +57,28 @@ def open_streams(port, most, timeout=3.0):
     open sockets (the caller closes them) and whether one failed."""
     held = []
     for i in range(most):
-        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        except ConnectionResetError:   # refused so fast that connect() saw the reset
+            return held, True
         if not echo_once(s, b"stream %d\n" % i, timeout):
             s.close()
             return held, True
         held.append(s)
     return held, False
+
+
+def arrive(family, addr):
+    """A new connection to the server; None when it was reset before connect() returned
+    (the server answered it at once, which is what it should do)."""
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect(addr)
+    except ConnectionResetError:
+        s.close()
+        return None
+    return s
 
 
 def status(path):
@@ -92,15 +109,13 @@ def test_server_out_of_fds_stays_idle_answers_newcomers_and_recovers(
         assert len(held) >= FD_LIMIT // 2, "only %d streams before the first failure" % len(held)
         lines_before = len(server.lines())
         for _ in range(3):
-            newcomers.append(socket.create_connection(("127.0.0.1", sport), timeout=2))
-        u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        u.connect(ctl)
-        newcomers.append(u)
+            newcomers.append(arrive(socket.AF_INET, ("127.0.0.1", sport)))
+        newcomers.append(arrive(socket.AF_UNIX, ctl))
 
         share = cpu_share(server.pid, 2.0)
         assert share < 0.30, "server used %.0f%% of a core while out of fds" % (share * 100)
         for i, s in enumerate(newcomers):
-            assert H.is_closed(s, H.slack(3)), "newcomer %d was left hanging" % i
+            assert s is None or H.is_closed(s, H.slack(3)), "newcomer %d was left hanging" % i
         grown = len(server.lines()) - lines_before
         assert grown < 40, "%d log lines in ~2 s while out of fds; last:\n%s" % (
             grown, "\n".join(server.lines()[-5:]))
@@ -108,7 +123,8 @@ def test_server_out_of_fds_stays_idle_answers_newcomers_and_recovers(
         assert server.alive()
     finally:
         for s in held + newcomers:
-            s.close()
+            if s is not None:
+                s.close()
 
     # once the streams are gone, everything works again
     def fresh_stream():
@@ -123,3 +139,77 @@ def test_server_out_of_fds_stays_idle_answers_newcomers_and_recovers(
     r = status(ctl)
     assert r.returncode == 0, r.stderr
     assert client.alive() and server.alive()
+
+
+def two_identity_server(procs, keys, target_port, *opts):
+    port = H.free_port()
+    allow = ["127.0.0.1:%d" % target_port]
+    cfg = server_yaml(keys, port, [
+        ("laptop", ("psk_file", os.path.join(keys, "laptop.psk")), allow),
+        ("desktop", ("psk_file", os.path.join(keys, "desktop.psk")), allow)])
+    server = H.limpet_server(procs, port, "-c", cfg, *H.FAST, *opts, insecure=False)
+    return server, port
+
+
+def psk_client(procs, keys, sport, target_port, identity, name):
+    lport = H.free_port()
+    c = H.limpet_client(procs, sport, [(lport, target_port)], *H.FAST_CLIENT,
+                        *psk_client_opts(keys, identity, identity + ".psk"), insecure=False,
+                        name=name)
+    c.wait_log("established", timeout=H.slack(10))
+    return c, lport
+
+
+@pytest.mark.budget(60)
+def test_streams_per_identity_caps_one_identity_over_its_sessions_not_another(
+        limpet_bin, procs, echo, tmp_path):
+    """limits.streams_per_identity=4: laptop's two sessions share 4 streams; the 5th (on
+    either session) is refused with RST LIMIT and a reason both sides log, while desktop
+    opens its 4 as usual. When one of laptop's streams ends, laptop may open another."""
+    keys = str(tmp_path)
+    keygen(keys, "psk", "laptop")
+    keygen(keys, "psk", "desktop")
+    server, sport = two_identity_server(procs, keys, echo.port,
+                                        "-o", "limits.streams_per_identity=4")
+    a1, p1 = psk_client(procs, keys, sport, echo.port, "laptop", "laptop1")
+    a2, p2 = psk_client(procs, keys, sport, echo.port, "laptop", "laptop2")
+    b, pb = psk_client(procs, keys, sport, echo.port, "desktop", "desktop")
+    held = []
+    try:
+        first, failed = open_streams(p1, 3)
+        held += first
+        assert not failed and len(first) == 3
+        second, failed = open_streams(p2, 2)
+        held += second
+        assert failed and len(second) == 1, "laptop got %d streams over the cap" % (
+            len(first) + len(second) - 4)
+        a2.wait_log("streams_per_identity", timeout=H.slack(5))
+        extra, failed = open_streams(p1, 1)
+        held += extra
+        assert failed and not extra, "laptop's first session went over the cap"
+        assert server.count("streams_per_identity") == 2, server.tail(10)
+
+        others, failed = open_streams(pb, 4)
+        held += others
+        assert not failed and len(others) == 4, "desktop was held back by laptop's cap"
+
+        first[0].close()       # laptop ends one stream: room for one more
+
+        def one_more():
+            more, _ = open_streams(p2, 1)
+            held.extend(more)
+            return bool(more)
+        H.wait_until(one_more, H.slack(5), "laptop's stream after one ended", interval=0.1)
+    finally:
+        for s in held:
+            s.close()
+    assert a1.alive() and a2.alive() and b.alive()
+
+
+def test_server_raises_its_soft_fd_limit_to_the_hard_one(limpet_bin, procs):
+    """A soft limit of 100 under a hard one of 300: the server runs with 300 and says so."""
+    server = H.limpet_server(procs, H.free_port(), prefix=("prlimit", "--nofile=100:300", "--"))
+    with open("/proc/%d/limits" % server.pid) as f:
+        line = next(l for l in f if l.startswith("Max open files"))
+    assert line.split()[3:5] == ["300", "300"], line
+    server.wait_log("open files limit raised from 100 to 300", timeout=1)
