@@ -105,7 +105,7 @@ static const struct cfg_key keys[] = {
     COUNT("limits.max_pending", limits.max_pending, 1, 100000,
           "server: connections not yet authenticated, in total"),
     COUNT("limits.max_pending_per_source", limits.max_pending_per_source, 1, 100000,
-          "server: connections not yet authenticated, per source address"),
+          "server: connections not yet authenticated, per IPv4 address or IPv6 /64"),
     COUNT("limits.sessions_per_identity", limits.sessions_per_identity, 1, 1000000,
           "server: live sessions one client identity may hold"),
     COUNT("limits.streams_per_identity", limits.streams_per_identity, 1, 1000000,

@@ -30,8 +30,9 @@ struct handshake {
     bool tls_done;       /* the TLS handshake finished: now read HELLO */
     char identity[LP_TLS_IDENTITY_MAX + 80];
     struct lp_addr peer;
-    uint8_t src[16]; /* the peer's address bytes, as counted by admission */
+    uint8_t src[16]; /* the peer's address bytes, for admission's failure delays */
     size_t src_len;
+    struct lp_admit_entry adm; /* counted by admission until hs_free */
     char name[64];
     uint8_t buf[HELLO_FRAME];
     size_t len;
@@ -175,7 +176,7 @@ static void hs_free(struct handshake *h, bool close_fd)
     struct lp_server *srv = h->srv;
     ev_io_stop(srv->rt->loop, &h->io);
     ev_timer_stop(srv->rt->loop, &h->timer);
-    lp_admit_leave(srv->admit, h->src, h->src_len);
+    lp_admit_leave(srv->admit, &h->adm);
     if (close_fd)
         lp_link_close(&h->link);
     if (h->prev)
@@ -409,6 +410,7 @@ static bool hs_tls_step(struct handshake *h)
     }
     h->tls_done = true;
     lp_admit_succeeded(h->srv->admit, h->src, h->src_len);
+    lp_admit_settle(h->srv->admit, &h->adm); /* authenticated: never dropped for room */
     ev_io_stop(h->srv->rt->loop, &h->io);
     ev_io_set(&h->io, h->link.fd, EV_READ);
     ev_io_start(h->srv->rt->loop, &h->io);
@@ -471,22 +473,33 @@ static void hs_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     hs_drop(h, LP_HS_TIMEOUT, msg);
 }
 
-/* A flood must not flood the log too: one line a second, with how many went unlogged. */
-static void refuse_at_accept(struct lp_server *srv, const struct lp_addr *peer,
-                             enum lp_admit_verdict v)
+/* A flood must not flood the log too: one line a second about connections refused or dropped
+ * by admission, with how many went unlogged. */
+static void log_admission(struct lp_server *srv, const char *what, const char *name,
+                          const char *why)
 {
-    char name[64];
     lp_time now = lp_now();
 
-    srv->rt->stats.handshakes_refused[LP_HS_ADMISSION]++;
     if (now - srv->refused_logged < 1000) {
         srv->refused_quiet++;
         return;
     }
-    lp_info("refused connection from %s: %s (%lu more refused in the last second)",
-            lp_net_addr_str(peer, name, sizeof(name)), lp_admit_reason(v), srv->refused_quiet);
+    lp_info("%s connection from %s: %s (%lu more refused or dropped in the last second)", what,
+            name, why, srv->refused_quiet);
     srv->refused_logged = now;
     srv->refused_quiet = 0;
+}
+
+/* The pending table was full: admission dropped this connection (the oldest unauthenticated
+ * one of the source holding the most), so that a newer one, maybe a real client among
+ * strangers, gets its turn. */
+static void hs_evict(struct handshake *h)
+{
+    h->srv->rt->stats.handshakes_refused[LP_HS_EVICTED]++;
+    log_admission(h->srv, "dropped", h->name,
+                  "not authenticated yet, and its source holds the most such connections: "
+                  "evicted for a newer one (limits.max_pending)");
+    hs_free(h, true);
 }
 
 /* One new tunnel connection: admitted (or refused), then its handshake starts. */
@@ -494,32 +507,38 @@ static void accepted(void *user, int fd, const struct lp_addr *peer)
 {
     struct lp_server *srv = user;
     struct handshake *h;
+    struct lp_admit_entry *evicted = NULL;
     lp_tls *tls = NULL;
-    uint8_t src[16];
-    size_t src_len = lp_net_addr_bytes(peer, src);
-    enum lp_admit_verdict v = lp_admit_enter(srv->admit, src, src_len, lp_now());
+    enum lp_admit_verdict v;
 
+    if ((h = calloc(1, sizeof(*h))) == NULL) {
+        lp_net_close_reset(fd);
+        return;
+    }
+    lp_net_addr_str(peer, h->name, sizeof(h->name));
+    h->src_len = lp_net_addr_bytes(peer, h->src);
+    v = lp_admit_enter(srv->admit, &h->adm, h->src, h->src_len, lp_now(), &evicted);
+    if (evicted != NULL)
+        hs_evict(LP_CONTAINER_OF(evicted, struct handshake, adm));
     if (v != LP_ADMIT_OK) {
-        refuse_at_accept(srv, peer, v);
+        srv->rt->stats.handshakes_refused[LP_HS_ADMISSION]++;
+        log_admission(srv, "refused", h->name, lp_admit_reason(v));
+        free(h);
         lp_net_close_reset(fd);
         return;
     }
     /* No Nagle from the first byte: the TLS and limpet handshakes are small messages
      * in turn, each of which would otherwise wait for a delayed ACK (~40 ms). */
     lp_net_tune_stream(fd);
-    if ((h = calloc(1, sizeof(*h))) == NULL ||
-        (srv->rt->tls && lp_tls_new(srv->rt->tls, fd, &tls) != LP_OK)) {
-        lp_admit_leave(srv->admit, src, src_len);
+    if (srv->rt->tls && lp_tls_new(srv->rt->tls, fd, &tls) != LP_OK) {
+        lp_admit_leave(srv->admit, &h->adm);
         close(fd);
         free(h);
         return;
     }
-    memcpy(h->src, src, src_len);
-    h->src_len = src_len;
     h->srv = srv;
     lp_link_set(&h->link, fd, tls);
     h->peer = *peer;
-    lp_net_addr_str(peer, h->name, sizeof(h->name));
     ev_io_init(&h->io, hs_read_cb, fd, EV_READ);
     ev_io_start(srv->rt->loop, &h->io);
     ev_timer_init(&h->timer, hs_timer_cb, (double)srv->cfg->limits.handshake_timeout / 1000.0, 0.);
