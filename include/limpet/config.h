@@ -116,6 +116,9 @@ struct lp_config {
         size_t max_pending;            /* limits.max_pending (256): unauthenticated links */
         size_t max_pending_per_source; /* limits.max_pending_per_source (16), per address */
         size_t sessions_per_identity;  /* limits.sessions_per_identity (16) */
+        /* limits.streams_per_identity (4096): streams over all of an identity's sessions;
+         * the server also holds it to half its open-files limit */
+        size_t streams_per_identity;
         /* limits.session_memory (32MiB): bytes buffered per session; lp_config_finish
          * checks session.replay_buffer + session.receive_buffer against it */
         size_t session_memory;

@@ -55,6 +55,7 @@ enum lp_hs_reason {
     LP_HS_BAD_HELLO, /* bytes that are not a limpet HELLO */
     LP_HS_CLOSED,    /* the peer closed (or the socket failed) mid-handshake */
     LP_HS_ADMISSION, /* refused at accept: too many unauthenticated connections */
+    LP_HS_EVICTED,   /* dropped, not yet authenticated, to make room for a newer one */
     LP_HS_REJECT_VERSION,
     LP_HS_REJECT_SESSION_UNKNOWN,
     LP_HS_REJECT_SEQ,

@@ -41,11 +41,7 @@ lp_err lp_net_connect(const struct lp_addr *a, int *fd, char *err, size_t errlen
 int lp_net_connect_result(int fd);
 /* Accepts one connection (non-blocking, close-on-exec). -1 with errno on failure. */
 int lp_net_accept(int lfd, struct lp_addr *peer);
-/* Accepts what is pending on lfd, at most 64 connections per call so other watchers get their
- * turn, and hands each to fn (which takes fd). Errors other than "try again" are logged with
- * `what` (the listener, for the log line). */
-void lp_net_accept_each(int lfd, const char *what,
-                        void (*fn)(void *user, int fd, const struct lp_addr *peer), void *user);
+/* (Listeners on the loop accept through accept.h, which survives running out of fds.) */
 /* The locally bound address of fd. */
 lp_err lp_net_local_addr(int fd, struct lp_addr *a);
 
@@ -76,6 +72,12 @@ lp_err lp_net_listen_unix(const char *path, int *fd, struct lp_unix_file *file, 
  * process has put there since). Call it while the listening socket is still open: the file
  * is known as ours by the process listening on it. */
 void lp_net_unlink_unix(const char *path, const struct lp_unix_file *file);
+
+/* Raises the soft limit on open files (RLIMIT_NOFILE) to the hard one: every stream holds a
+ * descriptor, and the soft default (often 1024) is far below what the hard one allows.
+ * Returns the soft limit now in force (UINT64_MAX: unlimited; 0: unknown); *before is the
+ * one found. */
+uint64_t lp_net_raise_fd_limit(uint64_t *before);
 
 /* Tunnel links: TCP_NODELAY and TCP_USER_TIMEOUT (ms). Local streams: TCP_NODELAY. */
 void lp_net_tune_link(int fd, lp_time user_timeout);

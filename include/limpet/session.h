@@ -54,6 +54,11 @@ struct lp_runtime {
      * as soon as no session uses it. NULL: configurations live as long as the process. */
     void (*cfg_hold)(void *user, const struct lp_config *cfg, bool hold);
     void *cfg_user;
+    /* Server: may s's identity hold one stream more (limits.streams_per_identity, counted
+     * over all its sessions)? When not, *cap is the limit in force. NULL: no such limit. */
+    bool (*stream_room)(void *user, const struct lp_session *s, size_t *cap);
+    void *stream_user;
+    size_t nstreams; /* local ends of every session's streams (the sum of their nstreams) */
     /* Every session not yet freed, client's or server's, for status and metrics (linked by
      * lp_session_new, unlinked when freed; closing ones are skipped by readers). */
     struct lp_session *all;
@@ -140,6 +145,10 @@ void lp_session_close(struct lp_session *s, uint16_t code, const char *msg);
 void lp_session_goodbye(struct lp_session *s, uint16_t code, const char *msg);
 /* True when nothing is left to write on the link. */
 bool lp_session_flushed(struct lp_session *s);
+
+/* Server: true when s's identity may hold one stream more; else logs why (one line, naming
+ * `what` and the limit) and returns false, and the caller refuses the stream. */
+bool lp_session_stream_room(struct lp_session *s, const char *what);
 
 /* Marks the session for an output flush before the loop sleeps. */
 void lp_session_dirty(struct lp_session *s);

@@ -105,9 +105,11 @@ static const struct cfg_key keys[] = {
     COUNT("limits.max_pending", limits.max_pending, 1, 100000,
           "server: connections not yet authenticated, in total"),
     COUNT("limits.max_pending_per_source", limits.max_pending_per_source, 1, 100000,
-          "server: connections not yet authenticated, per source address"),
+          "server: connections not yet authenticated, per IPv4 address or IPv6 /64"),
     COUNT("limits.sessions_per_identity", limits.sessions_per_identity, 1, 1000000,
           "server: live sessions one client identity may hold"),
+    COUNT("limits.streams_per_identity", limits.streams_per_identity, 1, 1000000,
+          "server: open streams one identity may hold over all its sessions"),
     SIZE("limits.session_memory", limits.session_memory, KIB(128), GIB(2),
          "bytes buffered per session: replay_buffer + receive_buffer must fit"),
     COUNT("mcp.max_sessions", mcp.max_sessions, 1, 100000,
@@ -176,6 +178,7 @@ void lp_config_defaults(struct lp_config *c)
     c->limits.max_pending = 256;
     c->limits.max_pending_per_source = 16;
     c->limits.sessions_per_identity = 16;
+    c->limits.streams_per_identity = 4096;
     c->mcp.max_sessions = 256;
     c->mcp.idle_timeout = MINUTE(10);
     c->mcp.max_message = MIB(16);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "limpet/accept.h"
 #include "limpet/stream.h"
 #include "limpet/keys.h"
 #include "limpet/log.h"
@@ -30,7 +31,7 @@ struct listener {
     char local[LP_UNIX_PATH_MAX + 8];
     bool tproxy;              /* -T: IP_TRANSPARENT granted, TPROXY can deliver here */
     struct lp_unix_file file; /* fwd->bind_path: the socket file to remove at exit */
-    ev_io io;
+    struct lp_acceptor acc;   /* on fd */
 };
 
 struct lp_client {
@@ -455,15 +456,6 @@ static void accepted(void *user, int fd, const struct lp_addr *peer)
                              from);
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct listener *l = LP_CONTAINER_OF(w, struct listener, io);
-    (void)loop;
-    (void)revents;
-
-    lp_net_accept_each(l->fd, l->local, accepted, l);
-}
-
 static void format_target(char *out, size_t len, const char *host, uint16_t port)
 {
     if (strchr(host, ':'))
@@ -511,8 +503,8 @@ static lp_err open_listener(struct lp_client *c, struct listener *l, const struc
     }
     lp_net_local_addr(l->fd, &addr);
     lp_net_addr_str(&addr, l->local, sizeof(l->local));
-    ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
-    ev_io_start(c->rt->loop, &l->io);
+    lp_acceptor_init(&l->acc, c->rt->loop, l->fd, l->local, accepted, l);
+    lp_acceptor_start(&l->acc);
     if (f->kind == LP_FWD_TRANSPARENT) {
         l->tproxy = lp_transparent_listen_prepare(l->fd);
         lp_info("transparent proxy listening on %s (REDIRECT%s)", l->local,
@@ -648,7 +640,7 @@ void lp_client_free(struct lp_client *c)
     ev_timer_stop(c->rt->loop, &c->bye);
     for (size_t i = 0; i < c->nls; i++) {
         if (c->ls[i].fd >= 0) {
-            ev_io_stop(c->rt->loop, &c->ls[i].io);
+            lp_acceptor_stop(&c->ls[i].acc);
             if (c->ls[i].fwd->bind_path[0]) /* while it listens: that is how it knows it */
                 lp_net_unlink_unix(c->ls[i].fwd->bind_path, &c->ls[i].file);
             close(c->ls[i].fd);

@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "limpet/accept.h"
 #include "limpet/fwdspec.h"
 #include "limpet/log.h"
 #include "limpet/mcpio.h"
@@ -54,7 +55,7 @@ struct ctl_listener {
     int fd;
     bool http;
     size_t nconns, max;
-    ev_io io;
+    struct lp_acceptor acc; /* on fd */
 };
 
 struct ctl_conn {
@@ -387,33 +388,28 @@ static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     conn_free(LP_CONTAINER_OF(w, struct ctl_conn, timer));
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void accepted(void *user, int fd, const struct lp_addr *peer)
 {
-    struct ctl_listener *l = LP_CONTAINER_OF(w, struct ctl_listener, io);
+    struct ctl_listener *l = user;
     struct lp_ctl *c = l->c;
-    (void)revents;
+    struct ctl_conn *k = l->nconns < l->max ? calloc(1, sizeof(*k)) : NULL;
+    (void)peer;
 
-    for (int i = 0; i < 16; i++) {
-        int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return;
-        struct ctl_conn *k = l->nconns < l->max ? calloc(1, sizeof(*k)) : NULL;
-        if (k == NULL) { /* busy: closing at once tells the asker, holding would not */
-            close(fd);
-            continue;
-        }
-        k->l = l;
-        k->fd = fd;
-        l->nconns++;
-        k->next = c->conns;
-        if (c->conns)
-            c->conns->prev = k;
-        c->conns = k;
-        ev_io_init(&k->io, conn_read_cb, fd, EV_READ);
-        ev_io_start(loop, &k->io);
-        ev_timer_init(&k->timer, conn_timer_cb, LP_CTL_TIMEOUT_MS / 1000.0, 0.);
-        ev_timer_start(loop, &k->timer);
+    if (k == NULL) { /* busy: closing at once tells the asker, holding would not */
+        close(fd);
+        return;
     }
+    k->l = l;
+    k->fd = fd;
+    l->nconns++;
+    k->next = c->conns;
+    if (c->conns)
+        c->conns->prev = k;
+    c->conns = k;
+    ev_io_init(&k->io, conn_read_cb, fd, EV_READ);
+    ev_io_start(c->rt->loop, &k->io);
+    ev_timer_init(&k->timer, conn_timer_cb, LP_CTL_TIMEOUT_MS / 1000.0, 0.);
+    ev_timer_start(c->rt->loop, &k->timer);
 }
 
 static void listener_start(struct lp_ctl *c, struct ctl_listener *l, int fd, bool http)
@@ -422,17 +418,19 @@ static void listener_start(struct lp_ctl *c, struct ctl_listener *l, int fd, boo
     l->fd = fd;
     l->http = http;
     l->max = http ? LP_METRICS_CONNS_MAX : LP_CTL_CONNS_MAX;
-    ev_io_init(&l->io, accept_cb, fd, EV_READ);
-    ev_io_start(c->rt->loop, &l->io);
-    ev_unref(c->rt->loop); /* a listener alone must not keep the loop running */
+    lp_acceptor_init(&l->acc, c->rt->loop, fd, http ? "the metrics port" : "the control socket",
+                     accepted, l);
+    l->acc.batch = 16;  /* a few operators' requests, never a flood worth a long turn */
+    l->acc.weak = true; /* a listener alone must not keep the loop running */
+    lp_acceptor_start(&l->acc);
 }
 
 static void listener_stop(struct lp_ctl *c, struct ctl_listener *l)
 {
+    (void)c;
     if (l->fd < 0)
         return;
-    ev_ref(c->rt->loop);
-    ev_io_stop(c->rt->loop, &l->io);
+    lp_acceptor_stop(&l->acc);
     close(l->fd);
     l->fd = -1;
 }

@@ -30,6 +30,7 @@ static const char *const reason_names[LP_HS_REASONS] = {
     [LP_HS_BAD_HELLO] = "bad_hello",
     [LP_HS_CLOSED] = "closed",
     [LP_HS_ADMISSION] = "admission",
+    [LP_HS_EVICTED] = "evicted",
     [LP_HS_REJECT_VERSION] = "reject_version",
     [LP_HS_REJECT_SESSION_UNKNOWN] = "reject_session_unknown",
     [LP_HS_REJECT_SEQ] = "reject_seq_out_of_range",

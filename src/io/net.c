@@ -12,6 +12,7 @@
 #include <string.h>
 #include <stddef.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -205,21 +206,6 @@ int lp_net_connect_result(int fd)
     return e;
 }
 
-void lp_net_accept_each(int lfd, const char *what,
-                        void (*fn)(void *user, int fd, const struct lp_addr *peer), void *user)
-{
-    for (int i = 0; i < 64; i++) {
-        struct lp_addr peer;
-        int fd = lp_net_accept(lfd, &peer);
-        if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-                lp_warn("accept on %s: %s", what, strerror(errno));
-            return;
-        }
-        fn(user, fd, &peer);
-    }
-}
-
 int lp_net_accept(int lfd, struct lp_addr *peer)
 {
     peer->len = sizeof(peer->sa);
@@ -381,6 +367,39 @@ void lp_net_unlink_unix(const char *path, const struct lp_unix_file *file)
         getsockopt(probe, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.pid == getpid())
         unlink(path);
     close(probe);
+}
+
+/* The most a process may open when the hard limit says "unlimited": the kernel's nr_open. */
+static rlim_t nr_open(void)
+{
+    unsigned long long n = 0;
+    FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+
+    if (f != NULL) {
+        if (fscanf(f, "%llu", &n) != 1)
+            n = 0;
+        fclose(f);
+    }
+    return n > 0 ? (rlim_t)n : (rlim_t)1048576; /* the kernel's default nr_open */
+}
+
+uint64_t lp_net_raise_fd_limit(uint64_t *before)
+{
+    struct rlimit rl;
+
+    *before = 0;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return 0;
+    *before = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    if (rl.rlim_cur == RLIM_INFINITY)
+        return UINT64_MAX;
+    rlim_t want = rl.rlim_max == RLIM_INFINITY ? nr_open() : rl.rlim_max;
+    if (rl.rlim_cur < want) {
+        struct rlimit raised = {.rlim_cur = want, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl.rlim_cur = want;
+    }
+    return (uint64_t)rl.rlim_cur;
 }
 
 void lp_net_tune_link(int fd, lp_time user_timeout)

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "limpet/accept.h"
 #include "limpet/stream.h"
 #include "limpet/log.h"
 #include "limpet/net.h"
@@ -18,7 +19,7 @@ struct lp_rlistener {
     struct lp_rlistener *next;
     uint32_t req; /* the bind request id */
     int fd;
-    ev_io io;
+    struct lp_acceptor acc;     /* on fd */
     char spec[LP_ADDR_MAX + 8]; /* as the client asked: the target of every REVERSE stream */
     char local[64];             /* what was bound, "ADDR:PORT" / "[V6]:PORT" */
     uint16_t port;              /* the port bound */
@@ -79,7 +80,7 @@ static size_t listener_count(const struct lp_session *s, uint32_t req, bool *dup
     return n;
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void accepted(void *user, int fd, const struct lp_addr *peer);
 
 static bool allowed(struct lp_session *s, const char *host, uint16_t port)
 {
@@ -105,8 +106,8 @@ static uint16_t open_listener(struct lp_session *s, struct lp_rlistener *l, cons
                  l->local);
         return LP_RST_NOT_ALLOWED;
     }
-    ev_io_init(&l->io, accept_cb, l->fd, EV_READ);
-    ev_io_start(s->rt->loop, &l->io);
+    lp_acceptor_init(&l->acc, s->rt->loop, l->fd, l->local, accepted, l);
+    lp_acceptor_start(&l->acc);
     return 0;
 }
 
@@ -132,6 +133,7 @@ void lp_reverse_bind(struct lp_session *s, const struct lp_mux_event *ev)
     if ((l = calloc(1, sizeof(*l))) == NULL)
         return refuse(s, ev->id, LP_RST_INTERNAL, spec, "out of memory");
     l->s = s;
+    l->fd = -1; /* not 0 (stdin), which the failure path below would close */
     l->req = ev->id;
     snprintf(l->spec, sizeof(l->spec), "%s", spec);
     if ((code = open_listener(s, l, host, port, why, sizeof(why))) != 0) {
@@ -156,7 +158,7 @@ static void carry(struct lp_rlistener *l, int fd, const char *from)
     struct lp_session *s = l->s;
     const struct lp_config *cfg = s->cfg;
     struct lp_stream *st;
-    char arg[16];
+    char arg[16], what[96];
     lp_time wait = cfg->forward.connect_timeout;
 
     if (!lp_session_attached(s)) {
@@ -169,6 +171,11 @@ static void carry(struct lp_rlistener *l, int fd, const char *from)
         wait += cfg->forward.reverse_wait;
     }
     snprintf(arg, sizeof(arg), "%u", (unsigned)l->req);
+    snprintf(what, sizeof(what), "bind=%u connection from %s", (unsigned)l->req, from);
+    if (!lp_session_stream_room(s, what)) {
+        lp_net_close_reset(fd);
+        return;
+    }
     lp_net_tune_stream(fd);
     if (lp_stream_open_fds(s, fd, fd, LP_KIND_REVERSE, l->spec, arg, wait, NULL, NULL, &st) !=
         LP_OK) {
@@ -180,18 +187,10 @@ static void carry(struct lp_rlistener *l, int fd, const char *from)
 
 static void accepted(void *user, int fd, const struct lp_addr *peer)
 {
+    struct lp_rlistener *l = user;
     char from[64];
 
-    carry(user, fd, lp_net_addr_str(peer, from, sizeof(from)));
-}
-
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct lp_rlistener *l = LP_CONTAINER_OF(w, struct lp_rlistener, io);
-    (void)loop;
-    (void)revents;
-
-    lp_net_accept_each(l->fd, l->local, accepted, l);
+    carry(l, fd, lp_net_addr_str(peer, from, sizeof(from)));
     lp_session_process(l->s);
 }
 
@@ -239,7 +238,7 @@ void lp_reverse_close_all(struct lp_session *s)
     while (s->rlisteners) {
         struct lp_rlistener *l = s->rlisteners;
         s->rlisteners = l->next;
-        ev_io_stop(s->rt->loop, &l->io);
+        lp_acceptor_stop(&l->acc);
         close(l->fd);
         lp_info("sess=%s bind=%u reverse forward on %s closed", s->tag, (unsigned)l->req, l->local);
         free(l);

@@ -9,12 +9,14 @@
 #include "limpet/server.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "limpet/accept.h"
 #include "limpet/admit.h"
 #include "limpet/fwdspec.h"
 #include "limpet/log.h"
@@ -30,8 +32,9 @@ struct handshake {
     bool tls_done;       /* the TLS handshake finished: now read HELLO */
     char identity[LP_TLS_IDENTITY_MAX + 80];
     struct lp_addr peer;
-    uint8_t src[16]; /* the peer's address bytes, as counted by admission */
+    uint8_t src[16]; /* the peer's address bytes, for admission's failure delays */
     size_t src_len;
+    struct lp_admit_entry adm; /* counted by admission until hs_free */
     char name[64];
     uint8_t buf[HELLO_FRAME];
     size_t len;
@@ -44,11 +47,13 @@ struct lp_server {
     struct lp_runtime *rt;
     const struct lp_config *cfg;
     int lfd;
-    ev_io lio;
+    struct lp_acceptor acc;      /* on lfd */
     struct handshake *hs;        /* connections still in their handshake */
     struct lp_session *sessions; /* every session, live or detached */
     size_t nsessions;
     lp_admit *admit;             /* caps on unauthenticated connections */
+    size_t fd_share;             /* half the open-files limit: streams one identity may hold
+                                    at most, whatever limits.streams_per_identity says */
     lp_time refused_logged;      /* refusals are logged at most once a second ... */
     unsigned long refused_quiet; /* ... with a count of those not logged */
     bool stopping;               /* GOODBYE sent to every session: waiting for it to land */
@@ -140,6 +145,23 @@ static size_t sessions_of(const struct lp_server *srv, const char *identity)
     return n;
 }
 
+/* rt->stream_room. Every stream holds a descriptor (or an MCP attachment), so one identity
+ * must not hold so many that others find none left. The walk over sessions is skipped while
+ * the whole process holds fewer streams than the limit, which is nearly always. */
+static bool stream_room(void *user, const struct lp_session *s, size_t *cap)
+{
+    const struct lp_server *srv = user;
+    size_t n = 0;
+
+    *cap = LP_MIN(srv->cfg->limits.streams_per_identity, srv->fd_share);
+    if (s->identity[0] == '\0' || srv->rt->nstreams < *cap)
+        return true; /* --insecure has no identities to tell apart */
+    for (const struct lp_session *o = srv->sessions; o; o = o->next)
+        if (strcmp(o->identity, s->identity) == 0)
+            n += o->nstreams;
+    return n < *cap;
+}
+
 /* Constant time: a resume token must not leak through timing. */
 static bool token_equal(const uint8_t *a, const uint8_t *b)
 {
@@ -156,7 +178,7 @@ static void hs_free(struct handshake *h, bool close_fd)
     struct lp_server *srv = h->srv;
     ev_io_stop(srv->rt->loop, &h->io);
     ev_timer_stop(srv->rt->loop, &h->timer);
-    lp_admit_leave(srv->admit, h->src, h->src_len);
+    lp_admit_leave(srv->admit, &h->adm);
     if (close_fd)
         lp_link_close(&h->link);
     if (h->prev)
@@ -390,6 +412,7 @@ static bool hs_tls_step(struct handshake *h)
     }
     h->tls_done = true;
     lp_admit_succeeded(h->srv->admit, h->src, h->src_len);
+    lp_admit_settle(h->srv->admit, &h->adm); /* authenticated: never dropped for room */
     ev_io_stop(h->srv->rt->loop, &h->io);
     ev_io_set(&h->io, h->link.fd, EV_READ);
     ev_io_start(h->srv->rt->loop, &h->io);
@@ -452,22 +475,33 @@ static void hs_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     hs_drop(h, LP_HS_TIMEOUT, msg);
 }
 
-/* A flood must not flood the log too: one line a second, with how many went unlogged. */
-static void refuse_at_accept(struct lp_server *srv, const struct lp_addr *peer,
-                             enum lp_admit_verdict v)
+/* A flood must not flood the log too: one line a second about connections refused or dropped
+ * by admission, with how many went unlogged. */
+static void log_admission(struct lp_server *srv, const char *what, const char *name,
+                          const char *why)
 {
-    char name[64];
     lp_time now = lp_now();
 
-    srv->rt->stats.handshakes_refused[LP_HS_ADMISSION]++;
     if (now - srv->refused_logged < 1000) {
         srv->refused_quiet++;
         return;
     }
-    lp_info("refused connection from %s: %s (%lu more refused in the last second)",
-            lp_net_addr_str(peer, name, sizeof(name)), lp_admit_reason(v), srv->refused_quiet);
+    lp_info("%s connection from %s: %s (%lu more refused or dropped in the last second)", what,
+            name, why, srv->refused_quiet);
     srv->refused_logged = now;
     srv->refused_quiet = 0;
+}
+
+/* The pending table was full: admission dropped this connection (the oldest unauthenticated
+ * one of the source holding the most), so that a newer one, maybe a real client among
+ * strangers, gets its turn. */
+static void hs_evict(struct handshake *h)
+{
+    h->srv->rt->stats.handshakes_refused[LP_HS_EVICTED]++;
+    log_admission(h->srv, "dropped", h->name,
+                  "not authenticated yet, and its source holds the most such connections: "
+                  "evicted for a newer one (limits.max_pending)");
+    hs_free(h, true);
 }
 
 /* One new tunnel connection: admitted (or refused), then its handshake starts. */
@@ -475,32 +509,38 @@ static void accepted(void *user, int fd, const struct lp_addr *peer)
 {
     struct lp_server *srv = user;
     struct handshake *h;
+    struct lp_admit_entry *evicted = NULL;
     lp_tls *tls = NULL;
-    uint8_t src[16];
-    size_t src_len = lp_net_addr_bytes(peer, src);
-    enum lp_admit_verdict v = lp_admit_enter(srv->admit, src, src_len, lp_now());
+    enum lp_admit_verdict v;
 
+    if ((h = calloc(1, sizeof(*h))) == NULL) {
+        lp_net_close_reset(fd);
+        return;
+    }
+    lp_net_addr_str(peer, h->name, sizeof(h->name));
+    h->src_len = lp_net_addr_bytes(peer, h->src);
+    v = lp_admit_enter(srv->admit, &h->adm, h->src, h->src_len, lp_now(), &evicted);
+    if (evicted != NULL)
+        hs_evict(LP_CONTAINER_OF(evicted, struct handshake, adm));
     if (v != LP_ADMIT_OK) {
-        refuse_at_accept(srv, peer, v);
+        srv->rt->stats.handshakes_refused[LP_HS_ADMISSION]++;
+        log_admission(srv, "refused", h->name, lp_admit_reason(v));
+        free(h);
         lp_net_close_reset(fd);
         return;
     }
     /* No Nagle from the first byte: the TLS and limpet handshakes are small messages
      * in turn, each of which would otherwise wait for a delayed ACK (~40 ms). */
     lp_net_tune_stream(fd);
-    if ((h = calloc(1, sizeof(*h))) == NULL ||
-        (srv->rt->tls && lp_tls_new(srv->rt->tls, fd, &tls) != LP_OK)) {
-        lp_admit_leave(srv->admit, src, src_len);
+    if (srv->rt->tls && lp_tls_new(srv->rt->tls, fd, &tls) != LP_OK) {
+        lp_admit_leave(srv->admit, &h->adm);
         close(fd);
         free(h);
         return;
     }
-    memcpy(h->src, src, src_len);
-    h->src_len = src_len;
     h->srv = srv;
     lp_link_set(&h->link, fd, tls);
     h->peer = *peer;
-    lp_net_addr_str(peer, h->name, sizeof(h->name));
     ev_io_init(&h->io, hs_read_cb, fd, EV_READ);
     ev_io_start(srv->rt->loop, &h->io);
     ev_timer_init(&h->timer, hs_timer_cb, (double)srv->cfg->limits.handshake_timeout / 1000.0, 0.);
@@ -512,16 +552,25 @@ static void accepted(void *user, int fd, const struct lp_addr *peer)
     lp_debug("connection from %s", h->name);
 }
 
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
-{
-    struct lp_server *srv = LP_CONTAINER_OF(w, struct lp_server, lio);
-    (void)loop;
-    (void)revents;
-
-    lp_net_accept_each(srv->lfd, "the tunnel port", accepted, srv);
-}
-
 /* ---- lifetime ------------------------------------------------------------------------------------ */
+
+/* The soft open-files limit goes up to the hard one (a stream costs a descriptor); half of it
+ * bounds the streams of one identity. */
+static void set_fd_share(struct lp_server *srv)
+{
+    uint64_t before, nofile = lp_net_raise_fd_limit(&before);
+
+    if (nofile > before)
+        lp_info("open files limit raised from %llu to %llu", (unsigned long long)before,
+                (unsigned long long)nofile);
+    else
+        lp_debug("open files limit %llu", (unsigned long long)nofile);
+    srv->fd_share = nofile == 0 || nofile / 2 > SIZE_MAX ? SIZE_MAX : (size_t)(nofile / 2);
+    if (srv->fd_share < srv->cfg->limits.streams_per_identity)
+        lp_info("streams per identity: %zu, half the open files limit (limits.streams_per_identity "
+                "is %zu)",
+                srv->fd_share, srv->cfg->limits.streams_per_identity);
+}
 
 lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct lp_server **sp)
 {
@@ -549,6 +598,7 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
         return LP_ERR_NOMEM;
     srv->rt = rt;
     srv->cfg = cfg;
+    set_fd_share(srv);
     if (lp_admit_new(&ac, &srv->admit) != LP_OK) {
         free(srv);
         return LP_ERR_NOMEM;
@@ -560,9 +610,11 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
         return LP_ERR_IO;
     }
     lp_net_local_addr(srv->lfd, &addr);
-    ev_io_init(&srv->lio, accept_cb, srv->lfd, EV_READ);
+    rt->stream_room = stream_room;
+    rt->stream_user = srv;
+    lp_acceptor_init(&srv->acc, rt->loop, srv->lfd, "the tunnel port", accepted, srv);
     ev_timer_init(&srv->bye, bye_cb, 0., 0.01);
-    ev_io_start(rt->loop, &srv->lio);
+    lp_acceptor_start(&srv->acc);
     lp_info("listening on %s", lp_net_addr_str(&addr, name, sizeof(name)));
     *sp = srv;
     return LP_OK;
@@ -628,7 +680,7 @@ void lp_server_stop(struct lp_server *srv)
         return;
     }
     srv->stopping = true;
-    ev_io_stop(srv->rt->loop, &srv->lio); /* no new clients while we say goodbye */
+    lp_acceptor_stop(&srv->acc); /* no new clients while we say goodbye */
     for (struct lp_session *s = srv->sessions; s; s = s->next)
         lp_session_goodbye(s, LP_GOODBYE_SHUTDOWN, "server shutting down");
     srv->bye_until = lp_now() + 1000;
@@ -639,7 +691,7 @@ void lp_server_free(struct lp_server *srv)
 {
     if (srv == NULL)
         return;
-    ev_io_stop(srv->rt->loop, &srv->lio);
+    lp_acceptor_stop(&srv->acc);
     ev_timer_stop(srv->rt->loop, &srv->bye);
     close(srv->lfd);
     while (srv->hs)
@@ -647,5 +699,6 @@ void lp_server_free(struct lp_server *srv)
     while (srv->sessions)
         end_session(srv->sessions, LP_RST_SHUTDOWN, "server shutting down");
     lp_admit_free(srv->admit);
+    srv->rt->stream_room = NULL;
     free(srv);
 }

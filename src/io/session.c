@@ -394,11 +394,29 @@ static void on_pipe_event(struct lp_session *s, const struct lp_pipe_event *ev)
     }
 }
 
+bool lp_session_stream_room(struct lp_session *s, const char *what)
+{
+    size_t cap = 0;
+
+    if (s->rt->stream_room == NULL || s->rt->stream_room(s->rt->stream_user, s, &cap))
+        return true;
+    lp_warn("sess=%s %s refused: identity %s holds %zu streams, its limit "
+            "(limits.streams_per_identity)",
+            s->tag, what, s->identity, cap);
+    return false;
+}
+
 /* Server: what the peer opened decides who serves it. */
 static void open_stream(struct lp_session *s, const struct lp_mux_event *ev)
 {
     char why[96];
 
+    snprintf(why, sizeof(why), "stream=%u", (unsigned)ev->id);
+    if (!lp_session_stream_room(s, why)) {
+        lp_mux_reset(s->mux, ev->id, LP_RST_LIMIT,
+                     "too many streams for this identity (limits.streams_per_identity)");
+        return;
+    }
     switch (ev->kind) {
     case LP_KIND_TCP:
     case LP_KIND_STDIO: /* stdin/stdout at the client's end; a TCP target at ours */

@@ -67,6 +67,7 @@ static void unlink_stream(struct lp_stream *st)
         st->next->prev = st->prev;
     st->prev = st->next = NULL;
     s->nstreams--;
+    s->rt->nstreams--;
 }
 
 /* Stops everything, closes the socket (with a reset when `reset`), tells the owner of a
@@ -161,6 +162,7 @@ static struct lp_stream *stream_new(struct lp_session *s, uint32_t id, int fd,
         s->streams->prev = st;
     s->streams = st;
     s->nstreams++;
+    s->rt->nstreams++;
     s->rt->stats.streams_opened++;
     lp_mux_set_user(s->mux, id, st);
     return st;

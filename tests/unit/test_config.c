@@ -88,6 +88,7 @@ static uint64_t field(const struct lp_config *c, const char *key)
          1},
         {"limits.sessions_per_identity", offsetof(struct lp_config, limits.sessions_per_identity),
          1},
+        {"limits.streams_per_identity", offsetof(struct lp_config, limits.streams_per_identity), 1},
         {"limits.session_memory", offsetof(struct lp_config, limits.session_memory), 1},
         {"mcp.max_sessions", offsetof(struct lp_config, mcp.max_sessions), 1},
         {"mcp.idle_timeout", offsetof(struct lp_config, mcp.idle_timeout), 0},
@@ -144,6 +145,7 @@ static const struct key_case {
     {"limits.max_pending", "100000", 100000, NULL},
     {"limits.max_pending_per_source", "1", 1, NULL},
     {"limits.sessions_per_identity", "3", 3, NULL},
+    {"limits.streams_per_identity", "1000000", 1000000, NULL},
     {"limits.session_memory", "2GiB", 2 * GIB, NULL},
     {"mcp.max_sessions", "7", 7, NULL},
     {"mcp.idle_timeout", "30s", 30000, NULL},
@@ -220,6 +222,7 @@ static void check_defaults(const struct lp_config *c)
     assert_int_equal(c->limits.max_pending, 256);
     assert_int_equal(c->limits.max_pending_per_source, 16);
     assert_int_equal(c->limits.sessions_per_identity, 16);
+    assert_int_equal(c->limits.streams_per_identity, 4096);
     assert_int_equal(c->limits.session_memory, 48 * MIB);
     assert_string_equal(c->tls.cert, "");
     assert_string_equal(c->tls.key, "");
@@ -867,6 +870,8 @@ static void test_config_limits_have_ranges(void **state)
                      "-o limits.max_pending_per_source: 0 is below the minimum 1");
     expect_set_error("limits.sessions_per_identity=1000001",
                      "-o limits.sessions_per_identity: 1000001 is above the maximum 1000000");
+    expect_set_error("limits.streams_per_identity=0",
+                     "-o limits.streams_per_identity: 0 is below the minimum 1");
     expect_set_error("limits.session_memory=64KiB",
                      "-o limits.session_memory: 64KiB is below the minimum 128KiB");
     expect_set_error("limits.session_memory=3GiB",
