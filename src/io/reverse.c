@@ -214,7 +214,7 @@ size_t lp_reverse_recheck(struct lp_session *s)
             continue;
         }
         *pp = l->next;
-        ev_io_stop(s->rt->loop, &l->io);
+        lp_acceptor_stop(&l->acc);
         close(l->fd);
         lp_warn("sess=%s bind=%u reverse forward on %s closed: identity %s may no longer listen "
                 "there (configuration reloaded)",
