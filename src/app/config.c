@@ -127,9 +127,10 @@ static const struct cfg_key keys[] = {
     STRING("control.path", control.path,
            "`limpet status` socket (mode 0600); unset = per user, see `limpet status --help`"),
     ADDRESS("metrics.listen", metrics.listen,
-            "Prometheus page at http://ADDR:PORT/metrics; unset = off; loopback only unless"),
+            "Prometheus page at http://ADDR:PORT/metrics; unset = off; a loopback address only, "
+            "unless metrics.allow_remote"),
     BOOL("metrics.allow_remote", metrics.allow_remote,
-         "metrics.allow_remote is true (the page has no authentication)"),
+         "let metrics.listen take a non-loopback address (the page has no authentication)"),
 };
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
 _Static_assert(KEY_COUNT <= CFG_KEYS_MAX, "the loader's seen-key bitmap is one uint64_t");
@@ -845,24 +846,83 @@ static void format_value(char *buf, size_t len, const struct cfg_key *k, const s
     }
 }
 
-void lp_config_print_keys(FILE *f, const char *indent)
+static const char *type_name(enum key_type t)
 {
-    struct lp_config d;
-    char val[LP_ADDR_MAX + 8], lo[32], hi[32];
-
-    lp_config_defaults(&d);
-    for (size_t i = 0; i < KEY_COUNT; i++) {
-        const struct cfg_key *k = &keys[i];
-        char kv[CFG_KEY_MAX + sizeof(val)];
-
-        format_value(val, sizeof(val), k, &d);
-        snprintf(kv, sizeof(kv), "%s=%s", k->name, val);
-        if (k->type == T_DURATION || k->type == T_SIZE || k->type == T_COUNT) {
-            format_number(lo, sizeof(lo), k->type, k->min);
-            format_number(hi, sizeof(hi), k->type, k->max);
-            fprintf(f, "%s%s\n%s    %s (%s..%s)\n", indent, kv, indent, k->help, lo, hi);
-        } else {
-            fprintf(f, "%s%s\n%s    %s\n", indent, kv, indent, k->help);
-        }
+    switch (t) {
+    case T_DURATION:
+        return "duration";
+    case T_SIZE:
+        return "size";
+    case T_COUNT:
+        return "integer";
+    case T_BOOL:
+        return "boolean";
+    case T_STRING:
+        return "string";
+    case T_ADDRESS:
+        return "address";
+    case T_LOG_LEVEL:
+        return "log level";
+    case T_LOG_FORMAT:
+        return "log format";
+    case T_IDENTITY:
+        return "identity";
+    case T_FINGERPRINT:
+        return "fingerprint";
     }
+    return "value";
+}
+
+/* The values a key takes beyond its type: numbers their bounds, text its length in bytes (the
+ * field holds max - 1 and the NUL), words the words themselves. */
+static void format_range(char *buf, size_t len, const struct cfg_key *k)
+{
+    char lo[32], hi[32];
+
+    switch (k->type) {
+    case T_DURATION:
+    case T_SIZE:
+    case T_COUNT:
+        format_number(lo, sizeof(lo), k->type, k->min);
+        format_number(hi, sizeof(hi), k->type, k->max);
+        snprintf(buf, len, "%s..%s", lo, hi);
+        return;
+    case T_STRING:
+        snprintf(buf, len, "at most %llu bytes", (unsigned long long)k->max - 1);
+        return;
+    case T_ADDRESS:
+        snprintf(buf, len, "%s, at most %llu bytes", type_wants(k->type),
+                 (unsigned long long)k->max - 1);
+        return;
+    case T_BOOL:
+    case T_LOG_LEVEL:
+    case T_LOG_FORMAT:
+    case T_IDENTITY:
+    case T_FINGERPRINT:
+        snprintf(buf, len, "%s", type_wants(k->type));
+        return;
+    }
+}
+
+size_t cfg_key_count(void)
+{
+    return KEY_COUNT;
+}
+
+bool cfg_key_doc(size_t i, struct lp_config_doc *d)
+{
+    struct lp_config defaults;
+    const struct cfg_key *k;
+
+    if (i >= KEY_COUNT)
+        return false;
+    k = &keys[i];
+    lp_config_defaults(&defaults);
+    memset(d, 0, sizeof(*d));
+    snprintf(d->name, sizeof(d->name), "%s", k->name);
+    d->type = type_name(k->type);
+    d->help = k->help;
+    format_value(d->def, sizeof(d->def), k, &defaults);
+    format_range(d->range, sizeof(d->range), k);
+    return true;
 }
