@@ -43,6 +43,8 @@ const struct cfg_key *cfg_find_key(const char *path);
 size_t cfg_key_index(const struct cfg_key *k);
 /* Its dotted name; static storage. */
 const char *cfg_key_name(const struct cfg_key *k);
+/* The dotted name of row i of the table, NULL past its end; static storage. */
+const char *cfg_key_name_at(size_t i);
 /* What a value for it looks like ("a duration such as 250ms, ..."); static storage. */
 const char *cfg_key_wants(const struct cfg_key *k);
 /* True for HOST:PORT keys (an unquoted IPv6 address reads as a YAML list). */
