@@ -13,6 +13,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -777,7 +778,8 @@ static int run_keygen(char *out, size_t outcap, char *errout, size_t errcap, int
 
 static void test_keygen_psk_writes_name_psk_and_prints_both_sides_config(void **state)
 {
-    char out[4096], errout[1024], line[700], real_dir[512];
+    char out[4096], errout[1024], line[PATH_MAX + 100],
+        real_dir[PATH_MAX]; /* realpath writes up to PATH_MAX */
     const char *path = in_dir("laptop.psk");
     uint8_t key[LP_PSK_LEN];
     (void)state;
