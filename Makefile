@@ -195,6 +195,16 @@ install: all
 	$(foreach u,$(INST_UNITS),sed 's|/usr/local/bin/limpet|$(BINDIR)/limpet|g' $(u) \
 	    >$(DESTDIR)$(UNITDIR)/$(notdir $(u)) && chmod 0644 $(DESTDIR)$(UNITDIR)/$(notdir $(u));)
 
+# The .deb, built by dpkg-buildpackage from debian/ in a clean copy of the tracked files under
+# build/deb/ (it writes its results next to the source tree, so never into the parent of this
+# checkout). DEB_BUILD_OPTIONS=nocheck skips the unit tests it runs.
+DEB_SRC := build/deb/limpet-$(VERSION)
+deb:
+	rm -rf build/deb && mkdir -p $(DEB_SRC)
+	git ls-files -z | tar --null -T - -cf - | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b -j2
+	@ls build/deb/*.deb
+
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/limpet
 	rm -f $(foreach p,$(MAN_IN:man/%.in=%),$(DESTDIR)$(MANDIR)/man$(call man_section,$(p))/$(p))
