@@ -14,7 +14,8 @@ VERSION  := 0.1.0
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
             -Wpointer-arith -Wvla -Wformat=2 -Wno-format-nonliteral -Wundef
-CPPFLAGS := -Iinclude -D_GNU_SOURCE -DLP_VERSION='"$(VERSION)"'
+# CPPFLAGS and LDFLAGS from the command line or the environment (dpkg-buildflags) are kept.
+override CPPFLAGS := -Iinclude -D_GNU_SOURCE -DLP_VERSION='"$(VERSION)"' $(CPPFLAGS)
 OPT      ?= -O2 -g
 SANFLAGS :=
 ifeq ($(SAN),1)
@@ -156,6 +157,7 @@ test: deps
 	$(MAKE) mcp
 	$(MAKE) mcp-asan
 	$(MAKE) netns
+	$(MAKE) container-check
 
 # ---- fuzzing (clang + libFuzzer) -------------------------------------------------------
 FUZZ_CFLAGS := -std=c11 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS) \
@@ -204,5 +206,79 @@ lint:
 
 clean:
 	rm -rf build
+
+# ---- man pages, install, Debian package, container image (issue 16) -------------------------
+# make install [PREFIX=/usr/local] [DESTDIR=]: the binary, limpet(1), limpet.yaml(5), the
+# example configs in $(DOCDIR) and the systemd units in $(UNITDIR), whose ExecStart= is made
+# to point at $(BINDIR). uninstall removes exactly those files. The lists come from the
+# directories (config/*.yaml, config/*.service, man/*.in), not from names written here.
+PREFIX   ?= /usr/local
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+DOCDIR   ?= $(PREFIX)/share/doc/limpet
+UNITDIR  ?= $(or $(shell pkg-config systemd --variable=systemdsystemunitdir 2>/dev/null),$(PREFIX)/lib/systemd/system)
+INSTALL  ?= install
+# The pages' date: the package's (dpkg sets SOURCE_DATE_EPOCH), else the last commit's.
+MAN_DATE ?= $(shell date -u -d @$${SOURCE_DATE_EPOCH:-$$(git log -1 --format=%ct 2>/dev/null || date +%s)} +%Y-%m-%d)
+
+MAN_IN    := $(wildcard man/*.in)
+MAN_PAGES := $(MAN_IN:man/%.in=$(BUILD)/man/%)
+INST_DOCS := $(wildcard config/*.yaml)
+INST_UNITS := $(wildcard config/*.service)
+# page NAME.S goes to man S
+man_section = $(patsubst .%,%,$(suffix $(1)))
+
+.PHONY: man install uninstall deb container-check FORCE
+all: $(MAN_PAGES)
+man: $(MAN_PAGES)
+
+# The paths the pages name: rebuilt when PREFIX, DOCDIR or UNITDIR change.
+$(BUILD)/man/subst: FORCE
+	@mkdir -p $(dir $@)
+	@printf 's|@VERSION@|%s|g\ns|@DATE@|%s|g\ns|@DOCDIR@|%s|g\ns|@UNITDIR@|%s|g\n' \
+	    '$(VERSION)' '$(MAN_DATE)' '$(DOCDIR)' '$(UNITDIR)' >$@.new
+	@if cmp -s $@.new $@; then rm -f $@.new; else mv $@.new $@; fi
+
+$(BUILD)/man/mankeys: man/mankeys.c $(BUILD)/liblimpet.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(BUILD)/liblimpet.a $(LDLIBS_ALL)
+
+# limpet.yaml(5)'s key list is printed by mankeys from the table --help prints.
+$(BUILD)/man/%: man/%.in $(BUILD)/man/subst $(BUILD)/man/mankeys
+	sed -f $(BUILD)/man/subst $< | \
+	    if grep -q '^@KEYS@$$' $<; then $(BUILD)/man/mankeys; else cat; fi >$@.tmp
+	mv $@.tmp $@
+
+install: all
+	$(INSTALL) -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR)
+	$(INSTALL) -m 0755 $(BUILD)/limpet $(DESTDIR)$(BINDIR)/limpet
+	$(foreach p,$(MAN_PAGES),$(INSTALL) -d $(DESTDIR)$(MANDIR)/man$(call man_section,$(p)) && \
+	    $(INSTALL) -m 0644 $(p) $(DESTDIR)$(MANDIR)/man$(call man_section,$(p))/$(notdir $(p));)
+	$(INSTALL) -m 0644 $(INST_DOCS) $(DESTDIR)$(DOCDIR)/
+	$(foreach u,$(INST_UNITS),sed 's|/usr/local/bin/limpet|$(BINDIR)/limpet|g' $(u) \
+	    >$(DESTDIR)$(UNITDIR)/$(notdir $(u)) && chmod 0644 $(DESTDIR)$(UNITDIR)/$(notdir $(u));)
+
+# The .deb, built by dpkg-buildpackage from debian/ in a clean copy of the tracked files under
+# build/deb/ (it writes its results next to the source tree, so never into the parent of this
+# checkout). DEB_BUILD_OPTIONS=nocheck skips the unit tests it runs.
+DEB_SRC := build/deb/limpet-$(VERSION)
+deb:
+	rm -rf build/deb && mkdir -p $(DEB_SRC)
+	git ls-files -z | tar --null -T - -cf - | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b -j2
+	@ls build/deb/*.deb
+
+# docker/Dockerfile built with podman and run: a server and a client in two containers carry a
+# transfer through a cut of the client's link (scripts/container-check.sh says what it needs,
+# and skips with one line where this machine cannot run containers).
+container-check:
+	@scripts/container-check.sh
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/limpet
+	rm -f $(foreach p,$(MAN_IN:man/%.in=%),$(DESTDIR)$(MANDIR)/man$(call man_section,$(p))/$(p))
+	rm -f $(addprefix $(DESTDIR)$(DOCDIR)/,$(notdir $(INST_DOCS)))
+	rm -f $(addprefix $(DESTDIR)$(UNITDIR)/,$(notdir $(INST_UNITS)))
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -30,6 +30,11 @@ PACKAGES=(
     nftables systemd
     # bench: the relays and tunnels limpet is compared with
     stunnel4 openssl openssh-server openssh-client
+    # man pages (checked with mandoc -Tlint and groff -ww), make install, the Debian package
+    mandoc groff-base pkgconf git debhelper dpkg-dev lintian
+    # scripts/container-check.sh: a bookworm base image made with debootstrap, run by podman
+    # with the runc runtime; nsenter takes a container's interface down
+    podman runc debootstrap debian-archive-keyring util-linux
 )
 # tests/mcp runs real MCP hosts and servers on Node.js. Asked for only when the commands are
 # missing: a node from elsewhere (e.g. a vendor's nodejs that bundles npm) is used as it is.
@@ -50,6 +55,13 @@ npm_packages_stale() {
 # The exact versions in tests/mcp/package-lock.json, from the npm registry (tests/mcp/.npmrc).
 install_npm_packages() {
     [[ -f $MCP_DIR/package-lock.json ]] || return 0
+    # A link to another checkout's node_modules (a worktree sharing one install): npm ci
+    # would empty the directory it points to, under the other checkout's feet.
+    if [[ -L $MCP_DIR/node_modules ]]; then
+        npm_packages_stale && echo "install-deps: tests/mcp/node_modules links to" \
+            "$(readlink "$MCP_DIR/node_modules"); left as it is (run npm ci there)"
+        return 0
+    fi
     npm_packages_stale || return 0
     echo "install-deps: npm ci in tests/mcp (the MCP SDK and reference servers it pins)"
     (cd "$MCP_DIR" && npm ci --no-audit --no-fund --loglevel=error </dev/null)

@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CLANG_FORMAT=${CLANG_FORMAT:-clang-format}
-FORMAT_DIRS=(src include tests/unit tests/fuzz tests/bench)
-BANNED_DIRS=(src include tests)
+FORMAT_DIRS=(src include man tests/unit tests/fuzz tests/bench)
+BANNED_DIRS=(src include man tests)
 # Whole words, so snprintf and strtoul never match. "gets" is also an English word, so it
 # counts only as a call.
 BANNED='\b(strcpy|strcat|sprintf|strtok|atoi|alloca)\b|\bgets[[:space:]]*\('

@@ -28,8 +28,25 @@ lp_err lp_config_set(struct lp_config *c, const char *key_eq_value, char *err, s
  * loading and overrides. */
 lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen);
 
-/* Prints every key with its default and range, one per line (for --help). */
+/* One configuration key as --help and limpet.yaml(5) describe it. The man page's key list is
+ * printed from these rows (man/mankeys.c), so it cannot drift from the table the loader uses. */
+struct lp_config_doc {
+    char name[64];         /* dotted path; NAME stands for a name the file chooses */
+    const char *type;      /* "duration", "size", "list of strings", ...; static storage */
+    const char *help;      /* what it does, one or two sentences; static storage */
+    char def[LP_ADDR_MAX]; /* the default as a file would write it; "" = unset or empty */
+    char range[128];       /* what values it takes, e.g. "10ms..10m"; never empty */
+    bool file_only;        /* a list or mapping: set in the file, not by -o */
+};
+
+/* Fills d with the i-th key: the scalar keys in table order, then the lists and mappings
+ * (forward.*, auth.clients.NAME.*, mcp.servers.NAME.*). False, d untouched, past the end. */
+bool lp_config_doc_at(size_t i, struct lp_config_doc *d);
+
+/* Prints every scalar key with its default and range, two lines each (for --help). */
 void lp_config_print_keys(FILE *f, const char *indent);
+/* Prints the lists and mappings (file only) with type, range and help, two lines each. */
+void lp_config_print_maps(FILE *f, const char *indent);
 
 /* Parsers shared with the CLI. Return LP_ERR_INVALID on bad input. */
 lp_err lp_parse_duration(const char *s, lp_time *out);

@@ -35,6 +35,10 @@ static void usage_tail(FILE *f)
     fputs("\nCONFIGURATION KEYS (in FILE, or -o KEY=VALUE; shown with defaults)\n", f);
     lp_config_print_keys(f, "    ");
     fputs("\n    Durations: 250ms, 5s, 10m, 24h, 7d. Sizes: 512 (bytes), 64KiB, 8MiB, 1GiB.\n"
+          "\nLISTS AND MAPPINGS (in FILE only; empty by default)\n",
+          f);
+    lp_config_print_maps(f, "    ");
+    fputs("\n    Full descriptions: limpet.yaml(5).\n"
           "\nEXIT STATUS\n"
           "    0   clean end\n"
           "    1   usage or configuration error\n"

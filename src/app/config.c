@@ -1,4 +1,5 @@
-/* config.c — the key table, value parsers, -o overrides, cross-key checks and help.
+/* config.c — the key table, value parsers, -o overrides, cross-key checks, and each row
+ * described for --help and the manual (cfg_key_doc; config_doc.c prints them).
  *
  * Everything about a key lives in one row of `keys[]`: its dotted name, type, field, range and
  * help. The YAML loader (config_yaml.c) reaches the table only through config_internal.h.
@@ -131,9 +132,10 @@ static const struct cfg_key keys[] = {
     STRING("control.path", control.path,
            "`limpet status` socket (mode 0600); unset = per user, see `limpet status --help`"),
     ADDRESS("metrics.listen", metrics.listen,
-            "Prometheus page at http://ADDR:PORT/metrics; unset = off; loopback only unless"),
+            "Prometheus page at http://ADDR:PORT/metrics; unset = off; a loopback address only, "
+            "unless metrics.allow_remote"),
     BOOL("metrics.allow_remote", metrics.allow_remote,
-         "metrics.allow_remote is true (the page has no authentication)"),
+         "let metrics.listen take a non-loopback address (the page has no authentication)"),
 };
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
 _Static_assert(KEY_COUNT <= CFG_KEYS_MAX, "the loader's seen-key bitmap is one uint64_t");
@@ -555,6 +557,11 @@ const char *cfg_key_name(const struct cfg_key *k)
     return k->name;
 }
 
+const char *cfg_key_name_at(size_t i)
+{
+    return i < KEY_COUNT ? keys[i].name : NULL;
+}
+
 const char *cfg_key_wants(const struct cfg_key *k)
 {
     return type_wants(k->type);
@@ -582,113 +589,6 @@ static const char *first_in(const char *section)
         if (strncmp(keys[i].name, section, n) == 0 && keys[i].name[n] == '.')
             return keys[i].name;
     return section;
-}
-
-/* Edit distance, for "did you mean". Both lengths are below CFG_KEY_MAX. */
-static size_t distance(const char *a, size_t an, const char *b, size_t bn)
-{
-    size_t row[CFG_KEY_MAX + 1];
-
-    for (size_t j = 0; j <= bn; j++)
-        row[j] = j;
-    for (size_t i = 1; i <= an; i++) {
-        size_t diag = row[0];
-        row[0] = i;
-        for (size_t j = 1; j <= bn; j++) {
-            size_t up = row[j];
-            size_t best = LP_MIN(row[j] + 1, row[j - 1] + 1);
-            row[j] = LP_MIN(best, diag + (a[i - 1] != b[j - 1]));
-            diag = up;
-        }
-    }
-    return row[bn];
-}
-
-static const char *leaf(const char *path)
-{
-    const char *dot = strrchr(path, '.');
-    return dot ? dot + 1 : path;
-}
-
-static size_t dots(const char *s, size_t n)
-{
-    size_t d = 0;
-    for (size_t i = 0; i < n; i++)
-        d += s[i] == '.';
-    return d;
-}
-
-/* Names the loader knows beyond the table: auth.clients is a list, not a scalar key. */
-static const char *const list_names[] = {"auth.clients"};
-#define NAME_COUNT (KEY_COUNT + sizeof(list_names) / sizeof(list_names[0]))
-
-static const char *name_at(size_t i)
-{
-    return i < KEY_COUNT ? keys[i].name : list_names[i - KEY_COUNT];
-}
-
-/* Writes the closest key or section to `path` into out, or "" when none is close. A key
- * with the same last word wins outright ("heartbeat" at the top -> session.heartbeat). */
-static void suggest(const char *path, char *out, size_t len)
-{
-    size_t pn = strlen(path), best = 3;
-
-    out[0] = '\0';
-    if (pn >= CFG_KEY_MAX)
-        return;
-    for (size_t i = 0; i < NAME_COUNT; i++) {
-        if (strcmp(leaf(name_at(i)), leaf(path)) == 0) {
-            snprintf(out, len, "%s", name_at(i));
-            return;
-        }
-    }
-    for (size_t i = 0; i < NAME_COUNT; i++) {
-        const char *name = name_at(i);
-        for (size_t n = 1; name[n - 1] != '\0'; n++) {
-            if ((name[n] != '.' && name[n] != '\0') || dots(name, n) != dots(path, pn))
-                continue; /* compare like with like: "sesion" with sections, not keys */
-            size_t d = distance(path, pn, name, n);
-            if (d > 0 && d < best && d < pn) {
-                best = d;
-                snprintf(out, len, "%.*s", (int)n, name);
-            }
-        }
-    }
-}
-
-void cfg_unknown_word(const char *word, size_t n, const char *const *choices, size_t n_choices,
-                      char *msg, size_t len)
-{
-    const char *guess = NULL;
-    size_t best = 3;
-
-    for (size_t i = 0; i < n_choices && n < CFG_KEY_MAX; i++) {
-        size_t cn = strlen(choices[i]), d;
-        if (cn >= CFG_KEY_MAX)
-            continue;
-        d = distance(word, n, choices[i], cn);
-        if (d > 0 && d < best && d < n) {
-            best = d;
-            guess = choices[i];
-        }
-    }
-    if (guess != NULL)
-        snprintf(msg, len, "unknown key (did you mean %s?)", guess);
-    else
-        snprintf(msg, len, "unknown key");
-}
-
-void cfg_unknown_key(const char *path, size_t n, char *msg, size_t len)
-{
-    char guess[CFG_KEY_MAX];
-    char path0[CFG_KEY_MAX];
-
-    snprintf(path0, sizeof(path0), "%.*s", (int)LP_MIN(n, CFG_KEY_MAX - 1), path);
-    suggest(n < CFG_KEY_MAX ? path0 : "", guess, sizeof(guess));
-    if (guess[0] != '\0')
-        snprintf(msg, len, "unknown key (did you mean %s?)", guess);
-    else
-        snprintf(msg, len, "unknown key");
 }
 
 /* ---- -o KEY=VALUE ------------------------------------------------------------------------ */
@@ -831,24 +731,83 @@ static void format_value(char *buf, size_t len, const struct cfg_key *k, const s
     }
 }
 
-void lp_config_print_keys(FILE *f, const char *indent)
+static const char *type_name(enum key_type t)
 {
-    struct lp_config d;
-    char val[LP_ADDR_MAX + 8], lo[32], hi[32];
-
-    lp_config_defaults(&d);
-    for (size_t i = 0; i < KEY_COUNT; i++) {
-        const struct cfg_key *k = &keys[i];
-        char kv[CFG_KEY_MAX + sizeof(val)];
-
-        format_value(val, sizeof(val), k, &d);
-        snprintf(kv, sizeof(kv), "%s=%s", k->name, val);
-        if (k->type == T_DURATION || k->type == T_SIZE || k->type == T_COUNT) {
-            format_number(lo, sizeof(lo), k->type, k->min);
-            format_number(hi, sizeof(hi), k->type, k->max);
-            fprintf(f, "%s%s\n%s    %s (%s..%s)\n", indent, kv, indent, k->help, lo, hi);
-        } else {
-            fprintf(f, "%s%s\n%s    %s\n", indent, kv, indent, k->help);
-        }
+    switch (t) {
+    case T_DURATION:
+        return "duration";
+    case T_SIZE:
+        return "size";
+    case T_COUNT:
+        return "integer";
+    case T_BOOL:
+        return "boolean";
+    case T_STRING:
+        return "string";
+    case T_ADDRESS:
+        return "address";
+    case T_LOG_LEVEL:
+        return "log level";
+    case T_LOG_FORMAT:
+        return "log format";
+    case T_IDENTITY:
+        return "identity";
+    case T_FINGERPRINT:
+        return "fingerprint";
     }
+    return "value";
+}
+
+/* The values a key takes beyond its type: numbers their bounds, text its length in bytes (the
+ * field holds max - 1 and the NUL), words the words themselves. */
+static void format_range(char *buf, size_t len, const struct cfg_key *k)
+{
+    char lo[32], hi[32];
+
+    switch (k->type) {
+    case T_DURATION:
+    case T_SIZE:
+    case T_COUNT:
+        format_number(lo, sizeof(lo), k->type, k->min);
+        format_number(hi, sizeof(hi), k->type, k->max);
+        snprintf(buf, len, "%s..%s", lo, hi);
+        return;
+    case T_STRING:
+        snprintf(buf, len, "at most %llu bytes", (unsigned long long)k->max - 1);
+        return;
+    case T_ADDRESS:
+        snprintf(buf, len, "%s, at most %llu bytes", type_wants(k->type),
+                 (unsigned long long)k->max - 1);
+        return;
+    case T_BOOL:
+    case T_LOG_LEVEL:
+    case T_LOG_FORMAT:
+    case T_IDENTITY:
+    case T_FINGERPRINT:
+        snprintf(buf, len, "%s", type_wants(k->type));
+        return;
+    }
+}
+
+size_t cfg_key_count(void)
+{
+    return KEY_COUNT;
+}
+
+bool cfg_key_doc(size_t i, struct lp_config_doc *d)
+{
+    struct lp_config defaults;
+    const struct cfg_key *k;
+
+    if (i >= KEY_COUNT)
+        return false;
+    k = &keys[i];
+    lp_config_defaults(&defaults);
+    memset(d, 0, sizeof(*d));
+    snprintf(d->name, sizeof(d->name), "%s", k->name);
+    d->type = type_name(k->type);
+    d->help = k->help;
+    format_value(d->def, sizeof(d->def), k, &defaults);
+    format_range(d->range, sizeof(d->range), k);
+    return true;
 }

@@ -8,14 +8,32 @@
 #include <stddef.h>
 
 #include "limpet/config.h"
+#include "limpet/config_load.h"
 
-#define CFG_KEY_MAX 64u   /* longest dotted path we look at; longer ones are unknown */
+#define CFG_KEY_MAX 64u /* longest dotted path we look at; longer ones are unknown */
+_Static_assert(CFG_KEY_MAX == sizeof(((struct lp_config_doc *)0)->name), "doc names fit keys");
 #define CFG_SHOWN_MAX 48u /* longest excerpt of a bad value quoted back in an error */
 #define CFG_SHOWN_BUF (CFG_SHOWN_MAX * 4 + 8) /* room for cfg_show's output */
 #define CFG_KEYS_MAX 64u /* keys in the table at most: the loader keeps a one-word bitmap */
 
 #define CFG_IDENTITY_WANTS "a name of 1..64 letters, digits, '.', '_' or '-'"
 #define CFG_FINGERPRINT_WANTS "\"sha256:\" and 32 hex bytes (all joined by ':', or none)"
+
+/* The words the loader accepts in the file's mappings, in the order its code indexes them.
+ * Defined beside their documentation (config_doc.c), whose rows must match them one for one:
+ * a word added without its row does not build. */
+#define CFG_AUTH_WORDS 1u   /* auth.* */
+#define CFG_CLIENT_WORDS 3u /* auth.clients.NAME.* */
+#define CFG_ALLOW_WORDS 3u  /* auth.clients.NAME.allow.* */
+#define CFG_SERVER_WORDS 4u /* mcp.servers.NAME.* */
+extern const char *const cfg_auth_words[CFG_AUTH_WORDS];
+extern const char *const cfg_client_words[CFG_CLIENT_WORDS];
+extern const char *const cfg_allow_words[CFG_ALLOW_WORDS];
+extern const char *const cfg_server_words[CFG_SERVER_WORDS];
+
+#define CFG_FORWARD_SPEC_MAX (LP_ADDR_MAX * 2) /* bytes in one forward.* entry at most */
+#define CFG_FORWARD_LIST_MAX 1024u             /* entries in one forward.* list at most */
+#define CFG_ENV_NAME_MAX 255u                  /* bytes in an mcp.servers.NAME.env name */
 
 /* One row of the key table; opaque outside config.c. */
 struct cfg_key;
@@ -26,10 +44,16 @@ const struct cfg_key *cfg_find_key(const char *path);
 size_t cfg_key_index(const struct cfg_key *k);
 /* Its dotted name; static storage. */
 const char *cfg_key_name(const struct cfg_key *k);
+/* The dotted name of row i of the table, NULL past its end; static storage. */
+const char *cfg_key_name_at(size_t i);
 /* What a value for it looks like ("a duration such as 250ms, ..."); static storage. */
 const char *cfg_key_wants(const struct cfg_key *k);
 /* True for HOST:PORT keys (an unquoted IPv6 address reads as a YAML list). */
 bool cfg_key_is_address(const struct cfg_key *k);
+/* The rows in the key table. */
+size_t cfg_key_count(void);
+/* Fills d with row i of the key table (defaults and range formatted); false past its end. */
+bool cfg_key_doc(size_t i, struct lp_config_doc *d);
 /* A section is any proper prefix of a key ending at a dot: "session" for "session.ttl". */
 bool cfg_is_section(const char *path);
 

@@ -10,13 +10,12 @@
 
 /* Each MCP server is a mapping of command (required), args, env and cwd, walked like a client. */
 
-static const char *const server_keys[] = {"command", "args", "env", "cwd"};
 static const size_t args_max[2] = {LP_MCP_TEXT_MAX, LP_MCP_ARGS_MAX};
 
 struct server_ctx {
     struct lp_mcp_server *sv;
-    char path[AUTH_PATH_MAX]; /* mcp.servers.NAME */
-    size_t line[4];           /* where each of server_keys was set; 0 = not */
+    char path[AUTH_PATH_MAX];      /* mcp.servers.NAME */
+    size_t line[CFG_SERVER_WORDS]; /* where each of cfg_server_words was set; 0 = not */
 };
 
 /* A string scalar of 1..LP_MCP_TEXT_MAX bytes, copied to *out (owned). */
@@ -37,7 +36,7 @@ static lp_err load_text(struct loader *ld, const char *path, const char *what, c
 
 static bool env_name_ok(const char *s, size_t n)
 {
-    if (n == 0 || n > 255 || (s[0] >= '0' && s[0] <= '9'))
+    if (n == 0 || n > CFG_ENV_NAME_MAX || (s[0] >= '0' && s[0] <= '9'))
         return false;
     for (size_t i = 0; i < n; i++)
         if (!(s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
@@ -103,8 +102,9 @@ static lp_err server_pair(struct loader *ld, void *vctx, const yaml_event_t *kev
     lp_err rc;
     int i;
 
-    if ((i = cy_key_index(kev, server_keys, 4, sc->path, path, sizeof(path))) < 0)
-        return cy_unknown_word(ld, kev, path, server_keys, 4);
+    if ((i = cy_key_index(kev, cfg_server_words, CFG_SERVER_WORDS, sc->path, path, sizeof(path))) <
+        0)
+        return cy_unknown_word(ld, kev, path, cfg_server_words, CFG_SERVER_WORDS);
     if (sc->line[i] != 0)
         return cy_fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
                           sc->line[i]);

@@ -157,9 +157,6 @@ static lp_err load_section(struct loader *ld, const char *path, yaml_mark_t kmar
 /* The identities are a list, not table keys: each client's mapping is walked here, with the
  * same "FILE:LINE:COL: auth.clients.NAME.KEY: problem" errors as the scalar keys. */
 
-static const char *const client_keys[] = {"psk_file", "cert_fingerprint", "allow"};
-static const char *const allow_keys[] = {"forward", "reverse", "mcp"};
-static const char *const auth_keys[] = {"clients"};
 #define IPV6_HINT " (quote IPv6 addresses: \"[::1]:80\")"
 
 /* Reads pairs up to the mapping's end, each through fn. Terminates: every fn either fails or
@@ -311,10 +308,13 @@ lp_err cy_load_list(struct loader *ld, const char *path, char ***list, size_t *n
     }
 }
 
+_Static_assert(CFG_ALLOW_WORDS <= CFG_CLIENT_WORDS, "client_ctx.line serves both mappings");
+
 struct client_ctx {
     struct lp_auth_client *cl; /* stable: clients are only added between clients */
     char path[AUTH_PATH_MAX];  /* auth.clients.NAME, or that .allow in allow_pair */
-    size_t line[3];            /* where each of client_keys / allow_keys was set; 0 = not */
+    size_t line
+        [CFG_CLIENT_WORDS]; /* where each of cfg_client_words (or cfg_allow_words) was set; 0 = not */
 };
 
 static lp_err allow_pair(struct loader *ld, void *vctx, const yaml_event_t *kev)
@@ -324,8 +324,8 @@ static lp_err allow_pair(struct loader *ld, void *vctx, const yaml_event_t *kev)
     char path[AUTH_PATH_MAX];
     int i;
 
-    if ((i = cy_key_index(kev, allow_keys, 3, cc->path, path, sizeof(path))) < 0)
-        return cy_unknown_word(ld, kev, path, allow_keys, 3);
+    if ((i = cy_key_index(kev, cfg_allow_words, CFG_ALLOW_WORDS, cc->path, path, sizeof(path))) < 0)
+        return cy_unknown_word(ld, kev, path, cfg_allow_words, CFG_ALLOW_WORDS);
     if (cc->line[i] != 0)
         return cy_fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
                           cc->line[i]);
@@ -381,8 +381,9 @@ static lp_err client_pair(struct loader *ld, void *vctx, const yaml_event_t *kev
     char path[AUTH_PATH_MAX];
     int i;
 
-    if ((i = cy_key_index(kev, client_keys, 3, cc->path, path, sizeof(path))) < 0)
-        return cy_unknown_word(ld, kev, path, client_keys, 3);
+    if ((i = cy_key_index(kev, cfg_client_words, CFG_CLIENT_WORDS, cc->path, path, sizeof(path))) <
+        0)
+        return cy_unknown_word(ld, kev, path, cfg_client_words, CFG_CLIENT_WORDS);
     if (cc->line[i] != 0)
         return cy_fail_at(ld, kev->start_mark, path, "duplicate key (first set on line %zu)",
                           cc->line[i]);
@@ -459,8 +460,8 @@ static lp_err auth_pair(struct loader *ld, void *ctx, const yaml_event_t *kev)
     char path[AUTH_PATH_MAX];
 
     (void)ctx;
-    if (cy_key_index(kev, auth_keys, 1, "auth", path, sizeof(path)) < 0)
-        return cy_unknown_word(ld, kev, path, auth_keys, 1);
+    if (cy_key_index(kev, cfg_auth_words, CFG_AUTH_WORDS, "auth", path, sizeof(path)) < 0)
+        return cy_unknown_word(ld, kev, path, cfg_auth_words, CFG_AUTH_WORDS);
     return load_auth(ld, "auth.clients", kev->start_mark);
 }
 
@@ -482,7 +483,7 @@ static lp_err load_auth(struct loader *ld, const char *path, yaml_mark_t kmark)
 
 /* ---- forward.local / .dynamic / .remote / .transparent ----------------------------------- */
 
-static const size_t forward_max[2] = {LP_ADDR_MAX * 2, 1024};
+static const size_t forward_max[2] = {CFG_FORWARD_SPEC_MAX, CFG_FORWARD_LIST_MAX};
 
 /* A list of forward specs of one kind, each checked as the command line would. */
 static lp_err load_forwards(struct loader *ld, const char *path, int which, yaml_mark_t kmark)
