@@ -124,7 +124,8 @@ struct lp_config {
         size_t session_memory;
     } limits;
     struct {
-        size_t max_sessions;  /* mcp.max_sessions (256): pooled MCP server processes */
+        size_t max_sessions;          /* mcp.max_sessions (256): pooled MCP server processes */
+        size_t sessions_per_identity; /* mcp.sessions_per_identity (32): one identity's share */
         lp_time idle_timeout; /* mcp.idle_timeout (10m): a detached MCP session ends after */
         size_t max_message;   /* mcp.max_message (16MiB): longest JSON-RPC line, both sides */
         lp_time stop_grace;   /* mcp.stop_grace (2s): stdin closed -> SIGTERM -> SIGKILL */

@@ -19,9 +19,14 @@
  *             OPEN before then is REFUSEd with the reason and the time left.
  *   STOPPING  STOP emitted; the entry no longer counts against max_sessions and takes no
  *             OPENs (a new OPEN for the key makes a new entry); freed on lp_mcppool_exited.
- * max_sessions counts STARTING, LIVE and CRASHED entries. At the cap a new key evicts the
- * least recently used detached entry (LIVE without attachments, or CRASHED); when every
- * entry has an attachment the new OPEN is REFUSEd (LP_RST_LIMIT) with the reason.
+ * max_sessions counts STARTING, LIVE and CRASHED entries; so does sessions_per_owner, per
+ * owner (the identity that opened the entry). Each owner gets a fair share: at its own cap a
+ * new key of that owner evicts that owner's least recently used detached entry, or is
+ * REFUSEd (LP_RST_LIMIT) when all of its entries are attached. At the pool's cap a new key
+ * evicts the asker's own least recently used detached entry first, else one of the owner
+ * holding the most entries; an attached entry is never evicted, and when nothing is detached
+ * the OPEN is REFUSEd with the reason. So one identity cannot push out another's detached
+ * process (and its state) by opening scope after scope.
  */
 #ifndef LIMPET_MCPPOOL_H
 #define LIMPET_MCPPOOL_H
@@ -36,7 +41,8 @@
 typedef struct lp_mcppool lp_mcppool;
 
 struct lp_mcppool_limits {
-    size_t max_sessions;  /* mcp.max_sessions (256) */
+    size_t max_sessions;       /* mcp.max_sessions (256) */
+    size_t sessions_per_owner; /* mcp.sessions_per_identity (32); 0: only max_sessions */
     lp_time idle_timeout; /* mcp.idle_timeout: a detached LIVE or CRASHED entry ends after it */
     lp_time quick_exit;   /* a child exiting this soon after its start "died at once" (5 s) */
     lp_time backoff_min;  /* restart delay after the second quick death in a row (1 s) */
@@ -67,14 +73,15 @@ lp_mcppool *lp_mcppool_new(const struct lp_mcppool_limits *lim);
 /* Frees the pool and every entry without actions (the glue has stopped every child). */
 void lp_mcppool_free(lp_mcppool *p);
 
-/* An OPEN for (name, scope) from attachment att (the glue's id: unique, never 0, never
- * reused while the pool knows it). name and scope are 1..127 bytes (LP_ERR_INVALID
- * otherwise, nothing queued). ephemeral: the opener gave no scope; the entry is stopped
+/* An OPEN for (name, scope) by owner (the session's identity, "" under --insecure; 0..127
+ * bytes) from attachment att (the glue's id: unique, never 0, never reused while the pool
+ * knows it). name and scope are 1..127 bytes (LP_ERR_INVALID otherwise, nothing queued).
+ * The owner of a key is the one that made its entry; another's OPEN of the same key joins it. ephemeral: the opener gave no scope; the entry is stopped
  * as soon as its last attachment leaves. Outcome by actions: ACCEPT (LIVE), SPAWN then
  * later ACCEPT/REFUSE (new key or CRASHED), wait (STARTING), REFUSE (cap, backoff).
  * LP_ERR_NOMEM: nothing queued, the glue refuses the OPEN itself. */
-lp_err lp_mcppool_open(lp_mcppool *p, const char *name, const char *scope, bool ephemeral,
-                       uint64_t att, lp_time now);
+lp_err lp_mcppool_open(lp_mcppool *p, const char *owner, const char *name, const char *scope,
+                       bool ephemeral, uint64_t att, lp_time now);
 
 /* The attachment's stream ended (the host went away). Unknown att: ignored. */
 void lp_mcppool_detach(lp_mcppool *p, uint64_t att, lp_time now);

@@ -115,6 +115,9 @@ static const struct cfg_key keys[] = {
          "bytes buffered per session: replay_buffer + receive_buffer must fit"),
     COUNT("mcp.max_sessions", mcp.max_sessions, 1, 100000,
           "server: MCP server processes kept in the pool"),
+    COUNT("mcp.sessions_per_identity", mcp.sessions_per_identity, 1, 100000,
+          "server: one identity's share of the pool: at it, its own least recently used "
+          "detached process goes first, never another identity's"),
     DURATION("mcp.idle_timeout", mcp.idle_timeout, SEC(1), DAY(30),
              "server: a detached MCP session's process is stopped after this"),
     SIZE("mcp.max_message", mcp.max_message, KIB(1), GIB(1),
@@ -182,6 +185,7 @@ void lp_config_defaults(struct lp_config *c)
     c->limits.sessions_per_identity = 16;
     c->limits.streams_per_identity = 4096;
     c->mcp.max_sessions = 256;
+    c->mcp.sessions_per_identity = 32;
     c->mcp.idle_timeout = MINUTE(10);
     c->mcp.max_message = MIB(16);
     c->mcp.stop_grace = SEC(2);

@@ -41,6 +41,7 @@ struct entry {
                      * glue reports the child started, since before that there is none */
     char name[KEY_MAX];
     char scope[KEY_MAX];
+    char owner[KEY_MAX];    /* the identity that made it: its fair share is counted by this */
     char stop_why[WHY_MAX]; /* the reason kept for an owed STOP */
     uint64_t *atts;         /* owned; natts of cap used; empty unless STARTING or LIVE */
     size_t natts, cap;
@@ -310,18 +311,54 @@ void lp_mcppool_free(lp_mcppool *p)
     free(p);
 }
 
-static struct entry *lru_detached(const lp_mcppool *p)
+/* Entries owner holds against the caps. */
+static size_t owned(const lp_mcppool *p, const char *owner)
+{
+    size_t n = 0;
+
+    for (const struct entry *e = p->head; e != NULL; e = e->next)
+        n += counted(e) && strcmp(e->owner, owner) == 0;
+    return n;
+}
+
+/* The least recently used detached entry of owner (any owner when NULL). Strictly older wins,
+ * so among equals the entry created first goes. */
+static struct entry *lru_detached(const lp_mcppool *p, const char *owner)
 {
     struct entry *best = NULL;
 
-    /* strictly older wins, so among equals the entry created first goes */
     for (struct entry *e = p->head; e != NULL; e = e->next)
-        if (detached(e) && (best == NULL || e->last_used < best->last_used))
+        if (detached(e) && (owner == NULL || strcmp(e->owner, owner) == 0) &&
+            (best == NULL || e->last_used < best->last_used))
             best = e;
     return best;
 }
 
-static struct entry *new_entry(lp_mcppool *p, const char *name, const char *scope, bool ephemeral)
+/* At the pool's cap: the asker's own least recently used detached entry first; else one of
+ * the identity that holds the most entries, so the heaviest user pays before a light one.
+ * Never an attached entry. NULL when nothing is detached. */
+static struct entry *pick_victim(const lp_mcppool *p, const char *owner)
+{
+    struct entry *victim = lru_detached(p, owner), *heaviest = NULL;
+    size_t most = 0;
+
+    if (victim != NULL)
+        return victim;
+    for (struct entry *e = p->head; e != NULL; e = e->next) {
+        size_t n;
+        if (!detached(e))
+            continue;
+        n = owned(p, e->owner);
+        if (n > most || (n == most && heaviest && e->last_used < heaviest->last_used)) {
+            most = n;
+            heaviest = e;
+        }
+    }
+    return heaviest != NULL ? lru_detached(p, heaviest->owner) : NULL;
+}
+
+static struct entry *new_entry(lp_mcppool *p, const char *owner, const char *name,
+                               const char *scope, bool ephemeral)
 {
     struct entry *e = calloc(1, sizeof(*e));
     struct entry **pp = &p->head;
@@ -332,6 +369,7 @@ static struct entry *new_entry(lp_mcppool *p, const char *name, const char *scop
     }
     e->id = p->next_id++;
     e->ephemeral = ephemeral;
+    snprintf(e->owner, sizeof(e->owner), "%s", owner);
     snprintf(e->name, sizeof(e->name), "%s", name);
     snprintf(e->scope, sizeof(e->scope), "%s", scope);
     while (*pp != NULL)
@@ -349,29 +387,59 @@ static void spawn(lp_mcppool *p, struct entry *e, lp_time now)
     push(p, LP_MCPPOOL_SPAWN, e, 0);
 }
 
-static lp_err open_new(lp_mcppool *p, const char *name, const char *scope, bool ephemeral,
-                       uint64_t att, lp_time now)
+static void refuse_new(lp_mcppool *p, const char *name, const char *scope, uint64_t att,
+                       const char *why)
 {
-    struct entry *victim = NULL, *e;
+    struct entry key = {0};
 
-    if (lp_mcppool_size(p) >= p->lim.max_sessions) {
-        if ((victim = lru_detached(p)) == NULL) {
-            struct entry key = {0};
-            snprintf(key.name, sizeof(key.name), "%s", name);
-            snprintf(key.scope, sizeof(key.scope), "%s", scope);
-            push_rst(p, LP_MCPPOOL_REFUSE, &key, att, LP_RST_LIMIT,
-                     "mcp.max_sessions (%zu) reached and every session is in use",
-                     p->lim.max_sessions);
-            return LP_OK;
-        }
+    snprintf(key.name, sizeof(key.name), "%s", name);
+    snprintf(key.scope, sizeof(key.scope), "%s", scope);
+    push_rst(p, LP_MCPPOOL_REFUSE, &key, att, LP_RST_LIMIT, "%s", why);
+}
+
+/* Which entry a new key of owner displaces, if any: *victim NULL and true when there is room;
+ * false (with the reason in why) when the OPEN must be refused. */
+static bool make_room(lp_mcppool *p, const char *owner, struct entry **victim, char *why,
+                      size_t whylen)
+{
+    size_t mine = owned(p, owner);
+
+    *victim = NULL;
+    if (p->lim.sessions_per_owner > 0 && mine >= p->lim.sessions_per_owner) {
+        if ((*victim = lru_detached(p, owner)) == NULL)
+            snprintf(why, whylen,
+                     "mcp.sessions_per_identity (%zu) reached for identity %s and every one of "
+                     "its sessions is in use",
+                     p->lim.sessions_per_owner, owner);
+        else
+            snprintf(why, whylen, "evicted: mcp.sessions_per_identity (%zu) reached",
+                     p->lim.sessions_per_owner);
+        return *victim != NULL;
     }
-    if ((e = new_entry(p, name, scope, ephemeral)) == NULL)
+    if (lp_mcppool_size(p) < p->lim.max_sessions)
+        return true;
+    if ((*victim = pick_victim(p, owner)) == NULL)
+        snprintf(why, whylen, "mcp.max_sessions (%zu) reached and every session is in use",
+                 p->lim.max_sessions);
+    else
+        snprintf(why, whylen, "evicted: mcp.max_sessions (%zu) reached", p->lim.max_sessions);
+    return *victim != NULL;
+}
+
+static lp_err open_new(lp_mcppool *p, const char *owner, const char *name, const char *scope,
+                       bool ephemeral, uint64_t att, lp_time now)
+{
+    struct entry *victim, *e;
+    char why[WHY_MAX];
+
+    if (!make_room(p, owner, &victim, why, sizeof(why))) {
+        refuse_new(p, name, scope, att, why);
+        return LP_OK;
+    }
+    if ((e = new_entry(p, owner, name, scope, ephemeral)) == NULL)
         return LP_ERR_NOMEM; /* before the eviction: nothing has changed */
-    if (victim != NULL) {
-        char why[WHY_MAX];
-        snprintf(why, sizeof(why), "evicted: mcp.max_sessions (%zu) reached", p->lim.max_sessions);
+    if (victim != NULL)
         stop_entry(p, victim, why);
-    }
     spawn(p, e, now);
     add_att(p, e, att);
     e->last_used = now;
@@ -406,18 +474,19 @@ static void refuse_backoff(lp_mcppool *p, const struct entry *e, uint64_t att, l
         e->name, e->quick_deaths, (unsigned long long)p->lim.quick_exit, when);
 }
 
-lp_err lp_mcppool_open(lp_mcppool *p, const char *name, const char *scope, bool ephemeral,
-                       uint64_t att, lp_time now)
+lp_err lp_mcppool_open(lp_mcppool *p, const char *owner, const char *name, const char *scope,
+                       bool ephemeral, uint64_t att, lp_time now)
 {
     struct entry *e;
     size_t idx;
 
-    if (!valid_key(name) || !valid_key(scope) || att == 0 || find_att(p, att, &idx) != NULL)
+    if (!valid_key(name) || !valid_key(scope) || att == 0 || find_att(p, att, &idx) != NULL ||
+        owner == NULL || strlen(owner) >= KEY_MAX)
         return LP_ERR_INVALID;
     if (!reserve(p))
         return LP_ERR_NOMEM;
     if ((e = find_key(p, name, scope)) == NULL)
-        return open_new(p, name, scope, ephemeral, att, now);
+        return open_new(p, owner, name, scope, ephemeral, att, now);
     if (e->state == ST_CRASHED && now < e->restart_at) {
         refuse_backoff(p, e, att, now);
         return LP_OK;

@@ -473,7 +473,8 @@ static void open_mcp(void *user, struct lp_session *s, const struct lp_mux_event
         free_att(a);
         return;
     }
-    if (lp_mcppool_open(m->pool, name, key, scope[0] == '~', a->id, lp_now()) != LP_OK) {
+    if (lp_mcppool_open(m->pool, s->identity, name, key, scope[0] == '~', a->id, lp_now()) !=
+        LP_OK) {
         a->forgotten = true;
         lp_stream_reset(a->st, LP_RST_INTERNAL, "out of memory");
         return;
@@ -489,6 +490,7 @@ lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
 {
     struct lp_mcppool_limits lim = {
         .max_sessions = cfg->mcp.max_sessions,
+        .sessions_per_owner = cfg->mcp.sessions_per_identity,
         .idle_timeout = cfg->mcp.idle_timeout,
         .quick_exit = 5000,
         .backoff_min = 1000,

@@ -57,7 +57,7 @@ static uint64_t open_live(lp_mcppool *p, const char *name, const char *scope, ui
 {
     struct lp_mcppool_action a;
 
-    assert_int_equal(lp_mcppool_open(p, name, scope, false, att, now), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", name, scope, false, att, now), LP_OK);
     assert_true(lp_mcppool_next(p, &a));
     assert_int_equal(a.type, LP_MCPPOOL_SPAWN);
     assert_string_equal(a.name, name);
@@ -75,7 +75,7 @@ static void test_mcppool_open_spawns_once_and_accepts_when_started(void **state)
     (void)state;
     lp_mcppool *p = pool();
 
-    assert_int_equal(lp_mcppool_open(p, "memory", "k1", false, 7, 100), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k1", false, 7, 100), LP_OK);
     struct lp_mcppool_action a = take(p, LP_MCPPOOL_SPAWN, 1, 0);
     assert_string_equal(a.name, "memory");
     assert_string_equal(a.scope, "k1");
@@ -93,9 +93,9 @@ static void test_mcppool_racing_opens_share_one_spawn(void **state)
     (void)state;
     lp_mcppool *p = pool();
 
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 1, 0), LP_OK);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 2, 1), LP_OK);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 3, 2), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 1, 0), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 2, 1), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 3, 2), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 1, 0);
     none_left(p); /* one SPAWN for three OPENs */
     assert_int_equal(lp_mcppool_entry_of(p, 3), 1);
@@ -114,7 +114,7 @@ static void test_mcppool_failed_start_refuses_every_waiter_without_stop(void **s
     lp_mcppool *p = pool();
 
     for (uint64_t att = 1; att <= 3; att++)
-        assert_int_equal(lp_mcppool_open(p, "memory", "k", false, att, 0), LP_OK);
+        assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, att, 0), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 1, 0);
     lp_mcppool_started(p, 1, false, "no such file: npx", 1);
     for (uint64_t att = 1; att <= 3; att++) {
@@ -126,7 +126,7 @@ static void test_mcppool_failed_start_refuses_every_waiter_without_stop(void **s
     none_left(p); /* no STOP: there is no child */
     assert_int_equal(lp_mcppool_entries(p), 0);
     /* the next OPEN tries again with a new entry */
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 4, 2), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 4, 2), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 2, 0);
     lp_mcppool_free(p);
 }
@@ -137,13 +137,13 @@ static void test_mcppool_open_on_live_entry_accepts_at_once(void **state)
     lp_mcppool *p = pool();
     uint64_t e = open_live(p, "memory", "k", 1, 0);
 
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 2, 10), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 2, 10), LP_OK);
     take(p, LP_MCPPOOL_ACCEPT, e, 2);
     none_left(p);
     /* another scope or name is another entry */
-    assert_int_equal(lp_mcppool_open(p, "memory", "k2", false, 3, 10), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k2", false, 3, 10), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, e + 1, 0);
-    assert_int_equal(lp_mcppool_open(p, "everything", "k", false, 4, 10), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "everything", "k", false, 4, 10), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, e + 2, 0);
     assert_int_equal(lp_mcppool_size(p), 3);
     lp_mcppool_free(p);
@@ -154,8 +154,8 @@ static void test_mcppool_detached_waiter_is_not_accepted(void **state)
     (void)state;
     lp_mcppool *p = pool();
 
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 1, 0), LP_OK);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 2, 0), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 1, 0), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 2, 0), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 1, 0);
     lp_mcppool_detach(p, 1, 1);
     assert_int_equal(lp_mcppool_entry_of(p, 1), 0);
@@ -163,7 +163,7 @@ static void test_mcppool_detached_waiter_is_not_accepted(void **state)
     take(p, LP_MCPPOOL_ACCEPT, 1, 2);
     none_left(p);
     /* the last waiter of a scoped entry leaving keeps the start: the entry goes LIVE idle */
-    assert_int_equal(lp_mcppool_open(p, "memory", "j", false, 3, 3), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "j", false, 3, 3), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 2, 0);
     lp_mcppool_detach(p, 3, 4);
     lp_mcppool_started(p, 2, true, NULL, 5);
@@ -177,7 +177,7 @@ static void test_mcppool_ephemeral_start_abandoned_stops_once_started(void **sta
     (void)state;
     lp_mcppool *p = pool();
 
-    assert_int_equal(lp_mcppool_open(p, "memory", "s1", true, 1, 0), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "s1", true, 1, 0), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 1, 0);
     lp_mcppool_detach(p, 1, 1);
     none_left(p); /* no child yet: the STOP waits for one */
@@ -190,7 +190,7 @@ static void test_mcppool_ephemeral_start_abandoned_stops_once_started(void **sta
     assert_int_equal(lp_mcppool_entries(p), 0);
 
     /* the same with a failed start: freed, nothing to stop */
-    assert_int_equal(lp_mcppool_open(p, "memory", "s2", true, 2, 4), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "s2", true, 2, 4), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 2, 0);
     lp_mcppool_detach(p, 2, 5);
     lp_mcppool_started(p, 2, false, "fork failed", 6);
@@ -212,7 +212,7 @@ static void test_mcppool_evicts_least_recently_used_detached_at_cap(void **state
     lp_mcppool_detach(p, 2, 30); /* b detached first: the oldest detached */
     lp_mcppool_detach(p, 1, 40); /* a was opened first but used later */
     lp_mcppool_detach(p, 3, 50);
-    assert_int_equal(lp_mcppool_open(p, "memory", "d", false, 4, 60), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "d", false, 4, 60), LP_OK);
     struct lp_mcppool_action s = take(p, LP_MCPPOOL_STOP, b, 0);
     assert_string_equal(s.scope, "b");
     assert_string_equal(s.why, "evicted: mcp.max_sessions (3) reached");
@@ -223,16 +223,127 @@ static void test_mcppool_evicts_least_recently_used_detached_at_cap(void **state
     lp_mcppool_exited(p, b, "exited with status 0", 70);
     assert_int_equal(lp_mcppool_entries(p), 3);
     /* a re-used entry moves to the back of the line */
-    assert_int_equal(lp_mcppool_open(p, "memory", "a", false, 5, 80), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "a", false, 5, 80), LP_OK);
     take(p, LP_MCPPOOL_ACCEPT, a, 5);
     lp_mcppool_detach(p, 5, 90);
     lp_mcppool_started(p, c + 1, true, NULL, 91);
     take(p, LP_MCPPOOL_ACCEPT, c + 1, 4);
     lp_mcppool_detach(p, 4, 95);
-    assert_int_equal(lp_mcppool_open(p, "memory", "e", false, 6, 100), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "e", false, 6, 100), LP_OK);
     take(p, LP_MCPPOOL_STOP, c, 0);
     take(p, LP_MCPPOOL_SPAWN, c + 2, 0);
     none_left(p);
+    lp_mcppool_free(p);
+}
+
+/* ---- fair shares ---------------------------------------------------------------------------- */
+
+static const struct lp_mcppool_limits FAIR = {
+    .max_sessions = 4,
+    .sessions_per_owner = 3,
+    .idle_timeout = 100000,
+    .quick_exit = 5000,
+    .backoff_min = 1000,
+    .backoff_max = 8000,
+};
+
+/* owner opens (name "memory", scope) as att and the child starts: the entry id. */
+static uint64_t open_as(lp_mcppool *p, const char *owner, const char *scope, uint64_t att,
+                        lp_time now)
+{
+    struct lp_mcppool_action a;
+
+    assert_int_equal(lp_mcppool_open(p, owner, "memory", scope, false, att, now), LP_OK);
+    assert_true(lp_mcppool_next(p, &a));
+    assert_int_equal(a.type, LP_MCPPOOL_SPAWN);
+    lp_mcppool_started(p, a.entry, true, NULL, now);
+    take(p, LP_MCPPOOL_ACCEPT, a.entry, att);
+    none_left(p);
+    return a.entry;
+}
+
+/* The attack: one identity opens scope after scope. It used to evict another identity's
+ * detached process (and its state) and then starve it with RST LIMIT. */
+static void test_mcppool_one_identity_cannot_evict_another(void **state)
+{
+    (void)state;
+    lp_mcppool *p = lp_mcppool_new(&FAIR);
+    uint64_t victim = open_as(p, "alice", "notes", 1, 0);
+    uint64_t m1, m2, m3;
+    struct lp_mcppool_action a;
+
+    lp_mcppool_detach(p, 1, 1); /* alice's host went away; its process waits for it */
+    m1 = open_as(p, "mallory", "s1", 10, 10);
+    m2 = open_as(p, "mallory", "s2", 11, 11);
+    m3 = open_as(p, "mallory", "s3", 12, 12);
+    assert_int_equal(lp_mcppool_size(p), 4);
+    /* at mallory's share with all of them attached: refused, alice untouched */
+    assert_int_equal(lp_mcppool_open(p, "mallory", "memory", "s4", false, 13, 13), LP_OK);
+    a = take(p, LP_MCPPOOL_REFUSE, 0, 13);
+    assert_int_equal(a.code, LP_RST_LIMIT);
+    assert_non_null(strstr(a.why, "mcp.sessions_per_identity (3) reached for identity mallory"));
+    none_left(p);
+    /* at the share with one detached: mallory's own goes */
+    lp_mcppool_detach(p, 11, 14);
+    assert_int_equal(lp_mcppool_open(p, "mallory", "memory", "s5", false, 14, 15), LP_OK);
+    a = take(p, LP_MCPPOOL_STOP, m2, 0);
+    assert_string_equal(a.why, "evicted: mcp.sessions_per_identity (3) reached");
+    take(p, LP_MCPPOOL_SPAWN, m3 + 1, 0);
+    none_left(p);
+    /* alice comes back: her process, her state */
+    assert_int_equal(lp_mcppool_open(p, "alice", "memory", "notes", false, 2, 20), LP_OK);
+    take(p, LP_MCPPOOL_ACCEPT, victim, 2);
+    none_left(p);
+    (void)m1;
+    lp_mcppool_free(p);
+}
+
+/* At the pool's cap: the asker's own detached first, else the heaviest holder's; an attached
+ * process never. */
+static void test_mcppool_at_the_cap_the_asker_pays_then_the_heaviest(void **state)
+{
+    (void)state;
+    lp_mcppool *p = lp_mcppool_new(&FAIR);
+    uint64_t a1 = open_as(p, "alice", "a1", 1, 0);
+    uint64_t b1 = open_as(p, "bob", "b1", 2, 1);
+    uint64_t b2 = open_as(p, "bob", "b2", 3, 2);
+    uint64_t c1 = open_as(p, "carol", "c1", 4, 3);
+    struct lp_mcppool_action a;
+
+    lp_mcppool_detach(p, 1, 4); /* alice: 1 detached, the oldest detached of all */
+    lp_mcppool_detach(p, 3, 5); /* bob: b2 detached */
+    lp_mcppool_detach(p, 4, 6); /* carol: c1 detached */
+    /* carol asks: her own c1 goes, though alice's a1 is older */
+    assert_int_equal(lp_mcppool_open(p, "carol", "memory", "c2", false, 5, 7), LP_OK);
+    a = take(p, LP_MCPPOOL_STOP, c1, 0);
+    assert_string_equal(a.why, "evicted: mcp.max_sessions (4) reached");
+    take(p, LP_MCPPOOL_SPAWN, c1 + 1, 0);
+    none_left(p);
+    lp_mcppool_started(p, c1 + 1, true, NULL, 8);
+    take(p, LP_MCPPOOL_ACCEPT, c1 + 1, 5);
+    lp_mcppool_exited(p, c1, "exited with status 0", 8);
+    /* dave asks, holding nothing: bob holds the most (2), his detached b2 goes, not alice's */
+    assert_int_equal(lp_mcppool_open(p, "dave", "memory", "d1", false, 6, 9), LP_OK);
+    take(p, LP_MCPPOOL_STOP, b2, 0);
+    take(p, LP_MCPPOOL_SPAWN, c1 + 2, 0);
+    none_left(p);
+    lp_mcppool_started(p, c1 + 2, true, NULL, 10);
+    take(p, LP_MCPPOOL_ACCEPT, c1 + 2, 6);
+    lp_mcppool_exited(p, b2, "exited with status 0", 10);
+    /* erin asks: only alice's a1 is detached now (bob's b1 is attached): it goes */
+    assert_int_equal(lp_mcppool_open(p, "erin", "memory", "e1", false, 7, 11), LP_OK);
+    take(p, LP_MCPPOOL_STOP, a1, 0);
+    take(p, LP_MCPPOOL_SPAWN, c1 + 3, 0);
+    none_left(p);
+    lp_mcppool_started(p, c1 + 3, true, NULL, 12);
+    take(p, LP_MCPPOOL_ACCEPT, c1 + 3, 7);
+    lp_mcppool_exited(p, a1, "exited with status 0", 12);
+    /* everything attached: refused, nobody evicted */
+    assert_int_equal(lp_mcppool_open(p, "frank", "memory", "f1", false, 8, 13), LP_OK);
+    a = take(p, LP_MCPPOOL_REFUSE, 0, 8);
+    assert_non_null(strstr(a.why, "every session is in use"));
+    none_left(p);
+    (void)b1;
     lp_mcppool_free(p);
 }
 
@@ -247,7 +358,7 @@ static void test_mcppool_eviction_tie_goes_to_the_oldest_entry(void **state)
     lp_mcppool_detach(p, 3, 10);
     lp_mcppool_detach(p, 2, 10);
     lp_mcppool_detach(p, 1, 10);
-    assert_int_equal(lp_mcppool_open(p, "memory", "d", false, 4, 20), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "d", false, 4, 20), LP_OK);
     take(p, LP_MCPPOOL_STOP, a, 0);
     lp_mcppool_free(p);
 }
@@ -259,9 +370,9 @@ static void test_mcppool_refuses_new_key_when_every_session_is_in_use(void **sta
 
     open_live(p, "memory", "a", 1, 0);
     open_live(p, "memory", "b", 2, 0);
-    assert_int_equal(lp_mcppool_open(p, "memory", "c", false, 3, 0), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "c", false, 3, 0), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 3, 0); /* STARTING counts and is not evictable */
-    assert_int_equal(lp_mcppool_open(p, "memory", "d", false, 4, 0), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "d", false, 4, 0), LP_OK);
     struct lp_mcppool_action r = take(p, LP_MCPPOOL_REFUSE, 0, 4);
     assert_int_equal(r.code, LP_RST_LIMIT);
     assert_string_equal(r.name, "memory");
@@ -271,7 +382,7 @@ static void test_mcppool_refuses_new_key_when_every_session_is_in_use(void **sta
     assert_int_equal(lp_mcppool_entry_of(p, 4), 0);
     assert_int_equal(lp_mcppool_entries(p), 3);
     /* an existing key is still served at the cap */
-    assert_int_equal(lp_mcppool_open(p, "memory", "a", false, 5, 1), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "a", false, 5, 1), LP_OK);
     take(p, LP_MCPPOOL_ACCEPT, 1, 5);
     lp_mcppool_free(p);
 }
@@ -286,7 +397,7 @@ static void test_mcppool_evicting_crashed_entry_frees_it_without_stop(void **sta
     open_live(p, "memory", "c", 3, 0);
     lp_mcppool_exited(p, a, "exited with status 1", 10000);
     take(p, LP_MCPPOOL_RESET, a, 1);
-    assert_int_equal(lp_mcppool_open(p, "memory", "d", false, 4, 10001), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "d", false, 4, 10001), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 4, 0);
     none_left(p);
     assert_int_equal(lp_mcppool_entries(p), 3);
@@ -316,7 +427,7 @@ static void test_mcppool_detached_entry_stops_after_idle_timeout(void **state)
     lp_mcppool_tick(p, 50000); /* STOPPING: no second STOP */
     none_left(p);
     /* a new OPEN meanwhile gets a new entry */
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 2, 50001), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 2, 50001), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, e + 1, 0);
     lp_mcppool_exited(p, e, "exited with status 0", 50002);
     none_left(p);
@@ -331,7 +442,7 @@ static void test_mcppool_reattach_restarts_idle_clock(void **state)
     uint64_t e = open_live(p, "memory", "k", 1, 0);
 
     lp_mcppool_detach(p, 1, 100);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 2, 5000), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 2, 5000), LP_OK);
     take(p, LP_MCPPOOL_ACCEPT, e, 2);
     lp_mcppool_tick(p, 10100);
     none_left(p);
@@ -345,11 +456,11 @@ static void test_mcppool_ephemeral_entry_stops_on_last_detach(void **state)
     (void)state;
     lp_mcppool *p = pool();
 
-    assert_int_equal(lp_mcppool_open(p, "memory", "eph-1", true, 1, 0), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "eph-1", true, 1, 0), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 1, 0);
     lp_mcppool_started(p, 1, true, NULL, 1);
     take(p, LP_MCPPOOL_ACCEPT, 1, 1);
-    assert_int_equal(lp_mcppool_open(p, "memory", "eph-1", true, 2, 2), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "eph-1", true, 2, 2), LP_OK);
     take(p, LP_MCPPOOL_ACCEPT, 1, 2);
     lp_mcppool_detach(p, 1, 3);
     none_left(p); /* one attachment left */
@@ -368,11 +479,11 @@ static void test_mcppool_scoped_open_keeps_ephemeral_entry(void **state)
     (void)state;
     lp_mcppool *p = pool();
 
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", true, 1, 0), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", true, 1, 0), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 1, 0);
     lp_mcppool_started(p, 1, true, NULL, 1);
     take(p, LP_MCPPOOL_ACCEPT, 1, 1);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 2, 2), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 2, 2), LP_OK);
     take(p, LP_MCPPOOL_ACCEPT, 1, 2);
     lp_mcppool_detach(p, 1, 3);
     lp_mcppool_detach(p, 2, 4);
@@ -423,10 +534,10 @@ static void test_mcppool_close_server_after_idle_and_eviction_adds_no_stop(void 
     lp_mcppool_detach(p, 2, 20);
     lp_mcppool_tick(p, 10 + LIMITS.idle_timeout); /* a idles out */
     take(p, LP_MCPPOOL_STOP, a, 0);
-    assert_int_equal(lp_mcppool_open(p, "everything", "x", false, 4, 10020), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "everything", "x", false, 4, 10020), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, c + 1, 0); /* below the cap again: no eviction */
     lp_mcppool_detach(p, 3, 10021);
-    assert_int_equal(lp_mcppool_open(p, "everything", "y", false, 5, 10022), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "everything", "y", false, 5, 10022), LP_OK);
     take(p, LP_MCPPOOL_STOP, b, 0); /* b evicted */
     take(p, LP_MCPPOOL_SPAWN, c + 2, 0);
     none_left(p);
@@ -478,7 +589,7 @@ static void test_mcppool_exit_while_live_resets_and_restarts_same_entry(void **s
     lp_mcppool *p = pool();
     uint64_t e = open_live(p, "memory", "k", 1, 0);
 
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 2, 10), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 2, 10), LP_OK);
     take(p, LP_MCPPOOL_ACCEPT, e, 2);
     lp_mcppool_exited(p, e, "exited with status 1: boom", 60000);
     for (uint64_t att = 1; att <= 2; att++) {
@@ -491,7 +602,7 @@ static void test_mcppool_exit_while_live_resets_and_restarts_same_entry(void **s
     assert_int_equal(lp_mcppool_size(p), 1);
     lp_mcppool_exited(p, e, "exited with status 1", 60001); /* a second report: ignored */
     none_left(p);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 3, 60002), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 3, 60002), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, e, 0); /* the same entry id */
     lp_mcppool_started(p, e, true, NULL, 60003);
     take(p, LP_MCPPOOL_ACCEPT, e, 3);
@@ -504,7 +615,7 @@ static void test_mcppool_exit_while_starting_resets_waiters(void **state)
     (void)state;
     lp_mcppool *p = pool();
 
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 1, 0), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 1, 0), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, 1, 0);
     lp_mcppool_exited(p, 1, "exited with status 127", 5);
     struct lp_mcppool_action r = take(p, LP_MCPPOOL_RESET, 1, 1);
@@ -531,7 +642,7 @@ static void test_mcppool_quick_deaths_back_off_doubling(void **state)
         lp_mcppool_exited(p, e, "exited with status 1", now);
         take(p, LP_MCPPOOL_RESET, e, att);
         if (wait[i] > 0) {
-            assert_int_equal(lp_mcppool_open(p, "memory", "k", false, ++att, now + wait[i] - 1),
+            assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, ++att, now + wait[i] - 1),
                              LP_OK);
             struct lp_mcppool_action r = take(p, LP_MCPPOOL_REFUSE, e, att);
             char want[160];
@@ -544,7 +655,7 @@ static void test_mcppool_quick_deaths_back_off_doubling(void **state)
             none_left(p);
         }
         now += wait[i];
-        assert_int_equal(lp_mcppool_open(p, "memory", "k", false, ++att, now), LP_OK);
+        assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, ++att, now), LP_OK);
         take(p, LP_MCPPOOL_SPAWN, e, 0);
         lp_mcppool_started(p, e, true, NULL, now);
         take(p, LP_MCPPOOL_ACCEPT, e, att);
@@ -561,26 +672,26 @@ static void test_mcppool_backoff_reason_names_seconds_left(void **state)
 
     lp_mcppool_exited(p, e, "exited with status 1", 10);
     take(p, LP_MCPPOOL_RESET, e, 1);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 2, 10), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 2, 10), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, e, 0);
     lp_mcppool_started(p, e, true, NULL, 20);
     take(p, LP_MCPPOOL_ACCEPT, e, 2);
     lp_mcppool_exited(p, e, "exited with status 1", 30);
     take(p, LP_MCPPOOL_RESET, e, 2);
     lp_mcppool_exited(p, e, "exited with status 1", 30); /* stale: no third death */
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 3, 30), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 3, 30), LP_OK);
     struct lp_mcppool_action r = take(p, LP_MCPPOOL_REFUSE, e, 3);
     assert_string_equal(r.why, "mcp server memory exited 2 times within 5000ms of starting; "
                                "backing off, next start in 1s");
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 4, 1030), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 4, 1030), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, e, 0);
     lp_mcppool_exited(p, e, "exited with status 1", 1040); /* third: 2 s, until 3040 */
     take(p, LP_MCPPOOL_RESET, e, 4);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 5, 1540), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 5, 1540), LP_OK);
     r = take(p, LP_MCPPOOL_REFUSE, e, 5);
     assert_string_equal(r.why, "mcp server memory exited 3 times within 5000ms of starting; "
                                "backing off, next start in 2s"); /* 1.5 s left, rounded up */
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 6, 2540), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 6, 2540), LP_OK);
     r = take(p, LP_MCPPOOL_REFUSE, e, 6);
     assert_string_equal(r.why, "mcp server memory exited 3 times within 5000ms of starting; "
                                "backing off, next start in 500ms");
@@ -595,26 +706,26 @@ static void test_mcppool_long_lived_child_resets_quick_death_count(void **state)
 
     lp_mcppool_exited(p, e, "exited with status 1", 100); /* quick #1 */
     take(p, LP_MCPPOOL_RESET, e, 1);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 2, 100), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 2, 100), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, e, 0);
     lp_mcppool_started(p, e, true, NULL, 100);
     take(p, LP_MCPPOOL_ACCEPT, e, 2);
     lp_mcppool_exited(p, e, "exited with status 1", 100 + 5001); /* lived > quick_exit */
     take(p, LP_MCPPOOL_RESET, e, 2);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 3, 5101), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 3, 5101), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, e, 0); /* at once */
     lp_mcppool_started(p, e, true, NULL, 5101);
     take(p, LP_MCPPOOL_ACCEPT, e, 3);
     lp_mcppool_exited(p, e, "exited with status 1", 5101 + 100); /* quick #1 again */
     take(p, LP_MCPPOOL_RESET, e, 3);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 4, 5201), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 4, 5201), LP_OK);
     take(p, LP_MCPPOOL_SPAWN, e, 0); /* still at once */
     lp_mcppool_started(p, e, true, NULL, 5201);
     take(p, LP_MCPPOOL_ACCEPT, e, 4);
     /* exactly quick_exit after the start still counts as quick: #2, so a backoff */
     lp_mcppool_exited(p, e, "exited with status 1", 5201 + 5000);
     take(p, LP_MCPPOOL_RESET, e, 4);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 5, 10201), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 5, 10201), LP_OK);
     take(p, LP_MCPPOOL_REFUSE, e, 5);
     lp_mcppool_free(p);
 }
@@ -665,17 +776,17 @@ static void test_mcppool_rejects_bad_keys_and_attachment_ids(void **state)
 
     memset(long_key, 'a', sizeof(long_key) - 1);
     long_key[128] = '\0';
-    assert_int_equal(lp_mcppool_open(p, "", "k", false, 1, 0), LP_ERR_INVALID);
-    assert_int_equal(lp_mcppool_open(p, "memory", "", false, 1, 0), LP_ERR_INVALID);
-    assert_int_equal(lp_mcppool_open(p, long_key, "k", false, 1, 0), LP_ERR_INVALID);
-    assert_int_equal(lp_mcppool_open(p, "memory", long_key, false, 1, 0), LP_ERR_INVALID);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 0, 0), LP_ERR_INVALID);
+    assert_int_equal(lp_mcppool_open(p, "", "", "k", false, 1, 0), LP_ERR_INVALID);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "", false, 1, 0), LP_ERR_INVALID);
+    assert_int_equal(lp_mcppool_open(p, "", long_key, "k", false, 1, 0), LP_ERR_INVALID);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", long_key, false, 1, 0), LP_ERR_INVALID);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 0, 0), LP_ERR_INVALID);
     none_left(p);
     long_key[127] = '\0'; /* 127 bytes is the longest allowed */
-    assert_int_equal(lp_mcppool_open(p, long_key, long_key, false, 1, 0), LP_OK);
+    assert_int_equal(lp_mcppool_open(p, "", long_key, long_key, false, 1, 0), LP_OK);
     struct lp_mcppool_action a = take(p, LP_MCPPOOL_SPAWN, 1, 0);
     assert_string_equal(a.name, long_key);
-    assert_int_equal(lp_mcppool_open(p, "memory", "k", false, 1, 0), LP_ERR_INVALID);
+    assert_int_equal(lp_mcppool_open(p, "", "memory", "k", false, 1, 0), LP_ERR_INVALID);
     none_left(p); /* an attachment id in use is refused without actions */
     lp_mcppool_free(p);
 }
@@ -692,8 +803,8 @@ static void test_mcppool_queues_in_order_without_draining(void **state)
     for (uint64_t i = 1; i <= N; i++) {
         char scope[16];
         snprintf(scope, sizeof(scope), "s%llu", (unsigned long long)i);
-        assert_int_equal(lp_mcppool_open(p, "memory", scope, false, i, 0), LP_OK);
-        assert_int_equal(lp_mcppool_open(p, "memory", scope, false, 1000 + i, 0), LP_OK);
+        assert_int_equal(lp_mcppool_open(p, "", "memory", scope, false, i, 0), LP_OK);
+        assert_int_equal(lp_mcppool_open(p, "", "memory", scope, false, 1000 + i, 0), LP_OK);
     }
     for (uint64_t i = 1; i <= N; i++)
         lp_mcppool_started(p, i, true, NULL, 1);
@@ -736,6 +847,8 @@ int main(void)
         cmocka_unit_test(test_mcppool_detached_waiter_is_not_accepted),
         cmocka_unit_test(test_mcppool_ephemeral_start_abandoned_stops_once_started),
         cmocka_unit_test(test_mcppool_evicts_least_recently_used_detached_at_cap),
+        cmocka_unit_test(test_mcppool_one_identity_cannot_evict_another),
+        cmocka_unit_test(test_mcppool_at_the_cap_the_asker_pays_then_the_heaviest),
         cmocka_unit_test(test_mcppool_eviction_tie_goes_to_the_oldest_entry),
         cmocka_unit_test(test_mcppool_refuses_new_key_when_every_session_is_in_use),
         cmocka_unit_test(test_mcppool_evicting_crashed_entry_frees_it_without_stop),
