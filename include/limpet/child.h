@@ -28,6 +28,8 @@ struct lp_child_hooks {
     void (*line)(void *user, const uint8_t *line, size_t len);
     /* A stdout line longer than max_line was dropped (its length so far). */
     void (*too_long)(void *user);
+    /* A stdout line was lost: there was no memory to buffer it. */
+    void (*lost)(void *user);
     /* Everything queued for stdin has been written (after lp_child_write found it full). */
     void (*drained)(void *user);
     /* The process is gone. The child object must be freed by the owner (lp_child_free),

@@ -57,9 +57,10 @@ size_t lp_lines_pending(const struct lp_lines *l);
 /* What lp_lines_feed does with each line: a complete one (without '\n'), or the report of
  * a too-long one (line NULL, len 0). A return other than LP_OK stops the feed. */
 typedef lp_err (*lp_line_fn)(void *user, const uint8_t *line, size_t len);
-/* Runs all of data[0..n) through lp_lines_next, calling fn in order. Returns LP_OK, the
- * first error fn returned, or LP_ERR_NOMEM for a line lost for want of memory (LP_LINE_NOMEM;
- * fn is not called for it); the bytes after that line are then not consumed. */
+/* Runs all of data[0..n) through lp_lines_next, calling fn in order. Returns the first error
+ * fn returned (the bytes after that line are then not consumed), else LP_ERR_NOMEM when a
+ * line was lost for want of memory (LP_LINE_NOMEM: fn is not called for it, and the lines
+ * after it go on), else LP_OK. */
 lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_fn fn, void *user);
 
 /* ---- messages ------------------------------------------------------------------------ */

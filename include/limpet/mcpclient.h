@@ -39,15 +39,15 @@ void lp_mcpc_free(lp_mcpc *c);
  * there is no memory to forward ("out of memory; the request was not sent"): a request is
  * always either pending or answered. LP_ERR_NOMEM: a line could be neither passed on nor
  * answered (one whose id could not even be parsed, a notification or response, or the
- * error answer itself); the bytes from that line on are not consumed. The host can then
+ * error answer itself); the lines after it in data may not have been handled. The host can then
  * no longer be promised an answer: the glue answers what is pending (lp_mcpc_stream_lost)
  * and ends, saying why. */
 lp_err lp_mcpc_from_host(lp_mcpc *c, const uint8_t *data, size_t n);
 /* The host closed stdin: a last unterminated line is handled as if it had a newline. */
 lp_err lp_mcpc_host_eof(lp_mcpc *c);
 /* Bytes from the tunnel stream. LP_ERR_NOMEM: a line could not be queued for the host (a
- * response's request stays pending: lp_mcpc_stream_lost answers it); the bytes from that
- * line on are not consumed. */
+ * response's request stays pending: lp_mcpc_stream_lost answers it); the lines after it in
+ * data may not have been handled. */
 lp_err lp_mcpc_from_tunnel(lp_mcpc *c, const uint8_t *data, size_t n);
 /* The tunnel stream ended (FIN): a last unterminated line is forwarded with a newline. */
 lp_err lp_mcpc_tunnel_eof(lp_mcpc *c);

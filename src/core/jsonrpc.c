@@ -183,6 +183,8 @@ enum lp_line_kind lp_lines_finish(struct lp_lines *l, const uint8_t **line, size
 
 lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_fn fn, void *user)
 {
+    lp_err lost = LP_OK;
+
     while (n > 0) {
         const uint8_t *line;
         size_t len, used;
@@ -194,7 +196,7 @@ lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_
         else if (k == LP_LINE_TOO_LONG)
             rc = fn(user, NULL, 0);
         else if (k == LP_LINE_NOMEM)
-            rc = LP_ERR_NOMEM;
+            lost = LP_ERR_NOMEM; /* that line only: the lines after it are whole again */
         if (rc != LP_OK)
             return rc;
         if (used == 0 || used > n)
@@ -202,7 +204,7 @@ lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_
         data += used;
         n -= used;
     }
-    return LP_OK;
+    return lost;
 }
 
 /* ---- messages ------------------------------------------------------------------------ */

@@ -224,6 +224,16 @@ static void child_too_long(void *user)
             e->m->cfg->mcp.max_message);
 }
 
+static void child_lost(void *user)
+{
+    struct entry *e = user;
+
+    lp_warn("%s: out of memory: a line the server wrote was lost", e->tag);
+    for (struct att *a = e->m->atts; a; a = a->next)
+        if (a->entry == e->id)
+            doom(a, e, "out of memory: a message from the MCP server was lost");
+}
+
 static void drain_atts(struct entry *e);
 
 static void child_drained(void *user)
@@ -248,6 +258,7 @@ static void child_exited(void *user, int status, const char *why)
 static const struct lp_child_hooks child_hooks = {
     .line = child_line,
     .too_long = child_too_long,
+    .lost = child_lost,
     .drained = child_drained,
     .exited = child_exited,
 };

@@ -753,6 +753,27 @@ static void test_mcpc_partial_line_without_memory_is_reported_not_misnamed(void 
     lp_mcpc_free(c);
 }
 
+/* A line lost for want of memory costs that line only: the lines after it in the same read
+ * go through, and LP_ERR_NOMEM still says one was lost. */
+static void test_mcpc_lost_line_does_not_cost_the_lines_after_it(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+    char rest[400];
+
+    memset(rest, ' ', 300); /* more than the line buffer holds yet: it must grow */
+    snprintf(rest + 300, sizeof(rest) - 300, "}\n%s\n", REQ2);
+    host(c, "{\"a\":1"); /* buffered: no newline yet */
+    fail_nth(0, false);
+    lp_err rc = lp_mcpc_from_host(c, (const uint8_t *)rest, strlen(rest));
+    assert_true(fail_off());
+    assert_int_equal(rc, LP_ERR_NOMEM);
+    tunnel_sees(c, REQ2 "\n");
+    host_sees(c, "");
+    assert_int_equal(lp_mcpc_pending(c), 1);
+    lp_mcpc_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -783,6 +804,7 @@ int main(void)
         cmocka_unit_test(test_mcpc_response_without_memory_leaves_the_request_pending),
         cmocka_unit_test(test_mcpc_stream_lost_without_memory_keeps_the_rest_pending),
         cmocka_unit_test(test_mcpc_partial_line_without_memory_is_reported_not_misnamed),
+        cmocka_unit_test(test_mcpc_lost_line_does_not_cost_the_lines_after_it),
     };
     return cmocka_run_group_tests(tests, setup_alloc, NULL);
 }
