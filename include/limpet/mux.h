@@ -143,8 +143,10 @@ lp_err lp_mux_bind(lp_mux *m, uint32_t id, const char *spec, size_t len);
 lp_err lp_mux_bind_ok(lp_mux *m, uint32_t id, uint16_t port, const char *addr, size_t len);
 lp_err lp_mux_bind_fail(lp_mux *m, uint32_t id, uint16_t code, const char *reason, size_t len);
 
-/* Queues GOODBYE: the session ends on purpose. */
-lp_err lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg);
+/* Queues GOODBYE: the session ends on purpose. It cannot fail (one GOODBYE waits in the mux
+ * itself, not in a queue), so it returns nothing; a second call before it is sent replaces
+ * the first. */
+void lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg);
 
 /* The session is gone: frees every stream and queues an LP_MUX_EV_RST (code, msg) event for
  * each, so the glue closes the local ends. Nothing is sent. */

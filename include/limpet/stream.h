@@ -48,9 +48,11 @@ const char *lp_stream_target(const struct lp_stream *st, uint8_t *kind);
 /* The session's next live stream after st (start from s->streams), NULL at the end. */
 struct lp_stream *lp_stream_next(const struct lp_stream *st);
 
-/* Client: a local connection (takes fd) wants `target`; waits up to `wait` for OPEN_OK. */
-lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,
-                            lp_time wait, const char *from);
+/* Client: a local connection (takes fd) wants `target`; waits up to `wait` for OPEN_OK. No
+ * error to return: when the stream cannot be opened (too many streams, no memory) it logs why
+ * with the session id and `from`, and resets fd, so the local application sees the refusal. */
+void lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,
+                          lp_time wait, const char *from);
 /* Server: the peer opened `id` to `target`; dial it (answers OPEN_OK or RST). */
 void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_t target_len);
 /* Handles one mux event addressed to a stream (READABLE, WRITABLE, OPEN_OK, FIN, RST,
