@@ -38,7 +38,7 @@ enum lp_admit_verdict {
 typedef struct lp_admit lp_admit;
 
 /* Returns owned (free with lp_admit_free). */
-lp_err lp_admit_new(const struct lp_admit_config *cfg, lp_admit **out);
+LP_MUST_USE lp_err lp_admit_new(const struct lp_admit_config *cfg, lp_admit **out);
 void lp_admit_free(lp_admit *a);
 
 /* addr: the source address bytes (4 or 16), borrowed. */

@@ -40,9 +40,10 @@ struct lp_child_hooks {
 /* Starts sv->command with sv->args, the server's environment plus sv->env, in sv->cwd.
  * tag prefixes log lines ("mcp=memory scope=laptop"). On failure (no such program, ...)
  * writes the reason to err and returns LP_ERR_IO; nothing is left running. */
-lp_err lp_child_spawn(struct ev_loop *loop, const struct lp_mcp_server *sv, size_t max_line,
-                      const char *tag, const struct lp_child_hooks *hooks, void *user,
-                      struct lp_child **out, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_child_spawn(struct ev_loop *loop, const struct lp_mcp_server *sv,
+                                  size_t max_line, const char *tag,
+                                  const struct lp_child_hooks *hooks, void *user,
+                                  struct lp_child **out, char *err, size_t errlen);
 pid_t lp_child_pid(const struct lp_child *c);
 /* Queues bytes for stdin (a whole line). Dropped silently once stdin is closed. */
 void lp_child_write(struct lp_child *c, const uint8_t *data, size_t n);

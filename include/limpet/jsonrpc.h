@@ -61,7 +61,8 @@ typedef lp_err (*lp_line_fn)(void *user, const uint8_t *line, size_t len);
  * fn returned (the bytes after that line are then not consumed), else LP_ERR_NOMEM when a
  * line was lost for want of memory (LP_LINE_NOMEM: fn is not called for it, and the lines
  * after it go on), else LP_OK. */
-lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_fn fn, void *user);
+LP_MUST_USE lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_fn fn,
+                                 void *user);
 
 /* ---- messages ------------------------------------------------------------------------ */
 
@@ -90,14 +91,14 @@ struct lp_rpc_msg {
  * at column 17") when it is not JSON or not an object/array; LP_ERR_NOMEM when jansson ran
  * out of memory (the line may be fine: it must not be answered as malformed). The message
  * is cleared on error. The caller frees with lp_rpc_msg_clear. */
-lp_err lp_rpc_parse(const uint8_t *line, size_t len, struct lp_rpc_msg *m, char *why,
-                    size_t whylen);
+LP_MUST_USE lp_err lp_rpc_parse(const uint8_t *line, size_t len, struct lp_rpc_msg *m, char *why,
+                                size_t whylen);
 void lp_rpc_msg_clear(struct lp_rpc_msg *m);
 
 /* The compact JSON text of an id (`7`, `"a"`) into key (size keylen). LP_ERR_TOO_BIG when it
  * does not fit, LP_ERR_INVALID when id is not a string or an integer, LP_ERR_NOMEM when
  * jansson had no memory to encode it. */
-lp_err lp_rpc_id_key(const json_t *id, char *key, size_t keylen);
+LP_MUST_USE lp_err lp_rpc_id_key(const json_t *id, char *key, size_t keylen);
 
 /* Encodes root compactly (insertion order kept) followed by '\n'. Returns an owned buffer
  * (free()) and its length in *len, or NULL when out of memory. */

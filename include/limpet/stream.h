@@ -29,13 +29,15 @@ struct lp_stream_hooks {
  * with rfd = wfd = -1, a filter end driven through hooks->event. kind/target/arg as in
  * OPEN; waits up to `wait` for OPEN_OK (then ended(LP_RST_TIMEOUT)). hooks may be NULL
  * (a pump like -L's). *out is borrowed until ended. Errors are logged. */
-lp_err lp_stream_open_fds(struct lp_session *s, int rfd, int wfd, uint8_t kind, const char *target,
-                          const char *arg, lp_time wait, const struct lp_stream_hooks *hooks,
-                          void *user, struct lp_stream **out);
+LP_MUST_USE lp_err lp_stream_open_fds(struct lp_session *s, int rfd, int wfd, uint8_t kind,
+                                      const char *target, const char *arg, lp_time wait,
+                                      const struct lp_stream_hooks *hooks, void *user,
+                                      struct lp_stream **out);
 /* Server: a stream the peer opened, whose local end is a filter driven through hooks (the
  * MCP pool). Not yet accepted: the owner answers with lp_mux_accept or lp_stream_reset. */
-lp_err lp_stream_adopt(struct lp_session *s, uint32_t id, const struct lp_stream_hooks *hooks,
-                       void *user, struct lp_stream **out);
+LP_MUST_USE lp_err lp_stream_adopt(struct lp_session *s, uint32_t id,
+                                   const struct lp_stream_hooks *hooks, void *user,
+                                   struct lp_stream **out);
 /* Resets the stream (RST code/why to the peer) and ends it (hooks->ended is called). */
 void lp_stream_reset(struct lp_stream *st, uint16_t code, const char *why);
 uint32_t lp_stream_id(const struct lp_stream *st);
