@@ -148,7 +148,9 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
             a = a->next;
         if (a == NULL)
             return;
-        lp_stream_reset(a->st, LP_RST_INTERNAL, a->doomed); /* ended() frees a */
+        char why[sizeof(a->doomed)]; /* a copy: ended() frees a, and the reason with it */
+        memcpy(why, a->doomed, sizeof(why));
+        lp_stream_reset(a->st, LP_RST_INTERNAL, why);
     }
 }
 
