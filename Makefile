@@ -102,6 +102,10 @@ $(CORE_UNIT_BIN): $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/libc
 	$(CC) $(CPPFLAGS) -Itests/unit $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(UNIT_HELPERS) \
 	    $(BUILD)/libcore.a $(BUILD)/libbase.a -lcmocka $(CORE_LIBS)
 
+# test_mcpclient makes allocations fail on purpose: its own malloc, calloc and realloc stand in
+# for the C library's in every object it links (jansson's go there by json_set_alloc_funcs).
+$(BUILD)/tests/test_mcpclient: LDFLAGS_ALL += -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+
 $(filter-out $(CORE_UNIT_BIN),$(UNIT_BIN)): $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) \
                                             $(BUILD)/liblimpet.a
 	@mkdir -p $(dir $@)

@@ -112,7 +112,22 @@ check_layers() {
     [[ $bad -eq 0 ]]
 }
 
+# Every declared function that returns lp_err carries LP_MUST_USE (err.h), so an ignored error
+# is a build failure: an error is handled or passed on, never dropped.
+check_must_use() {
+    local hits
+    hits=$( (ls include/limpet/*.h; find src -name '*.h') | sort |
+        xargs -r grep -nHE '^[[:space:]]*(extern[[:space:]]+)?lp_err[[:space:]]+\**[a-z_0-9]+\(' || true)
+    if [[ -n $hits ]]; then
+        echo "lint: lp_err declarations without LP_MUST_USE:"
+        echo "$hits"
+        return 1
+    fi
+    echo "lint: every declared lp_err function is LP_MUST_USE"
+}
+
 check_format || status=1
+check_must_use || status=1
 check_banned || status=1
 check_layers || status=1
 exit "$status"

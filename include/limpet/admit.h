@@ -65,7 +65,7 @@ struct lp_admit_entry {
 typedef struct lp_admit lp_admit;
 
 /* Returns owned (free with lp_admit_free). */
-lp_err lp_admit_new(const struct lp_admit_config *cfg, lp_admit **out);
+LP_MUST_USE lp_err lp_admit_new(const struct lp_admit_config *cfg, lp_admit **out);
 void lp_admit_free(lp_admit *a);
 
 /* A new connection from addr (4 or 16 bytes, borrowed), to be counted in e (borrowed until

@@ -16,12 +16,14 @@ struct lp_auth;
 
 /* Client: a TLS configuration from identity + psk_file, or tls.cert/tls.key +
  * server_fingerprint. Returns owned (free with lp_tls_conf_free). */
-lp_err lp_auth_client_tls(const struct lp_config *cfg, lp_tls_conf **out, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_auth_client_tls(const struct lp_config *cfg, lp_tls_conf **out, char *err,
+                                      size_t errlen);
 
 /* Server: identities from auth.clients (borrows cfg, which must outlive it), their
  * allow-lists, and a TLS configuration for PSK and (with tls.cert/tls.key) certificate
  * clients. Returns owned (free with lp_auth_free). */
-lp_err lp_auth_new(const struct lp_config *cfg, struct lp_auth **out, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_auth_new(const struct lp_config *cfg, struct lp_auth **out, char *err,
+                               size_t errlen);
 void lp_auth_free(struct lp_auth *a);
 /* Borrowed; valid for the life of a. */
 lp_tls_conf *lp_auth_tls(struct lp_auth *a);

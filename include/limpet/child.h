@@ -28,6 +28,8 @@ struct lp_child_hooks {
     void (*line)(void *user, const uint8_t *line, size_t len);
     /* A stdout line longer than max_line was dropped (its length so far). */
     void (*too_long)(void *user);
+    /* A stdout line was lost: there was no memory to buffer it. */
+    void (*lost)(void *user);
     /* Everything queued for stdin has been written (after lp_child_write found it full). */
     void (*drained)(void *user);
     /* The process is gone. The child object must be freed by the owner (lp_child_free),
@@ -38,9 +40,10 @@ struct lp_child_hooks {
 /* Starts sv->command with sv->args, the server's environment plus sv->env, in sv->cwd.
  * tag prefixes log lines ("mcp=memory scope=laptop"). On failure (no such program, ...)
  * writes the reason to err and returns LP_ERR_IO; nothing is left running. */
-lp_err lp_child_spawn(struct ev_loop *loop, const struct lp_mcp_server *sv, size_t max_line,
-                      const char *tag, const struct lp_child_hooks *hooks, void *user,
-                      struct lp_child **out, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_child_spawn(struct ev_loop *loop, const struct lp_mcp_server *sv,
+                                  size_t max_line, const char *tag,
+                                  const struct lp_child_hooks *hooks, void *user,
+                                  struct lp_child **out, char *err, size_t errlen);
 pid_t lp_child_pid(const struct lp_child *c);
 /* Queues bytes for stdin (a whole line). Dropped silently once stdin is closed. */
 void lp_child_write(struct lp_child *c, const uint8_t *data, size_t n);

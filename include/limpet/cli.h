@@ -48,7 +48,8 @@ struct lp_cli {
 /* Parses argv (argv[0] is the program name). Fills *cli; on error writes one line to err,
  * leaves *cli empty (nothing to free) and returns LP_ERR_INVALID (or LP_ERR_NOMEM).
  * Borrows argv: it must outlive cli. On success free with lp_cli_free. */
-lp_err lp_cli_parse(int argc, char **argv, struct lp_cli *cli, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_cli_parse(int argc, char **argv, struct lp_cli *cli, char *err,
+                                size_t errlen);
 /* Frees the arrays cli owns and empties it; safe on an emptied or zeroed cli. */
 void lp_cli_free(struct lp_cli *cli);
 /* Man-style help (NAME, SYNOPSIS, OPTIONS, CONFIGURATION KEYS, EXIT STATUS, EXAMPLES) for

@@ -25,9 +25,10 @@ struct lp_client_app {
 /* Borrows cfg, the forwards and app (they outlive the client); app may be NULL. Opens the
  * listeners and starts connecting. Returns owned (free with lp_client_free); errors are
  * logged. */
-lp_err lp_client_new(struct lp_runtime *rt, const struct lp_config *cfg,
-                     const struct lp_forward *fwd, size_t nfwd, const struct lp_client_app *app,
-                     void *app_user, struct lp_client **cp);
+LP_MUST_USE lp_err lp_client_new(struct lp_runtime *rt, const struct lp_config *cfg,
+                                 const struct lp_forward *fwd, size_t nfwd,
+                                 const struct lp_client_app *app, void *app_user,
+                                 struct lp_client **cp);
 /* Ends with exit code `code`: GOODBYE to the server first when the link is up. */
 void lp_client_finish(struct lp_client *c, int code);
 /* Ends cleanly: GOODBYE to the server if the link is up, then stops the loop. */

@@ -16,17 +16,19 @@ void lp_config_clear(struct lp_config *c);
 
 /* Reads a YAML file over the current values (keys absent from the file keep theirs). On
  * error c is unchanged. An `auth:` section in the file replaces c's client list. */
-lp_err lp_config_load_file(struct lp_config *c, const char *path, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_config_load_file(struct lp_config *c, const char *path, char *err,
+                                       size_t errlen);
 /* The same from memory; `name` stands for the file name in errors. */
-lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *yaml, size_t len,
-                             char *err, size_t errlen);
+LP_MUST_USE lp_err lp_config_load_string(struct lp_config *c, const char *name, const char *yaml,
+                                         size_t len, char *err, size_t errlen);
 /* One `-o KEY=VALUE` override (the argument as given). */
-lp_err lp_config_set(struct lp_config *c, const char *key_eq_value, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_config_set(struct lp_config *c, const char *key_eq_value, char *err,
+                                 size_t errlen);
 /* Cross-key checks and derived defaults (dead_after 0 -> 3 x heartbeat, dead_after must
  * exceed heartbeat, initial_delay <= max_delay, give_up_after 0 -> ttl, replay_buffer +
  * receive_buffer <= limits.session_memory, tls.cert and tls.key set together). Call once after
  * loading and overrides. */
-lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen);
 
 /* One configuration key as --help and limpet.yaml(5) describe it. The man page's key list is
  * printed from these rows (man/mankeys.c), so it cannot drift from the table the loader uses. */
@@ -49,7 +51,7 @@ void lp_config_print_keys(FILE *f, const char *indent);
 void lp_config_print_maps(FILE *f, const char *indent);
 
 /* Parsers shared with the CLI. Return LP_ERR_INVALID on bad input. */
-lp_err lp_parse_duration(const char *s, lp_time *out);
-lp_err lp_parse_size(const char *s, size_t *out);
+LP_MUST_USE lp_err lp_parse_duration(const char *s, lp_time *out);
+LP_MUST_USE lp_err lp_parse_size(const char *s, size_t *out);
 
 #endif

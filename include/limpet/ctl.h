@@ -113,8 +113,8 @@ bool lp_ctl_dir_trusted(const char *dir, char *why, size_t whylen);
  * listener (metrics.listen, if set). A control path held by a live process is logged (one
  * WARN) and skipped. LP_ERR_INVALID (logged) when metrics.listen is not allowed or cannot be
  * bound: the caller stops. Returns owned (free with lp_ctl_free). */
-lp_err lp_ctl_new(struct lp_runtime *rt, const struct lp_config *cfg, const char *role,
-                  bool use_default, struct lp_ctl **out);
+LP_MUST_USE lp_err lp_ctl_new(struct lp_runtime *rt, const struct lp_config *cfg, const char *role,
+                              bool use_default, struct lp_ctl **out);
 /* Closes the listeners and connections and removes the socket file. NULL-safe. */
 void lp_ctl_free(struct lp_ctl *c);
 

@@ -10,15 +10,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* On every declaration of a function that returns lp_err: an error is handled or passed on,
- * never dropped (-Werror makes an ignored one a build failure). Where a caller truly has
- * nothing to do with one, it says why in a comment and casts to void... which GCC does not
- * accept for this attribute, so it writes `if (f() != LP_OK) { reason }` instead. */
-#define LP_MUST_USE __attribute__((warn_unused_result))
-
+/* On every declaration of a function that returns lp_err, before the return type
+ * (`LP_MUST_USE lp_err lp_x(...);`): an error is handled or passed on, never dropped (-Werror
+ * makes an ignored one a build failure). Where a caller truly has nothing to do with one, it
+ * says why in a comment and still looks at it, `if (f() != LP_OK) lp_debug(...)`: a cast to
+ * void, which GCC rightly does not accept for this attribute, would hide the decision. A
+ * function that cannot fail, or that reports every failure itself, returns void instead. */
 #if defined(__GNUC__)
+#define LP_MUST_USE __attribute__((warn_unused_result))
 #define LP_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
+#define LP_MUST_USE
 #define LP_PRINTF(a, b)
 #endif
 
@@ -48,7 +50,8 @@ const char *lp_strerror(lp_err rc);
 
 /* Writes one line into err (when err is not NULL and errlen > 0), printf-style, with control
  * bytes replaced by '?' so a quoted argument cannot split it, and returns rc. */
-lp_err lp_errf(lp_err rc, char *err, size_t errlen, const char *fmt, ...) LP_PRINTF(4, 5);
+LP_MUST_USE lp_err lp_errf(lp_err rc, char *err, size_t errlen, const char *fmt, ...)
+    LP_PRINTF(4, 5);
 
 /* True when rc means the whole session (not just one link or stream) cannot go on. */
 bool lp_err_is_fatal(lp_err rc);

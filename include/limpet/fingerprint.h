@@ -24,16 +24,17 @@
 /* Parses text[0..n) (no NUL needed; an embedded NUL is refused). LP_ERR_MALFORMED with *why a
  * static reason fit to follow the value's name ("has fewer than 32 bytes ..."); out is
  * written only on LP_OK. */
-lp_err lp_fingerprint_parse_n(const char *text, size_t n, uint8_t out[LP_FINGERPRINT_LEN],
-                              const char **why) __attribute__((warn_unused_result));
-/* The same for a NUL-terminated string (NULL reads as empty). */
-lp_err lp_fingerprint_parse(const char *text, uint8_t out[LP_FINGERPRINT_LEN], const char **why)
+LP_MUST_USE lp_err lp_fingerprint_parse_n(const char *text, size_t n,
+                                          uint8_t out[LP_FINGERPRINT_LEN], const char **why)
     __attribute__((warn_unused_result));
+/* The same for a NUL-terminated string (NULL reads as empty). */
+LP_MUST_USE lp_err lp_fingerprint_parse(const char *text, uint8_t out[LP_FINGERPRINT_LEN],
+                                        const char **why) __attribute__((warn_unused_result));
 
 /* Writes "sha256:AB:CD:..." (uppercase, colon-separated) into out. LP_ERR_NOSPACE (out set
  * to "" when outlen > 0) if outlen < LP_FINGERPRINT_TEXT_MAX. */
-lp_err lp_fingerprint_format(const uint8_t in[LP_FINGERPRINT_LEN], char *out, size_t outlen)
-    __attribute__((warn_unused_result));
+LP_MUST_USE lp_err lp_fingerprint_format(const uint8_t in[LP_FINGERPRINT_LEN], char *out,
+                                         size_t outlen) __attribute__((warn_unused_result));
 /* Writes the canonical "sha256:" + 64 lowercase digits (LP_FINGERPRINT_CANON_LEN bytes with the
  * NUL), the form a pin is stored and compared in. */
 void lp_fingerprint_canon(const uint8_t in[LP_FINGERPRINT_LEN], char out[LP_FINGERPRINT_CANON_LEN]);

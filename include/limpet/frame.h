@@ -114,8 +114,8 @@ struct lp_frame {
 /* Decodes one header + payload from the front of buf. On LP_OK, *used is the whole frame's
  * size (LP_FRAME_HEADER + len). Checks only the envelope: type known, length within cap,
  * stream_id zero/non-zero as the type requires, fixed-size payloads of the right size. */
-lp_err lp_frame_decode(const uint8_t *buf, size_t len, struct lp_frame *f, size_t *used,
-                       const char **why);
+LP_MUST_USE lp_err lp_frame_decode(const uint8_t *buf, size_t len, struct lp_frame *f, size_t *used,
+                                   const char **why);
 
 /* Writes a header at out (LP_FRAME_HEADER bytes). */
 void lp_frame_put_header(uint8_t *out, uint8_t type, uint8_t flags, uint16_t len, uint32_t id);
@@ -159,12 +159,15 @@ struct lp_welcome {
 };
 
 /* Each decode takes a frame already accepted by lp_frame_decode of the matching type. */
-lp_err lp_open_decode(const struct lp_frame *f, struct lp_open *o, const char **why);
-lp_err lp_u32_decode(const struct lp_frame *f, uint32_t *v, const char **why); /* OPEN_OK, WINDOW */
-lp_err lp_u64_decode(const struct lp_frame *f, uint64_t *v, const char **why); /* ACK, PING, PONG */
-lp_err lp_text_decode(const struct lp_frame *f, struct lp_text *t, const char **why);
-lp_err lp_hello_decode(const struct lp_frame *f, struct lp_hello *h, const char **why);
-lp_err lp_welcome_decode(const struct lp_frame *f, struct lp_welcome *w, const char **why);
+LP_MUST_USE lp_err lp_open_decode(const struct lp_frame *f, struct lp_open *o, const char **why);
+LP_MUST_USE lp_err lp_u32_decode(const struct lp_frame *f, uint32_t *v,
+                                 const char **why); /* OPEN_OK, WINDOW */
+LP_MUST_USE lp_err lp_u64_decode(const struct lp_frame *f, uint64_t *v,
+                                 const char **why); /* ACK, PING, PONG */
+LP_MUST_USE lp_err lp_text_decode(const struct lp_frame *f, struct lp_text *t, const char **why);
+LP_MUST_USE lp_err lp_hello_decode(const struct lp_frame *f, struct lp_hello *h, const char **why);
+LP_MUST_USE lp_err lp_welcome_decode(const struct lp_frame *f, struct lp_welcome *w,
+                                     const char **why);
 
 /* Encoders write a whole frame (header + payload) into out[cap] and return its size, or 0
  * if it does not fit or a field is out of range (text longer than LP_FRAME_MAX_TEXT,

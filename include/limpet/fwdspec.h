@@ -53,19 +53,21 @@ struct lp_forward {              /* one -L/-R [BIND:]PORT:HOST:HOSTPORT, or -D/-
  * "8080:unix:/run/x.sock", "[::1]:8080:/run/x.sock", "./a.sock:unix:/run/x.sock". Paths are
  * at most LP_UNIX_PATH_MAX-1 bytes. On error writes only the problem ("missing HOSTPORT") to
  * err: the caller adds the flag and spec. */
-lp_err lp_parse_forward(const char *spec, struct lp_forward *fw, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_parse_forward(const char *spec, struct lp_forward *fw, char *err,
+                                    size_t errlen);
 /* One -D spec as ssh writes it: PORT or BIND:PORT ([IPV6]:PORT), or a unix socket path
  * starting with '/' or "./" (the whole spec); sets fw->kind to LP_FWD_DYNAMIC. On error
  * writes only the problem to err. */
-lp_err lp_parse_dynamic(const char *spec, struct lp_forward *fw, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_parse_dynamic(const char *spec, struct lp_forward *fw, char *err,
+                                    size_t errlen);
 /* A spec of any kind: -L and -R as lp_parse_forward, -D and -T as lp_parse_dynamic; sets
  * fw->kind. A listening unix path is refused for -T (its connections are TCP by nature) and
  * for -R (the server listens on TCP only); -R's target may be a unix socket on this client.
  * On error writes only the problem to err. */
-lp_err lp_parse_fwd_spec(enum lp_fwd_kind kind, const char *spec, struct lp_forward *fw, char *err,
-                         size_t errlen);
+LP_MUST_USE lp_err lp_parse_fwd_spec(enum lp_fwd_kind kind, const char *spec, struct lp_forward *fw,
+                                     char *err, size_t errlen);
 /* "HOST:PORT" or "[IPV6]:PORT", port 1..65535. Writes the host without brackets. Checks the
  * form only (no name lookup). LP_ERR_INVALID on bad input or a host longer than hostlen-1. */
-lp_err lp_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
+LP_MUST_USE lp_err lp_parse_hostport(const char *s, char *host, size_t hostlen, uint16_t *port);
 
 #endif

@@ -26,7 +26,7 @@ struct lp_idtab {
 };
 
 /* An empty table. LP_ERR_NOMEM when the first bucket array cannot be had. */
-lp_err lp_idtab_init(struct lp_idtab *t);
+LP_MUST_USE lp_err lp_idtab_init(struct lp_idtab *t);
 /* Frees the bucket array; the nodes still in it (if any) are the caller's and untouched. */
 void lp_idtab_clear(struct lp_idtab *t);
 

@@ -25,6 +25,8 @@ enum lp_line_kind {
     LP_LINE_NONE,     /* every byte consumed, no complete line yet */
     LP_LINE_OK,       /* *line and *len hold one line, without its '\n' (and a '\r' before it) */
     LP_LINE_TOO_LONG, /* a line passed `max` bytes: reported once, the rest of it skipped */
+    LP_LINE_NOMEM,    /* a partial line could not be buffered (out of memory): it is lost,
+                       * reported once and the rest of it skipped, as for TOO_LONG */
 };
 
 struct lp_lines {
@@ -41,7 +43,7 @@ void lp_lines_free(struct lp_lines *l);
  * On LP_LINE_OK *line is borrowed until the next call: it points into `data` when the
  * whole line was there (no copy), else into the partial-line buffer. Blank lines
  * (nothing but optional '\r') are skipped, never returned. Returns LP_LINE_NONE and
- * *used == n when no line completes; LP_ERR-free: out of memory is reported as TOO_LONG. */
+ * *used == n when no line completes. */
 enum lp_line_kind lp_lines_next(struct lp_lines *l, const uint8_t *data, size_t n, size_t *used,
                                 const uint8_t **line, size_t *len);
 
@@ -55,9 +57,12 @@ size_t lp_lines_pending(const struct lp_lines *l);
 /* What lp_lines_feed does with each line: a complete one (without '\n'), or the report of
  * a too-long one (line NULL, len 0). A return other than LP_OK stops the feed. */
 typedef lp_err (*lp_line_fn)(void *user, const uint8_t *line, size_t len);
-/* Runs all of data[0..n) through lp_lines_next, calling fn in order. Returns LP_OK or the
- * first error fn returned (the bytes after that line are then not consumed). */
-lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_fn fn, void *user);
+/* Runs all of data[0..n) through lp_lines_next, calling fn in order. Returns the first error
+ * fn returned (the bytes after that line are then not consumed), else LP_ERR_NOMEM when a
+ * line was lost for want of memory (LP_LINE_NOMEM: fn is not called for it, and the lines
+ * after it go on), else LP_OK. */
+LP_MUST_USE lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_fn fn,
+                                 void *user);
 
 /* ---- messages ------------------------------------------------------------------------ */
 
@@ -83,15 +88,17 @@ struct lp_rpc_msg {
 };
 
 /* Parses one line. LP_ERR_MALFORMED (with a one-line reason in why, e.g. "not JSON: ...
- * at column 17") when it is not JSON or not an object/array. The message is cleared on
- * error. The caller frees with lp_rpc_msg_clear. */
-lp_err lp_rpc_parse(const uint8_t *line, size_t len, struct lp_rpc_msg *m, char *why,
-                    size_t whylen);
+ * at column 17") when it is not JSON or not an object/array; LP_ERR_NOMEM when jansson ran
+ * out of memory (the line may be fine: it must not be answered as malformed). The message
+ * is cleared on error. The caller frees with lp_rpc_msg_clear. */
+LP_MUST_USE lp_err lp_rpc_parse(const uint8_t *line, size_t len, struct lp_rpc_msg *m, char *why,
+                                size_t whylen);
 void lp_rpc_msg_clear(struct lp_rpc_msg *m);
 
 /* The compact JSON text of an id (`7`, `"a"`) into key (size keylen). LP_ERR_TOO_BIG when it
- * does not fit, LP_ERR_INVALID when id is not a string or an integer. */
-lp_err lp_rpc_id_key(const json_t *id, char *key, size_t keylen);
+ * does not fit, LP_ERR_INVALID when id is not a string or an integer, LP_ERR_NOMEM when
+ * jansson had no memory to encode it. */
+LP_MUST_USE lp_err lp_rpc_id_key(const json_t *id, char *key, size_t keylen);
 
 /* Encodes root compactly (insertion order kept) followed by '\n'. Returns an owned buffer
  * (free()) and its length in *len, or NULL when out of memory. */

@@ -35,29 +35,30 @@
  * "FILE: not a regular file"; LP_ERR_IO when it cannot be examined. Borrows path.
  * For a caller that then opens the file itself (e.g. mbedtls_pk_parse_keyfile); prefer
  * lp_secret_file_read, which checks and reads the same open file. */
-lp_err lp_secret_file_check(const char *path, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_secret_file_check(const char *path, char *err, size_t errlen);
 
 /* Opens path, applies the checks of lp_secret_file_check to the open file, and reads it
  * whole into buf (borrowed, cap bytes), NUL-terminated: *len excludes the NUL, so the PEM
  * length mbedtls_pk_parse_key wants is *len + 1. The caller wipes buf when done with it.
  * LP_ERR_TOO_BIG when the file does not fit in cap - 1 bytes; buf is wiped on every error. */
-lp_err lp_secret_file_read(const char *path, uint8_t *buf, size_t cap, size_t *len, char *err,
-                           size_t errlen);
+LP_MUST_USE lp_err lp_secret_file_read(const char *path, uint8_t *buf, size_t cap, size_t *len,
+                                       char *err, size_t errlen);
 
 /* Parses the text of a PSK file held in memory: exactly 64 hex digits (either case) and at
  * most one trailing "\n". LP_ERR_MALFORMED with *why set to a static reason (never quoting
  * the text) otherwise. key is written only on LP_OK. Borrows text (not NUL-terminated). */
-lp_err lp_psk_parse(const uint8_t *text, size_t len, uint8_t key[LP_PSK_LEN], const char **why);
+LP_MUST_USE lp_err lp_psk_parse(const uint8_t *text, size_t len, uint8_t key[LP_PSK_LEN],
+                                const char **why);
 
 /* Loads a PSK file: the secret-file checks, then lp_psk_parse. Errors: as
  * lp_secret_file_read, or LP_ERR_MALFORMED with "FILE: <reason>". */
-lp_err lp_psk_load(const char *path, uint8_t key[LP_PSK_LEN], char *err, size_t errlen);
+LP_MUST_USE lp_err lp_psk_load(const char *path, uint8_t key[LP_PSK_LEN], char *err, size_t errlen);
 
 /* Writes 32 fresh random bytes (CTR-DRBG seeded from the system entropy source) as lowercase
  * hex and a newline to a new file created with mode 0600. Never replaces a file:
  * LP_ERR_INVALID "FILE: already exists; ..." when path exists (even as a dangling link).
  * On a failed write the half-written file is removed. */
-lp_err lp_psk_generate(const char *path, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_psk_generate(const char *path, char *err, size_t errlen);
 
 /* True when name may be an identity: 1..LP_KEYS_NAME_MAX characters from [A-Za-z0-9._-],
  * not starting with '.' or '-'. It becomes a file name, a YAML key and a certificate CN,
@@ -70,14 +71,15 @@ bool lp_keys_name_valid(const char *name);
  * basicConstraints CA:FALSE. Writes the certificate's fingerprint text into fingerprint.
  * Neither file may exist beforehand (LP_ERR_INVALID); on failure neither is left behind.
  * LP_ERR_INVALID for a name refused by lp_keys_name_valid. All arguments borrowed. */
-lp_err lp_cert_generate(const char *key_path, const char *crt_path, const char *name,
-                        char fingerprint[LP_FINGERPRINT_TEXT_MAX], char *err, size_t errlen);
+LP_MUST_USE lp_err lp_cert_generate(const char *key_path, const char *crt_path, const char *name,
+                                    char fingerprint[LP_FINGERPRINT_TEXT_MAX], char *err,
+                                    size_t errlen);
 
 /* Reads the first certificate of a PEM (or DER) file and returns the SHA-256 of its DER.
  * LP_ERR_IO when the file cannot be read, LP_ERR_MALFORMED when it is not a certificate,
  * LP_ERR_TOO_BIG past 64 KiB. No permission check: certificates are public. */
-lp_err lp_cert_fingerprint_file(const char *crt_path, uint8_t out[LP_FINGERPRINT_LEN], char *err,
-                                size_t errlen);
+LP_MUST_USE lp_err lp_cert_fingerprint_file(const char *crt_path, uint8_t out[LP_FINGERPRINT_LEN],
+                                            char *err, size_t errlen);
 
 /* The `limpet keygen` command: argv[0] is "keygen". `keygen psk NAME [-o FILE]`,
  * `keygen cert NAME [-o PREFIX]`, `keygen --help`. Writes the files, then the config lines

@@ -34,7 +34,7 @@ ssize_t lp_link_read(struct lp_link *l, void *buf, size_t len, lp_err *rc);
 /* > 0 bytes taken; -1 with *rc as for lp_link_read. */
 ssize_t lp_link_write(struct lp_link *l, const void *buf, size_t len, lp_err *rc);
 /* Sends what an earlier write left sealed inside TLS: LP_OK when nothing is left. */
-lp_err lp_link_flush(struct lp_link *l);
+LP_MUST_USE lp_err lp_link_flush(struct lp_link *l);
 /* Decrypted bytes wait inside TLS: read again without waiting for the socket. */
 bool lp_link_pending(const struct lp_link *l);
 /* Something taken is not on the wire yet: wait for writability and flush. */

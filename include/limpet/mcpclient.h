@@ -35,20 +35,29 @@ typedef struct lp_mcpc lp_mcpc;
 lp_mcpc *lp_mcpc_new(size_t max_message, size_t max_pending);
 void lp_mcpc_free(lp_mcpc *c);
 
-/* Bytes the host wrote (stdin). LP_ERR_NOMEM only; bad lines are answered, not errors. */
-lp_err lp_mcpc_from_host(lp_mcpc *c, const uint8_t *data, size_t n);
+/* Bytes the host wrote (stdin). Bad lines are answered, not errors, and so is a request
+ * there is no memory to forward ("out of memory; the request was not sent"): a request is
+ * always either pending or answered. LP_ERR_NOMEM: a line could be neither passed on nor
+ * answered (one whose id could not even be parsed, a notification or response, or the
+ * error answer itself); the lines after it in data may not have been handled. The host can then
+ * no longer be promised an answer: the glue answers what is pending (lp_mcpc_stream_lost)
+ * and ends, saying why. */
+LP_MUST_USE lp_err lp_mcpc_from_host(lp_mcpc *c, const uint8_t *data, size_t n);
 /* The host closed stdin: a last unterminated line is handled as if it had a newline. */
-lp_err lp_mcpc_host_eof(lp_mcpc *c);
-/* Bytes from the tunnel stream. */
-lp_err lp_mcpc_from_tunnel(lp_mcpc *c, const uint8_t *data, size_t n);
+LP_MUST_USE lp_err lp_mcpc_host_eof(lp_mcpc *c);
+/* Bytes from the tunnel stream. LP_ERR_NOMEM: a line could not be queued for the host (a
+ * response's request stays pending: lp_mcpc_stream_lost answers it); the lines after it in
+ * data may not have been handled. */
+LP_MUST_USE lp_err lp_mcpc_from_tunnel(lp_mcpc *c, const uint8_t *data, size_t n);
 /* The tunnel stream ended (FIN): a last unterminated line is forwarded with a newline. */
-lp_err lp_mcpc_tunnel_eof(lp_mcpc *c);
+LP_MUST_USE lp_err lp_mcpc_tunnel_eof(lp_mcpc *c);
 
 /* The stream is gone for good (reset, or the session lost): every pending request gets
  * {"code":-32000,"message":"limpet: <why>"} on to_host, to_tunnel is emptied (its
  * notifications and responses dropped, its requests answered), the tunnel-side line buffer
- * is reset. A new stream may be opened afterwards; the same object goes on. */
-lp_err lp_mcpc_stream_lost(lp_mcpc *c, const char *why);
+ * is reset. A new stream may be opened afterwards; the same object goes on. LP_ERR_NOMEM:
+ * not every answer could be queued (the rest stay pending; a later call may answer them). */
+LP_MUST_USE lp_err lp_mcpc_stream_lost(lp_mcpc *c, const char *why);
 
 /* Queues the glue drains (lp_streamq_peek/peekv then lp_streamq_drop). Borrowed. */
 struct lp_streamq *lp_mcpc_to_host(lp_mcpc *c);

@@ -21,8 +21,8 @@
 
 struct lp_mcp_client;
 
-lp_err lp_mcp_client_new(const struct lp_config *cfg, const char *name, const char *scope,
-                         struct lp_mcp_client **out);
+LP_MUST_USE lp_err lp_mcp_client_new(const struct lp_config *cfg, const char *name,
+                                     const char *scope, struct lp_mcp_client **out);
 const struct lp_client_app *lp_mcp_client_app(void);
 void lp_mcp_client_set_client(struct lp_mcp_client *m, struct lp_client *c);
 void lp_mcp_client_free(struct lp_mcp_client *m);
@@ -31,9 +31,9 @@ struct lp_mcpd;
 
 /* Borrows rt and cfg. Sets rt->open_mcp. may_use(user, identity, name) says whether an
  * identity may use an MCP server name (NULL: every configured name, for --insecure). */
-lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
-                   bool (*may_use)(void *user, const char *identity, const char *name), void *user,
-                   struct lp_mcpd **out);
+LP_MUST_USE lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
+                               bool (*may_use)(void *user, const char *identity, const char *name),
+                               void *user, struct lp_mcpd **out);
 /* A reloaded configuration (borrowed; the old one stays alive for the caller) and the `user`
  * passed to may_use from now on (the new configuration's auth). Processes of
  * servers whose command, args, env or cwd changed, or that are gone, are stopped (their

@@ -80,8 +80,8 @@ void lp_mcppool_free(lp_mcppool *p);
  * as soon as its last attachment leaves. Outcome by actions: ACCEPT (LIVE), SPAWN then
  * later ACCEPT/REFUSE (new key or CRASHED), wait (STARTING), REFUSE (cap, backoff).
  * LP_ERR_NOMEM: nothing queued, the glue refuses the OPEN itself. */
-lp_err lp_mcppool_open(lp_mcppool *p, const char *owner, const char *name, const char *scope,
-                       bool ephemeral, uint64_t att, lp_time now);
+LP_MUST_USE lp_err lp_mcppool_open(lp_mcppool *p, const char *owner, const char *name,
+                                   const char *scope, bool ephemeral, uint64_t att, lp_time now);
 
 /* The attachment's stream ended (the host went away). Unknown att: ignored. */
 void lp_mcppool_detach(lp_mcppool *p, uint64_t att, lp_time now);

@@ -45,7 +45,8 @@
 
 #include "limpet/err.h"
 
-#define LP_MCPROUTE_CHILD 0u /* dest of a line for the child */
+#define LP_MCPROUTE_CHILD 0u      /* dest of a line for the child */
+#define LP_MCPROUTE_ATT_MAX 1024u /* attachments to one child at once */
 
 typedef struct lp_mcproute lp_mcproute;
 
@@ -54,21 +55,27 @@ typedef struct lp_mcproute lp_mcproute;
 lp_mcproute *lp_mcproute_new(size_t max_inflight);
 void lp_mcproute_free(lp_mcproute *r);
 
-/* att (never 0) joins / leaves for good. Detach cancels its requests in flight. */
-lp_err lp_mcproute_attach(lp_mcproute *r, uint64_t att);
-lp_err lp_mcproute_detach(lp_mcproute *r, uint64_t att);
+/* att (never 0) joins / leaves for good. Attach: LP_ERR_NOSPACE at LP_MCPROUTE_ATT_MAX,
+ * LP_ERR_NOMEM; either way att is not attached. Detach cancels its requests in flight:
+ * LP_ERR_NOT_FOUND when att is not attached (never was, or the child exited), LP_ERR_NOMEM
+ * when not every cancellation could be queued (att is detached all the same). */
+LP_MUST_USE lp_err lp_mcproute_attach(lp_mcproute *r, uint64_t att);
+LP_MUST_USE lp_err lp_mcproute_detach(lp_mcproute *r, uint64_t att);
 
 /* One whole line (without '\n') from attachment att / from the child. LP_ERR_NOMEM only;
  * LP_ERR_NOT_FOUND when att is not attached (nothing queued). */
-lp_err lp_mcproute_from_att(lp_mcproute *r, uint64_t att, const uint8_t *line, size_t len);
-lp_err lp_mcproute_from_child(lp_mcproute *r, const uint8_t *line, size_t len);
+LP_MUST_USE lp_err lp_mcproute_from_att(lp_mcproute *r, uint64_t att, const uint8_t *line,
+                                        size_t len);
+LP_MUST_USE lp_err lp_mcproute_from_child(lp_mcproute *r, const uint8_t *line, size_t len);
 
 /* The child exited: requests in flight are forgotten (the glue resets the attachments,
  * whose hosts answer them), the initialize cache stays. Attachments are detached without
  * cancellations. */
 void lp_mcproute_child_exited(lp_mcproute *r);
-/* A new child runs: with a cached initialize it is replayed first (see above). */
-lp_err lp_mcproute_child_started(lp_mcproute *r);
+/* A new child runs: with a cached initialize it is replayed first (see above). LP_ERR_NOMEM:
+ * the replay could not be queued (or, without a cache, a held line could not be routed);
+ * the glue does not use this child. */
+LP_MUST_USE lp_err lp_mcproute_child_started(lp_mcproute *r);
 
 /* One queued output line: *dest is LP_MCPROUTE_CHILD or an attachment; *line is owned by
  * the caller (free()), ends with '\n', *len counts it. False when nothing is queued. */

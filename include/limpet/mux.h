@@ -81,7 +81,8 @@ struct lp_mux_event {
 typedef struct lp_mux lp_mux;
 
 /* `pipe` is borrowed and must outlive the mux. Returns owned (free with lp_mux_free). */
-lp_err lp_mux_new(const struct lp_mux_config *cfg, lp_pipe *pipe, bool is_client, lp_mux **mp);
+LP_MUST_USE lp_err lp_mux_new(const struct lp_mux_config *cfg, lp_pipe *pipe, bool is_client,
+                              lp_mux **mp);
 /* Frees every stream without sending anything. */
 void lp_mux_free(lp_mux *m);
 
@@ -89,19 +90,19 @@ void lp_mux_free(lp_mux *m);
  * window, DATA after FIN) reset that stream with LP_RST_PROTOCOL and return LP_OK;
  * session-level faults (an OPEN with the wrong parity or a reused id, a frame for an id
  * never opened) return LP_ERR_PROTOCOL with *why: the caller drops the link. */
-lp_err lp_mux_recv(lp_mux *m, const struct lp_frame *f, const char **why);
+LP_MUST_USE lp_err lp_mux_recv(lp_mux *m, const struct lp_frame *f, const char **why);
 
 /* Opens a stream (queues OPEN). text/arg are copied. *id is the new stream's id.
  * LP_ERR_TOO_BIG if target or arg exceed LP_FRAME_MAX_TEXT, LP_ERR_NOSPACE at max_streams. */
-lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_len, const char *arg,
-                   size_t arg_len, uint32_t *id);
+LP_MUST_USE lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_len,
+                               const char *arg, size_t arg_len, uint32_t *id);
 /* Accepts a stream the peer opened (queues OPEN_OK). */
-lp_err lp_mux_accept(lp_mux *m, uint32_t id);
+LP_MUST_USE lp_err lp_mux_accept(lp_mux *m, uint32_t id);
 /* Resets a stream (queues RST with code and msg, up to LP_FRAME_MAX_TEXT bytes) and frees
  * it at once: no event follows for it. Unknown ids are ignored. */
 void lp_mux_reset(lp_mux *m, uint32_t id, uint16_t code, const char *msg);
 /* Local EOF: FIN goes out after the data already sent. */
-lp_err lp_mux_shutdown(lp_mux *m, uint32_t id);
+LP_MUST_USE lp_err lp_mux_shutdown(lp_mux *m, uint32_t id);
 
 /* Zero-copy send: room for a DATA payload on `id` (credit, frame cap and replay room
  * allowing), *buf borrowed until lp_mux_send_commit. 0 means blocked: an
@@ -114,7 +115,8 @@ size_t lp_mux_send_reservev(lp_mux *m, uint32_t id, struct lp_span *spans, size_
                             size_t *count);
 void lp_mux_send_commitv(lp_mux *m, uint32_t id, size_t n);
 /* Copying convenience: sends up to n bytes, *taken says how many. */
-lp_err lp_mux_send(lp_mux *m, uint32_t id, const uint8_t *data, size_t n, size_t *taken);
+LP_MUST_USE lp_err lp_mux_send(lp_mux *m, uint32_t id, const uint8_t *data, size_t n,
+                               size_t *taken);
 
 /* Inbound bytes buffered for `id`: returns a count, *data borrowed until the next call on
  * the mux. Several calls may be needed to see all of them. */
@@ -139,12 +141,16 @@ void lp_mux_flush(lp_mux *m);
  * non-zero value; the answer echoes it). Texts are copied (up to LP_FRAME_MAX_TEXT bytes, no
  * NUL). LP_ERR_NOSPACE when LP_MUX_BIND_QUEUE frames already wait for room in the pipe,
  * LP_ERR_INVALID for id 0 or a bad text. The frames are sequenced: they survive link drops. */
-lp_err lp_mux_bind(lp_mux *m, uint32_t id, const char *spec, size_t len);
-lp_err lp_mux_bind_ok(lp_mux *m, uint32_t id, uint16_t port, const char *addr, size_t len);
-lp_err lp_mux_bind_fail(lp_mux *m, uint32_t id, uint16_t code, const char *reason, size_t len);
+LP_MUST_USE lp_err lp_mux_bind(lp_mux *m, uint32_t id, const char *spec, size_t len);
+LP_MUST_USE lp_err lp_mux_bind_ok(lp_mux *m, uint32_t id, uint16_t port, const char *addr,
+                                  size_t len);
+LP_MUST_USE lp_err lp_mux_bind_fail(lp_mux *m, uint32_t id, uint16_t code, const char *reason,
+                                    size_t len);
 
-/* Queues GOODBYE: the session ends on purpose. */
-lp_err lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg);
+/* Queues GOODBYE: the session ends on purpose. It cannot fail (one GOODBYE waits in the mux
+ * itself, not in a queue), so it returns nothing; a second call before it is sent replaces
+ * the first. */
+void lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg);
 
 /* The session is gone: frees every stream and queues an LP_MUX_EV_RST (code, msg) event for
  * each, so the glue closes the local ends. Nothing is sent. */

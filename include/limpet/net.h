@@ -19,12 +19,12 @@ struct lp_addr {
 /* Monotonic milliseconds. */
 lp_time lp_now(void);
 /* Fills buf with n bytes from the kernel's CSPRNG. */
-lp_err lp_random(void *buf, size_t n);
+LP_MUST_USE lp_err lp_random(void *buf, size_t n);
 uint32_t lp_random_u32(void);
 
 /* Resolves host:port (numeric first; names through getaddrinfo, which blocks). */
-lp_err lp_net_resolve(const char *host, uint16_t port, struct lp_addr *out, char *err,
-                      size_t errlen);
+LP_MUST_USE lp_err lp_net_resolve(const char *host, uint16_t port, struct lp_addr *out, char *err,
+                                  size_t errlen);
 /* The address bytes of a (4 for IPv4, 16 for IPv6) into out; returns their count (0 for
  * another family). */
 size_t lp_net_addr_bytes(const struct lp_addr *a, uint8_t out[16]);
@@ -33,17 +33,17 @@ size_t lp_net_addr_bytes(const struct lp_addr *a, uint8_t out[16]);
 const char *lp_net_addr_str(const struct lp_addr *a, char *buf, size_t buflen);
 
 /* A non-blocking listening socket with SO_REUSEADDR. *fd owned by the caller. */
-lp_err lp_net_listen(const struct lp_addr *a, int *fd, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_net_listen(const struct lp_addr *a, int *fd, char *err, size_t errlen);
 /* Starts a non-blocking connect; *fd owned by the caller. LP_OK means in progress or done:
  * wait for writability and check lp_net_connect_result. */
-lp_err lp_net_connect(const struct lp_addr *a, int *fd, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_net_connect(const struct lp_addr *a, int *fd, char *err, size_t errlen);
 /* 0 when the connect succeeded, else the errno it failed with. */
 int lp_net_connect_result(int fd);
 /* Accepts one connection (non-blocking, close-on-exec). -1 with errno on failure. */
 int lp_net_accept(int lfd, struct lp_addr *peer);
 /* (Listeners on the loop accept through accept.h, which survives running out of fds.) */
 /* The locally bound address of fd. */
-lp_err lp_net_local_addr(int fd, struct lp_addr *a);
+LP_MUST_USE lp_err lp_net_local_addr(int fd, struct lp_addr *a);
 
 /* ---- unix domain sockets (-L /PATH:..., targets unix:/PATH) ---- */
 
@@ -54,20 +54,21 @@ struct lp_unix_file {
 
 /* path (borrowed) as an AF_UNIX address in *a, for lp_net_connect. LP_ERR_INVALID when it is
  * empty or does not fit sun_path (107 bytes). */
-lp_err lp_net_unix_addr(const char *path, struct lp_addr *a);
+LP_MUST_USE lp_err lp_net_unix_addr(const char *path, struct lp_addr *a);
 /* The socket at path itself, never what a symbolic link there points to, pinned so it cannot
  * be swapped between this check and the connect: opens path with O_PATH | O_NOFOLLOW into
  * *pinfd (the caller closes it once the connect was started) and fills *a with
  * "/proc/self/fd/N", which reaches that very inode. LP_ERR_AUTH when path is a symbolic link,
  * LP_ERR_INVALID when it is not a socket, LP_ERR_IO when it cannot be opened (errno kept);
  * why gets one line naming path. */
-lp_err lp_net_unix_pin(const char *path, int *pinfd, struct lp_addr *a, char *why, size_t whylen);
+LP_MUST_USE lp_err lp_net_unix_pin(const char *path, int *pinfd, struct lp_addr *a, char *why,
+                                   size_t whylen);
 /* A non-blocking listening unix socket at path, its file created with mode 0600 (only this
  * user may connect). A stale socket file there (nothing accepts on it) is replaced, as ssh's
  * StreamLocalBindUnlink does; a live one, or a file that is not a socket, is an error and is
  * left alone. *fd is owned by the caller; remove the file with lp_net_unlink_unix. */
-lp_err lp_net_listen_unix(const char *path, int *fd, struct lp_unix_file *file, char *err,
-                          size_t errlen);
+LP_MUST_USE lp_err lp_net_listen_unix(const char *path, int *fd, struct lp_unix_file *file,
+                                      char *err, size_t errlen);
 /* Removes path if it is still the socket file lp_net_listen_unix created (not one another
  * process has put there since). Call it while the listening socket is still open: the file
  * is known as ours by the process listening on it. */

@@ -70,7 +70,7 @@ typedef struct lp_pipe lp_pipe;
 
 /* Creates a detached pipe. A client pipe starts with a zero session id (new session).
  * Returns owned (free with lp_pipe_free). */
-lp_err lp_pipe_new(const struct lp_pipe_config *cfg, bool is_client, lp_pipe **pp);
+LP_MUST_USE lp_err lp_pipe_new(const struct lp_pipe_config *cfg, bool is_client, lp_pipe **pp);
 void lp_pipe_free(lp_pipe *p);
 
 /* Server: the session's id and resume token, chosen (randomly) by the caller before the
@@ -100,8 +100,8 @@ uint64_t lp_pipe_connect(lp_pipe *p, lp_time now);
  * outside it, returns LP_ERR_SEQ with *why (static storage in the pipe, both numbers) and
  * the pipe becomes LOST. Otherwise starts a new generation (*gen), queues WELCOME, then
  * the replay of [client rx_seq, tx_seq), and goes LIVE. */
-lp_err lp_pipe_accept(lp_pipe *p, const struct lp_hello *h, lp_time now, uint64_t *gen,
-                      const char **why);
+LP_MUST_USE lp_err lp_pipe_accept(lp_pipe *p, const struct lp_hello *h, lp_time now, uint64_t *gen,
+                                  const char **why);
 
 /* The glue saw link `gen` fail (EOF, error, closed by us). Stale generations are ignored.
  * The pipe becomes DETACHED; half a frame in either direction is discarded. */
@@ -146,7 +146,7 @@ size_t lp_pipe_reservev(lp_pipe *p, size_t max, struct lp_span *spans, size_t ns
 void lp_pipe_commitv(lp_pipe *p, uint8_t type, uint8_t flags, uint32_t id, size_t n);
 /* Appends one whole encoded sequenced frame (copied). LP_ERR_NOSPACE if it does not fit
  * even with the control slack; LP_ERR_INVALID if it is not a whole sequenced frame. */
-lp_err lp_pipe_send_frame(lp_pipe *p, const uint8_t *frame, size_t len);
+LP_MUST_USE lp_err lp_pipe_send_frame(lp_pipe *p, const uint8_t *frame, size_t len);
 
 /* Bytes to write to the link now: returns their count, *out borrowed until the next call
  * on the pipe. 0 when nothing is due or no link is attached. */

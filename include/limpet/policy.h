@@ -102,11 +102,11 @@ struct lp_policy {
 /* Parses one target rule from text[0..len) (borrowed; need not be NUL-terminated, and a NUL
  * inside is refused). On LP_OK fills *out. On LP_ERR_MALFORMED *why is a static reason
  * ("host bits set in CIDR", "missing port", ...) and *out is unspecified. */
-lp_err lp_policy_parse_rule(const char *text, size_t len, struct lp_policy_rule *out,
-                            const char **why);
+LP_MUST_USE lp_err lp_policy_parse_rule(const char *text, size_t len, struct lp_policy_rule *out,
+                                        const char **why);
 /* The same for an MCP server name rule (`memory`, or `*`). */
-lp_err lp_policy_parse_name(const char *text, size_t len, struct lp_policy_rule *out,
-                            const char **why);
+LP_MUST_USE lp_err lp_policy_parse_name(const char *text, size_t len, struct lp_policy_rule *out,
+                                        const char **why);
 
 /* Writes r in its canonical text (lower case, RFC 5952 IPv6, `*` for ports 1-65535) into
  * out[cap] with a NUL; parsing it gives back the same rule. Returns the length without the
@@ -121,9 +121,11 @@ void lp_policy_clear(struct lp_policy *p);
 /* Parses text[0..len) (borrowed) as a target rule (lp_policy_parse_rule) and appends it.
  * LP_ERR_MALFORMED with *why; LP_ERR_TOO_BIG when the policy already holds
  * LP_POLICY_MAX_RULES rules; LP_ERR_NOMEM. On any error the policy is unchanged. */
-lp_err lp_policy_add(struct lp_policy *p, const char *text, size_t len, const char **why);
+LP_MUST_USE lp_err lp_policy_add(struct lp_policy *p, const char *text, size_t len,
+                                 const char **why);
 /* The same for an MCP server name rule (lp_policy_parse_name). */
-lp_err lp_policy_add_name(struct lp_policy *p, const char *text, size_t len, const char **why);
+LP_MUST_USE lp_err lp_policy_add_name(struct lp_policy *p, const char *text, size_t len,
+                                      const char **why);
 
 /* True when some target rule allows host (borrowed, NUL-terminated: a name, or a numeric IPv4
  * or IPv6 address without brackets) on port. See the matching rules at the top. A host

@@ -30,8 +30,8 @@ void lp_resolver_clear(struct lp_resolver *r);
 /* Looks up host:port. A numeric host calls cb before returning and *out is NULL; a name
  * returns LP_OK with *out the lookup (cancel it with lp_resolve_cancel until cb runs).
  * On failure to start, returns an error and cb is not called. */
-lp_err lp_resolve_start(struct lp_resolver *r, const char *host, uint16_t port, lp_resolve_cb cb,
-                        void *user, struct lp_resolve **out);
+LP_MUST_USE lp_err lp_resolve_start(struct lp_resolver *r, const char *host, uint16_t port,
+                                    lp_resolve_cb cb, void *user, struct lp_resolve **out);
 /* The requester is gone: cb will not run. NULL is a no-op. */
 void lp_resolve_cancel(struct lp_resolve *q);
 

@@ -8,7 +8,8 @@
 struct lp_server;
 
 /* Borrows cfg. Starts listening on cfg->listen. Returns owned (free with lp_server_free). */
-lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct lp_server **sp);
+LP_MUST_USE lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg,
+                                 struct lp_server **sp);
 /* A reloaded configuration: new handshakes and sessions use it; sessions already running keep
  * the one they started with (which the caller keeps alive). The listen address is not
  * changed. NULL-safe. */

@@ -126,8 +126,9 @@ struct lp_session {
     lp_time down_since;
 };
 
-lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool is_client,
-                      const struct lp_session_hooks *hooks, void *owner, struct lp_session **sp);
+LP_MUST_USE lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg,
+                                  bool is_client, const struct lp_session_hooks *hooks, void *owner,
+                                  struct lp_session **sp);
 /* Refreshes `tag` from the pipe's session id (after WELCOME / set_identity). */
 void lp_session_retag(struct lp_session *s);
 

@@ -14,7 +14,8 @@
 struct lp_stdio;
 
 /* The client app for lp_client_new; target is borrowed (HOST:PORT, already checked). */
-lp_err lp_stdio_new(const struct lp_config *cfg, const char *target, struct lp_stdio **out);
+LP_MUST_USE lp_err lp_stdio_new(const struct lp_config *cfg, const char *target,
+                                struct lp_stdio **out);
 const struct lp_client_app *lp_stdio_app(void);
 /* Set once lp_client_new returned: the stdio end finishes the client. */
 void lp_stdio_set_client(struct lp_stdio *io, struct lp_client *c);

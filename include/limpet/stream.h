@@ -29,13 +29,15 @@ struct lp_stream_hooks {
  * with rfd = wfd = -1, a filter end driven through hooks->event. kind/target/arg as in
  * OPEN; waits up to `wait` for OPEN_OK (then ended(LP_RST_TIMEOUT)). hooks may be NULL
  * (a pump like -L's). *out is borrowed until ended. Errors are logged. */
-lp_err lp_stream_open_fds(struct lp_session *s, int rfd, int wfd, uint8_t kind, const char *target,
-                          const char *arg, lp_time wait, const struct lp_stream_hooks *hooks,
-                          void *user, struct lp_stream **out);
+LP_MUST_USE lp_err lp_stream_open_fds(struct lp_session *s, int rfd, int wfd, uint8_t kind,
+                                      const char *target, const char *arg, lp_time wait,
+                                      const struct lp_stream_hooks *hooks, void *user,
+                                      struct lp_stream **out);
 /* Server: a stream the peer opened, whose local end is a filter driven through hooks (the
  * MCP pool). Not yet accepted: the owner answers with lp_mux_accept or lp_stream_reset. */
-lp_err lp_stream_adopt(struct lp_session *s, uint32_t id, const struct lp_stream_hooks *hooks,
-                       void *user, struct lp_stream **out);
+LP_MUST_USE lp_err lp_stream_adopt(struct lp_session *s, uint32_t id,
+                                   const struct lp_stream_hooks *hooks, void *user,
+                                   struct lp_stream **out);
 /* Resets the stream (RST code/why to the peer) and ends it (hooks->ended is called). */
 void lp_stream_reset(struct lp_stream *st, uint16_t code, const char *why);
 uint32_t lp_stream_id(const struct lp_stream *st);
@@ -48,9 +50,11 @@ const char *lp_stream_target(const struct lp_stream *st, uint8_t *kind);
 /* The session's next live stream after st (start from s->streams), NULL at the end. */
 struct lp_stream *lp_stream_next(const struct lp_stream *st);
 
-/* Client: a local connection (takes fd) wants `target`; waits up to `wait` for OPEN_OK. */
-lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,
-                            lp_time wait, const char *from);
+/* Client: a local connection (takes fd) wants `target`; waits up to `wait` for OPEN_OK. No
+ * error to return: when the stream cannot be opened (too many streams, no memory) it logs why
+ * with the session id and `from`, and resets fd, so the local application sees the refusal. */
+void lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,
+                          lp_time wait, const char *from);
 /* Server: the peer opened `id` to `target`; dial it (answers OPEN_OK or RST). */
 void lp_stream_dial(struct lp_session *s, uint32_t id, const char *target, size_t target_len);
 /* Handles one mux event addressed to a stream (READABLE, WRITABLE, OPEN_OK, FIN, RST,

@@ -38,6 +38,10 @@ void lp_streamq_clear(struct lp_streamq *q);
 
 /* Copies n bytes to the back. False only when malloc failed; then nothing was appended. */
 bool lp_streamq_append(struct lp_streamq *q, const uint8_t *p, size_t n);
+/* Makes sure appends totalling up to n bytes, before any drop, need no allocation: a message
+ * put in as several pieces then goes in whole or not at all. False when malloc failed
+ * (nothing changed). */
+bool lp_streamq_reserve(struct lp_streamq *q, size_t n);
 /* Drops the first n bytes (at most buffered); emptied chunks are freed. */
 void lp_streamq_drop(struct lp_streamq *q, size_t n);
 

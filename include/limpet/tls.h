@@ -36,23 +36,24 @@ typedef bool (*lp_tls_fp_lookup)(void *user, const uint8_t fp[LP_TLS_FP_LEN]);
 
 /* Each returns owned (free with lp_tls_conf_free); err gets one line on failure. Keys are
  * copied and wiped when the configuration is freed. */
-lp_err lp_tls_conf_client_psk(const char *identity, const uint8_t key[LP_TLS_PSK_LEN],
-                              lp_tls_conf **out, char *err, size_t errlen);
-lp_err lp_tls_conf_server_psk(lp_tls_psk_lookup lookup, void *user, lp_tls_conf **out, char *err,
-                              size_t errlen);
+LP_MUST_USE lp_err lp_tls_conf_client_psk(const char *identity, const uint8_t key[LP_TLS_PSK_LEN],
+                                          lp_tls_conf **out, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_tls_conf_server_psk(lp_tls_psk_lookup lookup, void *user, lp_tls_conf **out,
+                                          char *err, size_t errlen);
 /* Cert mode: our own key and certificate (PEM files), and the peer's pinned fingerprint
  * (client) or the lookup of client fingerprints (server). */
-lp_err lp_tls_conf_client_cert(const char *crt_path, const char *key_path,
-                               const uint8_t server_fp[LP_TLS_FP_LEN], lp_tls_conf **out, char *err,
-                               size_t errlen);
-lp_err lp_tls_conf_server_cert(const char *crt_path, const char *key_path, lp_tls_fp_lookup lookup,
-                               void *user, lp_tls_conf **out, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_tls_conf_client_cert(const char *crt_path, const char *key_path,
+                                           const uint8_t server_fp[LP_TLS_FP_LEN],
+                                           lp_tls_conf **out, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_tls_conf_server_cert(const char *crt_path, const char *key_path,
+                                           lp_tls_fp_lookup lookup, void *user, lp_tls_conf **out,
+                                           char *err, size_t errlen);
 /* Server for both kinds of client at once: PSK identities (psk_lookup) and, when crt_path and
  * key_path are given, certificate clients (fp_lookup). Offers the PSK suite and, with a
  * certificate, the ECDHE-ECDSA suites; each client picks the one its mode allows. */
-lp_err lp_tls_conf_server(const char *crt_path, const char *key_path, lp_tls_psk_lookup psk_lookup,
-                          lp_tls_fp_lookup fp_lookup, void *user, lp_tls_conf **out, char *err,
-                          size_t errlen);
+LP_MUST_USE lp_err lp_tls_conf_server(const char *crt_path, const char *key_path,
+                                      lp_tls_psk_lookup psk_lookup, lp_tls_fp_lookup fp_lookup,
+                                      void *user, lp_tls_conf **out, char *err, size_t errlen);
 void lp_tls_conf_free(lp_tls_conf *c);
 /* Each lp_tls made from c uses it until lp_tls_free. The number of them, and a function
  * called (with arg) each time the number falls to zero: the owner of a retired conf frees it
@@ -62,13 +63,13 @@ void lp_tls_conf_on_idle(lp_tls_conf *c, void (*fn)(void *arg), void *arg);
 
 /* A TLS session over the connected non-blocking socket fd (borrowed: the caller closes
  * it after lp_tls_free). conf is borrowed and must outlive it. */
-lp_err lp_tls_new(lp_tls_conf *conf, int fd, lp_tls **out);
+LP_MUST_USE lp_err lp_tls_new(lp_tls_conf *conf, int fd, lp_tls **out);
 void lp_tls_free(lp_tls *t);
 
 /* Drives the handshake. LP_OK when done; LP_ERR_TRUNCATED to wait for the socket;
  * LP_ERR_AUTH when the peer's key, identity or certificate was refused; other errors for a
  * broken handshake. err gets one line (never a secret). */
-lp_err lp_tls_handshake(lp_tls *t, char *err, size_t errlen);
+LP_MUST_USE lp_err lp_tls_handshake(lp_tls *t, char *err, size_t errlen);
 /* While the handshake waits (LP_ERR_TRUNCATED): true when it waits to write, false to read. */
 bool lp_tls_handshake_wants_write(const lp_tls *t);
 /* After the handshake: the client's PSK identity (server side, PSK mode) or "" */
@@ -92,7 +93,7 @@ bool lp_tls_pending(const lp_tls *t);
  * (LP_ERR_TRUNCATED: would block). */
 ssize_t lp_tls_write(lp_tls *t, const void *buf, size_t len, lp_err *rc);
 /* Pushes out an encrypted record still held; LP_OK when nothing is left. */
-lp_err lp_tls_flush(lp_tls *t);
+LP_MUST_USE lp_err lp_tls_flush(lp_tls *t);
 bool lp_tls_wants_write(const lp_tls *t);
 
 #endif

@@ -29,8 +29,8 @@ bool lp_transparent_listen_prepare(int lfd);
  * TPROXY listener (tproxy: lp_transparent_listen_prepare said true) the local address when
  * it is not one of this host's. LP_ERR_NOT_FOUND with a reason in err when the connection
  * was made to the listener itself; LP_ERR_IO when the kernel will not say. */
-lp_err lp_transparent_original_dst(int fd, bool tproxy, struct lp_addr *dst, char *err,
-                                   size_t errlen);
+LP_MUST_USE lp_err lp_transparent_original_dst(int fd, bool tproxy, struct lp_addr *dst, char *err,
+                                               size_t errlen);
 
 /* Takes fd (accepted on a -T listener). Opens a TCP stream on s to the connection's original
  * destination ("1.2.3.4:80", "[2001:db8::1]:443") as -L does, waiting up to wait ms for the

@@ -359,8 +359,7 @@ lp_err lp_cli_parse(int argc, char **argv, struct lp_cli *cli, char *err, size_t
     cli->forwards = calloc((size_t)argc, sizeof(*cli->forwards));
     if (cli->overrides == NULL || cli->forwards == NULL) {
         lp_cli_free(cli);
-        lp_errf(LP_ERR_INVALID, err, errlen, "out of memory");
-        return LP_ERR_NOMEM;
+        return lp_errf(LP_ERR_NOMEM, err, errlen, "out of memory");
     }
     if ((rc = parse_subcommand(cli, &a, err, errlen)) != LP_OK)
         lp_cli_free(cli);

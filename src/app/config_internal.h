@@ -80,7 +80,7 @@ void cfg_free_servers(struct lp_mcp_server *v, size_t n);
 void cfg_show(char *buf, size_t len, const char *s, size_t n);
 /* Parses `text` (n bytes, not necessarily terminated) as key k's type and stores it in c.
  * On error writes the problem, without position or key, to msg. */
-lp_err cfg_set_value(const struct cfg_key *k, const char *text, size_t n, struct lp_config *c,
-                     char *msg, size_t len);
+LP_MUST_USE lp_err cfg_set_value(const struct cfg_key *k, const char *text, size_t n,
+                                 struct lp_config *c, char *msg, size_t len);
 
 #endif

@@ -46,36 +46,36 @@ struct loader {
 typedef lp_err (*pair_fn)(struct loader *ld, void *ctx, const yaml_event_t *kev);
 
 /* One line "FILE:LINE:COL: KEY: what" into the loader's error; returns LP_ERR_INVALID. */
-lp_err cy_fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt, ...)
-    CFG_PRINTF(4, 5);
+LP_MUST_USE lp_err cy_fail_at(struct loader *ld, yaml_mark_t m, const char *key, const char *fmt,
+                              ...) CFG_PRINTF(4, 5);
 /* The next parser event (the caller deletes it), or a located error. */
-lp_err cy_next_event(struct loader *ld, yaml_event_t *ev);
+LP_MUST_USE lp_err cy_next_event(struct loader *ld, yaml_event_t *ev);
 /* Plain `~`, `null` or nothing at all: YAML's null, which no key accepts as a value. */
 bool cy_is_null(const yaml_event_t *ev);
 /* Records that a section was opened, refusing a second "session:" in one file. */
-lp_err cy_note_section(struct loader *ld, const char *path, yaml_mark_t kmark);
+LP_MUST_USE lp_err cy_note_section(struct loader *ld, const char *path, yaml_mark_t kmark);
 /* Reads pairs up to the mapping's end, each through fn. Terminates: every fn either fails or
  * takes a key not seen before in this mapping, or adds an item below a hard cap. */
-lp_err cy_each_pair(struct loader *ld, const char *path, pair_fn fn, void *ctx);
+LP_MUST_USE lp_err cy_each_pair(struct loader *ld, const char *path, pair_fn fn, void *ctx);
 /* Reads the start of a value that must be a `want` (a mapping or a list). *open says whether
  * one started; a null value is an empty one and leaves it false. */
-lp_err cy_open_value(struct loader *ld, const char *path, yaml_event_type_t want, const char *what,
-                     bool *open);
+LP_MUST_USE lp_err cy_open_value(struct loader *ld, const char *path, yaml_event_type_t want,
+                                 const char *what, bool *open);
 /* A string value: a scalar of 1..max_len bytes without NUL. `if_list` is added to the error
  * when a list stands where the string should be. */
-lp_err cy_check_text(struct loader *ld, const char *path, const char *what, const yaml_event_t *ev,
-                     size_t max_len, const char *if_list);
+LP_MUST_USE lp_err cy_check_text(struct loader *ld, const char *path, const char *what,
+                                 const yaml_event_t *ev, size_t max_len, const char *if_list);
 /* Which of `words` the key is (-1: none); writes "base.KEY", the key escaped, to path. */
 int cy_key_index(const yaml_event_t *kev, const char *const *words, size_t n_words,
                  const char *base, char *path, size_t len);
 /* "unknown key" for kev under path, naming the words that are known. */
-lp_err cy_unknown_word(struct loader *ld, const yaml_event_t *kev, const char *path,
-                       const char *const *words, size_t n_words);
+LP_MUST_USE lp_err cy_unknown_word(struct loader *ld, const yaml_event_t *kev, const char *path,
+                                   const char *const *words, size_t n_words);
 /* A list of strings, each checked against max (bytes per entry, entries). */
-lp_err cy_load_list(struct loader *ld, const char *path, char ***list, size_t *n,
-                    const size_t max[2]);
+LP_MUST_USE lp_err cy_load_list(struct loader *ld, const char *path, char ***list, size_t *n,
+                                const size_t max[2]);
 
 /* mcp.servers (config_servers.c). */
-lp_err cy_load_servers(struct loader *ld, const char *path, yaml_mark_t kmark);
+LP_MUST_USE lp_err cy_load_servers(struct loader *ld, const char *path, yaml_mark_t kmark);
 
 #endif

@@ -88,10 +88,11 @@ static enum lp_line_kind take_direct(struct lp_lines *l, const uint8_t *data, si
     size_t raw = nl != NULL ? (size_t)(nl - start) : rest;
 
     if (nl == NULL) {
-        if (!fits(l, raw, start[raw - 1]) || !reserve(l, raw)) {
+        bool too_long = !fits(l, raw, start[raw - 1]);
+        if (too_long || !reserve(l, raw)) {
             l->skipping = true;
             *off = n;
-            return LP_LINE_TOO_LONG;
+            return too_long ? LP_LINE_TOO_LONG : LP_LINE_NOMEM;
         }
         memcpy(l->buf, start, raw);
         l->len = raw;
@@ -116,12 +117,13 @@ static enum lp_line_kind take_buffered(struct lp_lines *l, const uint8_t *data, 
     size_t chunk = nl != NULL ? (size_t)(nl - start) : rest;
     size_t raw = chunk <= SIZE_MAX - l->len ? l->len + chunk : SIZE_MAX;
     uint8_t last = chunk > 0 ? start[chunk - 1] : l->buf[l->len - 1];
+    bool too_long = !fits(l, raw, last);
 
-    if (!fits(l, raw, last) || !reserve(l, raw)) {
+    if (too_long || !reserve(l, raw)) {
         l->len = 0;
         *off += nl != NULL ? chunk + 1 : rest;
         l->skipping = nl == NULL;
-        return LP_LINE_TOO_LONG;
+        return too_long ? LP_LINE_TOO_LONG : LP_LINE_NOMEM;
     }
     memcpy(l->buf + l->len, start, chunk);
     *off += nl != NULL ? chunk + 1 : rest;
@@ -181,6 +183,8 @@ enum lp_line_kind lp_lines_finish(struct lp_lines *l, const uint8_t **line, size
 
 lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_fn fn, void *user)
 {
+    lp_err lost = LP_OK;
+
     while (n > 0) {
         const uint8_t *line;
         size_t len, used;
@@ -191,6 +195,8 @@ lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_
             rc = fn(user, line, len);
         else if (k == LP_LINE_TOO_LONG)
             rc = fn(user, NULL, 0);
+        else if (k == LP_LINE_NOMEM)
+            lost = LP_ERR_NOMEM; /* that line only: the lines after it are whole again */
         if (rc != LP_OK)
             return rc;
         if (used == 0 || used > n)
@@ -198,7 +204,7 @@ lp_err lp_lines_feed(struct lp_lines *l, const uint8_t *data, size_t n, lp_line_
         data += used;
         n -= used;
     }
-    return LP_OK;
+    return lost;
 }
 
 /* ---- messages ------------------------------------------------------------------------ */
@@ -218,11 +224,13 @@ lp_err lp_rpc_id_key(const json_t *id, char *key, size_t keylen)
         key[0] = '\0';
     if (!json_is_string(id) && !json_is_integer(id))
         return LP_ERR_INVALID;
+    /* 0: the dump failed, which for a string or an integer only happens when jansson has no
+     * memory for its bookkeeping (every such id encodes to 1 byte at least). */
     n = json_dumpb(id, key, keylen, JSON_COMPACT | JSON_ENCODE_ANY);
     if (n == 0 || n >= keylen) {
         if (keylen > 0)
             key[0] = '\0';
-        return LP_ERR_TOO_BIG;
+        return n == 0 ? LP_ERR_NOMEM : LP_ERR_TOO_BIG;
     }
     key[n] = '\0';
     return LP_OK;
@@ -230,19 +238,22 @@ lp_err lp_rpc_id_key(const json_t *id, char *key, size_t keylen)
 
 /* Fills kind/id/method from the parsed root, per JSON-RPC 2.0 but without insisting on
  * "jsonrpc":"2.0": limpet forwards what it does not understand rather than judging it. */
-static void classify(struct lp_rpc_msg *m)
+static lp_err classify(struct lp_rpc_msg *m)
 {
     json_t *method = json_object_get(m->root, "method");
     json_t *id = json_object_get(m->root, "id");
     bool has_id = id != NULL;
     bool answer =
         json_object_get(m->root, "result") != NULL || json_object_get(m->root, "error") != NULL;
+    lp_err rc;
 
     m->kind = LP_RPC_OTHER;
     if (!json_is_object(m->root))
-        return;
-    if (has_id && lp_rpc_id_key(id, m->id_key, sizeof(m->id_key)) != LP_OK)
-        return; /* null, float, object, or too long to route by: not ours to interpret */
+        return LP_OK;
+    /* null, float, object, or too long to route by: not ours to interpret. Out of memory, a
+     * request must not pass for something else, or nobody would wait for its answer. */
+    if (has_id && (rc = lp_rpc_id_key(id, m->id_key, sizeof(m->id_key))) != LP_OK)
+        return rc == LP_ERR_NOMEM ? rc : LP_OK;
     if (json_is_string(method)) {
         m->kind = has_id ? LP_RPC_REQUEST : LP_RPC_NOTIFICATION;
         m->method = json_string_value(method);
@@ -253,6 +264,14 @@ static void classify(struct lp_rpc_msg *m)
         m->id = id;
     else
         m->id_key[0] = '\0';
+    return LP_OK;
+}
+
+/* Out of memory says so, except before the parser starts: then no error is set at all,
+ * while every real parse error has a text. */
+static bool out_of_memory(const json_error_t *err)
+{
+    return json_error_code(err) == json_error_out_of_memory || err->text[0] == '\0';
 }
 
 lp_err lp_rpc_parse(const uint8_t *line, size_t len, struct lp_rpc_msg *m, char *why, size_t whylen)
@@ -261,35 +280,81 @@ lp_err lp_rpc_parse(const uint8_t *line, size_t len, struct lp_rpc_msg *m, char 
 
     memset(m, 0, sizeof(*m));
     m->kind = LP_RPC_OTHER;
-    /* Flags 0: only an object or array at top level, no NUL inside strings. */
-    m->root = json_loadb((const char *)line, len, 0, &err);
+    /* Flags 0: only an object or array at top level, no NUL inside strings. jansson's lexer
+     * reports a string it had no memory to copy as a syntax error (its source says "this is
+     * not very nice"), so a line that fails is parsed once more before it is called
+     * malformed: a good line that met a passing shortage then goes through. */
+    for (int tries = 0; tries < 2 && m->root == NULL; tries++) {
+        m->root = json_loadb((const char *)line, len, 0, &err);
+        if (m->root == NULL && out_of_memory(&err)) {
+            if (whylen > 0)
+                snprintf(why, whylen, "out of memory");
+            return LP_ERR_NOMEM;
+        }
+    }
     if (m->root == NULL) {
         if (whylen > 0)
             snprintf(why, whylen, "not JSON: %s at column %d", err.text, err.column);
         return LP_ERR_MALFORMED;
     }
-    classify(m);
+    if (classify(m) != LP_OK) {
+        lp_rpc_msg_clear(m);
+        if (whylen > 0)
+            snprintf(why, whylen, "out of memory");
+        return LP_ERR_NOMEM;
+    }
     return LP_OK;
+}
+
+/* The encoder's output. jansson's json_dumps ignores a failure to write an object's key
+ * (jansson issue #655, in 2.14): out of memory, it can return a document with a key missing,
+ * which we would then send as a message. This buffer remembers any failure instead, so an
+ * encoding is whole or NULL. */
+struct encoded {
+    char *text;
+    size_t len, cap; /* cap keeps room for the '\n' and NUL after len */
+    bool failed;
+};
+
+static int encode_piece(const char *piece, size_t n, void *data)
+{
+    struct encoded *e = data;
+    size_t cap = e->cap > 0 ? e->cap : 256;
+    char *nt;
+
+    if (e->failed || n > SIZE_MAX / 4 - e->len) {
+        e->failed = true;
+        return -1;
+    }
+    if (e->len + n + 2 > e->cap) {
+        while (cap < e->len + n + 2)
+            cap *= 2;
+        if ((nt = realloc(e->text, cap)) == NULL) {
+            e->failed = true;
+            return -1;
+        }
+        e->text = nt;
+        e->cap = cap;
+    }
+    memcpy(e->text + e->len, piece, n);
+    e->len += n;
+    return 0;
 }
 
 char *lp_rpc_encode(const json_t *root, size_t *len)
 {
-    char *text = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);
-    size_t n;
-    char *out;
+    struct encoded e = {0};
 
     *len = 0;
-    if (text == NULL)
-        return NULL;
-    n = strlen(text);
-    if ((out = realloc(text, n + 2)) == NULL) {
-        free(text);
+    if (json_dump_callback(root, encode_piece, &e, JSON_COMPACT | JSON_ENCODE_ANY) != 0 ||
+        e.failed || e.text == NULL) {
+        free(e.text);
         return NULL;
     }
-    out[n] = '\n';
-    out[n + 1] = '\0';
-    *len = n + 1;
-    return out;
+    e.text[e.len] = '\n';
+    e.text[e.len + 1] = '\0';
+    *len = e.len + 1;
+    return e.text;
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when it is not one. Rejects

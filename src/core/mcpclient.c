@@ -23,18 +23,13 @@
 #define ANSWERED_MIN 64u
 #define ID_KEY_MAX sizeof(((struct lp_rpc_msg *)0)->id_key) /* every key here fits in it */
 
-struct outq {
-    struct lp_streamq q;
-    bool nl_owed; /* a line went in without its '\n' (out of memory): the '\n' goes next */
-};
-
 struct lp_mcpc {
     size_t max_message;
     size_t max_pending;
     struct lp_lines host_lines;   /* partial line from stdin */
     struct lp_lines tunnel_lines; /* partial line from the current stream */
-    struct outq to_host;
-    struct outq to_tunnel;
+    struct lp_streamq to_host;
+    struct lp_streamq to_tunnel;
     /* id key -> array of the ids of requests forwarded and not yet answered (an array since
      * a host may, against the rules, reuse an id still in flight: each use counts). jansson
      * objects keep insertion order, so the oldest request is answered first on a loss. */
@@ -52,31 +47,22 @@ struct lp_mcpc {
 
 static const uint8_t NL = '\n';
 
-static bool pay_newline(struct outq *o)
+/* Appends a line and its '\n', both or neither (the room is reserved first), so the byte
+ * stream stays one whole line per message even after LP_ERR_NOMEM. */
+static lp_err put_line(struct lp_streamq *q, const uint8_t *line, size_t len)
 {
-    if (o->nl_owed && !lp_streamq_append(&o->q, &NL, 1))
-        return false;
-    o->nl_owed = false;
-    return true;
-}
-
-/* Appends a line and its '\n'. When only the '\n' fails, it is owed and goes in before
- * anything else, so the byte stream stays one line per message even after LP_ERR_NOMEM. */
-static lp_err put_line(struct outq *o, const uint8_t *line, size_t len)
-{
-    if (!pay_newline(o) || !lp_streamq_append(&o->q, line, len))
+    if (len == SIZE_MAX || !lp_streamq_reserve(q, len + 1))
         return LP_ERR_NOMEM;
-    if (!lp_streamq_append(&o->q, &NL, 1))
-        o->nl_owed = true;
-    return o->nl_owed ? LP_ERR_NOMEM : LP_OK;
+    /* Cannot fail now: the room is there. */
+    if (!lp_streamq_append(q, line, len) || !lp_streamq_append(q, &NL, 1))
+        return LP_ERR_NOMEM;
+    return LP_OK;
 }
 
 /* Bytes that already end in '\n' (the lines lp_rpc_* build). */
-static lp_err put_raw(struct outq *o, const char *text, size_t len)
+static lp_err put_raw(struct lp_streamq *q, const char *text, size_t len)
 {
-    if (!pay_newline(o) || !lp_streamq_append(&o->q, (const uint8_t *)text, len))
-        return LP_ERR_NOMEM;
-    return LP_OK;
+    return lp_streamq_append(q, (const uint8_t *)text, len) ? LP_OK : LP_ERR_NOMEM;
 }
 
 static lp_err reply_error(lp_mcpc *c, const json_t *id, int code, const char *fmt, ...)
@@ -151,19 +137,24 @@ static bool drop_pending(lp_mcpc *c, const char *key)
 
 /* ---- from the host ------------------------------------------------------------------------ */
 
+/* A request is either forwarded and pending, or answered here: never neither. Out of memory
+ * to forward it, the host gets an error for it (which needs far less memory than the
+ * request) and may try again; only when even that fails is LP_ERR_NOMEM returned. */
 static lp_err host_request(lp_mcpc *c, const struct lp_rpc_msg *m, const uint8_t *line, size_t len)
 {
-    lp_err rc;
-
     if (c->npending >= c->max_pending)
         return reply_error(c, m->id, LP_RPC_LIMPET_ERROR,
                            "too many requests in flight (%zu pending, the most allowed)",
                            c->npending);
-    if ((rc = add_pending(c, m->id_key, m->id)) != LP_OK)
-        return rc;
-    if ((rc = put_line(&c->to_tunnel, line, len)) != LP_OK && !c->to_tunnel.nl_owed)
-        drop_pending(c, m->id_key); /* not forwarded at all: nothing to wait for */
-    return rc;
+    if (add_pending(c, m->id_key, m->id) != LP_OK)
+        return reply_error(c, m->id, LP_RPC_LIMPET_ERROR,
+                           "out of memory; the request was not sent");
+    if (put_line(&c->to_tunnel, line, len) != LP_OK) {
+        drop_pending(c, m->id_key); /* not forwarded: nothing to wait for */
+        return reply_error(c, m->id, LP_RPC_LIMPET_ERROR,
+                           "out of memory; the request was not sent");
+    }
+    return LP_OK;
 }
 
 /* notifications/cancelled: the far side should not answer the request any more (MCP), so
@@ -183,8 +174,9 @@ static lp_err host_line(lp_mcpc *c, const uint8_t *line, size_t len)
     char why[REASON_MAX - 16];
     lp_err rc;
 
-    if (lp_rpc_parse(line, len, &m, why, sizeof(why)) != LP_OK)
-        return reply_error(c, NULL, LP_RPC_PARSE_ERROR, "%s", why);
+    /* Out of memory to parse it, its id is unknown: nothing can answer it (the glue gives up) */
+    if ((rc = lp_rpc_parse(line, len, &m, why, sizeof(why))) != LP_OK)
+        return rc == LP_ERR_NOMEM ? rc : reply_error(c, NULL, LP_RPC_PARSE_ERROR, "%s", why);
     if (m.kind == LP_RPC_REQUEST) {
         rc = host_request(c, &m, line, len);
     } else {
@@ -228,22 +220,25 @@ lp_err lp_mcpc_host_eof(lp_mcpc *c)
 static lp_err tunnel_line(lp_mcpc *c, const uint8_t *line, size_t len)
 {
     struct lp_rpc_msg m;
-    bool duplicate = false;
+    lp_err rc = lp_rpc_parse(line, len, &m, NULL, 0);
 
-    /* not JSON: forwarded untouched, the host decides */
-    if (lp_rpc_parse(line, len, &m, NULL, 0) == LP_OK && m.kind == LP_RPC_RESPONSE) {
-        if (drop_pending(c, m.id_key)) {
-            if (json_object_get(c->pending, m.id_key) == NULL)
-                remember_answered(c, m.id_key);
-        } else {
-            /* Not pending: a second response to an answered request is a duplicate and
-             * dropped, so the host sees at most one per request; any other is forwarded,
-             * since the far side may know of a request we do not. */
-            duplicate = json_object_get(c->answered, m.id_key) != NULL;
-        }
+    if (rc == LP_ERR_NOMEM) /* maybe an answer: it must not be taken for junk */
+        return rc;
+    /* Not JSON, or not a response: forwarded untouched, the host decides. Not pending: a
+     * second response to an answered request is a duplicate and dropped, so the host sees
+     * at most one per request; any other is forwarded, since the far side may know of a
+     * request we do not. */
+    if (rc == LP_OK && m.kind == LP_RPC_RESPONSE && json_object_get(c->pending, m.id_key) == NULL &&
+        json_object_get(c->answered, m.id_key) != NULL) {
+        lp_rpc_msg_clear(&m);
+        return LP_OK;
     }
+    /* A request stops being pending only once its answer is queued for the host. */
+    if ((rc = put_line(&c->to_host, line, len)) == LP_OK && m.kind == LP_RPC_RESPONSE &&
+        drop_pending(c, m.id_key) && json_object_get(c->pending, m.id_key) == NULL)
+        remember_answered(c, m.id_key);
     lp_rpc_msg_clear(&m);
-    return duplicate ? LP_OK : put_line(&c->to_host, line, len);
+    return rc;
 }
 
 /* A too-long line from the far side is dropped: it cannot be forwarded whole, and the
@@ -277,8 +272,7 @@ lp_err lp_mcpc_stream_lost(lp_mcpc *c, const char *why)
 
     /* Every request in to_tunnel is pending, so dropping the queue and answering the pending
      * set answers those too; notifications and responses in it cannot be delivered. */
-    lp_streamq_clear(&c->to_tunnel.q);
-    c->to_tunnel.nl_owed = false;
+    lp_streamq_clear(&c->to_tunnel);
     lp_lines_free(&c->tunnel_lines);
     lp_lines_init(&c->tunnel_lines, c->max_message);
     if (why == NULL)
@@ -313,8 +307,8 @@ lp_mcpc *lp_mcpc_new(size_t max_message, size_t max_pending)
     c->answered_max = LP_MAX(max_pending, (size_t)ANSWERED_MIN);
     lp_lines_init(&c->host_lines, max_message);
     lp_lines_init(&c->tunnel_lines, max_message);
-    lp_streamq_init(&c->to_host.q);
-    lp_streamq_init(&c->to_tunnel.q);
+    lp_streamq_init(&c->to_host);
+    lp_streamq_init(&c->to_tunnel);
     c->pending = json_object();
     c->answered = json_object();
     if (c->pending == NULL || c->answered == NULL) {
@@ -330,8 +324,8 @@ void lp_mcpc_free(lp_mcpc *c)
         return;
     lp_lines_free(&c->host_lines);
     lp_lines_free(&c->tunnel_lines);
-    lp_streamq_clear(&c->to_host.q);
-    lp_streamq_clear(&c->to_tunnel.q);
+    lp_streamq_clear(&c->to_host);
+    lp_streamq_clear(&c->to_tunnel);
     json_decref(c->pending);
     json_decref(c->answered);
     free(c);
@@ -339,12 +333,12 @@ void lp_mcpc_free(lp_mcpc *c)
 
 struct lp_streamq *lp_mcpc_to_host(lp_mcpc *c)
 {
-    return &c->to_host.q;
+    return &c->to_host;
 }
 
 struct lp_streamq *lp_mcpc_to_tunnel(lp_mcpc *c)
 {
-    return &c->to_tunnel.q;
+    return &c->to_tunnel;
 }
 
 size_t lp_mcpc_pending(const lp_mcpc *c)

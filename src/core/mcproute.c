@@ -16,7 +16,6 @@
 #include "mcproute_internal.h"
 
 #define KEY_LEN 80     /* as lp_rpc_msg.id_key */
-#define ATT_MAX 1024u  /* attachments at once */
 #define S2C_MAX 256u   /* child → host requests awaiting a host's answer */
 #define HELD_MAX 4096u /* host lines held while a fresh child is initialized */
 #define GONE_REASON "client went away"
@@ -433,8 +432,10 @@ static lp_err host_line(lp_mcproute *r, uint64_t att, const uint8_t *line, size_
     size_t i;
     lp_err rc;
 
-    if (lp_rpc_parse(line, len, &m, NULL, 0) != LP_OK)
-        return send_raw(r, LP_MCPROUTE_CHILD, line, len);
+    /* Not JSON: passed on as it is. Out of memory: not passed on as junk, since a request
+     * would then go unrecorded and its answer be dropped. */
+    if ((rc = lp_rpc_parse(line, len, &m, NULL, 0)) != LP_OK)
+        return rc == LP_ERR_NOMEM ? rc : send_raw(r, LP_MCPROUTE_CHILD, line, len);
     switch (m.kind) {
     case LP_RPC_REQUEST:
         rc = strcmp(m.method, "initialize") == 0 ? host_initialize(r, att, &m, line, len)
@@ -656,8 +657,8 @@ lp_err lp_mcproute_attach(lp_mcproute *r, uint64_t att)
         r->atts[r->natts - 1] = att;
         return LP_OK;
     }
-    if (!grow((void **)&r->atts, &r->atts_cap, r->natts, sizeof(*r->atts), ATT_MAX))
-        return r->natts >= ATT_MAX ? LP_ERR_NOSPACE : LP_ERR_NOMEM;
+    if (!grow((void **)&r->atts, &r->atts_cap, r->natts, sizeof(*r->atts), LP_MCPROUTE_ATT_MAX))
+        return r->natts >= LP_MCPROUTE_ATT_MAX ? LP_ERR_NOSPACE : LP_ERR_NOMEM;
     r->atts[r->natts++] = att;
     return LP_OK;
 }
@@ -732,8 +733,8 @@ static lp_err hold_line(lp_mcproute *r, uint64_t att, const uint8_t *line, size_
 
     if (rc != LP_ERR_NOSPACE)
         return rc;
-    if (lp_rpc_parse(line, len, &m, NULL, 0) != LP_OK)
-        return LP_OK;
+    if ((rc = lp_rpc_parse(line, len, &m, NULL, 0)) != LP_OK)
+        return rc == LP_ERR_NOMEM ? rc : LP_OK;
     rc = m.kind == LP_RPC_REQUEST ? send_error(r, att, m.id, "too many requests in flight") : LP_OK;
     lp_rpc_msg_clear(&m);
     return rc;
@@ -754,8 +755,8 @@ lp_err lp_mcproute_from_child(lp_mcproute *r, const uint8_t *line, size_t len)
     struct lp_rpc_msg m;
     lp_err rc;
 
-    if (lp_rpc_parse(line, len, &m, NULL, 0) != LP_OK)
-        return broadcast(r, line, len);
+    if ((rc = lp_rpc_parse(line, len, &m, NULL, 0)) != LP_OK)
+        return rc == LP_ERR_NOMEM ? rc : broadcast(r, line, len);
     switch (m.kind) {
     case LP_RPC_RESPONSE:
         rc = child_response(r, &m, line, len);

@@ -826,7 +826,7 @@ void lp_mux_flush(lp_mux *m)
     }
 }
 
-lp_err lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg)
+void lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg)
 {
     m->goodbye_tx = true;
     m->goodbye_tx_code = code;
@@ -834,7 +834,6 @@ lp_err lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg)
     if (m->goodbye_tx_len > 0)
         memcpy(m->goodbye_tx_msg, msg, m->goodbye_tx_len);
     flush_pending(m); /* GOODBYE goes after every control frame still waiting */
-    return LP_OK;
 }
 
 void lp_mux_reset_all(lp_mux *m, uint16_t code, const char *msg)

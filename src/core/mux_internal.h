@@ -168,12 +168,12 @@ char *mux_copy_text(const void *p, size_t n, bool *ok);
 void mux_free_open_copies(struct stream *s);
 
 /* The pipe takes a whole frame, or LP_ERR_NOSPACE (then LP_PIPE_EV_ROOM brings a flush). */
-lp_err mux_send_frame(lp_mux *m, const uint8_t *buf, size_t n);
+LP_MUST_USE lp_err mux_send_frame(lp_mux *m, const uint8_t *buf, size_t n);
 
 /* ---- mux_bind.c: reverse-forwarding requests ------------------------------------------ */
 
 /* A BIND, BIND_OK or BIND_FAIL frame from the peer: queued for lp_mux_next_event. */
-lp_err mux_bind_recv(lp_mux *m, const struct lp_frame *f, const char **why);
+LP_MUST_USE lp_err mux_bind_recv(lp_mux *m, const struct lp_frame *f, const char **why);
 /* Sends queued bind frames in order; false if the pipe filled up first. */
 bool mux_bind_flush(lp_mux *m);
 /* The next received bind frame as an event; false when none. */

@@ -23,26 +23,43 @@ void lp_streamq_init(struct lp_streamq *q)
 
 void lp_streamq_clear(struct lp_streamq *q)
 {
-    lp_streamq_drop(q, q->buffered);
+    /* Chunk by chunk, not by lp_streamq_drop: a reserved chunk may hold no bytes yet. */
+    while (q->head != NULL) {
+        struct lp_streamq_chunk *c = q->head;
+        q->head = c->next;
+        free(c);
+    }
+    q->tail = NULL;
+    q->buffered = 0;
+}
+
+bool lp_streamq_reserve(struct lp_streamq *q, size_t n)
+{
+    struct lp_streamq_chunk *c = q->tail;
+
+    if (c != NULL && c->cap - c->tail >= n)
+        return true;
+    size_t cap = LP_MAX(q->chunk ? q->chunk : (size_t)LP_STREAMQ_CHUNK, n);
+    if ((c = malloc(sizeof(*c) + cap)) == NULL)
+        return false;
+    c->next = NULL;
+    c->head = c->tail = 0;
+    c->cap = cap;
+    if (q->tail != NULL)
+        q->tail->next = c;
+    else
+        q->head = c;
+    q->tail = c;
+    return true;
 }
 
 bool lp_streamq_append(struct lp_streamq *q, const uint8_t *p, size_t n)
 {
-    struct lp_streamq_chunk *c = q->tail;
+    struct lp_streamq_chunk *c;
 
-    if (c == NULL || c->cap - c->tail < n) {
-        size_t cap = LP_MAX(q->chunk ? q->chunk : (size_t)LP_STREAMQ_CHUNK, n);
-        if ((c = malloc(sizeof(*c) + cap)) == NULL)
-            return false;
-        c->next = NULL;
-        c->head = c->tail = 0;
-        c->cap = cap;
-        if (q->tail != NULL)
-            q->tail->next = c;
-        else
-            q->head = c;
-        q->tail = c;
-    }
+    if (!lp_streamq_reserve(q, n))
+        return false;
+    c = q->tail;
     memcpy(c->data + c->tail, p, n);
     c->tail += n;
     q->buffered += n;

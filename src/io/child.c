@@ -314,7 +314,9 @@ static bool read_out(struct lp_child *c)
             return false;
         if (n == 0)
             return true;
-        lp_lines_feed(&c->out_lines, buf, (size_t)n, out_piece, c);
+        /* out_piece never stops the feed: an error is a line lost for want of memory */
+        if (lp_lines_feed(&c->out_lines, buf, (size_t)n, out_piece, c) != LP_OK)
+            c->hooks->lost(c->user);
     }
     return false;
 }

@@ -471,16 +471,22 @@ static lp_err listen_on(struct listener *l, const struct lp_forward *f, char *er
     lp_err rc;
 
     if (f->bind_path[0])
-        return lp_net_listen_unix(f->bind_path, &l->fd, &l->file, err, errlen);
-    if ((rc = lp_net_resolve(f->bind_host, f->bind_port, &addr, err, errlen)) != LP_OK)
+        rc = lp_net_listen_unix(f->bind_path, &l->fd, &l->file, err, errlen);
+    else if ((rc = lp_net_resolve(f->bind_host, f->bind_port, &addr, err, errlen)) == LP_OK)
+        rc = lp_net_listen(&addr, &l->fd, err, errlen);
+    if (rc != LP_OK)
         return rc;
-    return lp_net_listen(&addr, &l->fd, err, errlen);
+    /* The kernel's pick for port 0 is what the log line and `limpet status` must name. */
+    if (lp_net_local_addr(l->fd, &addr) != LP_OK)
+        return lp_errf(LP_ERR_IO, err, errlen, "cannot read the address bound: %s",
+                       strerror(errno));
+    lp_net_addr_str(&addr, l->local, sizeof(l->local));
+    return LP_OK;
 }
 
 static lp_err open_listener(struct lp_client *c, struct listener *l, const struct lp_forward *f)
 {
     char err[256];
-    struct lp_addr addr;
 
     l->c = c;
     l->fwd = f;
@@ -501,8 +507,6 @@ static lp_err open_listener(struct lp_client *c, struct listener *l, const struc
             lp_error("-L %s:%u:%s: %s", f->bind_host, (unsigned)f->bind_port, l->target, err);
         return LP_ERR_IO;
     }
-    lp_net_local_addr(l->fd, &addr);
-    lp_net_addr_str(&addr, l->local, sizeof(l->local));
     lp_acceptor_init(&l->acc, c->rt->loop, l->fd, l->local, accepted, l);
     lp_acceptor_start(&l->acc);
     if (f->kind == LP_FWD_TRANSPARENT) {

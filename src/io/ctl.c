@@ -577,7 +577,11 @@ static lp_err open_metrics(struct lp_ctl *c, const struct lp_config *cfg)
         lp_error("metrics.listen: %s", err);
         return LP_ERR_INVALID;
     }
-    lp_net_local_addr(fd, &addr);
+    if (lp_net_local_addr(fd, &addr) != LP_OK) { /* the port picked for :0 is unknown */
+        lp_error("metrics.listen: cannot read the address bound: %s", strerror(errno));
+        close(fd);
+        return LP_ERR_INVALID;
+    }
     listener_start(c, &c->http, fd, true);
     lp_info("metrics on http://%s/metrics", lp_net_addr_str(&addr, name, sizeof(name)));
     return LP_OK;

@@ -169,9 +169,10 @@ lp_err lp_secret_file_read(const char *path, uint8_t *buf, size_t cap, size_t *l
         return rc;
     rc = read_all(fd, buf, cap, len);
     if (rc == LP_ERR_TOO_BIG)
-        lp_errf(rc, err, errlen, "%s: larger than %zu bytes; is it the right file?", path, cap - 1);
+        rc = lp_errf(rc, err, errlen, "%s: larger than %zu bytes; is it the right file?", path,
+                     cap - 1);
     else if (rc != LP_OK)
-        lp_errf(rc, err, errlen, "%s: %s", path, strerror(errno));
+        rc = lp_errf(rc, err, errlen, "%s: %s", path, strerror(errno));
     close(fd);
     if (rc != LP_OK) {
         mbedtls_platform_zeroize(buf, cap);
@@ -234,7 +235,7 @@ lp_err lp_psk_load(const char *path, uint8_t key[LP_PSK_LEN], char *err, size_t 
         rc = lp_errf(LP_ERR_MALFORMED, err, errlen,
                      "%s: too long for a PSK file (expected 64 hex digits and one newline)", path);
     } else if (rc == LP_OK && (rc = lp_psk_parse(text, len, key, &why)) != LP_OK) {
-        lp_errf(rc, err, errlen, "%s: %s", path, why);
+        rc = lp_errf(rc, err, errlen, "%s: %s", path, why);
     }
     mbedtls_platform_zeroize(text, sizeof(text));
     return rc;
@@ -376,9 +377,10 @@ static lp_err read_public(const char *path, uint8_t *buf, size_t cap, size_t *le
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         rc = lp_errf(LP_ERR_IO, err, errlen, "%s: not a regular file", path);
     } else if ((rc = read_all(fd, buf, cap, len)) == LP_ERR_TOO_BIG) {
-        lp_errf(rc, err, errlen, "%s: larger than %zu bytes; is it a certificate?", path, cap - 1);
+        rc = lp_errf(rc, err, errlen, "%s: larger than %zu bytes; is it a certificate?", path,
+                     cap - 1);
     } else if (rc != LP_OK) {
-        lp_errf(rc, err, errlen, "%s: %s", path, strerror(errno));
+        rc = lp_errf(rc, err, errlen, "%s: %s", path, strerror(errno));
     }
     close(fd);
     return rc;

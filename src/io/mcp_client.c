@@ -29,6 +29,7 @@ struct lp_mcp_client {
     bool open;             /* OPEN_OK seen on st */
     bool in_eof, out_dead; /* stdin ended; stdout cannot be written any more */
     bool finishing;
+    bool gave_up; /* out of memory: answers can no longer be promised (give_up) */
     int finish_code;
     int saved_in, saved_out;
     struct ev_loop *loop;
@@ -37,6 +38,35 @@ struct lp_mcp_client {
 };
 
 static void maybe_finish(struct lp_mcp_client *m);
+static void start_out(struct lp_mcp_client *m);
+
+/* Out of memory, a message from or for the host could be neither passed on nor answered, so
+ * an answer to every request can no longer be promised. Rather than go on with a hole in
+ * the conversation: every pending request is answered with why (as far as memory allows),
+ * stdin is no longer read, and the process exits 1 once stdout has taken what is owed. */
+static void give_up(struct lp_mcp_client *m, const char *why)
+{
+    if (m->gave_up)
+        return;
+    m->gave_up = true;
+    lp_error("mcp %s: %s; exiting", m->name, why);
+    if (lp_mcpc_stream_lost(m->rpc, why) != LP_OK)
+        lp_error("mcp %s: out of memory: not every pending request could be answered", m->name);
+    ev_io_stop(m->loop, &m->in);
+    m->in_eof = true;
+    m->finishing = true;
+    m->finish_code = 1;
+    ev_timer_start(m->loop, &m->limit);
+    start_out(m);
+    maybe_finish(m);
+}
+
+/* Every pending request gets an error saying why; see give_up for when even that fails. */
+static void answer_pending(struct lp_mcp_client *m, const char *why)
+{
+    if (lp_mcpc_stream_lost(m->rpc, why) != LP_OK)
+        give_up(m, "out of memory: pending requests could not all be answered");
+}
 
 /* ---- the stream --------------------------------------------------------------------------- */
 
@@ -56,7 +86,7 @@ static void open_stream(struct lp_mcp_client *m)
     if (lp_stream_open_fds(m->s, -1, -1, LP_KIND_MCP, m->name, m->scope, wait, &hooks, m, &m->st) !=
         LP_OK) {
         m->st = NULL;
-        lp_mcpc_stream_lost(m->rpc, "cannot open a stream (session.max_streams reached?)");
+        answer_pending(m, "cannot open a stream (session.max_streams reached?)");
     }
 }
 
@@ -97,7 +127,10 @@ static void drain_tunnel(struct lp_mcp_client *m)
         if (n == 0)
             break;
         for (size_t i = 0; i < n; i++) {
-            lp_mcpc_from_tunnel(m->rpc, spans[i].data, spans[i].len);
+            if (lp_mcpc_from_tunnel(m->rpc, spans[i].data, spans[i].len) != LP_OK) {
+                give_up(m, "out of memory: a message from the MCP server could not be passed on");
+                return;
+            }
             total += spans[i].len;
         }
         lp_mux_recv_consumed(s->mux, id, total);
@@ -125,7 +158,8 @@ static void stream_event(struct lp_stream *st, const struct lp_mux_event *ev, vo
         break;
     case LP_MUX_EV_FIN: /* the pool never half-closes: treat it as the end of this stream */
         drain_tunnel(m);
-        lp_mcpc_tunnel_eof(m->rpc);
+        if (lp_mcpc_tunnel_eof(m->rpc) != LP_OK)
+            give_up(m, "out of memory: a message from the MCP server could not be passed on");
         lp_stream_reset(st, LP_RST_RESET, "the server closed the MCP stream");
         break;
     default:
@@ -150,7 +184,7 @@ static void ended(struct lp_stream *st, uint16_t code, const char *why, void *us
     if (code != LP_RST_SESSION_LOST && code != LP_RST_SHUTDOWN)
         lp_warn("mcp %s: stream ended: %s: %s", m->name, code ? lp_rst_code_name(code) : "closed",
                 why);
-    lp_mcpc_stream_lost(m->rpc, text);
+    answer_pending(m, text);
     start_out(m);
     /* Permanent refusals: the next request would only be refused again. */
     if (code == LP_RST_NOT_ALLOWED || code == LP_RST_UNAVAILABLE) {
@@ -173,11 +207,19 @@ static void in_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n > 0) {
-        lp_mcpc_from_host(m->rpc, buf, (size_t)n);
+        if (lp_mcpc_from_host(m->rpc, buf, (size_t)n) != LP_OK) {
+            give_up(m, "out of memory: a message from the host could be neither sent nor "
+                       "answered");
+            return;
+        }
     } else {
         ev_io_stop(loop, w);
         m->in_eof = true;
-        lp_mcpc_host_eof(m->rpc);
+        if (lp_mcpc_host_eof(m->rpc) != LP_OK) {
+            give_up(m, "out of memory: the host's last message could be neither sent nor "
+                       "answered");
+            return;
+        }
         lp_debug("mcp %s: stdin closed", m->name);
         m->finishing = true; /* the host is done with us: exit 0 once the rest is out */
     }

@@ -43,6 +43,7 @@ struct att {
     struct lp_lines in;    /* the host's lines */
     struct lp_streamq out; /* lines for the host not yet taken by the mux */
     bool forgotten;        /* the pool refused or reset it: nothing to report */
+    char doomed[128];      /* not empty: reset with this reason at the next sweep */
     struct att *next;
 };
 
@@ -51,6 +52,7 @@ struct lp_mcpd {
     const struct lp_config *cfg;
     lp_mcppool *pool;
     ev_timer tick;
+    ev_timer sweep; /* resets doomed attachments, outside the callbacks that doomed them */
     struct entry *entries;
     struct att *atts;
     uint64_t next_att;
@@ -116,6 +118,42 @@ static void free_att(struct att *a)
 
 /* ---- toward the host ------------------------------------------------------------------------ */
 
+/* A message for or from a's host was lost: the stream is reset with why (its host's limpet
+ * mcp then answers each pending request with it), at the next sweep, since the callers are
+ * deep in loops over the route and the attachments that a reset would change under them. */
+static void doom(struct att *a, const struct entry *e, const char *why)
+{
+    if (a->st == NULL || a->doomed[0] != '\0')
+        return;
+    snprintf(a->doomed, sizeof(a->doomed), "%s", why);
+    lp_warn("sess=%s stream=%u %s: reset: %s", lp_stream_session(a->st)->tag,
+            (unsigned)lp_stream_id(a->st), e->tag, why);
+    ev_timer_start(a->m->rt->loop, &a->m->sweep);
+}
+
+static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lp_mcpd *m = LP_CONTAINER_OF(w, struct lp_mcpd, sweep);
+    size_t left = 0;
+    (void)loop;
+    (void)revents;
+
+    /* A reset frees its attachment and runs the pool's actions, which may free others: the
+     * scan starts over after each one, bounded by the count in case one stayed listed. */
+    for (struct att *a = m->atts; a; a = a->next)
+        left++;
+    for (; left > 0; left--) {
+        struct att *a = m->atts;
+        while (a && (a->doomed[0] == '\0' || a->st == NULL))
+            a = a->next;
+        if (a == NULL)
+            return;
+        char why[sizeof(a->doomed)]; /* a copy: ended() frees a, and the reason with it */
+        memcpy(why, a->doomed, sizeof(why));
+        lp_stream_reset(a->st, LP_RST_INTERNAL, why);
+    }
+}
+
 static void push_att(struct att *a)
 {
     while (a->st && a->entry && a->out.buffered > 0) {
@@ -153,10 +191,10 @@ static void flush_route(struct entry *e)
                 lp_child_write(e->child, (const uint8_t *)line, len);
         } else {
             struct att *a = find_att(e->m, dest);
-            if (a && a->st && !lp_streamq_append(&a->out, (const uint8_t *)line, len))
-                lp_warn("%s: out of memory: a message for stream %u was dropped", e->tag,
-                        (unsigned)lp_stream_id(a->st));
-            if (a)
+            if (a && a->st && a->doomed[0] == '\0' &&
+                !lp_streamq_append(&a->out, (const uint8_t *)line, len))
+                doom(a, e, "out of memory: a message from the MCP server was lost");
+            if (a && a->doomed[0] == '\0')
                 push_att(a);
         }
         free(line);
@@ -169,7 +207,15 @@ static void flush_route(struct entry *e)
 static void child_line(void *user, const uint8_t *line, size_t len)
 {
     struct entry *e = user;
-    lp_mcproute_from_child(e->route, line, len);
+
+    /* Out of memory: the line is lost, and it may be the answer a host waits for. Which host
+     * is not known, so every host of this child hears of it rather than one waiting for ever;
+     * each attaches again (to this same child) with its next request. */
+    if (lp_mcproute_from_child(e->route, line, len) != LP_OK) {
+        for (struct att *a = e->m->atts; a; a = a->next)
+            if (a->entry == e->id)
+                doom(a, e, "out of memory: a message from the MCP server was lost");
+    }
     flush_route(e);
 }
 
@@ -178,6 +224,16 @@ static void child_too_long(void *user)
     struct entry *e = user;
     lp_warn("%s: the server wrote a line longer than mcp.max_message (%zu bytes); dropped", e->tag,
             e->m->cfg->mcp.max_message);
+}
+
+static void child_lost(void *user)
+{
+    struct entry *e = user;
+
+    lp_warn("%s: out of memory: a line the server wrote was lost", e->tag);
+    for (struct att *a = e->m->atts; a; a = a->next)
+        if (a->entry == e->id)
+            doom(a, e, "out of memory: a message from the MCP server was lost");
 }
 
 static void drain_atts(struct entry *e);
@@ -204,6 +260,7 @@ static void child_exited(void *user, int status, const char *why)
 static const struct lp_child_hooks child_hooks = {
     .line = child_line,
     .too_long = child_too_long,
+    .lost = child_lost,
     .drained = child_drained,
     .exited = child_exited,
 };
@@ -241,8 +298,17 @@ static void do_spawn(struct lp_mcpd *m, const struct lp_mcppool_action *act)
         return;
     }
     lp_info("%s child started pid=%d", e->tag, (int)lp_child_pid(e->child));
+    /* After a crash the cached initialize goes first; a child that cannot be sent it would
+     * hold every host line back for ever, so it counts as a failed start (the pool refuses
+     * the waiting hosts with the reason and retries later). */
+    if (lp_mcproute_child_started(e->route) != LP_OK) {
+        lp_warn("%s: out of memory: cannot replay the cached initialize; child stopped", e->tag);
+        lp_child_free(e->child);
+        e->child = NULL;
+        lp_mcppool_started(m->pool, e->id, false, "out of memory on the server", lp_now());
+        return;
+    }
     lp_mcppool_started(m->pool, e->id, true, NULL, lp_now());
-    lp_mcproute_child_started(e->route); /* after a crash: the cached initialize first */
     flush_route(e);
 }
 
@@ -264,19 +330,45 @@ static void end_att(struct lp_mcpd *m, const struct lp_mcppool_action *act)
     }
 }
 
+/* The pool accepted a, but it cannot be served: RST with why, which its host's limpet mcp
+ * turns into a JSON-RPC error for each pending request. att_ended tells the pool. */
+static void refuse_att(struct att *a, struct entry *e, uint16_t code, const char *why)
+{
+    lp_warn("sess=%s stream=%u %s: refused: %s", lp_stream_session(a->st)->tag,
+            (unsigned)lp_stream_id(a->st), e->tag, why);
+    lp_stream_reset(a->st, code, why); /* ended() frees a */
+}
+
 static void accept_att(struct lp_mcpd *m, const struct lp_mcppool_action *act)
 {
     struct att *a = find_att(m, act->att);
     struct entry *e = find_entry(m, act->entry);
+    struct lp_session *s;
+    char why[128];
+    lp_err rc;
 
     if (a == NULL || a->st == NULL || e == NULL)
         return;
-    a->entry = e->id;
-    lp_mcproute_attach(e->route, a->id);
-    lp_mux_accept(lp_stream_session(a->st)->mux, lp_stream_id(a->st));
-    lp_session_dirty(lp_stream_session(a->st));
-    lp_debug("sess=%s stream=%u attached to %s", lp_stream_session(a->st)->tag,
-             (unsigned)lp_stream_id(a->st), e->tag);
+    s = lp_stream_session(a->st);
+    /* OPEN_OK only once the route knows a: a host it does not know would lose every line. */
+    if ((rc = lp_mcproute_attach(e->route, a->id)) != LP_OK) {
+        if (rc == LP_ERR_NOSPACE)
+            snprintf(why, sizeof(why), "too many hosts attached to this MCP server process (%u)",
+                     (unsigned)LP_MCPROUTE_ATT_MAX);
+        else
+            snprintf(why, sizeof(why), "cannot attach to the MCP server process: %s",
+                     lp_strerror(rc));
+        refuse_att(a, e, rc == LP_ERR_NOSPACE ? LP_RST_LIMIT : LP_RST_INTERNAL, why);
+        return;
+    }
+    a->entry = e->id; /* from here on, att_ended detaches it from the route */
+    if ((rc = lp_mux_accept(s->mux, lp_stream_id(a->st))) != LP_OK) {
+        snprintf(why, sizeof(why), "cannot accept the stream: %s", lp_strerror(rc));
+        refuse_att(a, e, LP_RST_INTERNAL, why);
+        return;
+    }
+    lp_session_dirty(s);
+    lp_debug("sess=%s stream=%u attached to %s", s->tag, (unsigned)lp_stream_id(a->st), e->tag);
     drain_att(a); /* lines that came with the OPEN */
 }
 
@@ -336,14 +428,16 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- attachments (MCP streams) ---------------------------------------------------------- */
 
+/* A line the route cannot take (out of memory, or a stream it no longer knows since its
+ * child exited) stops the feed: the caller resets the stream, so the host hears of it. */
 static lp_err att_piece(void *user, const uint8_t *line, size_t len)
 {
     struct att *a = user;
     struct entry *e = find_entry(a->m, a->entry);
 
     if (e && line)
-        lp_mcproute_from_att(e->route, a->id, line, len);
-    else if (e)
+        return lp_mcproute_from_att(e->route, a->id, line, len);
+    if (e)
         lp_warn("%s: stream %u sent a line longer than mcp.max_message; dropped", e->tag,
                 (unsigned)lp_stream_id(a->st));
     return LP_OK;
@@ -355,14 +449,22 @@ static void drain_att(struct att *a)
     struct entry *e = find_entry(a->m, a->entry);
     struct lp_mux_span spans[16];
 
-    while (e && a->st && (e->child == NULL || lp_child_queued(e->child) < HIGH_WATER)) {
+    while (e && a->st && a->doomed[0] == '\0' &&
+           (e->child == NULL || lp_child_queued(e->child) < HIGH_WATER)) {
         struct lp_session *s = lp_stream_session(a->st);
         uint32_t id = lp_stream_id(a->st);
         size_t n = lp_mux_recv_peekv(s->mux, id, spans, 16), total = 0;
         if (n == 0)
             break;
         for (size_t i = 0; i < n; i++) {
-            lp_lines_feed(&a->in, spans[i].data, spans[i].len, att_piece, a);
+            lp_err rc = lp_lines_feed(&a->in, spans[i].data, spans[i].len, att_piece, a);
+            if (rc != LP_OK) { /* a request of the host's would wait for ever */
+                char why[128];
+                snprintf(why, sizeof(why), "a message could not be passed to the MCP server: %s",
+                         rc == LP_ERR_NOT_FOUND ? "not attached" : lp_strerror(rc));
+                doom(a, e, why);
+                return;
+            }
             total += spans[i].len;
         }
         lp_mux_recv_consumed(s->mux, id, total);
@@ -409,8 +511,13 @@ static void att_ended(struct lp_stream *st, uint16_t code, const char *why, void
 
     a->st = NULL;
     if (!a->forgotten) {
-        if (e)
-            lp_mcproute_detach(e->route, a->id); /* cancels what it left in flight */
+        /* Cancels what it left in flight. NOT_FOUND: its child exited, and with it every
+         * request in flight; NOMEM: the child was not told of every one, which only costs
+         * it work on answers nobody takes. */
+        lp_err rc = e ? lp_mcproute_detach(e->route, a->id) : LP_ERR_NOT_FOUND;
+        if (rc != LP_OK && rc != LP_ERR_NOT_FOUND)
+            lp_warn("%s: attachment %llu left: not every request it left was cancelled: %s", e->tag,
+                    (unsigned long long)a->id, lp_strerror(rc));
         lp_mcppool_detach(m->pool, a->id, lp_now());
     }
     free_att(a);
@@ -509,6 +616,7 @@ lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
     m->may_use = may_use;
     m->user = user;
     ev_timer_init(&m->tick, tick_cb, 0., 0.);
+    ev_timer_init(&m->sweep, sweep_cb, 0., 0.);
     rt->open_mcp = open_mcp;
     rt->mcp_user = m;
     return LP_OK;
@@ -570,6 +678,7 @@ void lp_mcpd_free(struct lp_mcpd *m)
     if (m == NULL)
         return;
     ev_timer_stop(m->rt->loop, &m->tick);
+    ev_timer_stop(m->rt->loop, &m->sweep);
     while (m->atts)
         free_att(m->atts); /* their streams are gone with the sessions */
     while (m->entries)

@@ -98,7 +98,10 @@ static uint16_t open_listener(struct lp_session *s, struct lp_rlistener *l, cons
     if (lp_net_resolve(host, port, &addr, why, whylen) != LP_OK ||
         lp_net_listen(&addr, &l->fd, why, whylen) != LP_OK)
         return LP_RST_UNAVAILABLE;
-    lp_net_local_addr(l->fd, &addr);
+    if (lp_net_local_addr(l->fd, &addr) != LP_OK) {
+        snprintf(why, whylen, "cannot read the address bound: %s", strerror(errno));
+        return LP_RST_UNAVAILABLE;
+    }
     lp_net_addr_str(&addr, l->local, sizeof(l->local));
     l->port = (uint16_t)strtoul(strrchr(l->local, ':') + 1, NULL, 10);
     if (port == 0 && !allowed(s, host, l->port)) {

@@ -578,6 +578,7 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
     uint16_t port;
     struct lp_addr addr;
     struct lp_server *srv;
+    lp_err rc;
 
     *sp = NULL;
     if (lp_parse_hostport(cfg->listen, host, sizeof(host), &port) != LP_OK) {
@@ -603,13 +604,19 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
         free(srv);
         return LP_ERR_NOMEM;
     }
-    if (lp_net_listen(&addr, &srv->lfd, err, sizeof(err)) != LP_OK) {
+    rc = lp_net_listen(&addr, &srv->lfd, err, sizeof(err));
+    /* The kernel's pick for port 0 is what the log line (and whoever reads it) must name. */
+    if (rc == LP_OK && lp_net_local_addr(srv->lfd, &addr) != LP_OK)
+        rc = lp_errf(LP_ERR_IO, err, sizeof(err), "listen: cannot read the address bound: %s",
+                     strerror(errno));
+    if (rc != LP_OK) {
         lp_error("%s", err);
+        if (srv->lfd >= 0)
+            close(srv->lfd);
         lp_admit_free(srv->admit);
         free(srv);
         return LP_ERR_IO;
     }
-    lp_net_local_addr(srv->lfd, &addr);
     rt->stream_room = stream_room;
     rt->stream_user = srv;
     lp_acceptor_init(&srv->acc, rt->loop, srv->lfd, "the tunnel port", accepted, srv);

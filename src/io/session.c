@@ -458,9 +458,9 @@ static void on_mux_event(struct lp_session *s, const struct lp_mux_event *ev)
     case LP_MUX_EV_BIND:
         if (!s->is_client)
             lp_reverse_bind(s, ev);
-        else
-            lp_mux_bind_fail(s->mux, ev->id, LP_RST_NOT_ALLOWED,
-                             "this client does not listen for the server", 43);
+        else if (lp_mux_bind_fail(s->mux, ev->id, LP_RST_NOT_ALLOWED,
+                                  "this client does not listen for the server", 43) != LP_OK)
+            link_failed(s, "too many bind answers waiting"); /* the peer floods us */
         break;
     case LP_MUX_EV_BIND_OK:
     case LP_MUX_EV_BIND_FAIL:

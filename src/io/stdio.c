@@ -71,7 +71,11 @@ static void on_fin(struct lp_stream *st, void *user)
     struct lp_session *s = lp_stream_session(st);
 
     lp_debug("stdio %s: the far end closed", io->target);
-    lp_mux_shutdown(s->mux, lp_stream_id(st));
+    /* We end now, and GOODBYE closes the stream at the far end in any case: a FIN the mux
+     * refuses (it no longer holds the stream) changes nothing the user sees. */
+    lp_err rc = lp_mux_shutdown(s->mux, lp_stream_id(st));
+    if (rc != LP_OK)
+        lp_debug("stdio %s: no FIN sent: %s", io->target, lp_strerror(rc));
     lp_session_dirty(s);
     finish(io, 0);
 }

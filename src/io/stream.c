@@ -219,7 +219,15 @@ static void pump_up(struct lp_stream *st)
         }
         st->read_eof = true; /* EOF: half-close toward the far end */
         ev_io_stop(s->rt->loop, &st->rio);
-        lp_mux_shutdown(s->mux, st->id);
+        /* Refused only for a stream the mux no longer holds or never accepted (a bug of
+         * ours): end it with a reason rather than leave the far end waiting for the FIN. */
+        lp_err rc = lp_mux_shutdown(s->mux, st->id);
+        if (rc != LP_OK) {
+            char why[96];
+            snprintf(why, sizeof(why), "cannot half-close the stream: %s", lp_strerror(rc));
+            stream_abort(st, LP_RST_INTERNAL, why);
+            return;
+        }
     }
     if (!st->dead && !st->read_eof)
         ev_io_start(s->rt->loop, &st->rio);
@@ -276,6 +284,28 @@ static void stream_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     lp_session_process(s);
 }
 
+/* The dial succeeded: OPEN_OK to the peer, then the opener's early DATA and our bytes. */
+static void dial_done(struct lp_stream *st)
+{
+    struct lp_session *s = st->s;
+    char why[LP_FRAME_MAX_TEXT];
+    lp_err rc;
+
+    /* The mux holds this OPEN until it is answered, so a refusal here is a bug of ours; the
+     * peer still hears of it, as an RST, rather than waiting for OPEN_OK until its timeout. */
+    if ((rc = lp_mux_accept(s->mux, st->id)) != LP_OK) {
+        snprintf(why, sizeof(why), "cannot accept the stream: %s", lp_strerror(rc));
+        stream_abort(st, LP_RST_INTERNAL, why);
+        return;
+    }
+    st->state = ST_OPEN;
+    lp_net_tune_stream(st->fd);
+    lp_debug("sess=%s stream=%u connected to %s", s->tag, (unsigned)st->id, st->target);
+    pump_down(st); /* the opener's early DATA */
+    if (!st->dead)
+        pump_up(st);
+}
+
 static void stream_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct lp_stream *st = LP_CONTAINER_OF(w, struct lp_stream, wio);
@@ -293,13 +323,7 @@ static void stream_write_cb(struct ev_loop *loop, ev_io *w, int revents)
             lp_mux_reset(s->mux, st->id, lp_net_rst_code(err), why);
             stream_end(st, false, lp_net_rst_code(err), why);
         } else {
-            st->state = ST_OPEN;
-            lp_net_tune_stream(st->fd);
-            lp_mux_accept(s->mux, st->id);
-            lp_debug("sess=%s stream=%u connected to %s", s->tag, (unsigned)st->id, st->target);
-            pump_down(st); /* the opener's early DATA */
-            if (!st->dead)
-                pump_up(st);
+            dial_done(st);
         }
     } else {
         pump_down(st);
@@ -326,21 +350,23 @@ static void stream_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- opening ----------------------------------------------------------------------------- */
 
-lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,
-                            lp_time wait, const char *from)
+void lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const char *target,
+                          lp_time wait, const char *from)
 {
     uint32_t id;
     lp_err rc = lp_mux_open(s->mux, kind, target, strlen(target), NULL, 0, &id);
     if (rc != LP_OK) {
         lp_warn("sess=%s refused local connection from %s: %s", s->tag, from, lp_strerror(rc));
         lp_net_close_reset(fd);
-        return rc;
+        return;
     }
     struct lp_stream *st = stream_new(s, id, fd, ST_OPENING);
     if (st == NULL) {
+        lp_warn("sess=%s stream=%u refused local connection from %s: out of memory", s->tag,
+                (unsigned)id, from);
         lp_mux_reset(s->mux, id, LP_RST_INTERNAL, "out of memory");
         lp_net_close_reset(fd);
-        return LP_ERR_NOMEM;
+        return;
     }
     describe(st, kind, target, strlen(target));
     lp_net_tune_stream(fd);
@@ -348,7 +374,6 @@ lp_err lp_stream_open_local(struct lp_session *s, int fd, uint8_t kind, const ch
     lp_debug("sess=%s stream=%u open from %s -> %s", s->tag, (unsigned)id, from, target);
     pump_up(st); /* what the application sent first rides with the OPEN */
     lp_session_dirty(s);
-    return LP_OK;
 }
 
 lp_err lp_stream_open_fds(struct lp_session *s, int rfd, int wfd, uint8_t kind, const char *target,

@@ -58,8 +58,12 @@ static void fuzz_strings(const uint8_t *data, size_t size)
         abort();
     if (lp_parse_hostport(s, host, sizeof(host), &port) == LP_OK && port == 0)
         abort();
-    (void)lp_parse_duration(s, &t);
-    (void)lp_parse_size(s, &z);
+    /* Bad input is LP_ERR_INVALID, the one error they promise */
+    lp_err rc = lp_parse_duration(s, &t);
+    if (rc != LP_OK && rc != LP_ERR_INVALID)
+        abort();
+    if ((rc = lp_parse_size(s, &z)) != LP_OK && rc != LP_ERR_INVALID)
+        abort();
     free(s);
 }
 

@@ -81,6 +81,7 @@ static uint32_t pick_window(struct input *in)
 static void drain_events(struct world *w, struct input *in)
 {
     struct lp_mux_event ev;
+    lp_err rc;
 
     for (int i = 0; i < 100000 && lp_mux_next_event(w->m, &ev); i++) {
         check(ev.text_len <= LP_FRAME_MAX_TEXT && ev.arg_len <= LP_FRAME_MAX_TEXT);
@@ -104,9 +105,10 @@ static void drain_events(struct world *w, struct input *in)
         case LP_MUX_EV_BIND: /* answered like a server would; a full queue is the peer's fault */
             check(ev.id != 0);
             if (in_u8(in) % 2 == 0)
-                (void)lp_mux_bind_ok(w->m, ev.id, 8080, "127.0.0.1", 9);
+                rc = lp_mux_bind_ok(w->m, ev.id, 8080, "127.0.0.1", 9);
             else
-                (void)lp_mux_bind_fail(w->m, ev.id, LP_RST_NOT_ALLOWED, ev.text, ev.text_len);
+                rc = lp_mux_bind_fail(w->m, ev.id, LP_RST_NOT_ALLOWED, ev.text, ev.text_len);
+            check(rc == LP_OK || rc == LP_ERR_NOSPACE || rc == LP_ERR_NOMEM);
             break;
         default:
             break;
@@ -286,7 +288,7 @@ static void choke(struct world *w)
         msg[len] = '\0';
         for (int i = 0; i < 200; i++) {
             size_t before = lp_pipe_buffered(w->sp);
-            (void)lp_mux_goodbye(w->m, LP_GOODBYE_NORMAL, msg);
+            lp_mux_goodbye(w->m, LP_GOODBYE_NORMAL, msg);
             if (lp_pipe_buffered(w->sp) == before)
                 break;
         }
@@ -294,22 +296,31 @@ static void choke(struct world *w)
     }
 }
 
+/* What a call on a stream picked at random may answer: done, or no such stream, or not in a
+ * state for it; anything else is a finding. */
+static void check_stream_call(lp_err rc)
+{
+    check(rc == LP_OK || rc == LP_ERR_NOT_FOUND || rc == LP_ERR_STATE);
+}
+
 static void local_op(struct world *w, struct input *in, uint8_t op)
 {
     uint32_t id;
+    lp_err rc;
 
     switch (op) {
-    case 0:
-        (void)lp_mux_open(w->m, (uint8_t)(1 + in_u8(in) % 4), "t:1", 3, NULL, 0, &id);
+    case 0: /* a valid kind and target: only the stream cap (or memory) may refuse it */
+        rc = lp_mux_open(w->m, (uint8_t)(1 + in_u8(in) % 4), "t:1", 3, NULL, 0, &id);
+        check(rc == LP_ERR_NOSPACE || rc == LP_ERR_NOMEM || (rc == LP_OK && id != 0));
         break;
     case 1:
-        (void)lp_mux_accept(w->m, pick_id(in));
+        check_stream_call(lp_mux_accept(w->m, pick_id(in)));
         break;
     case 2:
         lp_mux_reset(w->m, pick_id(in), in_u8(in), "local reset");
         break;
     case 3:
-        (void)lp_mux_shutdown(w->m, pick_id(in));
+        check_stream_call(lp_mux_shutdown(w->m, pick_id(in)));
         break;
     case 4:
         local_send(w, in);
@@ -324,7 +335,7 @@ static void local_op(struct world *w, struct input *in, uint8_t op)
         pump_link(w);
         break;
     case 8:
-        (void)lp_mux_goodbye(w->m, in_u8(in), "bye");
+        lp_mux_goodbye(w->m, in_u8(in), "bye");
         break;
     default:
         op = in_u8(in);

@@ -573,7 +573,7 @@ static void test_frame_open_rejects_nul_in_target_or_arg(void **state)
     struct lp_frame f = decode_ok(out, raw_open(LP_KIND_MCP, 1, 1, "ab\0", 3));
     struct lp_open o;
     const char *why = NULL;
-    lp_open_decode(&f, &o, &why);
+    assert_int_equal(lp_open_decode(&f, &o, &why), LP_ERR_MALFORMED);
     assert_string_equal(why, "NUL in text");
 }
 

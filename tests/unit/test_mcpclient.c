@@ -1,6 +1,13 @@
 /* test_mcpclient.c — the JSON-RPC promises of `limpet mcp` (mcpclient.h): byte-exact
  * forwarding both ways whatever the read sizes, parse errors for bad host lines, an error
- * for every pending request when the stream is lost, at most one response per request.
+ * for every pending request when the stream is lost, at most one response per request, and
+ * all of that kept when memory runs out.
+ *
+ * Allocation failures are real ones: this binary is linked with -Wl,--wrap=malloc (and
+ * calloc, realloc; see the Makefile), so every allocation the core objects make goes through
+ * wrap_alloc below, and jansson's go there too through json_set_alloc_funcs. A test arms it
+ * to fail the n-th allocation from now and runs n = 0, 1, 2, ... until one run makes fewer
+ * allocations than that: every allocation of the operation has then failed once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,11 +20,82 @@
 
 #include <cmocka.h>
 
+#include <jansson.h>
+
 #include "limpet/base.h"
 #include "limpet/mcpclient.h"
 #include "limpet/streamq.h"
 
 #define MAX_MESSAGE 4096u
+
+/* ---- allocation failures ------------------------------------------------------------------ */
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+
+static long fail_in = -1; /* allocations left before the one that fails; -1: none fails */
+static bool sticky;       /* after the first failure, every allocation fails */
+static bool fired;        /* an allocation failed since fail_nth */
+
+static bool alloc_fails(void)
+{
+    if (fired && sticky)
+        return true;
+    if (fail_in < 0)
+        return false;
+    if (fail_in-- > 0)
+        return false;
+    fired = true;
+    return true;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return alloc_fails() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t k, size_t n)
+{
+    return alloc_fails() ? NULL : __real_calloc(k, n);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return alloc_fails() ? NULL : __real_realloc(p, n);
+}
+
+static void *json_alloc(size_t n)
+{
+    return __wrap_malloc(n);
+}
+
+/* The n-th allocation from now fails (n = 0: the next one); with stay, every later one too. */
+static void fail_nth(long n, bool stay)
+{
+    fail_in = n;
+    sticky = stay;
+    fired = false;
+}
+
+/* Disarms; true when an allocation failed since fail_nth. */
+static bool fail_off(void)
+{
+    bool was = fired;
+    fail_in = -1;
+    sticky = fired = false;
+    return was;
+}
+
+static int setup_alloc(void **state)
+{
+    (void)state;
+    json_set_alloc_funcs(json_alloc, free);
+    return 0;
+}
 
 static lp_mcpc *client(size_t max_pending)
 {
@@ -523,6 +601,179 @@ static void test_mcpc_free_of_null_is_a_no_op(void **state)
     lp_mcpc_free(NULL);
 }
 
+/* ---- out of memory ------------------------------------------------------------------------ */
+
+/* What the host was told about request `id` in out (lines from to_host): 1 for the one answer
+ * to it (a result, or an error whose message contains `says` when not NULL), 0 for none;
+ * anything else fails the test (two answers, a line that is not whole JSON). */
+static int answers_to(const char *out, int id, const char *says)
+{
+    int n = 0;
+
+    for (const char *p = out; *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        assert_non_null(nl); /* whole lines only */
+        json_t *m = json_loadb(p, (size_t)(nl - p), 0, NULL);
+        assert_non_null(m);
+        json_t *mid = json_object_get(m, "id");
+        if (json_is_integer(mid) && json_integer_value(mid) == id) {
+            json_t *err = json_object_get(m, "error");
+            if (err != NULL && says != NULL)
+                assert_non_null(strstr(json_string_value(json_object_get(err, "message")), says));
+            n++;
+        }
+        json_decref(m);
+        p = nl + 1;
+    }
+    assert_true(n <= 1);
+    return n;
+}
+
+/* A host request meets an allocation failure at every point it allocates, once or for good.
+ * Whatever fails, the request is forwarded whole (and pending), or answered at once with an
+ * error that says why, or - when not even that could be queued - LP_ERR_NOMEM tells the glue,
+ * whose lp_mcpc_stream_lost then answers it once memory is back. Never neither. */
+static void test_mcpc_request_without_memory_is_forwarded_or_answered(void **state)
+{
+    (void)state;
+    static const char req[] = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\"}\n";
+    long n = 0;
+
+    for (int stay = 0; stay < 2; stay++) {
+        for (n = 0; n < 1000; n++) {
+            lp_mcpc *c = client(16);
+            fail_nth(n, stay);
+            lp_err rc = lp_mcpc_from_host(c, (const uint8_t *)req, sizeof(req) - 1);
+            bool failed = fail_off();
+            const char *sent = drain(lp_mcpc_to_tunnel(c));
+            bool forwarded = strcmp(sent, req) == 0;
+            assert_true(forwarded || sent[0] == '\0'); /* the whole line, or nothing */
+            assert_int_equal(lp_mcpc_pending(c), forwarded ? 1 : 0);
+            int answered = answers_to(drain(lp_mcpc_to_host(c)), 7, "out of memory");
+            assert_true(rc == LP_OK || rc == LP_ERR_NOMEM);
+            if (rc == LP_OK)
+                assert_int_equal(forwarded + answered, 1);
+            else if (forwarded) /* the glue's answer for what is pending, memory back */
+                assert_int_equal(lp_mcpc_stream_lost(c, "gave up"), LP_OK);
+            else
+                assert_int_equal(answered, 0); /* not even parsed: the glue exits */
+            /* memory back: the next request goes through as if nothing happened */
+            host(c, REQ2 "\n");
+            tunnel_sees(c, REQ2 "\n");
+            lp_mcpc_free(c);
+            if (!failed)
+                break;
+        }
+        assert_true(n > 3 && n < 1000); /* it does allocate, and the loop saw the end of it */
+    }
+}
+
+/* The answer to a pending request meets a failure at each of its allocations: it reaches the
+ * host, or the request stays pending and the glue's lp_mcpc_stream_lost answers it. Either
+ * way the host hears exactly once about it. */
+static void test_mcpc_response_without_memory_leaves_the_request_pending(void **state)
+{
+    (void)state;
+    static const char req[] = "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\"}\n";
+    static const char resp[] = "{\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"tools\":[]}}\n";
+    long n;
+
+    for (n = 0; n < 1000; n++) {
+        lp_mcpc *c = client(16);
+        host(c, req);
+        tunnel_sees(c, req);
+        fail_nth(n, true);
+        lp_err rc = lp_mcpc_from_tunnel(c, (const uint8_t *)resp, sizeof(resp) - 1);
+        bool failed = fail_off();
+        const char *out = drain(lp_mcpc_to_host(c));
+        if (rc == LP_OK) {
+            assert_string_equal(out, resp);
+            assert_int_equal(lp_mcpc_pending(c), 0);
+        } else {
+            assert_int_equal(rc, LP_ERR_NOMEM);
+            assert_string_equal(out, "");
+            assert_int_equal(lp_mcpc_pending(c), 1);
+            assert_int_equal(lp_mcpc_stream_lost(c, "the answer was lost"), LP_OK);
+            assert_int_equal(answers_to(drain(lp_mcpc_to_host(c)), 7, "the answer was lost"), 1);
+        }
+        lp_mcpc_free(c);
+        if (!failed)
+            break;
+    }
+    assert_true(n > 1 && n < 1000);
+}
+
+/* Answering the pending requests on a loss needs memory too: what could not be answered stays
+ * pending, so a later call (the glue's, once memory is back) answers it; no request is
+ * answered twice or forgotten. */
+static void test_mcpc_stream_lost_without_memory_keeps_the_rest_pending(void **state)
+{
+    (void)state;
+    long n;
+
+    for (n = 0; n < 1000; n++) {
+        lp_mcpc *c = client(16);
+        host(c, REQ1 "\n" REQ2 "\n{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"x\"}\n");
+        drain(lp_mcpc_to_tunnel(c));
+        fail_nth(n, false);
+        lp_err rc = lp_mcpc_stream_lost(c, "lost");
+        bool failed = fail_off();
+        assert_true(rc == LP_OK || rc == LP_ERR_NOMEM);
+        assert_int_equal(lp_mcpc_pending(c) == 0, rc == LP_OK);
+        assert_int_equal(lp_mcpc_stream_lost(c, "lost"), LP_OK);
+        assert_int_equal(lp_mcpc_pending(c), 0);
+        const char *out = drain(lp_mcpc_to_host(c));
+        assert_int_equal(answers_to(out, 1, "lost") + answers_to(out, 3, "lost"), 2);
+        assert_non_null(strstr(out, "\"id\":\"b-2\""));
+        assert_null(strstr(strstr(out, "\"id\":\"b-2\"") + 1, "\"id\":\"b-2\""));
+        lp_mcpc_free(c);
+        if (!failed)
+            break;
+    }
+    assert_true(n > 1 && n < 1000);
+}
+
+/* A line cut across two reads needs the line buffer; when it cannot grow, the line is lost
+ * and LP_ERR_NOMEM says so (the glue gives up) - it is not mistaken for a too-long line and
+ * answered with a misleading parse error. */
+static void test_mcpc_partial_line_without_memory_is_reported_not_misnamed(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+
+    fail_nth(0, true);
+    lp_err rc = lp_mcpc_from_host(c, (const uint8_t *)REQ2, 10);
+    assert_true(fail_off());
+    assert_int_equal(rc, LP_ERR_NOMEM);
+    host_sees(c, "");
+    host(c, REQ2 + 10); /* the rest of the lost line is skipped up to its newline */
+    host(c, "\n" REQ2 "\n");
+    tunnel_sees(c, REQ2 "\n");
+    host_sees(c, "");
+    lp_mcpc_free(c);
+}
+
+/* A line lost for want of memory costs that line only: the lines after it in the same read
+ * go through, and LP_ERR_NOMEM still says one was lost. */
+static void test_mcpc_lost_line_does_not_cost_the_lines_after_it(void **state)
+{
+    (void)state;
+    lp_mcpc *c = client(16);
+    char rest[400];
+
+    memset(rest, ' ', 300); /* more than the line buffer holds yet: it must grow */
+    snprintf(rest + 300, sizeof(rest) - 300, "}\n%s\n", REQ2);
+    host(c, "{\"a\":1"); /* buffered: no newline yet */
+    fail_nth(0, false);
+    lp_err rc = lp_mcpc_from_host(c, (const uint8_t *)rest, strlen(rest));
+    assert_true(fail_off());
+    assert_int_equal(rc, LP_ERR_NOMEM);
+    tunnel_sees(c, REQ2 "\n");
+    host_sees(c, "");
+    assert_int_equal(lp_mcpc_pending(c), 1);
+    lp_mcpc_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +800,11 @@ int main(void)
         cmocka_unit_test(test_mcpc_cancelled_request_is_no_longer_pending),
         cmocka_unit_test(test_mcpc_server_requests_and_host_responses_are_not_pending),
         cmocka_unit_test(test_mcpc_free_of_null_is_a_no_op),
+        cmocka_unit_test(test_mcpc_request_without_memory_is_forwarded_or_answered),
+        cmocka_unit_test(test_mcpc_response_without_memory_leaves_the_request_pending),
+        cmocka_unit_test(test_mcpc_stream_lost_without_memory_keeps_the_rest_pending),
+        cmocka_unit_test(test_mcpc_partial_line_without_memory_is_reported_not_misnamed),
+        cmocka_unit_test(test_mcpc_lost_line_does_not_cost_the_lines_after_it),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, setup_alloc, NULL);
 }

@@ -680,6 +680,29 @@ static void test_mcproute_queued_counts_output_bytes(void **state)
     lp_mcproute_free(NULL);
 }
 
+/* The attachment table is full at LP_MCPROUTE_ATT_MAX: the next attach says so (the glue then
+ * refuses that stream with a reason), leaves it unknown, and works again once one leaves. */
+static void test_mcproute_attach_beyond_the_cap_is_refused_and_leaves_it_unknown(void **state)
+{
+    (void)state;
+    lp_mcproute *r = lp_mcproute_new(16);
+    uint64_t extra = LP_MCPROUTE_ATT_MAX + 1;
+
+    assert_non_null(r);
+    for (uint64_t att = 1; att <= LP_MCPROUTE_ATT_MAX; att++)
+        assert_int_equal(lp_mcproute_attach(r, att), LP_OK);
+    assert_int_equal(lp_mcproute_attach(r, extra), LP_ERR_NOSPACE);
+    assert_int_equal(lp_mcproute_attach(r, 1), LP_OK); /* attached already: still fine */
+    assert_int_equal(lp_mcproute_from_att(r, extra, (const uint8_t *)"[]", 2), LP_ERR_NOT_FOUND);
+    assert_int_equal(lp_mcproute_detach(r, extra), LP_ERR_NOT_FOUND);
+    expect_nothing(r);
+    assert_int_equal(lp_mcproute_detach(r, 7), LP_OK);
+    assert_int_equal(lp_mcproute_attach(r, extra), LP_OK);
+    assert_int_equal(lp_mcproute_from_att(r, extra, (const uint8_t *)"[]", 2), LP_OK);
+    expect(r, CHILD, "[]");
+    lp_mcproute_free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -707,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_mcproute_forwards_lines_that_are_not_json_rpc_objects),
         cmocka_unit_test(test_mcproute_refuses_requests_beyond_max_inflight),
         cmocka_unit_test(test_mcproute_queued_counts_output_bytes),
+        cmocka_unit_test(test_mcproute_attach_beyond_the_cap_is_refused_and_leaves_it_unknown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
