@@ -136,6 +136,10 @@ void lp_session_retag(struct lp_session *s);
  * it (link is left closed). Bytes the owner already read past the handshake go in `extra`. */
 void lp_session_attach(struct lp_session *s, struct lp_link *link, uint64_t gen, const char *peer,
                        const uint8_t *extra, size_t extra_len);
+/* Drops the link (if any) because of a fault on it (the peer broke the protocol, a queue it
+ * fills overflowed) and calls the link_down hook, as a failed socket would: a server session
+ * becomes detached, with its ttl running. */
+void lp_session_link_failed(struct lp_session *s, const char *reason);
 /* Drops the link (if any) without calling the link_down hook. */
 void lp_session_detach(struct lp_session *s, const char *reason);
 bool lp_session_attached(const struct lp_session *s);

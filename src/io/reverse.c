@@ -67,7 +67,7 @@ static void refuse(struct lp_session *s, uint32_t req, uint16_t code, const char
 {
     lp_warn("sess=%s bind=%u %s refused: %s", s->tag, (unsigned)req, spec, why);
     if (lp_mux_bind_fail(s->mux, req, code, why, strlen(why)) != LP_OK)
-        lp_session_detach(s, "too many bind answers waiting");
+        lp_session_link_failed(s, "too many bind answers waiting");
 }
 
 static size_t listener_count(const struct lp_session *s, uint32_t req, bool *dup)
@@ -150,7 +150,7 @@ void lp_reverse_bind(struct lp_session *s, const struct lp_mux_event *ev)
     lp_info("sess=%s bind=%u reverse forward listening on %s", s->tag, (unsigned)l->req, l->local);
     if (lp_mux_bind_ok(s->mux, l->req, l->port, l->local,
                        (size_t)(strrchr(l->local, ':') - l->local)) != LP_OK)
-        lp_session_detach(s, "too many bind answers waiting");
+        lp_session_link_failed(s, "too many bind answers waiting");
     lp_session_dirty(s);
 }
 

@@ -229,7 +229,7 @@ void lp_session_detach(struct lp_session *s, const char *reason)
 }
 
 /* The link failed under us: detach and tell the owner. */
-static void link_failed(struct lp_session *s, const char *reason)
+void lp_session_link_failed(struct lp_session *s, const char *reason)
 {
     char why[sizeof(s->link.err)];
 
@@ -267,7 +267,7 @@ static void link_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (n < 0 && rc == LP_ERR_TRUNCATED)
             break;
-        link_failed(s, n == 0 ? "peer closed the connection" : s->link.err);
+        lp_session_link_failed(s, n == 0 ? "peer closed the connection" : s->link.err);
         break;
     }
     if (lp_link_open(&s->link) && !s->closing && lp_link_pending(&s->link))
@@ -309,7 +309,7 @@ static void flush_output(struct lp_session *s)
          * last counts more than our failed write, so read what is left first. */
         drain_input(s);
         if (!s->closing)
-            link_failed(s, why);
+            lp_session_link_failed(s, why);
         return;
     }
     if (rc == LP_ERR_TRUNCATED || lp_link_wants_write(&s->link))
@@ -374,7 +374,7 @@ static void on_pipe_event(struct lp_session *s, const struct lp_pipe_event *ev)
         break;
     case LP_PIPE_EV_LINK_DOWN:
         if (ev->gen == s->gen)
-            link_failed(s, ev->msg);
+            lp_session_link_failed(s, ev->msg);
         break;
     case LP_PIPE_EV_REJECTED:
         lp_session_detach(s, NULL);
@@ -460,7 +460,7 @@ static void on_mux_event(struct lp_session *s, const struct lp_mux_event *ev)
             lp_reverse_bind(s, ev);
         else if (lp_mux_bind_fail(s->mux, ev->id, LP_RST_NOT_ALLOWED,
                                   "this client does not listen for the server", 43) != LP_OK)
-            link_failed(s, "too many bind answers waiting"); /* the peer floods us */
+            lp_session_link_failed(s, "too many bind answers waiting"); /* the peer floods us */
         break;
     case LP_MUX_EV_BIND_OK:
     case LP_MUX_EV_BIND_FAIL:
@@ -494,7 +494,7 @@ static void process(struct lp_session *s)
         if (lp_mux_recv(s->mux, &f, &reason) != LP_OK) {
             snprintf(why, sizeof(why), "protocol violation: %s", reason ? reason : "?");
             lp_warn("sess=%s %s", s->tag, why);
-            link_failed(s, why);
+            lp_session_link_failed(s, why);
             break;
         }
     }
