@@ -44,6 +44,7 @@ struct att {
     struct lp_streamq out; /* lines for the host not yet taken by the mux */
     bool forgotten;        /* the pool refused or reset it: nothing to report */
     char doomed[128];      /* not empty: reset with this reason at the next sweep */
+    uint16_t doomed_code;  /* and this RST code */
     struct att *next;
 };
 
@@ -121,14 +122,20 @@ static void free_att(struct att *a)
 /* A message for or from a's host was lost: the stream is reset with why (its host's limpet
  * mcp then answers each pending request with it), at the next sweep, since the callers are
  * deep in loops over the route and the attachments that a reset would change under them. */
-static void doom(struct att *a, const struct entry *e, const char *why)
+static void doom_code(struct att *a, const struct entry *e, uint16_t code, const char *why)
 {
     if (a->st == NULL || a->doomed[0] != '\0')
         return;
     snprintf(a->doomed, sizeof(a->doomed), "%s", why);
+    a->doomed_code = code;
     lp_warn("sess=%s stream=%u %s: reset: %s", lp_stream_session(a->st)->tag,
             (unsigned)lp_stream_id(a->st), e->tag, why);
     ev_timer_start(a->m->rt->loop, &a->m->sweep);
+}
+
+static void doom(struct att *a, const struct entry *e, const char *why)
+{
+    doom_code(a, e, LP_RST_INTERNAL, why);
 }
 
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -150,7 +157,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
             return;
         char why[sizeof(a->doomed)]; /* a copy: ended() frees a, and the reason with it */
         memcpy(why, a->doomed, sizeof(why));
-        lp_stream_reset(a->st, LP_RST_INTERNAL, why);
+        lp_stream_reset(a->st, a->doomed_code, why);
     }
 }
 
@@ -662,6 +669,14 @@ void lp_mcpd_reconfigure(struct lp_mcpd *m, const struct lp_config *cfg, void *u
     }
     m->cfg = cfg;
     m->user = user;
+    /* Revocation that revokes: a host whose identity the new allow.mcp no longer lets use its
+     * server is cut off now, not at its next OPEN. */
+    for (struct att *a = m->atts; a && m->may_use; a = a->next) {
+        struct entry *e = a->entry ? find_entry(m, a->entry) : NULL;
+        if (e && a->st && !m->may_use(m->user, lp_stream_session(a->st)->identity, e->name))
+            doom_code(a, e, LP_RST_NOT_ALLOWED,
+                      "no longer allowed by the server's policy (configuration reloaded)");
+    }
     run_actions(m);
 }
 
