@@ -243,11 +243,14 @@ void lp_state_fail(struct lp_state_rd *rd, lp_err rc, const char *fmt, ...)
     if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
         msg[0] = '\0';
     va_end(ap);
-    if (rd->tag != 0)
-        snprintf(rd->why, sizeof(rd->why), "section 0x%04x (%s): %s", (unsigned)rd->tag,
-                 lp_state_tag_name(rd->tag), msg);
-    else
-        snprintf(rd->why, sizeof(rd->why), "%s", msg);
+    /* The section first, then as much of the message as fits. */
+    n = 0;
+    if (rd->tag != 0) {
+        int k = snprintf(rd->why, sizeof(rd->why), "section 0x%04x (%s): ", (unsigned)rd->tag,
+                         lp_state_tag_name(rd->tag));
+        n = k > 0 ? LP_MIN((size_t)k, sizeof(rd->why) - 1) : 0;
+    }
+    snprintf(rd->why + n, sizeof(rd->why) - n, "%s", msg);
     /* Names in a reason come from the file: no control byte may reach a log line. */
     n = strlen(rd->why);
     for (size_t i = 0; i < n; i++)
