@@ -49,6 +49,10 @@ enum lp_state_tag {
 /* "pipe", "mux", ... or "glue" / "unknown": for reasons in logs. */
 const char *lp_state_tag_name(uint16_t tag);
 
+/* True for the versions this binary reads (today LP_STATE_VERSION alone): what
+ * `--check-upgrade` reports, so the old process execs only a binary that can read its state. */
+bool lp_state_reads(uint16_t version);
+
 /* ---- writing ------------------------------------------------------------------------------ */
 
 struct lp_state_wr {

@@ -32,6 +32,11 @@ const char *lp_state_tag_name(uint16_t tag)
     }
 }
 
+bool lp_state_reads(uint16_t version)
+{
+    return version == LP_STATE_VERSION;
+}
+
 /* ---- time ------------------------------------------------------------------------------- */
 
 uint64_t lp_state_age(lp_time now, lp_time then)
@@ -286,7 +291,7 @@ lp_err lp_state_open(struct lp_state_rd *rd, const uint8_t *buf, size_t len)
     if (magic != LP_STATE_MAGIC)
         lp_state_fail(rd, LP_ERR_MALFORMED, "not a limpet state file (magic 0x%08" PRIx32 ")",
                       magic);
-    else if (version != LP_STATE_VERSION)
+    else if (!lp_state_reads(version))
         lp_state_fail(rd, LP_ERR_VERSION, "state file version %u, this binary reads %u",
                       (unsigned)version, (unsigned)LP_STATE_VERSION);
     else if (flags != 0)

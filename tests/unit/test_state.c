@@ -164,6 +164,14 @@ static void test_state_writer_stops_at_its_cap(void **state)
     lp_state_wr_clear(&w);
 }
 
+static void test_state_reads_its_own_version_only(void **state)
+{
+    (void)state;
+    assert_true(lp_state_reads(LP_STATE_VERSION));
+    assert_false(lp_state_reads(LP_STATE_VERSION + 1));
+    assert_false(lp_state_reads(0));
+}
+
 static void test_state_times_cross_as_ages(void **state)
 {
     (void)state;
@@ -566,6 +574,7 @@ int main(void)
         cmocka_unit_test(test_state_sections_nest_and_read_back),
         cmocka_unit_test(test_state_refuses_other_files_whole_with_a_reason),
         cmocka_unit_test(test_state_writer_stops_at_its_cap),
+        cmocka_unit_test(test_state_reads_its_own_version_only),
         cmocka_unit_test(test_state_times_cross_as_ages),
         cmocka_unit_test(test_pipe_state_loads_detached_and_replays_from_the_clients_rx_seq),
         cmocka_unit_test(test_pipe_state_refuses_a_resume_point_inside_a_frame),
