@@ -778,7 +778,8 @@ static void test_pair_server_upgraded_at_every_step_around_a_mid_frame_cut(void 
     struct scenario sc = SCRIPT;
     size_t max_state = 0;
 
-    /* A cut 5 bytes into a frame header or payload, then every 6007 bytes: the upgrade lands
+    /* Cuts at byte 9005 of the first link and every 6007 bytes of later ones, odd offsets in
+     * a stream of frames up to 1.5 KB long, so they fall inside frames: the upgrade lands
      * before, between and after them, with half a frame in flight either way. */
     sc.cut_at = 9005;
     sc.cut_every = 6007;
