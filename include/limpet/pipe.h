@@ -171,7 +171,9 @@ bool lp_pipe_next_event(lp_pipe *p, struct lp_pipe_event *ev);
  * client or server), generation, rx_seq, acked, tx_seq, the replay bytes [acked, tx_seq), a
  * ROOM still owed, the last RTT and how long ago the link last sent, received and pinged. The
  * link itself is not saved: whatever it had half sent or half received is dropped, as at a
- * link drop. Writer errors stick in w (and are returned). */
+ * link drop. Save between calls, never between lp_pipe_next_frame and the lp_mux_recv of the
+ * frame it returned: that frame is counted in rx_seq, so the peer would not send it again.
+ * Writer errors stick in w (and are returned). */
 LP_MUST_USE lp_err lp_pipe_save(const lp_pipe *p, struct lp_state_wr *w, lp_time now);
 
 /* Loads the next section (LP_STATE_PIPE) into a new pipe with the new cfg at the new time:
