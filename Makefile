@@ -51,7 +51,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_HELPERS := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 # A unit test of a core (or base) module, or of cores joined in memory, links those alone.
-CORE_UNITS := $(filter $(patsubst src/%.c,tests/unit/test_%.c,$(notdir $(BASE_SRC) $(CORE_SRC))) \
+CORE_UNITS := $(filter $(patsubst %.c,tests/unit/test_%.c,$(notdir $(BASE_SRC) $(CORE_SRC))) \
                        tests/unit/test_pair.c,$(UNIT_SRC))
 CORE_UNIT_BIN := $(CORE_UNITS:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC := $(wildcard tests/tools/*.c)

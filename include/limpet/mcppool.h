@@ -37,6 +37,7 @@
 
 #include "limpet/base.h"
 #include "limpet/err.h"
+#include "limpet/state.h"
 
 typedef struct lp_mcppool lp_mcppool;
 
@@ -118,5 +119,19 @@ size_t lp_mcppool_entries(const lp_mcppool *p);
 bool lp_mcppool_has_entry(const lp_mcppool *p, uint64_t entry);
 /* The entry att is attached to or waits for, 0 when none. */
 uint64_t lp_mcppool_entry_of(const lp_mcppool *p, uint64_t att);
+
+/* ---- upgrade in place (mcppool_state.c) ---------------------------------------------------- */
+
+/* Saves the pool into one LP_STATE_MCPPOOL section: every entry (id, name, scope, state, its
+ * attachments and waiters in order, an owed STOP, the quick-death count), how long ago each
+ * was last used and started, the backoff time left, and the actions not yet drained. The
+ * children are not the pool's: the glue saves which process serves which entry id. */
+LP_MUST_USE lp_err lp_mcppool_save(const lp_mcppool *p, struct lp_state_wr *w, lp_time now);
+
+/* Loads the next section (LP_STATE_MCPPOOL) into a new pool with the new limits at the new
+ * time. Entry and attachment ids are kept, so the glue re-adopts its children and streams by
+ * them. On refusal nothing is built and rd->why says why. Returns owned. */
+LP_MUST_USE lp_err lp_mcppool_load(struct lp_state_rd *rd, const struct lp_mcppool_limits *lim,
+                                   lp_time now, lp_mcppool **pp);
 
 #endif

@@ -44,6 +44,7 @@
 #include <stdint.h>
 
 #include "limpet/err.h"
+#include "limpet/state.h"
 
 #define LP_MCPROUTE_CHILD 0u      /* dest of a line for the child */
 #define LP_MCPROUTE_ATT_MAX 1024u /* attachments to one child at once */
@@ -86,5 +87,18 @@ size_t lp_mcproute_inflight(const lp_mcproute *r);
 size_t lp_mcproute_queued(const lp_mcproute *r);
 /* True when the child has been sent an initialize this life (2025-era session). */
 bool lp_mcproute_initialized(const lp_mcproute *r);
+
+/* ---- upgrade in place (mcproute_state.c) --------------------------------------------------- */
+
+/* Saves the router into one LP_STATE_MCPROUTE section: attachments in order, every request in
+ * flight (ids and progress tokens both as the child and as the host knows them, orphans too),
+ * the child's requests awaiting a host, the output, held and waiting lines, the initialize
+ * cache and where the child is in its life. */
+LP_MUST_USE lp_err lp_mcproute_save(const lp_mcproute *r, struct lp_state_wr *w);
+
+/* Loads the next section (LP_STATE_MCPROUTE) into a new router with the new max_inflight: it
+ * goes on exactly where the saved one was (the same child, the same attachment ids). On
+ * refusal nothing is built and rd->why says why. Returns owned. */
+LP_MUST_USE lp_err lp_mcproute_load(struct lp_state_rd *rd, size_t max_inflight, lp_mcproute **rp);
 
 #endif

@@ -166,4 +166,21 @@ size_t lp_mux_stream_count(const lp_mux *m);
 /* True when `id` exists. */
 bool lp_mux_has_stream(const lp_mux *m, uint32_t id);
 
+/* ---- upgrade in place (mux_state.c) -------------------------------------------------------- */
+
+/* Saves the mux into one LP_STATE_MUX section: every stream (live, or reset and still owing
+ * its RST) with its kind, flags, credit and window both ways, half-close state, control frames
+ * not yet in the pipe, undrained events and the inbound bytes not yet consumed; the order of
+ * pending frames and events; records of freed streams not yet reported; both bind FIFOs; a
+ * GOODBYE either way; the next stream ids. User pointers are not saved. */
+LP_MUST_USE lp_err lp_mux_save(const lp_mux *m, struct lp_state_wr *w);
+
+/* Loads the next section (LP_STATE_MUX) into a new mux on `pipe` (borrowed, the one loaded with
+ * it) with the new cfg. Every user pointer is NULL until the glue sets it again by id (the
+ * records of freed streams keep NULL). Undrained events come out of lp_mux_next_event as they
+ * would have; control frames go into the pipe at the next lp_mux_flush or local action. On
+ * refusal nothing is built and rd->why says why. Returns owned. */
+LP_MUST_USE lp_err lp_mux_load(struct lp_state_rd *rd, const struct lp_mux_config *cfg,
+                               lp_pipe *pipe, lp_mux **mp);
+
 #endif

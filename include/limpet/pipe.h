@@ -27,6 +27,7 @@
 #include "limpet/base.h"
 #include "limpet/err.h"
 #include "limpet/frame.h"
+#include "limpet/state.h"
 
 #define LP_PIPE_CONTROL_SLACK (64u * 1024u)
 #define LP_PIPE_MSG_MAX 256u
@@ -163,5 +164,23 @@ void lp_pipe_on_timeout(lp_pipe *p, lp_time now);
 
 /* Pops the next event. Drain after every call that takes bytes, time or a link change. */
 bool lp_pipe_next_event(lp_pipe *p, struct lp_pipe_event *ev);
+
+/* ---- upgrade in place (pipe_state.c) ------------------------------------------------------- */
+
+/* Saves the session into one LP_STATE_PIPE section: identity (session id, resume token,
+ * client or server), generation, rx_seq, acked, tx_seq, the replay bytes [acked, tx_seq), a
+ * ROOM still owed, the last RTT and how long ago the link last sent, received and pinged. The
+ * link itself is not saved: whatever it had half sent or half received is dropped, as at a
+ * link drop. Save between calls, never between lp_pipe_next_frame and the lp_mux_recv of the
+ * frame it returned: that frame is counted in rx_seq, so the peer would not send it again.
+ * Writer errors stick in w (and are returned). */
+LP_MUST_USE lp_err lp_pipe_save(const lp_pipe *p, struct lp_state_wr *w, lp_time now);
+
+/* Loads the next section (LP_STATE_PIPE) into a new pipe with the new cfg at the new time:
+ * a DETACHED pipe (LOST if it was), as after lp_pipe_link_down, that resumes when its peer's
+ * HELLO (lp_pipe_accept) or its own link (lp_pipe_connect) comes. The replay bytes must be
+ * whole sequenced frames. On refusal nothing is built and rd->why says why. Returns owned. */
+LP_MUST_USE lp_err lp_pipe_load(struct lp_state_rd *rd, const struct lp_pipe_config *cfg,
+                                lp_time now, lp_pipe **pp);
 
 #endif

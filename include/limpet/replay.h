@@ -34,6 +34,9 @@ struct lp_replay {
 
 /* An empty store at sequence 0: no memory is held until the first lp_replay_ensure_tail. */
 void lp_replay_init(struct lp_replay *r);
+/* An empty store whose stream starts at seq (acked = tx_seq = seq): a store being restored
+ * from a saved state (pipe_state.c), whose bytes below seq are long acknowledged. */
+void lp_replay_init_at(struct lp_replay *r, uint64_t seq);
 /* Frees every chunk and the spare. The store may be used again after lp_replay_init. */
 void lp_replay_clear(struct lp_replay *r);
 
@@ -63,6 +66,9 @@ bool lp_replay_is_boundary(struct lp_replay *r, uint64_t seq);
 /* The held bytes from seq to the end of its chunk: returns their count (0 when seq is not
  * held), *data borrowed until the next call that changes the store. */
 size_t lp_replay_peek(struct lp_replay *r, uint64_t seq, const uint8_t **data);
+/* lp_replay_peek for a store that may not change: the same bytes, found from the oldest chunk
+ * without touching the lookup cache (saving a state walks the store once this way). */
+size_t lp_replay_read(const struct lp_replay *r, uint64_t seq, const uint8_t **data);
 /* Size (header included) of the frame that starts at seq; 0 when seq is not held. seq must
  * be a frame boundary: the length is read from our own header there. */
 size_t lp_replay_frame_size(struct lp_replay *r, uint64_t seq);

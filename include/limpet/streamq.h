@@ -48,6 +48,10 @@ void lp_streamq_drop(struct lp_streamq *q, size_t n);
 /* The first contiguous run of bytes: returns its length (0 when empty), *data borrowed until
  * the next append, drop or clear. */
 size_t lp_streamq_peek(const struct lp_streamq *q, const uint8_t **data);
+/* The contiguous run that starts `off` bytes into the queue: returns its length (0 when off
+ * is at or past the end), *data borrowed like lp_streamq_peek's. Walks from the front: for a
+ * pass over the whole queue (saving a state), not for every byte. */
+size_t lp_streamq_peek_at(const struct lp_streamq *q, size_t off, const uint8_t **data);
 /* Up to `max` runs in order (for writev), borrowed like lp_streamq_peek's. Returns how many
  * spans were filled. */
 size_t lp_streamq_peekv(const struct lp_streamq *q, struct lp_mux_span *spans, size_t max);

@@ -15,61 +15,7 @@
 #include "limpet/jsonrpc.h"
 #include "mcproute_internal.h"
 
-#define KEY_LEN 80     /* as lp_rpc_msg.id_key */
-#define S2C_MAX 256u   /* child → host requests awaiting a host's answer */
-#define HELD_MAX 4096u /* host lines held while a fresh child is initialized */
 #define GONE_REASON "client went away"
-
-/* A host request sent to the child and not answered yet. An orphan is one whose host will
- * never take the answer (it detached, or cancelled the request): the child may still
- * answer, so its ids stay reserved and the answer is dropped. Orphans are kept at most
- * max_inflight, oldest evicted first, because a server that honours a cancellation never
- * answers. */
-struct flight {
-    uint64_t att;
-    uint64_t age;            /* order of sending, for evicting the oldest orphan */
-    bool orphan;             /* nobody takes the answer; not counted in max_inflight */
-    bool is_init;            /* the life's first initialize: its answer is cached */
-    char child_key[KEY_LEN]; /* the id as the child knows it */
-    char host_key[KEY_LEN];  /* the id as the host sent it */
-    json_t *host_id;         /* the host's id when child_key differs from it, else NULL */
-    char token_key[KEY_LEN]; /* the progress token as the child knows it, "" without */
-    json_t *host_token;      /* the host's token when token_key differs from it, else NULL */
-};
-
-/* A child → host request: its answer is expected from att. */
-struct s2c {
-    uint64_t att;
-    char key[KEY_LEN];
-};
-
-enum life {
-    LIFE_UP,        /* the child runs and takes lines as they come */
-    LIFE_DOWN,      /* the child exited; a next one is expected */
-    LIFE_REPLAYING, /* a fresh child is being sent the cached initialize */
-};
-
-struct lp_mcproute {
-    size_t max_inflight;
-    uint64_t *atts; /* attached, oldest first: the last one takes child requests */
-    size_t natts, atts_cap;
-    struct flight *fl;
-    size_t nfl, fl_cap, live, orphans; /* live + orphans == nfl */
-    struct s2c *s2c;
-    size_t ns2c, s2c_cap;
-    struct fifo out;      /* lines for the glue, in the order their causes arrived */
-    struct fifo held;     /* host lines that wait for a fresh child's initialization */
-    struct fifo waiting;  /* initializes waiting for the first one's answer */
-    json_t *init_req;     /* the initialize whose result is cached (owned), replayed later */
-    json_t *init_result;  /* that result (owned) */
-    json_t *init_pending; /* the first initialize of this life, until it is answered */
-    enum life life;
-    bool init_inflight;    /* an initialize is at the child, unanswered */
-    bool init_sent;        /* the child was sent an initialize this life */
-    bool initialized_sent; /* the child was sent notifications/initialized this life */
-    char replay_key[KEY_LEN];
-    uint64_t age, fresh, replays;
-};
 
 /* ---- small containers --------------------------------------------------------------- */
 

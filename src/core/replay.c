@@ -24,6 +24,13 @@ void lp_replay_init(struct lp_replay *r)
     r->head = r->tail = r->spare = r->hint = NULL;
 }
 
+void lp_replay_init_at(struct lp_replay *r, uint64_t seq)
+{
+    lp_replay_init(r);
+    r->tx_seq = seq;
+    r->acked = seq;
+}
+
 void lp_replay_clear(struct lp_replay *r)
 {
     while (r->head != NULL) {
@@ -175,6 +182,19 @@ size_t lp_replay_peek(struct lp_replay *r, uint64_t seq, const uint8_t **data)
     size_t off = (size_t)(seq - c->seq);
     *data = c->data + off;
     return c->len - off;
+}
+
+size_t lp_replay_read(const struct lp_replay *r, uint64_t seq, const uint8_t **data)
+{
+    *data = NULL;
+    for (const struct lp_replay_chunk *c = r->head; c != NULL; c = c->next) {
+        if (seq >= c->seq && seq - c->seq < c->len) {
+            size_t off = (size_t)(seq - c->seq);
+            *data = c->data + off;
+            return c->len - off;
+        }
+    }
+    return 0;
 }
 
 size_t lp_replay_frame_size(struct lp_replay *r, uint64_t seq)

@@ -105,3 +105,17 @@ size_t lp_streamq_peekv(const struct lp_streamq *q, struct lp_mux_span *spans, s
     }
     return n;
 }
+
+size_t lp_streamq_peek_at(const struct lp_streamq *q, size_t off, const uint8_t **data)
+{
+    *data = NULL;
+    for (const struct lp_streamq_chunk *c = q->head; c != NULL; c = c->next) {
+        size_t n = c->tail - c->head;
+        if (off < n) {
+            *data = c->data + c->head + off;
+            return n - off;
+        }
+        off -= n;
+    }
+    return 0;
+}

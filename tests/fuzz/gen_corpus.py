@@ -6,6 +6,9 @@
 Every seed is a valid frame (or a stream of them) in the layout of docs/PROTOCOL.md section 2,
 built here independently of the C encoders, so the seeds also check the C decoder against a
 second reading of the spec. Python 3 standard library only. Output is deterministic.
+
+The state-file seeds (tests/fuzz/corpus/state) are real saved states instead, written by the
+cores themselves: `make && build/tools/state_seeds tests/fuzz/corpus/state`.
 """
 import os
 import struct

@@ -15,6 +15,8 @@
 #include "limpet/base.h"
 #include "limpet/frame.h"
 #include "limpet/mcppool.h"
+#include "limpet/state.h"
+#include "state_check.h"
 
 static const struct lp_mcppool_limits LIMITS = {
     .max_sessions = 3,
@@ -837,6 +839,252 @@ static void test_mcppool_free_of_null_is_a_no_op(void **state)
     lp_mcppool_free(NULL);
 }
 
+/* ---- upgrade in place ------------------------------------------------------------------ */
+
+enum op_kind {
+    OP_OPEN,
+    OP_OPEN_EPHEMERAL,
+    OP_DETACH,
+    OP_STARTED,
+    OP_FAILED,
+    OP_EXITED,
+    OP_TICK,
+    OP_CLOSE_SCOPE,
+    OP_CLOSE_ALL,
+    OP_TAKE,
+    OP_DRAIN,
+};
+
+struct op {
+    enum op_kind kind;
+    lp_time t;
+    uint64_t id; /* attachment (OPEN, DETACH) or entry (STARTED, FAILED, EXITED) */
+    const char *name, *scope;
+};
+
+/* Sharing a start, an ephemeral entry ending with its last host, a failed start, eviction at
+ * the cap, a crash and a restart of the same entry, quick deaths backing off, idle ends, a
+ * close while a start is running (its STOP owed): all with actions left undrained between. */
+static const struct op SCRIPT[] = {
+    {OP_OPEN, 100, 1, "fs", "a"},
+    {OP_OPEN, 110, 2, "fs", "a"},
+    {OP_TAKE, 0, 0, NULL, NULL},
+    {OP_STARTED, 200, 1, NULL, NULL},
+    {OP_OPEN_EPHEMERAL, 300, 3, "git", "~x"},
+    {OP_OPEN, 310, 4, "db", "b"},
+    {OP_STARTED, 400, 2, NULL, NULL},
+    {OP_FAILED, 410, 3, NULL, NULL},
+    {OP_DETACH, 500, 3, NULL, NULL},
+    {OP_OPEN, 600, 5, "db", "b"},
+    {OP_OPEN, 610, 6, "web", "c"},
+    {OP_STARTED, 700, 4, NULL, NULL},
+    {OP_STARTED, 710, 5, NULL, NULL},
+    {OP_DETACH, 800, 6, NULL, NULL},
+    {OP_OPEN, 900, 7, "x", "d"},
+    {OP_EXITED, 950, 2, NULL, NULL},
+    {OP_EXITED, 1000, 1, NULL, NULL},
+    {OP_OPEN, 1100, 8, "fs", "a"},
+    {OP_STARTED, 1200, 1, NULL, NULL},
+    {OP_EXITED, 1300, 1, NULL, NULL},
+    {OP_OPEN, 1400, 9, "fs", "a"},
+    {OP_TAKE, 0, 0, NULL, NULL},
+    {OP_TICK, 5000, 0, NULL, NULL},
+    {OP_DETACH, 5000, 5, NULL, NULL},
+    {OP_TICK, 9000, 0, NULL, NULL},
+    {OP_TICK, 12000, 0, NULL, NULL}, /* the crashed fs entry ends idle: the next is new */
+    {OP_TICK, 16000, 0, NULL, NULL},
+    {OP_CLOSE_SCOPE, 16100, 0, NULL, "d"},
+    {OP_STARTED, 16200, 6, NULL, NULL},
+    {OP_EXITED, 16300, 5, NULL, NULL},
+    {OP_OPEN, 16400, 10, "fs", "a"},
+    {OP_DRAIN, 0, 0, NULL, NULL},
+    {OP_CLOSE_ALL, 17000, 0, NULL, NULL},
+};
+#define NOPS (sizeof(SCRIPT) / sizeof(SCRIPT[0]))
+#define SHIFT 1000000u /* the new process's clock reads differently */
+
+struct trace {
+    char text[16384];
+    size_t len;
+};
+
+static bool take_action(lp_mcppool *p, struct trace *t)
+{
+    struct lp_mcppool_action a;
+    int n;
+
+    if (!lp_mcppool_next(p, &a))
+        return false;
+    n = snprintf(t->text + t->len, sizeof(t->text) - t->len, "%d %llu %llu %s %s %u %s\n",
+                 (int)a.type, (unsigned long long)a.entry, (unsigned long long)a.att, a.name,
+                 a.scope, (unsigned)a.code, a.why);
+    assert_true(n > 0 && (size_t)n < sizeof(t->text) - t->len);
+    t->len += (size_t)n;
+    return true;
+}
+
+static void run_op(lp_mcppool *p, const struct op *op, lp_time shift, struct trace *t)
+{
+    lp_time now = op->t + shift;
+
+    switch (op->kind) {
+    case OP_OPEN:
+    case OP_OPEN_EPHEMERAL:
+        assert_int_equal(
+            lp_mcppool_open(p, "", op->name, op->scope, op->kind == OP_OPEN_EPHEMERAL, op->id, now),
+            LP_OK);
+        break;
+    case OP_DETACH:
+        lp_mcppool_detach(p, op->id, now);
+        break;
+    case OP_STARTED:
+    case OP_FAILED:
+        lp_mcppool_started(p, op->id, op->kind == OP_STARTED, "no such file", now);
+        break;
+    case OP_EXITED:
+        lp_mcppool_exited(p, op->id, "exited with status 1", now);
+        break;
+    case OP_TICK:
+        lp_mcppool_tick(p, now);
+        break;
+    case OP_CLOSE_SCOPE:
+        (void)lp_mcppool_close_scope(p, op->scope, "scope closed", now);
+        break;
+    case OP_CLOSE_ALL:
+        (void)lp_mcppool_close_all(p, "shutting down", now);
+        break;
+    case OP_TAKE:
+        (void)take_action(p, t);
+        break;
+    case OP_DRAIN:
+        while (take_action(p, t))
+            ;
+        break;
+    }
+}
+
+static size_t save_pool(const lp_mcppool *p, lp_time now, struct lp_state_wr *w,
+                        const uint8_t **file)
+{
+    size_t len;
+
+    lp_state_wr_init(w, 1u << 20);
+    lp_state_begin(w);
+    assert_int_equal(lp_mcppool_save(p, w, now), LP_OK);
+    assert_int_equal(lp_state_finish(w, file, &len), LP_OK);
+    return len;
+}
+
+/* Saved at `now` by the old process, loaded at now + SHIFT by the new one, which saves the same
+ * bytes again. */
+static lp_mcppool *upgrade(lp_mcppool *p, lp_time now, size_t *bytes)
+{
+    struct lp_state_wr w, w2;
+    struct lp_state_rd rd;
+    const uint8_t *file, *file2;
+    size_t len = save_pool(p, now, &w, &file), len2;
+    lp_mcppool *n;
+
+    lp_mcppool_free(p);
+    assert_int_equal(lp_state_open(&rd, file, len), LP_OK);
+    if (lp_mcppool_load(&rd, &LIMITS, now + SHIFT, &n) != LP_OK)
+        fail_msg("refused: %s", rd.why);
+    len2 = save_pool(n, now + SHIFT, &w2, &file2);
+    assert_int_equal(len2, len);
+    assert_memory_equal(file2, file, len);
+    lp_state_wr_clear(&w);
+    lp_state_wr_clear(&w2);
+    *bytes = len;
+    return n;
+}
+
+/* Runs the script, upgrading before op `at` (past NOPS: never). */
+static void run_script(size_t at, struct trace *t, size_t *bytes)
+{
+    lp_mcppool *p = pool();
+    lp_time shift = 0, last = 0;
+
+    t->len = 0;
+    t->text[0] = '\0';
+    for (size_t i = 0; i <= NOPS; i++) {
+        if (i == at) {
+            p = upgrade(p, last + shift, bytes);
+            shift = SHIFT;
+        }
+        if (i == NOPS)
+            break;
+        run_op(p, &SCRIPT[i], shift, t);
+        last = SCRIPT[i].t ? SCRIPT[i].t : last;
+    }
+    /* The glue reports every stopped child gone: nothing may be left. */
+    for (uint64_t e = 1; e <= 10; e++)
+        lp_mcppool_exited(p, e, "stopped", 18000 + shift);
+    while (take_action(p, t))
+        ;
+    assert_int_equal(lp_mcppool_entries(p), 0);
+    lp_mcppool_free(p);
+}
+
+static void test_mcppool_saved_and_loaded_at_every_step_acts_the_same(void **state)
+{
+    (void)state;
+    static struct trace ref, t;
+    size_t bytes = 0;
+
+    run_script(NOPS + 1, &ref, &bytes);
+    /* The script reaches what it means to. */
+    assert_non_null(strstr(ref.text, "evicted"));
+    assert_non_null(strstr(ref.text, "backing off, next start in 900ms"));
+    assert_non_null(strstr(ref.text, "cannot start mcp server db: no such file"));
+    assert_non_null(strstr(ref.text, "idle for"));
+    for (size_t at = 0; at <= NOPS; at++) {
+        run_script(at, &t, &bytes);
+        if (t.len != ref.len || memcmp(t.text, ref.text, ref.len) != 0)
+            fail_msg("upgraded before step %zu:\n%s\nwant:\n%s", at, t.text, ref.text);
+    }
+}
+
+static lp_err load_pool(struct lp_state_rd *rd, void *ctx)
+{
+    lp_mcppool *p;
+    lp_err rc = lp_mcppool_load(rd, &LIMITS, 50000, &p);
+    struct lp_mcppool_action a;
+
+    (void)ctx;
+    if (rc != LP_OK)
+        return rc;
+    /* Whatever was taken must work on. */
+    lp_mcppool_tick(p, 100000);
+    if (lp_mcppool_open(p, "", "fs", "a", false, 99, 100001) != LP_OK)
+        return LP_ERR_STATE;
+    for (uint64_t e = 1; e < 10; e++)
+        lp_mcppool_started(p, e, true, NULL, 100002);
+    (void)lp_mcppool_close_all(p, "bye", 100003);
+    for (uint64_t e = 1; e < 10; e++)
+        lp_mcppool_exited(p, e, "gone", 100004);
+    while (lp_mcppool_next(p, &a))
+        ;
+    lp_mcppool_free(p);
+    return LP_OK;
+}
+
+static void test_mcppool_loader_refuses_every_cut_and_bad_byte_with_a_reason(void **state)
+{
+    (void)state;
+    lp_mcppool *p = pool();
+    static struct trace t;
+    struct lp_state_wr w;
+    const uint8_t *file;
+    size_t len;
+
+    for (size_t i = 0; i < NOPS && SCRIPT[i].t < 1500; i++)
+        run_op(p, &SCRIPT[i], 0, &t);
+    len = save_pool(p, 1500, &w, &file);
+    state_check_loader(file, len, load_pool, NULL, 4000);
+    lp_state_wr_clear(&w);
+    lp_mcppool_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -869,6 +1117,8 @@ int main(void)
         cmocka_unit_test(test_mcppool_rejects_bad_keys_and_attachment_ids),
         cmocka_unit_test(test_mcppool_queues_in_order_without_draining),
         cmocka_unit_test(test_mcppool_free_of_null_is_a_no_op),
+        cmocka_unit_test(test_mcppool_saved_and_loaded_at_every_step_acts_the_same),
+        cmocka_unit_test(test_mcppool_loader_refuses_every_cut_and_bad_byte_with_a_reason),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,8 @@
 #include <jansson.h>
 
 #include "limpet/mcproute.h"
+#include "limpet/state.h"
+#include "state_check.h"
 
 #define CHILD LP_MCPROUTE_CHILD
 #define A 11u
@@ -703,6 +705,266 @@ static void test_mcproute_attach_beyond_the_cap_is_refused_and_leaves_it_unknown
     lp_mcproute_free(r);
 }
 
+/* ---- upgrade in place ------------------------------------------------------------------ */
+
+/* One step of a scripted exchange: a line from a host or the child, an attach or detach, the
+ * child's end or a fresh child, or the glue taking one output line. */
+enum op_kind { OP_ATT, OP_CHILD, OP_ATTACH, OP_DETACH, OP_EXITED, OP_STARTED, OP_TAKE, OP_DRAIN };
+
+struct op {
+    enum op_kind kind;
+    uint64_t att;
+    const char *line;
+};
+
+#define REQ(id, method) "{\"jsonrpc\":\"2.0\",\"id\":" id ",\"method\":\"" method "\"}"
+#define TOKEN_REQ(id, token)                                                               \
+    "{\"jsonrpc\":\"2.0\",\"id\":" id ",\"method\":\"tools/call\",\"params\":{\"_meta\":{" \
+    "\"progressToken\":" token "}}}"
+#define RESULT(id) "{\"jsonrpc\":\"2.0\",\"id\":" id ",\"result\":{\"n\":" id "}}"
+#define CANCEL(id) \
+    "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/cancelled\",\"params\":{\"requestId\":" id "}}"
+
+/* Two hosts on one child: initialize while another is in flight, colliding ids and progress
+ * tokens, a child request to a host, a cancellation, a host leaving with requests in flight, a
+ * crash and a fresh child that is sent the cached initialize while host lines wait. */
+static const struct op SCRIPT[] = {
+    {OP_ATTACH, A, NULL},
+    {OP_ATT, A, INIT_REQ("0")},
+    {OP_ATTACH, B, NULL},
+    {OP_ATT, B, INIT_REQ("0")},
+    {OP_ATT, B, REQ("1", "tools/list")},
+    {OP_TAKE, 0, NULL},
+    {OP_CHILD, 0, INIT_RESP("0")},
+    {OP_ATT, A, INITIALIZED},
+    {OP_ATT, B, INITIALIZED},
+    {OP_ATT, A, TOKEN_REQ("1", "\"t\"")},
+    {OP_ATT, B, TOKEN_REQ("2", "\"t\"")},
+    {OP_TAKE, 0, NULL},
+    {OP_CHILD, 0,
+     "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{"
+     "\"progressToken\":\"lp-2\",\"progress\":1.25}}"},
+    {OP_CHILD, 0, "{\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"method\":\"sampling/createMessage\"}"},
+    {OP_CHILD, 0, RESULT("\"lp-1\"")},
+    {OP_ATT, B, "{\"jsonrpc\":\"2.0\",\"id\":\"s1\",\"result\":{}}"},
+    {OP_TAKE, 0, NULL},
+    {OP_ATT, A, REQ("7", "tools/call")},
+    {OP_ATT, A, CANCEL("7")},
+    {OP_CHILD, 0, RESULT("7")},
+    {OP_CHILD, 0, "{\"jsonrpc\":\"2.0\",\"id\":\"s2\",\"method\":\"roots/list\"}"},
+    {OP_DRAIN, 0, NULL}, /* B's lines, before B leaves */
+    {OP_DETACH, B, NULL},
+    {OP_CHILD, 0, RESULT("1")},
+    {OP_CHILD, 0, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}"},
+    {OP_ATT, A, "not json at all"},
+    {OP_ATT, A, REQ("8", "tools/list")},
+    {OP_TAKE, 0, NULL},
+    {OP_DRAIN, 0, NULL}, /* what a crash would drop, the glue wrote to the child before */
+    {OP_EXITED, 0, NULL},
+    {OP_ATTACH, A, NULL},
+    {OP_ATT, A, REQ("9", "tools/list")},
+    {OP_STARTED, 0, NULL},
+    {OP_ATTACH, C, NULL},
+    {OP_ATT, C, INIT_REQ("\"c\"")},
+    {OP_ATT, A, REQ("10", "tools/list")},
+    {OP_TAKE, 0, NULL},
+    {OP_CHILD, 0, INIT_RESP("\"lp-init-1\"")},
+    {OP_CHILD, 0, RESULT("9")},
+    {OP_CHILD, 0, RESULT("10")},
+    {OP_ATT, C, REQ("10", "tools/list")},
+};
+#define NOPS (sizeof(SCRIPT) / sizeof(SCRIPT[0]))
+
+/* Everything the router handed the glue, in order: "dest:line" each. */
+struct trace {
+    char *text;
+    size_t len, cap;
+};
+
+static void trace_line(struct trace *t, uint64_t dest, const char *line, size_t len)
+{
+    char head[32];
+    int n = snprintf(head, sizeof(head), "%llu:", (unsigned long long)dest);
+
+    while (t->len + (size_t)n + len + 1 > t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 4096;
+        t->text = realloc(t->text, t->cap);
+        assert_non_null(t->text);
+    }
+    memcpy(t->text + t->len, head, (size_t)n);
+    memcpy(t->text + t->len + n, line, len);
+    t->len += (size_t)n + len;
+    t->text[t->len] = '\0';
+}
+
+static bool take_line(lp_mcproute *r, struct trace *t)
+{
+    uint64_t dest;
+    char *line;
+    size_t len;
+
+    if (!lp_mcproute_next(r, &dest, &line, &len))
+        return false;
+    trace_line(t, dest, line, len);
+    free(line);
+    return true;
+}
+
+static void run_op(lp_mcproute *r, const struct op *op, struct trace *t)
+{
+    const uint8_t *line = (const uint8_t *)op->line;
+
+    switch (op->kind) {
+    case OP_ATT:
+        assert_int_equal(lp_mcproute_from_att(r, op->att, line, strlen(op->line)), LP_OK);
+        break;
+    case OP_CHILD:
+        assert_int_equal(lp_mcproute_from_child(r, line, strlen(op->line)), LP_OK);
+        break;
+    case OP_ATTACH:
+        assert_int_equal(lp_mcproute_attach(r, op->att), LP_OK);
+        break;
+    case OP_DETACH:
+        assert_int_equal(lp_mcproute_detach(r, op->att), LP_OK);
+        break;
+    case OP_EXITED:
+        lp_mcproute_child_exited(r);
+        break;
+    case OP_STARTED:
+        assert_int_equal(lp_mcproute_child_started(r), LP_OK);
+        break;
+    case OP_TAKE:
+        (void)take_line(r, t);
+        break;
+    case OP_DRAIN:
+        while (take_line(r, t))
+            ;
+        break;
+    }
+}
+
+static size_t save_route(const lp_mcproute *r, struct lp_state_wr *w, const uint8_t **file)
+{
+    size_t len;
+
+    lp_state_wr_init(w, 1u << 24);
+    lp_state_begin(w);
+    assert_int_equal(lp_mcproute_save(r, w), LP_OK);
+    assert_int_equal(lp_state_finish(w, file, &len), LP_OK);
+    return len;
+}
+
+/* The old process saves the router and ends; the new one loads it and saves it again: the
+ * same bytes must come out. Returns the loaded router. */
+static lp_mcproute *upgrade(lp_mcproute *r, size_t *bytes)
+{
+    struct lp_state_wr w, w2;
+    struct lp_state_rd rd;
+    const uint8_t *file, *file2;
+    size_t len = save_route(r, &w, &file), len2;
+    lp_mcproute *n;
+
+    lp_mcproute_free(r);
+    assert_int_equal(lp_state_open(&rd, file, len), LP_OK);
+    if (lp_mcproute_load(&rd, 16, &n) != LP_OK)
+        fail_msg("refused: %s", rd.why);
+    assert_true(lp_state_at_end(&rd));
+    len2 = save_route(n, &w2, &file2);
+    assert_int_equal(len2, len);
+    assert_memory_equal(file2, file, len);
+    lp_state_wr_clear(&w);
+    lp_state_wr_clear(&w2);
+    *bytes = len;
+    return n;
+}
+
+/* Runs the script, upgrading before op `at` (NOPS + 1: never); returns what the glue saw. */
+static struct trace run_script(size_t at, size_t *bytes)
+{
+    lp_mcproute *r = lp_mcproute_new(16);
+    struct trace t = {0};
+
+    assert_non_null(r);
+    for (size_t i = 0; i < NOPS; i++) {
+        if (i == at)
+            r = upgrade(r, bytes);
+        run_op(r, &SCRIPT[i], &t);
+    }
+    if (at == NOPS)
+        r = upgrade(r, bytes);
+    while (take_line(r, &t))
+        ;
+    lp_mcproute_free(r);
+    return t;
+}
+
+static void test_mcproute_saved_and_loaded_at_every_step_routes_the_same_lines(void **state)
+{
+    (void)state;
+    size_t bytes = 0, most = 0;
+    struct trace ref = run_script(NOPS + 1, &bytes);
+
+    /* The script reaches what it means to: renamed ids, the replayed initialize, a cancel. */
+    assert_non_null(strstr(ref.text, "\"lp-init-1\""));
+    assert_non_null(strstr(ref.text, "client went away"));
+    assert_non_null(strstr(ref.text, "sampling/createMessage"));
+    assert_non_null(strstr(ref.text, "\"progressToken\":\"t\",\"progress\":1.25"));
+    for (size_t at = 0; at <= NOPS; at++) {
+        struct trace t = run_script(at, &bytes);
+        if (t.len != ref.len || memcmp(t.text, ref.text, ref.len) != 0)
+            fail_msg("upgraded before step %zu:\n%s\nwant:\n%s", at, t.text, ref.text);
+        most = LP_MAX(most, bytes);
+        free(t.text);
+    }
+    assert_true(most > 500); /* some step held requests, lines and the cache */
+    free(ref.text);
+}
+
+static lp_err load_route(struct lp_state_rd *rd, void *ctx)
+{
+    lp_mcproute *r;
+    lp_err rc = lp_mcproute_load(rd, 16, &r);
+    uint64_t dest;
+    char *line;
+    size_t len;
+
+    (void)ctx;
+    if (rc != LP_OK)
+        return rc;
+    /* Whatever was taken must work on: a host line, a child line, a crash, a fresh child.
+     * Any of them may refuse (the loaded state may be anything the loader accepts): only
+     * crashes and leaks count here. */
+    if (lp_mcproute_from_child(r, (const uint8_t *)RESULT("1"), strlen(RESULT("1"))) != LP_OK ||
+        lp_mcproute_detach(r, A) != LP_OK) {
+    }
+    lp_mcproute_child_exited(r);
+    if (lp_mcproute_child_started(r) != LP_OK) {
+    }
+    while (lp_mcproute_next(r, &dest, &line, &len))
+        free(line);
+    lp_mcproute_free(r);
+    return LP_OK;
+}
+
+static void test_mcproute_loader_refuses_every_cut_and_bad_byte_with_a_reason(void **state)
+{
+    (void)state;
+    lp_mcproute *r = lp_mcproute_new(16);
+    struct trace t = {0};
+    struct lp_state_wr w;
+    const uint8_t *file;
+    size_t len;
+
+    /* Stop where the router holds the most: before the crash. */
+    for (size_t i = 0; i < NOPS && SCRIPT[i].kind != OP_EXITED; i++)
+        run_op(r, &SCRIPT[i], &t);
+    len = save_route(r, &w, &file);
+    state_check_loader(file, len, load_route, NULL, 4000);
+    lp_state_wr_clear(&w);
+    lp_mcproute_free(r);
+    free(t.text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -731,6 +993,8 @@ int main(void)
         cmocka_unit_test(test_mcproute_refuses_requests_beyond_max_inflight),
         cmocka_unit_test(test_mcproute_queued_counts_output_bytes),
         cmocka_unit_test(test_mcproute_attach_beyond_the_cap_is_refused_and_leaves_it_unknown),
+        cmocka_unit_test(test_mcproute_saved_and_loaded_at_every_step_routes_the_same_lines),
+        cmocka_unit_test(test_mcproute_loader_refuses_every_cut_and_bad_byte_with_a_reason),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -230,6 +230,47 @@ static void test_replay_boundaries_hold_across_chunks(void **state)
     lp_replay_clear(&r);
 }
 
+/* A store restored from a state starts where the saved one was acknowledged up to. */
+static void test_replay_restarted_at_a_sequence_holds_frames_from_there(void **state)
+{
+    (void)state;
+    struct lp_replay r;
+    const uint8_t *data;
+
+    lp_replay_init_at(&r, 1000000);
+    assert_int_equal(r.acked, 1000000);
+    assert_int_equal(r.tx_seq, 1000000);
+    assert_true(lp_replay_is_boundary(&r, 1000000));
+    assert_false(lp_replay_is_boundary(&r, 0));
+    uint64_t f = put_frame(&r, 5, 'k');
+    assert_int_equal(f, 1000000);
+    assert_int_equal(lp_replay_read(&r, f, &data), LP_FRAME_HEADER + 5);
+    assert_int_equal(data[LP_FRAME_HEADER], 'k');
+    assert_true(lp_replay_ack(&r, r.tx_seq));
+    lp_replay_clear(&r);
+}
+
+/* lp_replay_read: lp_replay_peek's bytes on a store it may not change. */
+static void test_replay_read_matches_peek_across_chunks(void **state)
+{
+    (void)state;
+    struct lp_replay r;
+    const uint8_t *a, *b;
+
+    lp_replay_init(&r);
+    uint64_t second = fill_tail_chunk(&r);
+    put_frame(&r, 9, 'w');
+    for (uint64_t seq = 0; seq <= r.tx_seq; seq += 4099) {
+        size_t n = lp_replay_read(&r, seq, &a);
+        assert_int_equal(n, lp_replay_peek(&r, seq, &b));
+        assert_ptr_equal(a, b);
+    }
+    assert_int_equal(lp_replay_read(&r, second, &a), LP_FRAME_HEADER + 9);
+    assert_int_equal(lp_replay_read(&r, r.tx_seq, &a), 0);
+    assert_null(a);
+    lp_replay_clear(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -244,6 +285,8 @@ int main(void)
         cmocka_unit_test(test_replay_gives_an_oversized_frame_its_own_chunk),
         cmocka_unit_test(test_replay_peek_reads_held_bytes_up_to_the_chunk_end),
         cmocka_unit_test(test_replay_boundaries_hold_across_chunks),
+        cmocka_unit_test(test_replay_restarted_at_a_sequence_holds_frames_from_there),
+        cmocka_unit_test(test_replay_read_matches_peek_across_chunks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -177,6 +177,36 @@ static void test_streamq_reserve_keeps_a_message_in_one_run(void **state)
     free(line);
 }
 
+/* lp_streamq_peek_at walks every chunk from any offset: what saving a stream reads. */
+static void test_streamq_peek_at_reaches_every_byte_from_any_offset(void **state)
+{
+    (void)state;
+    struct lp_streamq q;
+    uint8_t in[300], out[300];
+    const uint8_t *data;
+
+    lp_streamq_init(&q);
+    q.chunk = 64; /* several chunks */
+    for (size_t i = 0; i < sizeof(in); i++)
+        in[i] = (uint8_t)(i * 7);
+    for (size_t off = 0; off < sizeof(in); off += 50)
+        assert_true(lp_streamq_append(&q, in + off, 50));
+    lp_streamq_drop(&q, 20); /* the front chunk is partly consumed */
+    for (size_t from = 0; from < q.buffered; from += 13) {
+        size_t got = 0;
+        while (from + got < q.buffered) {
+            size_t n = lp_streamq_peek_at(&q, from + got, &data);
+            assert_true(n > 0);
+            memcpy(out + got, data, n);
+            got += n;
+        }
+        assert_memory_equal(out, in + 20 + from, q.buffered - from);
+    }
+    assert_int_equal(lp_streamq_peek_at(&q, q.buffered, &data), 0);
+    assert_null(data);
+    lp_streamq_clear(&q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_streamq_drop_beyond_buffered_empties_it),
         cmocka_unit_test(test_streamq_takes_a_payload_larger_than_a_chunk),
         cmocka_unit_test(test_streamq_reserve_keeps_a_message_in_one_run),
+        cmocka_unit_test(test_streamq_peek_at_reaches_every_byte_from_any_offset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
