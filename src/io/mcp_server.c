@@ -23,6 +23,9 @@
 #define HIGH_WATER (1u << 20) /* bytes queued toward one side before its source pauses */
 #define MAX_INFLIGHT 1024u    /* requests in flight to one child */
 #define KEY_MAX 127u          /* the pool's name and scope limit */
+/* Bytes of host lines a route holds while its child restarts (and apart, initializes waiting
+ * for the first answer): beyond, a request is answered with an error. One line always fits. */
+#define ROUTE_HELD_MAX (4u << 20)
 
 struct entry {
     struct lp_mcpd *m;
@@ -278,7 +281,7 @@ static void do_spawn(struct lp_mcpd *m, const struct lp_mcppool_action *act)
         snprintf(e->name, sizeof(e->name), "%s", act->name);
         snprintf(e->scope, sizeof(e->scope), "%s", scope ? scope + 1 : act->scope);
         snprintf(e->tag, sizeof(e->tag), "mcp=%s scope=%s", e->name, e->scope);
-        if ((e->route = lp_mcproute_new(MAX_INFLIGHT)) == NULL) {
+        if ((e->route = lp_mcproute_new(MAX_INFLIGHT, ROUTE_HELD_MAX)) == NULL) {
             free(e);
             e = NULL;
         } else {
