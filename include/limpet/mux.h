@@ -155,8 +155,11 @@ size_t lp_mux_recv_copy(const lp_mux *m, uint32_t id, uint8_t *out, size_t n);
  * can come. LP_ERR_STATE before the stream is established, LP_ERR_TOO_BIG when the window
  * would pass 2^32 - 1, LP_ERR_NOT_FOUND for an unknown id. */
 LP_MUST_USE lp_err lp_mux_recv_extend(lp_mux *m, uint32_t id, size_t want, size_t *granted);
-/* Inbound bytes held over every stream (for the process's memory count). */
+/* Inbound bytes held over every stream; and those plus what granted extensions may still
+ * bring (memory promised: for the process's memory count, so that extensions asked for at
+ * once see each other). */
 size_t lp_mux_buffered(const lp_mux *m);
+size_t lp_mux_held(const lp_mux *m);
 /* The windows granted over every stream, extensions included: what the peer may have
  * buffered here at most. */
 size_t lp_mux_granted(const lp_mux *m);

@@ -114,6 +114,7 @@ static void end_stream(lp_mux *m, struct stream *s, uint8_t final, uint16_t code
     s->events = 0;
     m->granted -= s->window;
     m->buffered -= s->inq.buffered;
+    promise_begin(m, s);
     s->window = 0;
     s->extended = 0;
     lp_streamq_clear(&s->inq);
@@ -406,7 +407,9 @@ static void recv_data(lp_mux *m, struct stream *s, const struct lp_frame *f)
         fail_stream(m, s, LP_RST_INTERNAL, "out of memory");
         return;
     }
+    promise_begin(m, s);
     s->recv_credit -= (uint32_t)f->len;
+    promise_end(m, s);
     m->buffered += f->len;
     if (!(s->flags & SF_READABLE_ARMED)) {
         s->flags |= SF_READABLE_ARMED;

@@ -147,6 +147,8 @@ struct lp_mux {
     size_t nzombie;        /* reset streams waiting to send their RST */
     size_t granted;        /* sum of the windows of live streams, extensions included */
     size_t buffered;       /* sum of the live streams' inq.buffered */
+    size_t promised;       /* sum of the live streams' ext_unfilled(): extension credit the
+                            * peer has not used yet, memory already promised */
     struct node pending;   /* streams with control frames to send, in order */
     struct node waiting;   /* streams that found the pipe full in lp_mux_send_reserve */
     struct node starved;   /* streams refused an extension: READABLE again when budget frees */
@@ -165,6 +167,25 @@ struct lp_mux {
     char text[LP_FRAME_MAX_TEXT]; /* the last event's text and arg, lent to the glue */
     char arg[LP_FRAME_MAX_TEXT];
 };
+
+/* What of s's extension the peer may still send: credit beyond its base window. Kept
+ * summed in m->promised, so every change to extended, recv_credit or unreported on a stream
+ * that has an extension goes through promise_begin / promise_end around it. */
+static inline uint32_t ext_unfilled(const struct stream *s)
+{
+    uint32_t credit = s->recv_credit + s->unreported;
+    return s->extended < credit ? s->extended : credit;
+}
+
+static inline void promise_begin(lp_mux *m, const struct stream *s)
+{
+    m->promised -= ext_unfilled(s);
+}
+
+static inline void promise_end(lp_mux *m, const struct stream *s)
+{
+    m->promised += ext_unfilled(s);
+}
 
 /* ---- mux.c ---------------------------------------------------------------------------- */
 

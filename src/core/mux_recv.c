@@ -75,10 +75,12 @@ void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n)
     /* An extension is paid back first: window, recv_credit and unreported still add up,
      * since the bytes leave the queue and the window by the same amount. */
     pay = (uint32_t)LP_MIN((size_t)s->extended, n);
+    promise_begin(m, s);
     s->extended -= pay;
     s->window -= pay;
     m->granted -= pay;
     s->unreported += (uint32_t)(n - pay);
+    promise_end(m, s);
     if (pay > 0)
         mux_wake_starved(m);
     if (s->inq.buffered == 0)
@@ -120,9 +122,11 @@ lp_err lp_mux_recv_extend(lp_mux *m, uint32_t id, size_t want, size_t *granted)
         return LP_ERR_NOSPACE;
     }
     list_remove(&s->starved);
+    promise_begin(m, s);
     s->window += (uint32_t)grant;
     s->extended += (uint32_t)grant;
     s->unreported += (uint32_t)grant; /* sent as WINDOW like consumed credit */
+    promise_end(m, s);
     m->granted += grant;
     *granted = grant;
     mux_queue_control(m, s, PC_WINDOW); /* last: may free s (never does here: no FIN) */
@@ -139,6 +143,11 @@ size_t lp_mux_recv_buffered(const lp_mux *m, uint32_t id)
 size_t lp_mux_buffered(const lp_mux *m)
 {
     return m->buffered;
+}
+
+size_t lp_mux_held(const lp_mux *m)
+{
+    return m->buffered + m->promised;
 }
 
 size_t lp_mux_granted(const lp_mux *m)

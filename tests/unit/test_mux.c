@@ -631,6 +631,7 @@ static void test_mux_extend_grants_credit_without_consuming(void **state)
     assert_int_equal(lp_mux_recv_extend(n->s.mux, id, 32768, &granted), LP_OK);
     assert_int_equal(granted, 32768);
     assert_int_equal(lp_mux_granted(n->s.mux), 65536 + 32768);
+    assert_int_equal(lp_mux_held(n->s.mux), 65536 + 32768); /* the promise counts at once */
     /* Asking again for what is already outstanding grants nothing more. */
     assert_int_equal(lp_mux_recv_extend(n->s.mux, id, 32768, &granted), LP_OK);
     assert_int_equal(granted, 0);
@@ -640,6 +641,7 @@ static void test_mux_extend_grants_credit_without_consuming(void **state)
     pump(n);
     assert_int_equal(lp_mux_recv_buffered(n->s.mux, id), 98304);
     assert_int_equal(lp_mux_buffered(n->s.mux), 98304);
+    assert_int_equal(lp_mux_held(n->s.mux), 98304); /* promised, then received: once */
     assert_int_equal(n->s.rc, LP_OK);
     net_free(n);
 }
@@ -689,9 +691,11 @@ static void test_mux_unused_extension_is_paid_back_too(void **state)
     pump(n);
     assert_int_equal(send_pattern(n->c.mux, id, 65536, 100), 100); /* 100 of 64 KiB used */
     pump(n);
+    assert_int_equal(lp_mux_held(n->s.mux), 65536 + 65536);
     assert_int_equal(read_pattern(n->s.mux, id, 0, SIZE_MAX), 65636);
     pump(n);
     assert_int_equal(lp_mux_granted(n->s.mux), 65536);
+    assert_int_equal(lp_mux_held(n->s.mux), 0); /* the unused promise went with it */
     /* The peer may now send one window, 64 KiB, and not a byte more. */
     assert_int_equal(send_pattern(n->c.mux, id, 65636, 200000), 65536);
     pump(n);
