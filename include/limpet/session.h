@@ -174,6 +174,11 @@ bool lp_session_flushed(struct lp_session *s);
  * `what` and the limit) and returns false, and the caller refuses the stream. */
 bool lp_session_stream_room(struct lp_session *s, const char *what);
 
+/* Brings the process's memory count (rt->memory_sessions) up to date with what s holds. Done
+ * at every flush; call it at once after promising memory (a window extension), so that the
+ * next check of limits.memory in the same loop iteration sees it. */
+void lp_session_recount(struct lp_session *s);
+
 /* Marks the session for an output flush before the loop sleeps. */
 void lp_session_dirty(struct lp_session *s);
 /* Drains the cores' events after a stream touched the mux, and marks the session dirty. */

@@ -63,6 +63,12 @@ void lp_runtime_memory_refused(struct lp_runtime *rt, const char *what)
     rt->memory_refusals = 0;
 }
 
+void lp_session_recount(struct lp_session *s)
+{
+    /* Received bytes held and extension credit granted (memory promised): see mux.h. */
+    charge(s, lp_pipe_buffered(s->pipe) + lp_mux_held(s->mux));
+}
+
 static void free_session(struct lp_session *s)
 {
     struct lp_runtime *rt = s->rt;
@@ -104,7 +110,7 @@ static void runtime_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         arm_deadline(s);
         /* Everything that changes what a session holds marks it dirty, so this keeps the
          * process's count current to the loop iteration. */
-        charge(s, lp_pipe_buffered(s->pipe) + lp_mux_buffered(s->mux));
+        lp_session_recount(s);
     }
 }
 
