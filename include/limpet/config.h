@@ -122,7 +122,7 @@ struct lp_config {
         /* limits.session_memory (32MiB): bytes buffered per session; lp_config_finish
          * checks session.replay_buffer + session.receive_buffer against it */
         size_t session_memory;
-        /* limits.memory (1GiB), 16MiB..1024GiB, at least session_memory: server: bytes
+        /* limits.memory (1GiB), 1MiB..1024GiB, at least session_memory: server: bytes
          * buffered for peers over the whole process (replay buffers, receive queues, MCP
          * line queues and child pipes); at it new sessions and streams are refused and
          * whatever would buffer more waits */

@@ -113,7 +113,7 @@ static const struct cfg_key keys[] = {
           "server: open streams one identity may hold over all its sessions"),
     SIZE("limits.session_memory", limits.session_memory, KIB(128), GIB(2),
          "bytes buffered per session: replay_buffer + receive_buffer must fit"),
-    SIZE("limits.memory", limits.memory, MIB(16), GIB(1024),
+    SIZE("limits.memory", limits.memory, MIB(1), GIB(1024),
          "server: bytes buffered for peers by the whole process; at it new sessions and "
          "streams are refused and more data waits"),
     COUNT("mcp.max_sessions", mcp.max_sessions, 1, 100000,

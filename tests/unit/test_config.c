@@ -881,7 +881,7 @@ static void test_config_limits_have_ranges(void **state)
                      "-o limits.session_memory: 64KiB is below the minimum 128KiB");
     expect_set_error("limits.session_memory=3GiB",
                      "-o limits.session_memory: 3GiB is above the maximum 2GiB");
-    expect_set_error("limits.memory=15MiB", "-o limits.memory: 15MiB is below the minimum 16MiB");
+    expect_set_error("limits.memory=512KiB", "-o limits.memory: 512KiB is below the minimum 1MiB");
     expect_set_error("limits.memory=1025GiB",
                      "-o limits.memory: 1025GiB is above the maximum 1024GiB");
 }
