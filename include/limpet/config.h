@@ -125,7 +125,7 @@ struct lp_config {
         /* limits.memory (1GiB), 1MiB..1024GiB, at least session_memory: server: bytes
          * buffered for peers over the whole process (replay buffers, receive queues, MCP
          * line queues and child pipes); at it new sessions and streams are refused and
-         * whatever would buffer more waits */
+         * MCP lines needing more credit wait */
         size_t memory;
     } limits;
     struct {

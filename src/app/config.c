@@ -115,7 +115,7 @@ static const struct cfg_key keys[] = {
          "bytes buffered per session: replay_buffer + receive_buffer must fit"),
     SIZE("limits.memory", limits.memory, MIB(1), GIB(1024),
          "server: bytes buffered for peers by the whole process; at it new sessions and "
-         "streams are refused and more data waits"),
+         "streams are refused and MCP lines needing more room wait"),
     COUNT("mcp.max_sessions", mcp.max_sessions, 1, 100000,
           "server: MCP server processes kept in the pool"),
     COUNT("mcp.sessions_per_identity", mcp.sessions_per_identity, 1, 100000,
