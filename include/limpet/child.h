@@ -49,6 +49,9 @@ pid_t lp_child_pid(const struct lp_child *c);
 void lp_child_write(struct lp_child *c, const uint8_t *data, size_t n);
 /* Bytes queued for stdin and not yet written. */
 size_t lp_child_queued(const struct lp_child *c);
+/* Bytes the child object holds: stdin queued, and a stdout line being read (for the
+ * process's memory count). */
+size_t lp_child_buffered(const struct lp_child *c);
 /* Stops (true) or resumes reading stdout: backpressure from slow attachments. */
 void lp_child_pause(struct lp_child *c, bool paused);
 /* Starts the stop sequence (idempotent). */

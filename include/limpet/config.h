@@ -122,6 +122,11 @@ struct lp_config {
         /* limits.session_memory (32MiB): bytes buffered per session; lp_config_finish
          * checks session.replay_buffer + session.receive_buffer against it */
         size_t session_memory;
+        /* limits.memory (1GiB), 1MiB..1024GiB, at least session_memory: server: bytes
+         * buffered for peers over the whole process (replay buffers, receive queues, MCP
+         * line queues and child pipes); at it new sessions and streams are refused and
+         * MCP lines needing more credit wait */
+        size_t memory;
     } limits;
     struct {
         size_t max_sessions;          /* mcp.max_sessions (256): pooled MCP server processes */

@@ -7,7 +7,8 @@
  *
  *   {"process": {"role", "pid", "version", "uptime_ms", "sessions_created",
  *                "sessions_ended", "streams_opened", "streams_refused", "reconnects",
- *                "resumes", "bytes_in", "bytes_out", "mcp_processes",
+ *                "resumes", "bytes_in", "bytes_out", "mcp_processes", "memory_buffered",
+ *                "memory_limit" (0: none),
  *                "handshakes_refused": {REASON: n, ...},
  *                "resume_ms": {"count", "sum_ms", "buckets": [{"le_ms", "count"}...]}},
  *    "sessions": [{"id", "identity", "peer", "state" ("live"|"detached"), "uptime_ms",

@@ -30,7 +30,7 @@ enum lp_line_kind {
 };
 
 struct lp_lines {
-    uint8_t *buf; /* a partial line (owned), at most max bytes */
+    uint8_t *buf; /* a partial line (owned), at most max bytes; freed when idle past 64 KiB */
     size_t len, cap, max;
     bool skipping; /* inside a too-long line: drop bytes up to the next '\n' */
 };

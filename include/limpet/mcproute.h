@@ -52,8 +52,12 @@
 typedef struct lp_mcproute lp_mcproute;
 
 /* max_inflight: requests in flight to the child at once (a host request beyond it is
- * answered with an error "too many requests in flight"). NULL when out of memory. */
-lp_mcproute *lp_mcproute_new(size_t max_inflight);
+ * answered with an error "too many requests in flight"). max_held: bytes of host lines the
+ * route may hold while a fresh child is initialized, and apart from those, of initializes
+ * waiting for the first one's answer; a line beyond it is refused the same way (a request
+ * answered with that error, anything else dropped), except that an empty queue takes any
+ * one line. NULL when out of memory. */
+lp_mcproute *lp_mcproute_new(size_t max_inflight, size_t max_held);
 void lp_mcproute_free(lp_mcproute *r);
 
 /* att (never 0) joins / leaves for good. Attach: LP_ERR_NOSPACE at LP_MCPROUTE_ATT_MAX,
@@ -82,9 +86,12 @@ LP_MUST_USE lp_err lp_mcproute_child_started(lp_mcproute *r);
  * the caller (free()), ends with '\n', *len counts it. False when nothing is queued. */
 bool lp_mcproute_next(lp_mcproute *r, uint64_t *dest, char **line, size_t *len);
 
-/* Requests in flight to the child; bytes of output queued (for backpressure). */
+/* Requests in flight to the child; bytes of output and held host lines queued (for
+ * backpressure); every byte the route holds in lines, initializes waiting included (for the
+ * process's memory count). */
 size_t lp_mcproute_inflight(const lp_mcproute *r);
 size_t lp_mcproute_queued(const lp_mcproute *r);
+size_t lp_mcproute_memory(const lp_mcproute *r);
 /* True when the child has been sent an initialize this life (2025-era session). */
 bool lp_mcproute_initialized(const lp_mcproute *r);
 
@@ -96,9 +103,11 @@ bool lp_mcproute_initialized(const lp_mcproute *r);
  * cache and where the child is in its life. */
 LP_MUST_USE lp_err lp_mcproute_save(const lp_mcproute *r, struct lp_state_wr *w);
 
-/* Loads the next section (LP_STATE_MCPROUTE) into a new router with the new max_inflight: it
+/* Loads the next section (LP_STATE_MCPROUTE) into a new router with the new max_inflight and
+ * max_held: it
  * goes on exactly where the saved one was (the same child, the same attachment ids). On
  * refusal nothing is built and rd->why says why. Returns owned. */
-LP_MUST_USE lp_err lp_mcproute_load(struct lp_state_rd *rd, size_t max_inflight, lp_mcproute **rp);
+LP_MUST_USE lp_err lp_mcproute_load(struct lp_state_rd *rd, size_t max_inflight, size_t max_held,
+                                    lp_mcproute **rp);
 
 #endif

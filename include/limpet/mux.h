@@ -12,7 +12,10 @@
  * really takes the bytes (lp_mux_recv_consumed), so a slow reader holds up only its own
  * stream and the receiver can always take every frame it is sent. The sum of windows a side
  * grants is held near cfg.receive_buffer: with many streams a new stream's window shrinks
- * (down to LP_MUX_MIN_WINDOW) instead of memory growing with the stream count.
+ * (down to LP_MUX_MIN_WINDOW) instead of memory growing with the stream count. A glue that
+ * must hold more than a window before it can pass anything on (an MCP line longer than the
+ * window) asks for more with lp_mux_recv_extend: from the same budget, paid back as the
+ * bytes leave, refused when the budget is spent.
  *
  * Half-close: lp_mux_shutdown sends FIN after the stream's data; a FIN received becomes an
  * LP_MUX_EV_FIN event once every byte before it was consumed. A stream is freed when both
@@ -129,9 +132,37 @@ struct lp_mux_span {
 /* lp_mux_recv_peek for up to `max` pieces at once, in order (for writev). Returns how many
  * spans were filled; 0 when nothing is buffered. */
 size_t lp_mux_recv_peekv(lp_mux *m, uint32_t id, struct lp_mux_span *spans, size_t max);
-/* The local end took n bytes: drop them and return their credit to the peer. */
+/* The local end took n bytes: drop them and return their credit to the peer (what an
+ * extension added is paid back first instead: see lp_mux_recv_extend). */
 void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n);
 size_t lp_mux_recv_buffered(const lp_mux *m, uint32_t id);
+/* The offset of the first `byte` in id's inbound bytes at or after offset `from`, SIZE_MAX
+ * when there is none (or no such stream). Counts as a peek: bytes arriving later bring
+ * READABLE again. A caller that remembers how far it looked scans each byte once. */
+size_t lp_mux_recv_find(lp_mux *m, uint32_t id, size_t from, uint8_t byte);
+/* Copies the first min(n, buffered) inbound bytes of id to out (across pieces); returns how
+ * many. Nothing is consumed. */
+size_t lp_mux_recv_copy(const lp_mux *m, uint32_t id, uint8_t *out, size_t n);
+/* For a glue that must hold id's buffered bytes until more arrive (an MCP line whose newline
+ * has not come): makes sure the peer may send at least `want` bytes more than are buffered,
+ * granting the shortfall with WINDOW without consuming anything. The extra credit comes out
+ * of the session's budget (cfg.receive_buffer, shared with every window) and is paid back
+ * from the next bytes consumed, whose credit is then not returned: the window shrinks back.
+ * *granted is what was added (0 when the peer could already send `want`; less than the
+ * shortfall when the budget ran short). LP_ERR_NOSPACE: no budget is left, nothing granted;
+ * the stream hears LP_MUX_EV_READABLE again when budget comes free (an extension paid back,
+ * a stream ended), and its glue asks again. LP_ERR_CLOSED: the peer sent FIN, nothing more
+ * can come. LP_ERR_STATE before the stream is established, LP_ERR_TOO_BIG when the window
+ * would pass 2^32 - 1, LP_ERR_NOT_FOUND for an unknown id. */
+LP_MUST_USE lp_err lp_mux_recv_extend(lp_mux *m, uint32_t id, size_t want, size_t *granted);
+/* Inbound bytes held over every stream; and those plus what granted extensions may still
+ * bring (memory promised: for the process's memory count, so that extensions asked for at
+ * once see each other). */
+size_t lp_mux_buffered(const lp_mux *m);
+size_t lp_mux_held(const lp_mux *m);
+/* The windows granted over every stream, extensions included: what the peer may have
+ * buffered here at most. */
+size_t lp_mux_granted(const lp_mux *m);
 
 /* Retries control frames that found the replay buffer full and wakes streams that were
  * blocked on it. Call after LP_PIPE_EV_ROOM (calling more often is harmless). */

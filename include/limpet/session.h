@@ -59,6 +59,15 @@ struct lp_runtime {
     bool (*stream_room)(void *user, const struct lp_session *s, size_t *cap);
     void *stream_user;
     size_t nstreams; /* local ends of every session's streams (the sum of their nstreams) */
+    /* Bytes buffered for peers (limits.memory): every session's replay buffer and receive
+     * queues, charged as the session is flushed (each session's mem_charged), plus what
+     * memory_extra reports when asked (the MCP pool's line queues and child pipes). */
+    size_t memory_sessions;
+    size_t memory_limit; /* server: limits.memory; 0: no bound (clients) */
+    size_t (*memory_extra)(void *user);
+    void *memory_user;
+    lp_time memory_logged;    /* when a refusal at the limit was last logged */
+    uint64_t memory_refusals; /* refusals since then, for the next line */
     /* Every session not yet freed, client's or server's, for status and metrics (linked by
      * lp_session_new, unlinked when freed; closing ones are skipped by readers). */
     struct lp_session *all;
@@ -68,6 +77,15 @@ struct lp_runtime {
 void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop);
 /* Frees everything still on the dead lists. */
 void lp_runtime_clear(struct lp_runtime *rt);
+
+/* Bytes buffered for peers now: the sessions' charges plus memory_extra's. */
+size_t lp_runtime_memory(const struct lp_runtime *rt);
+/* How many more bytes may be buffered before limits.memory: 0 at or past it, SIZE_MAX when
+ * there is no limit. Checked where something new would be admitted. */
+size_t lp_runtime_memory_room(const struct lp_runtime *rt);
+/* Logs that `what` was refused at limits.memory: at most one line a second, with a count of
+ * the refusals it stands for, so a flood of refusals cannot flood the log. */
+void lp_runtime_memory_refused(struct lp_runtime *rt, const char *what);
 
 struct lp_session_hooks {
     /* The link failed or was replaced; the session is detached (reason for the log). */
@@ -124,6 +142,7 @@ struct lp_session {
     struct lp_session *all_prev, *all_next;
     lp_time created;
     lp_time down_since;
+    size_t mem_charged; /* what this session adds to rt->memory_sessions */
 };
 
 LP_MUST_USE lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg,
@@ -154,6 +173,11 @@ bool lp_session_flushed(struct lp_session *s);
 /* Server: true when s's identity may hold one stream more; else logs why (one line, naming
  * `what` and the limit) and returns false, and the caller refuses the stream. */
 bool lp_session_stream_room(struct lp_session *s, const char *what);
+
+/* Brings the process's memory count (rt->memory_sessions) up to date with what s holds. Done
+ * at every flush; call it at once after promising memory (a window extension), so that the
+ * next check of limits.memory in the same loop iteration sees it. */
+void lp_session_recount(struct lp_session *s);
 
 /* Marks the session for an output flush before the loop sleeps. */
 void lp_session_dirty(struct lp_session *s);

@@ -55,5 +55,11 @@ size_t lp_streamq_peek_at(const struct lp_streamq *q, size_t off, const uint8_t 
 /* Up to `max` runs in order (for writev), borrowed like lp_streamq_peek's. Returns how many
  * spans were filled. */
 size_t lp_streamq_peekv(const struct lp_streamq *q, struct lp_mux_span *spans, size_t max);
+/* The offset of the first `byte` at or after offset `from` (counted from the first byte held),
+ * or SIZE_MAX when none is held there. Walks the chunks before `from` without reading them,
+ * so a caller that remembers how far it looked scans each byte once. */
+size_t lp_streamq_find(const struct lp_streamq *q, size_t from, uint8_t byte);
+/* Copies the first min(n, buffered) bytes to out, across chunks; returns how many. */
+size_t lp_streamq_copy(const struct lp_streamq *q, uint8_t *out, size_t n);
 
 #endif

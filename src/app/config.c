@@ -113,6 +113,9 @@ static const struct cfg_key keys[] = {
           "server: open streams one identity may hold over all its sessions"),
     SIZE("limits.session_memory", limits.session_memory, KIB(128), GIB(2),
          "bytes buffered per session: replay_buffer + receive_buffer must fit"),
+    SIZE("limits.memory", limits.memory, MIB(1), GIB(1024),
+         "server: bytes buffered for peers by the whole process; at it new sessions and "
+         "streams are refused and MCP lines needing more room wait"),
     COUNT("mcp.max_sessions", mcp.max_sessions, 1, 100000,
           "server: MCP server processes kept in the pool"),
     COUNT("mcp.sessions_per_identity", mcp.sessions_per_identity, 1, 100000,
@@ -190,6 +193,9 @@ void lp_config_defaults(struct lp_config *c)
     c->mcp.max_message = MIB(16);
     c->mcp.stop_grace = SEC(2);
     c->limits.session_memory = MIB(48);
+    /* 1GiB: what a small server (a 2GiB VPS) can give its peers and still run; about 20
+     * sessions filled to limits.session_memory, far more as they usually are. */
+    c->limits.memory = GIB(1);
 }
 
 void cfg_free_list(char **v, size_t n)
@@ -661,6 +667,15 @@ static lp_err finish_security(const struct lp_config *c, char *err, size_t errle
                  "limits.session_memory: session.replay_buffer %s + session.receive_buffer %s "
                  "+ session.max_streams x 16KiB (%s) exceed limits.session_memory %s",
                  a, b, w, m);
+        return LP_ERR_INVALID;
+    }
+    if (c->limits.memory < c->limits.session_memory) {
+        format_number(a, sizeof(a), T_SIZE, c->limits.memory);
+        format_number(m, sizeof(m), T_SIZE, c->limits.session_memory);
+        snprintf(err, errlen,
+                 "limits.memory: %s is below limits.session_memory %s: not one session "
+                 "would fit",
+                 a, m);
         return LP_ERR_INVALID;
     }
     if ((c->tls.cert[0] == '\0') != (c->tls.key[0] == '\0')) {

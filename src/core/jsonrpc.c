@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define LINES_CAP_MIN 256u
+#define LINES_KEEP (64u * 1024u) /* a partial-line buffer larger than this is not kept idle */
 
 /* ---- line framing ------------------------------------------------------------------ */
 
@@ -147,6 +148,13 @@ enum lp_line_kind lp_lines_next(struct lp_lines *l, const uint8_t *data, size_t 
 
     *line = NULL;
     *len = 0;
+    /* A large buffer goes once its line has (the line was lent only until this call): one
+     * long message must not hold its size for as long as the stream lives. */
+    if (l->len == 0 && l->cap > LINES_KEEP) {
+        free(l->buf);
+        l->buf = NULL;
+        l->cap = 0;
+    }
     /* Each pass consumes at least one byte, so this ends within n passes. */
     while (off < n && k == LP_LINE_NONE) {
         if (l->skipping)

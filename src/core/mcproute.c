@@ -290,11 +290,15 @@ out:
     return rc;
 }
 
-static lp_err save_line(struct fifo *q, size_t max, uint64_t att, const uint8_t *line, size_t len)
+/* A queue of held lines takes one while it has fewer than max lines and the line fits in
+ * max_held bytes beside the others; an empty queue takes any line, so no line is refused
+ * for its length alone (the glue bounds that, by mcp.max_message). */
+static lp_err save_line(struct fifo *q, size_t max, size_t max_held, uint64_t att,
+                        const uint8_t *line, size_t len)
 {
     struct line *ln;
 
-    if (q->count >= max)
+    if (q->count >= max || (q->count > 0 && (q->bytes >= max_held || len > max_held - q->bytes)))
         return LP_ERR_NOSPACE;
     if ((ln = mr_line_copy(att, line, len, false)) == NULL)
         return LP_ERR_NOMEM;
@@ -312,7 +316,7 @@ static lp_err host_initialize(lp_mcproute *r, uint64_t att, struct lp_rpc_msg *m
     if (r->init_result != NULL)
         return send_result(r, att, m->id, r->init_result);
     if (r->init_inflight) {
-        rc = save_line(&r->waiting, r->max_inflight, att, line, len);
+        rc = save_line(&r->waiting, r->max_inflight, r->max_held, att, line, len);
         return rc == LP_ERR_NOSPACE ? send_error(r, att, m->id, "too many requests in flight") : rc;
     }
     json_t *req = json_incref(m->root); /* kept whole: it is replayed to a fresh child */
@@ -551,7 +555,7 @@ static lp_err child_cancel(lp_mcproute *r, struct lp_rpc_msg *m, const uint8_t *
 
 /* ---- public ------------------------------------------------------------------------------ */
 
-lp_mcproute *lp_mcproute_new(size_t max_inflight)
+lp_mcproute *lp_mcproute_new(size_t max_inflight, size_t max_held)
 {
     lp_mcproute *r = calloc(1, sizeof(*r));
 
@@ -561,6 +565,7 @@ lp_mcproute *lp_mcproute_new(size_t max_inflight)
     r->max_inflight = max_inflight < SIZE_MAX / 4 / sizeof(struct flight)
                           ? max_inflight
                           : SIZE_MAX / 4 / sizeof(struct flight);
+    r->max_held = max_held;
     r->life = LIFE_UP;
     return r;
 }
@@ -669,13 +674,13 @@ lp_err lp_mcproute_detach(lp_mcproute *r, uint64_t att)
     return rc != LP_OK ? rc : s2c;
 }
 
-/* Keeps a host line until a fresh child is initialized. Past HELD_MAX lines (the glue did
- * not heed queued()) a request is refused with an error, so its host does not wait
- * forever, and anything else is dropped. */
+/* Keeps a host line until a fresh child is initialized. Past HELD_MAX lines or max_held
+ * bytes (the glue did not heed queued()) a request is refused with an error, so its host
+ * does not wait forever, and anything else is dropped. */
 static lp_err hold_line(lp_mcproute *r, uint64_t att, const uint8_t *line, size_t len)
 {
     struct lp_rpc_msg m;
-    lp_err rc = save_line(&r->held, HELD_MAX, att, line, len);
+    lp_err rc = save_line(&r->held, HELD_MAX, r->max_held, att, line, len);
 
     if (rc != LP_ERR_NOSPACE)
         return rc;
@@ -795,6 +800,11 @@ size_t lp_mcproute_inflight(const lp_mcproute *r)
 size_t lp_mcproute_queued(const lp_mcproute *r)
 {
     return r->out.bytes + r->held.bytes;
+}
+
+size_t lp_mcproute_memory(const lp_mcproute *r)
+{
+    return r->out.bytes + r->held.bytes + r->waiting.bytes;
 }
 
 bool lp_mcproute_initialized(const lp_mcproute *r)

@@ -64,7 +64,8 @@ enum life {
 
 struct lp_mcproute {
     size_t max_inflight;
-    uint64_t *atts; /* attached, oldest first: the last one takes child requests */
+    size_t max_held; /* bytes in `held`, and apart in `waiting` (one line always fits) */
+    uint64_t *atts;  /* attached, oldest first: the last one takes child requests */
     size_t natts, atts_cap;
     struct flight *fl;
     size_t nfl, fl_cap, live, orphans; /* live + orphans == nfl */

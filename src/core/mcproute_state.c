@@ -6,7 +6,7 @@
  * child's requests waiting for a host, the three line FIFOs (output, held host lines,
  * initializes waiting for the first), the initialize cache and the child's life. JSON values
  * travel as their compact text (jansson keeps key order and prints reals to round-trip), so a
- * loaded router re-encodes exactly the lines the old one would have. max_inflight is the new
+ * loaded router re-encodes exactly the lines the old one would have. max_inflight (and max_held) is the new
  * configuration's.
  */
 #include <inttypes.h>
@@ -258,14 +258,15 @@ static void load_head(struct lp_state_rd *rd, lp_mcproute *r)
     r->initialized_sent = (flags & RF_INITIALIZED_SENT) != 0;
 }
 
-lp_err lp_mcproute_load(struct lp_state_rd *rd, size_t max_inflight, lp_mcproute **rp)
+lp_err lp_mcproute_load(struct lp_state_rd *rd, size_t max_inflight, size_t max_held,
+                        lp_mcproute **rp)
 {
     struct lp_state_mark mark;
     lp_mcproute *r = NULL;
 
     *rp = NULL;
     lp_state_enter(rd, LP_STATE_MCPROUTE, &mark);
-    if (lp_state_err(rd) == LP_OK && (r = lp_mcproute_new(max_inflight)) == NULL)
+    if (lp_state_err(rd) == LP_OK && (r = lp_mcproute_new(max_inflight, max_held)) == NULL)
         lp_state_fail(rd, LP_ERR_NOMEM, "out of memory");
     if (r != NULL) {
         load_head(rd, r);

@@ -17,7 +17,7 @@
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
-static struct stream *find(const lp_mux *m, uint32_t id)
+struct stream *mux_find(const lp_mux *m, uint32_t id)
 {
     struct lp_idtab_node *n = lp_idtab_find(&m->ids, id);
 
@@ -110,11 +110,16 @@ static void end_stream(lp_mux *m, struct stream *s, uint8_t final, uint16_t code
     lp_idtab_remove(&m->ids, &s->hn);
     list_remove(&s->evq);
     list_remove(&s->wait);
+    list_remove(&s->starved);
     s->events = 0;
     m->granted -= s->window;
+    m->buffered -= s->inq.buffered;
+    promise_begin(m, s);
     s->window = 0;
+    s->extended = 0;
     lp_streamq_clear(&s->inq);
     mux_free_open_copies(s);
+    mux_wake_starved(m); /* its window is free for others' extensions */
 }
 
 static void flush_pending(lp_mux *m);
@@ -156,7 +161,7 @@ static void maybe_finish(lp_mux *m, struct stream *s)
 
 /* The FIN event waits for every byte before it and, on a stream the peer opened, for the
  * accept, so the glue never hears of a FIN on a stream it has not taken. May free s. */
-static void maybe_deliver_fin(lp_mux *m, struct stream *s)
+void mux_maybe_deliver_fin(lp_mux *m, struct stream *s)
 {
     if (!(s->flags & SF_PEER_FIN) || (s->flags & SF_FIN_DELIVERED) ||
         !(s->flags & SF_ESTABLISHED) || s->inq.buffered > 0)
@@ -271,7 +276,7 @@ static void flush_pending(lp_mux *m)
 }
 
 /* Queues a control frame for s and sends what the pipe takes. s may be freed on return. */
-static void queue_control(lp_mux *m, struct stream *s, uint8_t bit)
+void mux_queue_control(lp_mux *m, struct stream *s, uint8_t bit)
 {
     s->pending |= bit;
     list_append(&m->pending, &s->pend);
@@ -346,7 +351,7 @@ static lp_err find_target(const lp_mux *m, uint32_t id, struct stream **sp, cons
 
     if (id == 0)
         return protocol(why, "stream frame for stream 0");
-    if ((*sp = find(m, id)) != NULL)
+    if ((*sp = mux_find(m, id)) != NULL)
         return LP_OK;
     seen = ours(m, id) ? id < m->next_id : id <= m->peer_highest;
     return seen ? LP_OK : protocol(why, "frame for a stream never opened");
@@ -402,7 +407,10 @@ static void recv_data(lp_mux *m, struct stream *s, const struct lp_frame *f)
         fail_stream(m, s, LP_RST_INTERNAL, "out of memory");
         return;
     }
+    promise_begin(m, s);
     s->recv_credit -= (uint32_t)f->len;
+    promise_end(m, s);
+    m->buffered += f->len;
     if (!(s->flags & SF_READABLE_ARMED)) {
         s->flags |= SF_READABLE_ARMED;
         mux_queue_event(m, s, EV_READABLE);
@@ -437,7 +445,7 @@ static void recv_fin(lp_mux *m, struct stream *s)
         return;
     }
     s->flags |= SF_PEER_FIN;
-    maybe_deliver_fin(m, s);
+    mux_maybe_deliver_fin(m, s);
 }
 
 static void recv_rst(lp_mux *m, struct stream *s, const struct lp_text *t)
@@ -548,6 +556,7 @@ lp_err lp_mux_new(const struct lp_mux_config *cfg, lp_pipe *pipe, bool is_client
     m->next_id = is_client ? 1 : 2;
     list_init(&m->pending);
     list_init(&m->waiting);
+    list_init(&m->starved);
     list_init(&m->events);
     *mp = m;
     return LP_OK;
@@ -610,7 +619,7 @@ lp_err lp_mux_open(lp_mux *m, uint8_t kind, const char *target, size_t target_le
     s->send_credit = LP_MUX_EARLY_DATA; /* until OPEN_OK says how much the peer grants */
     *id = s->id;
     rc = LP_OK;
-    queue_control(m, s, PC_OPEN);
+    mux_queue_control(m, s, PC_OPEN);
 out:
     free(t);
     free(a);
@@ -619,7 +628,7 @@ out:
 
 lp_err lp_mux_accept(lp_mux *m, uint32_t id)
 {
-    struct stream *s = find(m, id);
+    struct stream *s = mux_find(m, id);
 
     if (s == NULL)
         return LP_ERR_NOT_FOUND;
@@ -630,16 +639,16 @@ lp_err lp_mux_accept(lp_mux *m, uint32_t id)
     mux_free_open_copies(s);
     /* The window was granted when the OPEN arrived (early DATA needed it). Queued before
      * OPEN_OK so that s cannot have been freed: our FIN is not sent yet. */
-    maybe_deliver_fin(m, s);
-    queue_control(m, s, PC_OPEN_OK);
+    mux_maybe_deliver_fin(m, s);
+    mux_queue_control(m, s, PC_OPEN_OK);
     if (s->unreported > 0) /* early bytes the glue took before accepting */
-        queue_control(m, s, PC_WINDOW);
+        mux_queue_control(m, s, PC_WINDOW);
     return LP_OK;
 }
 
 void lp_mux_reset(lp_mux *m, uint32_t id, uint16_t code, const char *msg)
 {
-    struct stream *s = find(m, id);
+    struct stream *s = mux_find(m, id);
 
     if (s == NULL)
         return;
@@ -649,7 +658,7 @@ void lp_mux_reset(lp_mux *m, uint32_t id, uint16_t code, const char *msg)
 
 lp_err lp_mux_shutdown(lp_mux *m, uint32_t id)
 {
-    struct stream *s = find(m, id);
+    struct stream *s = mux_find(m, id);
 
     if (s == NULL)
         return LP_ERR_NOT_FOUND;
@@ -663,7 +672,7 @@ lp_err lp_mux_shutdown(lp_mux *m, uint32_t id)
     mux_clear_event(s, EV_WRITABLE);
     if (m->reserved_id == id)
         m->reserved = 0; /* a late commit would put DATA after the FIN */
-    queue_control(m, s, PC_FIN);
+    mux_queue_control(m, s, PC_FIN);
     return LP_OK;
 }
 
@@ -672,7 +681,7 @@ lp_err lp_mux_shutdown(lp_mux *m, uint32_t id)
 size_t lp_mux_send_reservev(lp_mux *m, uint32_t id, struct lp_span *spans, size_t nspan,
                             size_t *count)
 {
-    struct stream *s = find(m, id);
+    struct stream *s = mux_find(m, id);
     size_t max, room;
 
     *count = 0;
@@ -716,7 +725,7 @@ size_t lp_mux_send_reserve(lp_mux *m, uint32_t id, uint8_t **buf)
 
 void lp_mux_send_commitv(lp_mux *m, uint32_t id, size_t n)
 {
-    struct stream *s = find(m, id);
+    struct stream *s = mux_find(m, id);
 
     /* Anything but the reservation just made is a caller bug; dropping it keeps the
      * stream's credit and the pipe consistent. */
@@ -734,7 +743,7 @@ void lp_mux_send_commit(lp_mux *m, uint32_t id, size_t n)
 
 lp_err lp_mux_send(lp_mux *m, uint32_t id, const uint8_t *data, size_t n, size_t *taken)
 {
-    struct stream *s = find(m, id);
+    struct stream *s = mux_find(m, id);
 
     *taken = 0;
     if (s == NULL)
@@ -753,58 +762,6 @@ lp_err lp_mux_send(lp_mux *m, uint32_t id, const uint8_t *data, size_t n, size_t
         *taken += room;
     }
     return LP_OK;
-}
-
-size_t lp_mux_recv_peek(lp_mux *m, uint32_t id, const uint8_t **data)
-{
-    struct stream *s = find(m, id);
-
-    *data = NULL;
-    if (s == NULL)
-        return 0;
-    s->flags &= ~(uint32_t)SF_READABLE_ARMED;
-    return lp_streamq_peek(&s->inq, data);
-}
-
-size_t lp_mux_recv_peekv(lp_mux *m, uint32_t id, struct lp_mux_span *spans, size_t max)
-{
-    struct stream *s = find(m, id);
-
-    if (s == NULL)
-        return 0;
-    s->flags &= ~(uint32_t)SF_READABLE_ARMED;
-    return lp_streamq_peekv(&s->inq, spans, max);
-}
-
-void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n)
-{
-    struct stream *s = find(m, id);
-
-    if (s == NULL)
-        return;
-    n = LP_MIN(n, s->inq.buffered);
-    s->flags &= ~(uint32_t)SF_READABLE_ARMED;
-    lp_streamq_drop(&s->inq, n);
-    s->unreported += (uint32_t)n;
-    if (s->inq.buffered == 0)
-        mux_clear_event(s, EV_READABLE);
-    if (s->flags & SF_PEER_FIN) { /* no more DATA can come: credit would be wasted */
-        maybe_deliver_fin(m, s);
-        return;
-    }
-    if (!(s->flags & SF_ESTABLISHED))
-        return; /* no WINDOW before our OPEN_OK: lp_mux_accept sends it */
-    /* A quarter of the window keeps bulk transfers streaming with few WINDOW frames; an
-     * emptied queue returns small amounts at once so interactive streams never stall. */
-    if (s->unreported >= s->window / 4 || (s->inq.buffered == 0 && s->unreported > 0))
-        queue_control(m, s, PC_WINDOW);
-}
-
-size_t lp_mux_recv_buffered(const lp_mux *m, uint32_t id)
-{
-    const struct stream *s = find(m, id);
-
-    return s != NULL ? s->inq.buffered : 0;
 }
 
 /* ---- session ------------------------------------------------------------------------ */
@@ -857,7 +814,7 @@ void lp_mux_reset_all(lp_mux *m, uint16_t code, const char *msg)
 
 void lp_mux_set_user(lp_mux *m, uint32_t id, void *user)
 {
-    struct stream *s = find(m, id);
+    struct stream *s = mux_find(m, id);
 
     if (s != NULL)
         s->user = user;
@@ -865,7 +822,7 @@ void lp_mux_set_user(lp_mux *m, uint32_t id, void *user)
 
 void *lp_mux_user(const lp_mux *m, uint32_t id)
 {
-    const struct stream *s = find(m, id);
+    const struct stream *s = mux_find(m, id);
 
     return s != NULL ? s->user : NULL;
 }
@@ -877,5 +834,5 @@ size_t lp_mux_stream_count(const lp_mux *m)
 
 bool lp_mux_has_stream(const lp_mux *m, uint32_t id)
 {
-    return find(m, id) != NULL;
+    return mux_find(m, id) != NULL;
 }

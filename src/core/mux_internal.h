@@ -96,6 +96,9 @@ struct stream {
     uint32_t window;       /* W we granted: inq.buffered + recv_credit + unreported == window */
     uint32_t recv_credit;  /* bytes the peer may still send before our next WINDOW */
     uint32_t unreported;   /* consumed bytes whose credit has not been returned yet */
+    uint32_t extended;     /* part of window granted by lp_mux_recv_extend and not yet paid
+                            * back: the next bytes consumed shrink the window by this much
+                            * instead of returning credit */
     struct lp_streamq inq; /* inbound bytes the local socket has not taken yet */
     char *target, *arg;    /* OPEN copies: until our OPEN is sent / the OPEN event is drained */
     size_t target_len, arg_len;
@@ -105,6 +108,7 @@ struct stream {
     struct lp_idtab_node hn; /* in m->ids while live; hn.id == id */
     struct node pend;        /* on m->pending while pending != 0 */
     struct node wait;        /* on m->waiting while blocked on a full pipe */
+    struct node starved;     /* on m->starved while an extension found no budget */
     struct node evq;         /* on m->events while events != 0 */
 };
 
@@ -141,9 +145,13 @@ struct lp_mux {
     uint32_t peer_highest; /* the highest id the peer opened, 0 before its first OPEN */
     struct lp_idtab ids;   /* the live streams; ids.count of them */
     size_t nzombie;        /* reset streams waiting to send their RST */
-    size_t granted;        /* sum of the windows of live streams */
+    size_t granted;        /* sum of the windows of live streams, extensions included */
+    size_t buffered;       /* sum of the live streams' inq.buffered */
+    size_t promised;       /* sum of the live streams' ext_unfilled(): extension credit the
+                            * peer has not used yet, memory already promised */
     struct node pending;   /* streams with control frames to send, in order */
     struct node waiting;   /* streams that found the pipe full in lp_mux_send_reserve */
+    struct node starved;   /* streams refused an extension: READABLE again when budget frees */
     struct node events;    /* streams with events, in order */
     struct record *recs;   /* [rec_head, rec_tail) undrained; rec_tail + ids.count <= rec_cap */
     size_t rec_head, rec_tail, rec_cap;
@@ -160,6 +168,25 @@ struct lp_mux {
     char arg[LP_FRAME_MAX_TEXT];
 };
 
+/* What of s's extension the peer may still send: credit beyond its base window. Kept
+ * summed in m->promised, so every change to extended, recv_credit or unreported on a stream
+ * that has an extension goes through promise_begin / promise_end around it. */
+static inline uint32_t ext_unfilled(const struct stream *s)
+{
+    uint32_t credit = s->recv_credit + s->unreported;
+    return s->extended < credit ? s->extended : credit;
+}
+
+static inline void promise_begin(lp_mux *m, const struct stream *s)
+{
+    m->promised -= ext_unfilled(s);
+}
+
+static inline void promise_end(lp_mux *m, const struct stream *s)
+{
+    m->promised += ext_unfilled(s);
+}
+
 /* ---- mux.c ---------------------------------------------------------------------------- */
 
 /* Returns an owned copy, NULL for an empty text; *ok false only when malloc failed. */
@@ -169,6 +196,21 @@ void mux_free_open_copies(struct stream *s);
 
 /* The pipe takes a whole frame, or LP_ERR_NOSPACE (then LP_PIPE_EV_ROOM brings a flush). */
 LP_MUST_USE lp_err mux_send_frame(lp_mux *m, const uint8_t *buf, size_t n);
+
+/* The live stream with this id, NULL if none. */
+struct stream *mux_find(const lp_mux *m, uint32_t id);
+/* Queues a control frame (PC_*) for s and sends what the pipe takes. s may be freed on
+ * return, so callers queue control last. */
+void mux_queue_control(lp_mux *m, struct stream *s, uint8_t bit);
+/* Queues the FIN event once the peer's FIN arrived and every byte before it was consumed
+ * (and, on a stream the peer opened, it was accepted). May free s. */
+void mux_maybe_deliver_fin(lp_mux *m, struct stream *s);
+
+/* ---- mux_recv.c: inbound bytes and the credit they hold -------------------------------- */
+
+/* Budget came free (an extension paid back, a stream ended): every stream that was refused an
+ * extension hears READABLE, so its glue asks again. */
+void mux_wake_starved(lp_mux *m);
 
 /* ---- mux_bind.c: reverse-forwarding requests ------------------------------------------ */
 

@@ -89,6 +89,7 @@ static void save_stream(struct lp_state_wr *w, const struct stream *s)
     lp_state_put_u32(w, s->window);
     lp_state_put_u32(w, s->recv_credit);
     lp_state_put_u32(w, s->unreported);
+    lp_state_put_u32(w, s->extended);
     lp_state_put_text(w, s->target, s->target_len);
     lp_state_put_text(w, s->arg, s->arg_len);
     lp_state_put_text(w, s->rst_msg, s->rst_len);
@@ -237,6 +238,10 @@ static void check_stream(struct lp_state_rd *rd, const lp_mux *m, const struct s
                       "stream %" PRIu32 ": window %" PRIu32
                       " is not queued + credit + unreported (%" PRIu64 ")",
                       s->id, s->window, held);
+    else if (s->extended > s->window || (zombie && s->extended != 0))
+        lp_state_fail(rd, LP_ERR_MALFORMED,
+                      "stream %" PRIu32 ": an extension of %" PRIu32 " beyond its window", s->id,
+                      s->extended);
 }
 
 /* Reads one stream into b->all (and the id table when live). */
@@ -262,6 +267,7 @@ static void load_stream(struct lp_state_rd *rd, struct build *b)
     s->window = lp_state_u32(rd);
     s->recv_credit = lp_state_u32(rd);
     s->unreported = lp_state_u32(rd);
+    s->extended = lp_state_u32(rd);
     if (!copy_text(rd, &s->target, &s->target_len) || !copy_text(rd, &s->arg, &s->arg_len) ||
         !copy_text(rd, &s->rst_msg, &s->rst_len))
         return;
@@ -286,6 +292,8 @@ static void load_stream(struct lp_state_rd *rd, struct build *b)
     } else {
         lp_idtab_insert(&b->m->ids, &s->hn);
         b->m->granted += s->window;
+        b->m->buffered += s->inq.buffered; /* the sums mux_recv.c keeps, rebuilt */
+        b->m->promised += ext_unfilled(s);
     }
 }
 
@@ -455,6 +463,8 @@ static void drop_build(struct build *b)
     if (b->m != NULL) {
         b->m->granted = 0;
         b->m->nzombie = 0;
+        b->m->buffered = 0;
+        b->m->promised = 0;
     }
     lp_mux_free(b->m);
     free(b->all);

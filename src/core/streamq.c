@@ -119,3 +119,32 @@ size_t lp_streamq_peek_at(const struct lp_streamq *q, size_t off, const uint8_t 
     }
     return 0;
 }
+
+size_t lp_streamq_find(const struct lp_streamq *q, size_t from, uint8_t byte)
+{
+    size_t base = 0; /* offset of c's first unconsumed byte */
+
+    for (const struct lp_streamq_chunk *c = q->head; c != NULL; c = c->next) {
+        size_t len = c->tail - c->head;
+        if (from < base + len) {
+            size_t skip = from > base ? from - base : 0;
+            const uint8_t *hit = memchr(c->data + c->head + skip, byte, len - skip);
+            if (hit != NULL)
+                return base + (size_t)(hit - (c->data + c->head));
+        }
+        base += len;
+    }
+    return SIZE_MAX;
+}
+
+size_t lp_streamq_copy(const struct lp_streamq *q, uint8_t *out, size_t n)
+{
+    size_t done = 0;
+
+    for (const struct lp_streamq_chunk *c = q->head; c != NULL && done < n; c = c->next) {
+        size_t take = LP_MIN(n - done, c->tail - c->head);
+        memcpy(out + done, c->data + c->head, take);
+        done += take;
+    }
+    return done;
+}

@@ -438,6 +438,11 @@ size_t lp_child_queued(const struct lp_child *c)
     return c->inq.buffered;
 }
 
+size_t lp_child_buffered(const struct lp_child *c)
+{
+    return c->inq.buffered + lp_lines_pending(&c->out_lines);
+}
+
 void lp_child_pause(struct lp_child *c, bool paused)
 {
     if (c->paused == paused || c->out_eof)

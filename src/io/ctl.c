@@ -181,15 +181,16 @@ static json_t *snap_process(struct lp_runtime *rt, const char *role, lp_time now
         return NULL;
     }
     return json_pack(
-        "{s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "role", role,
-        "pid", (json_int_t)getpid(), "version", LP_VERSION, "uptime_ms",
+        "{s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+        "role", role, "pid", (json_int_t)getpid(), "version", LP_VERSION, "uptime_ms",
         (json_int_t)(now - st->started), "sessions_created", (json_int_t)st->sessions_created,
         "sessions_ended", (json_int_t)st->sessions_ended, "streams_opened",
         (json_int_t)st->streams_opened, "streams_refused", (json_int_t)st->streams_refused,
         "reconnects", (json_int_t)st->reconnects, "resumes", (json_int_t)st->resumes, "bytes_in",
         (json_int_t)in, "bytes_out", (json_int_t)out, "mcp_processes",
-        (json_int_t)(rt->open_mcp ? lp_mcpd_processes(rt->mcp_user) : 0), "handshakes_refused", hs,
-        "resume_ms", hist);
+        (json_int_t)(rt->open_mcp ? lp_mcpd_processes(rt->mcp_user) : 0), "memory_buffered",
+        (json_int_t)lp_runtime_memory(rt), "memory_limit", (json_int_t)rt->memory_limit,
+        "handshakes_refused", hs, "resume_ms", hist);
 }
 
 json_t *lp_ctl_snapshot(struct lp_runtime *rt, const char *role, lp_time now)

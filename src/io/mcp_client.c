@@ -192,7 +192,9 @@ static void ended(struct lp_stream *st, uint16_t code, const char *why, void *us
         m->finish_code = code == LP_RST_NOT_ALLOWED ? 2 : 1;
         lp_error("mcp %s: %s", m->name, why);
     }
-    maybe_finish(m);
+    /* stdin may have stopped on a full queue toward the stream, which is empty now: read on,
+     * or the host's next message would never come (pump_tunnel ends with maybe_finish). */
+    pump_tunnel(m);
 }
 
 /* ---- the host's stdio ---------------------------------------------------------------------- */

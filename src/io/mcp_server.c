@@ -23,6 +23,11 @@
 #define HIGH_WATER (1u << 20) /* bytes queued toward one side before its source pauses */
 #define MAX_INFLIGHT 1024u    /* requests in flight to one child */
 #define KEY_MAX 127u          /* the pool's name and scope limit */
+/* Bytes of host lines a route holds while its child restarts (and apart, initializes waiting
+ * for the first answer): beyond, a request is answered with an error. One line always fits. */
+#define ROUTE_HELD_MAX (4u << 20)
+#define EXTEND_STEP (64u * 1024u) /* the least extra credit asked for a line past its window */
+#define MEMORY_RETRY 0.1          /* s: how often a line waiting at limits.memory asks again */
 
 struct entry {
     struct lp_mcpd *m;
@@ -40,11 +45,15 @@ struct att {
     uint64_t id;
     uint64_t entry; /* 0 until ACCEPT */
     struct lp_stream *st;
-    struct lp_lines in;    /* the host's lines */
+    /* The host's lines are not copied out of the stream's receive queue until whole: a line
+     * being received stays there, counted in the session's receive budget, and is passed on
+     * (and its credit returned) once its newline is in. */
+    size_t scanned;        /* bytes at the queue's front known to hold no '\n' */
+    bool wants_memory;     /* its line needs credit and limits.memory is reached: retried */
     struct lp_streamq out; /* lines for the host not yet taken by the mux */
     bool forgotten;        /* the pool refused or reset it: nothing to report */
-    char doomed[128];      /* not empty: reset with this reason at the next sweep */
-    uint16_t doomed_code;  /* and this RST code */
+    uint16_t doom_code;    /* with doomed: the RST code */
+    char doomed[160];      /* not empty: reset with this reason at the next sweep */
     struct att *next;
 };
 
@@ -53,7 +62,9 @@ struct lp_mcpd {
     const struct lp_config *cfg;
     lp_mcppool *pool;
     ev_timer tick;
-    ev_timer sweep; /* resets doomed attachments, outside the callbacks that doomed them */
+    ev_timer sweep;   /* resets doomed attachments, outside the callbacks that doomed them */
+    ev_timer memwait; /* while a line waits at limits.memory: asks again every MEMORY_RETRY */
+    size_t out_bytes; /* every attachment's out.buffered, for the memory count */
     struct entry *entries;
     struct att *atts;
     uint64_t next_att;
@@ -112,30 +123,26 @@ static void free_att(struct att *a)
         pp = &(*pp)->next;
     if (*pp)
         *pp = a->next;
-    lp_lines_free(&a->in);
+    a->m->out_bytes -= a->out.buffered;
     lp_streamq_clear(&a->out);
     free(a);
 }
 
 /* ---- toward the host ------------------------------------------------------------------------ */
 
-/* A message for or from a's host was lost: the stream is reset with why (its host's limpet
- * mcp then answers each pending request with it), at the next sweep, since the callers are
- * deep in loops over the route and the attachments that a reset would change under them. */
-static void doom_code(struct att *a, const struct entry *e, uint16_t code, const char *why)
+/* A message for or from a's host was lost, or cannot be taken: the stream is reset with
+ * code and why (its host's limpet mcp then answers each pending request with it), at the
+ * next sweep, since the callers are deep in loops over the route and the attachments that a
+ * reset would change under them. */
+static void doom(struct att *a, const struct entry *e, uint16_t code, const char *why)
 {
     if (a->st == NULL || a->doomed[0] != '\0')
         return;
+    a->doom_code = code;
     snprintf(a->doomed, sizeof(a->doomed), "%s", why);
-    a->doomed_code = code;
     lp_warn("sess=%s stream=%u %s: reset: %s", lp_stream_session(a->st)->tag,
             (unsigned)lp_stream_id(a->st), e->tag, why);
     ev_timer_start(a->m->rt->loop, &a->m->sweep);
-}
-
-static void doom(struct att *a, const struct entry *e, const char *why)
-{
-    doom_code(a, e, LP_RST_INTERNAL, why);
 }
 
 static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -157,7 +164,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
             return;
         char why[sizeof(a->doomed)]; /* a copy: ended() frees a, and the reason with it */
         memcpy(why, a->doomed, sizeof(why));
-        lp_stream_reset(a->st, a->doomed_code, why);
+        lp_stream_reset(a->st, a->doom_code, why);
     }
 }
 
@@ -170,6 +177,7 @@ static void push_att(struct att *a)
         if (lp_mux_send(s->mux, lp_stream_id(a->st), data, n, &taken) != LP_OK || taken == 0)
             break;
         lp_streamq_drop(&a->out, taken);
+        a->m->out_bytes -= taken;
         lp_session_dirty(s);
     }
 }
@@ -198,9 +206,13 @@ static void flush_route(struct entry *e)
                 lp_child_write(e->child, (const uint8_t *)line, len);
         } else {
             struct att *a = find_att(e->m, dest);
-            if (a && a->st && a->doomed[0] == '\0' &&
-                !lp_streamq_append(&a->out, (const uint8_t *)line, len))
-                doom(a, e, "out of memory: a message from the MCP server was lost");
+            if (a && a->st && a->doomed[0] == '\0') {
+                if (lp_streamq_append(&a->out, (const uint8_t *)line, len))
+                    e->m->out_bytes += len;
+                else
+                    doom(a, e, LP_RST_INTERNAL,
+                         "out of memory: a message from the MCP server was lost");
+            }
             if (a && a->doomed[0] == '\0')
                 push_att(a);
         }
@@ -221,7 +233,8 @@ static void child_line(void *user, const uint8_t *line, size_t len)
     if (lp_mcproute_from_child(e->route, line, len) != LP_OK) {
         for (struct att *a = e->m->atts; a; a = a->next)
             if (a->entry == e->id)
-                doom(a, e, "out of memory: a message from the MCP server was lost");
+                doom(a, e, LP_RST_INTERNAL,
+                     "out of memory: a message from the MCP server was lost");
     }
     flush_route(e);
 }
@@ -240,7 +253,7 @@ static void child_lost(void *user)
     lp_warn("%s: out of memory: a line the server wrote was lost", e->tag);
     for (struct att *a = e->m->atts; a; a = a->next)
         if (a->entry == e->id)
-            doom(a, e, "out of memory: a message from the MCP server was lost");
+            doom(a, e, LP_RST_INTERNAL, "out of memory: a message from the MCP server was lost");
 }
 
 static void drain_atts(struct entry *e);
@@ -285,7 +298,7 @@ static void do_spawn(struct lp_mcpd *m, const struct lp_mcppool_action *act)
         snprintf(e->name, sizeof(e->name), "%s", act->name);
         snprintf(e->scope, sizeof(e->scope), "%s", scope ? scope + 1 : act->scope);
         snprintf(e->tag, sizeof(e->tag), "mcp=%s scope=%s", e->name, e->scope);
-        if ((e->route = lp_mcproute_new(MAX_INFLIGHT)) == NULL) {
+        if ((e->route = lp_mcproute_new(MAX_INFLIGHT, ROUTE_HELD_MAX)) == NULL) {
             free(e);
             e = NULL;
         } else {
@@ -317,6 +330,7 @@ static void do_spawn(struct lp_mcpd *m, const struct lp_mcppool_action *act)
     }
     lp_mcppool_started(m->pool, e->id, true, NULL, lp_now());
     flush_route(e);
+    drain_atts(e); /* hosts that stopped on the lines held for this start read on */
 }
 
 /* ---- actions ------------------------------------------------------------------------------ */
@@ -435,46 +449,137 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- attachments (MCP streams) ---------------------------------------------------------- */
 
-/* A line the route cannot take (out of memory, or a stream it no longer knows since its
- * child exited) stops the feed: the caller resets the stream, so the host hears of it. */
-static lp_err att_piece(void *user, const uint8_t *line, size_t len)
+/* The longest a line may grow in the stream's receive queue, its "\r\n" included: a message
+ * of mcp.max_message, and never more than the session may hold at all (its receive budget,
+ * which every window of the session shares). `limpet mcp` runs one MCP stream per session,
+ * so a line of its host has that whole budget; a client that shares it among many streams
+ * holding unfinished lines stalls only itself. */
+static size_t line_cap(const struct att *a)
 {
-    struct att *a = user;
-    struct entry *e = find_entry(a->m, a->entry);
+    const struct lp_session *s = lp_stream_session(a->st);
+    size_t by_message = a->m->cfg->mcp.max_message + 2;
 
-    if (e && line)
-        return lp_mcproute_from_att(e->route, a->id, line, len);
-    if (e)
-        lp_warn("%s: stream %u sent a line longer than mcp.max_message; dropped", e->tag,
-                (unsigned)lp_stream_id(a->st));
-    return LP_OK;
+    return LP_MIN(by_message, s->cfg->session.receive_buffer);
 }
 
-/* The host's lines → the route, while the child's stdin keeps up. */
+static void wait_for_memory(struct att *a)
+{
+    a->wants_memory = true;
+    lp_runtime_memory_refused(a->m->rt, "more credit for an MCP message");
+    if (!ev_is_active(&a->m->memwait))
+        ev_timer_again(a->m->rt->loop, &a->m->memwait);
+}
+
+/* The queue holds `held` bytes and no whole line: a line is being received. Its stream is
+ * granted more credit from the session's receive budget once its window is full (as much
+ * again as it holds, so a long line takes a few round trips, not one per window); it waits
+ * when the budget is spent (the mux says READABLE when budget comes free) or the process is
+ * at limits.memory (retried by the memwait timer). A line that can never fit is refused. */
+static void wait_for_line(struct att *a, struct entry *e, size_t held)
+{
+    struct lp_session *s = lp_stream_session(a->st);
+    uint32_t id = lp_stream_id(a->st);
+    size_t cap = line_cap(a), want, room, granted = 0;
+    char why[sizeof(a->doomed)];
+    lp_err rc;
+
+    if (held >= cap) {
+        snprintf(why, sizeof(why),
+                 "a message longer than this server takes (%zu bytes: mcp.max_message %zu, "
+                 "session.receive_buffer %zu)",
+                 cap - 2, a->m->cfg->mcp.max_message, s->cfg->session.receive_buffer);
+        doom(a, e, LP_RST_LIMIT, why);
+        return;
+    }
+    if (held == 0)
+        return;
+    want = LP_MIN(LP_MAX(held, (size_t)EXTEND_STEP), cap - held);
+    if ((room = lp_runtime_memory_room(a->m->rt)) == 0) {
+        wait_for_memory(a);
+        return;
+    }
+    rc = lp_mux_recv_extend(s->mux, id, LP_MIN(want, room), &granted);
+    if (rc == LP_OK || rc == LP_ERR_NOSPACE) {
+        if (granted > 0) {
+            lp_session_recount(s); /* the next line asking in this iteration sees it */
+            lp_session_dirty(s);
+        }
+        return;
+    }
+    if (rc == LP_ERR_CLOSED) { /* the host finished inside a line: it can never end */
+        lp_debug("sess=%s stream=%u %s: %zu bytes after the last newline dropped", s->tag,
+                 (unsigned)id, e->tag, held);
+        lp_mux_recv_consumed(s->mux, id, held);
+        a->scanned = 0;
+        lp_session_dirty(s);
+        return;
+    }
+    snprintf(why, sizeof(why), "cannot take more of a message: %s", lp_strerror(rc));
+    doom(a, e, LP_RST_INTERNAL, why);
+}
+
+/* Passes the line of `raw` bytes ('\n' not counted) at the front of the stream's queue to
+ * the route: in place when it lies in one piece, else copied once. Blank lines are skipped.
+ * False when a was doomed (a line the route cannot take would leave a request of the host's
+ * waiting for ever: the stream is reset instead, and the host answered). */
+static bool take_line(struct att *a, struct entry *e, lp_mux *mux, uint32_t id, size_t raw)
+{
+    const uint8_t *line;
+    uint8_t *copy = NULL;
+    size_t len;
+    char why[sizeof(a->doomed)];
+    lp_err rc = LP_OK;
+
+    if (lp_mux_recv_peek(mux, id, &line) < raw) {
+        if ((copy = malloc(raw)) == NULL) {
+            doom(a, e, LP_RST_INTERNAL, "out of memory: a message could not be read");
+            return false;
+        }
+        line = copy;
+        (void)lp_mux_recv_copy(mux, id, copy, raw);
+    }
+    len = raw > 0 && line[raw - 1] == '\r' ? raw - 1 : raw;
+    if (len > a->m->cfg->mcp.max_message) {
+        snprintf(why, sizeof(why), "a message longer than mcp.max_message (%zu bytes)",
+                 a->m->cfg->mcp.max_message);
+        doom(a, e, LP_RST_LIMIT, why);
+    } else if (len > 0 && (rc = lp_mcproute_from_att(e->route, a->id, line, len)) != LP_OK) {
+        snprintf(why, sizeof(why), "a message could not be passed to the MCP server: %s",
+                 rc == LP_ERR_NOT_FOUND ? "not attached" : lp_strerror(rc));
+        doom(a, e, LP_RST_INTERNAL, why);
+    }
+    free(copy);
+    return a->doomed[0] == '\0';
+}
+
+/* Room toward the child: its stdin, and the lines the route holds while it restarts. */
+static bool child_has_room(const struct entry *e)
+{
+    return (e->child == NULL || lp_child_queued(e->child) < HIGH_WATER) &&
+           lp_mcproute_queued(e->route) < HIGH_WATER;
+}
+
+/* The host's lines → the route, one whole line at a time, while the child keeps up. Nothing
+ * is cached across flush_route (which may reach child_drained, and this function again):
+ * each round looks at the queue afresh. */
 static void drain_att(struct att *a)
 {
     struct entry *e = find_entry(a->m, a->entry);
-    struct lp_mux_span spans[16];
 
-    while (e && a->st && a->doomed[0] == '\0' &&
-           (e->child == NULL || lp_child_queued(e->child) < HIGH_WATER)) {
+    while (e && a->st && a->doomed[0] == '\0' && child_has_room(e)) {
         struct lp_session *s = lp_stream_session(a->st);
         uint32_t id = lp_stream_id(a->st);
-        size_t n = lp_mux_recv_peekv(s->mux, id, spans, 16), total = 0;
-        if (n == 0)
-            break;
-        for (size_t i = 0; i < n; i++) {
-            lp_err rc = lp_lines_feed(&a->in, spans[i].data, spans[i].len, att_piece, a);
-            if (rc != LP_OK) { /* a request of the host's would wait for ever */
-                char why[128];
-                snprintf(why, sizeof(why), "a message could not be passed to the MCP server: %s",
-                         rc == LP_ERR_NOT_FOUND ? "not attached" : lp_strerror(rc));
-                doom(a, e, why);
-                return;
-            }
-            total += spans[i].len;
+        size_t nl = lp_mux_recv_find(s->mux, id, a->scanned, '\n');
+        a->wants_memory = false;
+        if (nl == SIZE_MAX) {
+            a->scanned = lp_mux_recv_buffered(s->mux, id);
+            wait_for_line(a, e, a->scanned);
+            return;
         }
-        lp_mux_recv_consumed(s->mux, id, total);
+        a->scanned = 0;
+        if (!take_line(a, e, s->mux, id, nl))
+            return;
+        lp_mux_recv_consumed(s->mux, id, nl + 1);
         lp_session_dirty(s);
         flush_route(e);
     }
@@ -485,6 +590,36 @@ static void drain_atts(struct entry *e)
     for (struct att *a = e->m->atts; a; a = a->next)
         if (a->entry == e->id)
             drain_att(a);
+}
+
+/* Lines that wait at limits.memory ask again; the timer stops once none waits. A drain may
+ * reset attachments only through the sweep, so the list holds still under this loop. */
+static void memwait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct lp_mcpd *m = LP_CONTAINER_OF(w, struct lp_mcpd, memwait);
+    bool waiting = false;
+    (void)revents;
+
+    for (struct att *a = m->atts; a; a = a->next)
+        if (a->wants_memory)
+            drain_att(a);
+    for (struct att *a = m->atts; a && !waiting; a = a->next)
+        waiting = a->wants_memory;
+    if (!waiting)
+        ev_timer_stop(loop, w);
+}
+
+/* rt->memory_extra: what the pool holds for peers. Lines in the hosts' receive queues are
+ * the sessions' (counted with them); here: lines for the hosts, lines the routes hold, and
+ * what the children's pipes hold (stdin queued, a stdout line being read). */
+static size_t pool_memory(void *user)
+{
+    const struct lp_mcpd *m = user;
+    size_t n = m->out_bytes;
+
+    for (const struct entry *e = m->entries; e; e = e->next)
+        n += lp_mcproute_memory(e->route) + (e->child ? lp_child_buffered(e->child) : 0);
+    return n;
 }
 
 static void att_event(struct lp_stream *st, const struct lp_mux_event *ev, void *user)
@@ -579,7 +714,6 @@ static void open_mcp(void *user, struct lp_session *s, const struct lp_mux_event
     }
     a->m = m;
     a->id = ++m->next_att;
-    lp_lines_init(&a->in, m->cfg->mcp.max_message);
     lp_streamq_init(&a->out);
     a->next = m->atts;
     m->atts = a;
@@ -624,6 +758,9 @@ lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
     m->user = user;
     ev_timer_init(&m->tick, tick_cb, 0., 0.);
     ev_timer_init(&m->sweep, sweep_cb, 0., 0.);
+    ev_timer_init(&m->memwait, memwait_cb, 0., MEMORY_RETRY);
+    rt->memory_extra = pool_memory;
+    rt->memory_user = m;
     rt->open_mcp = open_mcp;
     rt->mcp_user = m;
     return LP_OK;
@@ -674,8 +811,8 @@ void lp_mcpd_reconfigure(struct lp_mcpd *m, const struct lp_config *cfg, void *u
     for (struct att *a = m->atts; a && m->may_use; a = a->next) {
         struct entry *e = a->entry ? find_entry(m, a->entry) : NULL;
         if (e && a->st && !m->may_use(m->user, lp_stream_session(a->st)->identity, e->name))
-            doom_code(a, e, LP_RST_NOT_ALLOWED,
-                      "no longer allowed by the server's policy (configuration reloaded)");
+            doom(a, e, LP_RST_NOT_ALLOWED,
+                 "no longer allowed by the server's policy (configuration reloaded)");
     }
     run_actions(m);
 }
@@ -694,6 +831,8 @@ void lp_mcpd_free(struct lp_mcpd *m)
         return;
     ev_timer_stop(m->rt->loop, &m->tick);
     ev_timer_stop(m->rt->loop, &m->sweep);
+    ev_timer_stop(m->rt->loop, &m->memwait);
+    m->rt->memory_extra = NULL;
     while (m->atts)
         free_att(m->atts); /* their streams are gone with the sessions */
     while (m->entries)

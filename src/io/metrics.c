@@ -219,6 +219,10 @@ char *lp_ctl_render_text(const json_t *doc)
     put(&o, "limpet %s %s, pid %llu, up %s: %zu sessions, %llu resumes, %llu handshakes refused\n",
         str(p, "role"), str(p, "version"), num(p, "pid"), dur_h(a, sizeof(a), num(p, "uptime_ms")),
         json_array_size(sessions), num(p, "resumes"), refused);
+    put(&o, "memory buffered %s", bytes_h(a, sizeof(a), num(p, "memory_buffered")));
+    if (num(p, "memory_limit") > 0)
+        put(&o, " of %s (limits.memory)", bytes_h(a, sizeof(a), num(p, "memory_limit")));
+    put(&o, "\n");
     for (size_t i = 0; i < json_array_size(sessions); i++)
         text_session(&o, json_array_get(sessions, i));
     return finish(&o, "... (cut: the answer is too long; use --json)\n");
@@ -288,6 +292,10 @@ static void gauges(struct out *o, const json_t *doc, const json_t *p)
     family(o, "limpet_mcp_pool_processes", "gauge",
            "MCP server processes in the pool (starting, running or stopping).");
     sample(o, "limpet_mcp_pool_processes", num(p, "mcp_processes"));
+    family(o, "limpet_memory_buffered_bytes", "gauge",
+           "Bytes buffered for peers over the whole process: replay buffers, receive queues, "
+           "MCP line queues and child pipes (held under limits.memory).");
+    sample(o, "limpet_memory_buffered_bytes", num(p, "memory_buffered"));
     family(o, "limpet_uptime_seconds", "gauge", "Seconds since this process started.");
     put(o, "limpet_uptime_seconds %.3f\n", (double)num(p, "uptime_ms") / 1000.0);
 }

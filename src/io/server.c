@@ -263,6 +263,11 @@ static void hs_new_session(struct handshake *h, const struct lp_hello *hello)
         hs_reject(h, LP_REJECT_LIMIT, "too many sessions");
         return;
     }
+    /* A resume adds nothing to what the process holds; a new session would. */
+    if (lp_runtime_memory_room(srv->rt) == 0) {
+        hs_reject(h, LP_REJECT_LIMIT, "server memory limit reached (limits.memory)");
+        return;
+    }
     /* Detached sessions count too: they hold memory until their TTL. */
     if (h->identity[0] && sessions_of(srv, h->identity) >= srv->cfg->limits.sessions_per_identity) {
         hs_reject(h, LP_REJECT_LIMIT,
@@ -619,6 +624,7 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
     }
     rt->stream_room = stream_room;
     rt->stream_user = srv;
+    rt->memory_limit = cfg->limits.memory;
     lp_acceptor_init(&srv->acc, rt->loop, srv->lfd, "the tunnel port", accepted, srv);
     ev_timer_init(&srv->bye, bye_cb, 0., 0.01);
     lp_acceptor_start(&srv->acc);
@@ -629,8 +635,10 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
 
 void lp_server_reconfigure(struct lp_server *srv, const struct lp_config *cfg)
 {
-    if (srv != NULL)
-        srv->cfg = cfg;
+    if (srv == NULL)
+        return;
+    srv->cfg = cfg;
+    srv->rt->memory_limit = cfg->limits.memory;
 }
 
 size_t lp_server_revoke(struct lp_server *srv,

@@ -24,9 +24,56 @@ static void process(struct lp_session *s);
 static void flush_output(struct lp_session *s);
 static void arm_deadline(struct lp_session *s);
 
+/* Brings rt->memory_sessions up to date with what s holds now. */
+static void charge(struct lp_session *s, size_t held)
+{
+    s->rt->memory_sessions -= s->mem_charged;
+    s->rt->memory_sessions += held;
+    s->mem_charged = held;
+}
+
+size_t lp_runtime_memory(const struct lp_runtime *rt)
+{
+    size_t extra = rt->memory_extra ? rt->memory_extra(rt->memory_user) : 0;
+
+    return rt->memory_sessions + extra;
+}
+
+size_t lp_runtime_memory_room(const struct lp_runtime *rt)
+{
+    size_t used;
+
+    if (rt->memory_limit == 0)
+        return SIZE_MAX;
+    used = lp_runtime_memory(rt);
+    return used < rt->memory_limit ? rt->memory_limit - used : 0;
+}
+
+void lp_runtime_memory_refused(struct lp_runtime *rt, const char *what)
+{
+    lp_time now = lp_now();
+
+    rt->memory_refusals++;
+    if (rt->memory_logged != 0 && now - rt->memory_logged < 1000)
+        return;
+    lp_warn("server memory limit reached (limits.memory %zu bytes, %zu buffered): %s refused "
+            "(%llu refusals since the last such line)",
+            rt->memory_limit, lp_runtime_memory(rt), what, (unsigned long long)rt->memory_refusals);
+    rt->memory_logged = now;
+    rt->memory_refusals = 0;
+}
+
+void lp_session_recount(struct lp_session *s)
+{
+    /* Received bytes held and extension credit granted (memory promised): see mux.h. */
+    charge(s, lp_pipe_buffered(s->pipe) + lp_mux_held(s->mux));
+}
+
 static void free_session(struct lp_session *s)
 {
     struct lp_runtime *rt = s->rt;
+
+    charge(s, 0);
 
     if (s->all_prev || rt->all == s) { /* linked: a half-built session never was */
         *(s->all_prev ? &s->all_prev->all_next : &rt->all) = s->all_next;
@@ -58,8 +105,12 @@ static void runtime_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         if (s->closing)
             continue;
         flush_output(s);
-        if (!s->closing)
-            arm_deadline(s);
+        if (s->closing)
+            continue;
+        arm_deadline(s);
+        /* Everything that changes what a session holds marks it dirty, so this keeps the
+         * process's count current to the loop iteration. */
+        lp_session_recount(s);
     }
 }
 
@@ -415,6 +466,12 @@ static void open_stream(struct lp_session *s, const struct lp_mux_event *ev)
     if (!lp_session_stream_room(s, why)) {
         lp_mux_reset(s->mux, ev->id, LP_RST_LIMIT,
                      "too many streams for this identity (limits.streams_per_identity)");
+        return;
+    }
+    if (lp_runtime_memory_room(s->rt) == 0) {
+        snprintf(why, sizeof(why), "sess=%s stream=%u", s->tag, (unsigned)ev->id);
+        lp_runtime_memory_refused(s->rt, why);
+        lp_mux_reset(s->mux, ev->id, LP_RST_LIMIT, "server memory limit reached (limits.memory)");
         return;
     }
     switch (ev->kind) {

@@ -5,8 +5,10 @@
  * frames with the frame encoders (so most are well-formed and reach deep into the mux),
  * with the ids mostly chosen to be plausible; a raw op hands over arbitrary bytes that
  * lp_frame_decode accepted. Local ops are what the glue would do: open, accept, reset,
- * shutdown, send, peek/consume, flush, GOODBYE, reset_all, and carrying the link so ACKs
- * free the replay buffer. Every event is drained and checked against the mux's own view;
+ * shutdown, send, peek/consume, window extensions, flush, GOODBYE, reset_all, and carrying
+ * the link so ACKs free the replay buffer. Every event is drained and checked against the
+ * mux's own view, and the credit sums after every op (nothing held beyond what was granted,
+ * no extension past the receive budget);
  * lp_mux_free at the end lets LeakSanitizer see anything lost.
  */
 #include <stddef.h>
@@ -23,6 +25,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_OPS 4000
 #define MAX_STREAMS 8
 #define WINDOW (64u * 1024u)
+#define RECEIVE_BUFFER (100u * 1024u)
 
 struct input {
     const uint8_t *p;
@@ -268,13 +271,30 @@ static void local_consume(struct world *w, struct input *in)
     size_t before = lp_mux_recv_buffered(w->m, id);
     size_t n = lp_mux_recv_peek(w->m, id, &d);
 
-    check(n <= before && before <= WINDOW);
+    check(n <= before && before <= RECEIVE_BUFFER); /* a window plus extensions */
     if (n > 0) { /* both ends of the view must be readable memory (ASan checks) */
         volatile uint8_t first = d[0], last = d[n - 1];
         (void)first;
         (void)last;
     }
     lp_mux_recv_consumed(w->m, id, in_u8(in) < 128 ? n : (size_t)in_u16(in));
+}
+
+/* What a glue holding a half-received line does: ask for more credit without consuming. */
+static void local_extend(struct world *w, struct input *in)
+{
+    size_t before = lp_mux_granted(w->m), granted = 7;
+    uint32_t id = pick_id(in);
+    size_t want = pick_window(in);
+    lp_err rc = lp_mux_recv_extend(w->m, id, want, &granted);
+
+    check(rc == LP_OK || rc == LP_ERR_NOSPACE || rc == LP_ERR_NOT_FOUND || rc == LP_ERR_STATE ||
+          rc == LP_ERR_CLOSED || rc == LP_ERR_TOO_BIG);
+    check(rc == LP_OK || granted == 0);
+    check(granted <= want);
+    /* Sending its WINDOW may free other streams (a FIN that was waiting goes out). */
+    check(lp_mux_granted(w->m) <= before + granted);
+    check(granted == 0 || lp_mux_granted(w->m) <= RECEIVE_BUFFER);
 }
 
 /* Uses up the pipe's control slack with GOODBYEs of shrinking size (only the last one would
@@ -343,6 +363,8 @@ static void local_op(struct world *w, struct input *in, uint8_t op)
             lp_mux_reset_all(w->m, LP_RST_SESSION_LOST, "session lost");
         else if (op >= 0x80)
             choke(w);
+        else if (op < 0x40)
+            local_extend(w, in);
         break;
     }
 }
@@ -360,7 +382,7 @@ static int world_init(struct world *w)
     };
     static const struct lp_mux_config mc = {
         .stream_window = WINDOW,
-        .receive_buffer = 100u * 1024u,
+        .receive_buffer = RECEIVE_BUFFER,
         .max_streams = MAX_STREAMS,
     };
     static const uint8_t sid[LP_SESSION_ID_LEN] = {1};
@@ -410,6 +432,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             else
                 local_op(&w, &in, op % 10);
             drain_events(&w, &in);
+            /* Every byte held, or promised by an extension, lies within a granted window. */
+            check(lp_mux_buffered(w.m) <= lp_mux_held(w.m));
+            check(lp_mux_held(w.m) <= lp_mux_granted(w.m));
         }
     }
     world_clear(&w);

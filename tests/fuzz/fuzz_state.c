@@ -90,7 +90,7 @@ static bool load_one(struct lp_state_rd *rd, uint16_t tag, lp_pipe *pipe, struct
         rc = lp_mcppool_load(rd, &POOL_LIMITS, NOW, &l->pool);
         break;
     case LP_STATE_MCPROUTE:
-        rc = lp_mcproute_load(rd, 16, &l->route);
+        rc = lp_mcproute_load(rd, 16, SIZE_MAX, &l->route);
         break;
     default:
         lp_state_fail(rd, LP_ERR_MALFORMED, "unknown section 0x%04x", (unsigned)tag);

@@ -195,7 +195,7 @@ static void from_child(lp_mcproute *r, const char *line)
 
 static lp_mcproute *route(void)
 {
-    lp_mcproute *r = lp_mcproute_new(1024);
+    lp_mcproute *r = lp_mcproute_new(1024, SIZE_MAX);
     uint64_t dest;
     char *line;
     size_t len;

@@ -90,6 +90,7 @@ static uint64_t field(const struct lp_config *c, const char *key)
          1},
         {"limits.streams_per_identity", offsetof(struct lp_config, limits.streams_per_identity), 1},
         {"limits.session_memory", offsetof(struct lp_config, limits.session_memory), 1},
+        {"limits.memory", offsetof(struct lp_config, limits.memory), 1},
         {"mcp.max_sessions", offsetof(struct lp_config, mcp.max_sessions), 1},
         {"mcp.sessions_per_identity", offsetof(struct lp_config, mcp.sessions_per_identity), 1},
         {"mcp.idle_timeout", offsetof(struct lp_config, mcp.idle_timeout), 0},
@@ -148,6 +149,7 @@ static const struct key_case {
     {"limits.sessions_per_identity", "3", 3, NULL},
     {"limits.streams_per_identity", "1000000", 1000000, NULL},
     {"limits.session_memory", "2GiB", 2 * GIB, NULL},
+    {"limits.memory", "1024GiB", 1024 * GIB, NULL},
     {"mcp.max_sessions", "7", 7, NULL},
     {"mcp.sessions_per_identity", "2", 2, NULL},
     {"mcp.idle_timeout", "30s", 30000, NULL},
@@ -226,6 +228,7 @@ static void check_defaults(const struct lp_config *c)
     assert_int_equal(c->limits.sessions_per_identity, 16);
     assert_int_equal(c->limits.streams_per_identity, 4096);
     assert_int_equal(c->limits.session_memory, 48 * MIB);
+    assert_int_equal(c->limits.memory, GIB);
     assert_string_equal(c->tls.cert, "");
     assert_string_equal(c->tls.key, "");
     assert_string_equal(c->identity, "");
@@ -878,6 +881,9 @@ static void test_config_limits_have_ranges(void **state)
                      "-o limits.session_memory: 64KiB is below the minimum 128KiB");
     expect_set_error("limits.session_memory=3GiB",
                      "-o limits.session_memory: 3GiB is above the maximum 2GiB");
+    expect_set_error("limits.memory=512KiB", "-o limits.memory: 512KiB is below the minimum 1MiB");
+    expect_set_error("limits.memory=1025GiB",
+                     "-o limits.memory: 1025GiB is above the maximum 1024GiB");
 }
 
 static void test_config_finish_refuses_buffers_beyond_session_memory(void **state)
@@ -900,6 +906,21 @@ static void test_config_finish_refuses_buffers_beyond_session_memory(void **stat
     assert_int_equal(lp_config_set(&c, "session.max_streams=1025", err, sizeof(err)), LP_OK);
     assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
     assert_int_equal(lp_config_set(&c, "session.max_streams=1024", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+}
+
+/* The process-wide bound must hold at least one whole session. */
+static void test_config_finish_refuses_a_memory_limit_below_one_session(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX];
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "limits.memory=32MiB", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
+    assert_string_equal(err, "limits.memory: 32MiB is below limits.session_memory 48MiB: not one "
+                             "session would fit");
+    assert_int_equal(lp_config_set(&c, "limits.memory=48MiB", err, sizeof(err)), LP_OK);
     assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
 }
 
@@ -1107,6 +1128,7 @@ int main(void)
         cmocka_unit_test(test_config_option_cannot_set_identities),
         cmocka_unit_test(test_config_limits_have_ranges),
         cmocka_unit_test(test_config_finish_refuses_buffers_beyond_session_memory),
+        cmocka_unit_test(test_config_finish_refuses_a_memory_limit_below_one_session),
         cmocka_unit_test(test_config_finish_wants_tls_cert_and_key_together),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -28,6 +28,7 @@ static json_t *sample_doc(void)
         "\"uptime_ms\": 61000, \"sessions_created\": 5, \"sessions_ended\": 3, "
         "\"streams_opened\": 9, \"streams_refused\": 1, \"reconnects\": 4, \"resumes\": 3, "
         "\"bytes_in\": 1000, \"bytes_out\": 2048, \"mcp_processes\": 2, "
+        "\"memory_buffered\": 3145728, \"memory_limit\": 1073741824, "
         "\"handshakes_refused\": {\"timeout\": 1, \"reject_auth\": 1}, "
         "\"resume_ms\": {\"count\": 3, \"sum_ms\": 120075, \"buckets\": ["
         "{\"le_ms\": 10, \"count\": 1}, {\"le_ms\": 100, \"count\": 2}, "
@@ -163,6 +164,7 @@ static void test_ctl_metrics_count_sessions_by_state_and_sum_streams(void **stat
     assert_true(sample_value(text, "limpet_resumes_total") == 3);
     assert_true(sample_value(text, "limpet_streams_refused_total") == 1);
     assert_true(sample_value(text, "limpet_mcp_pool_processes") == 2);
+    assert_true(sample_value(text, "limpet_memory_buffered_bytes") == 3145728);
     assert_true(sample_value(text, "limpet_handshakes_refused_total{reason=\"timeout\"}") == 1);
     assert_true(sample_value(text, "limpet_handshakes_refused_total{reason=\"reject_auth\"}") == 1);
     assert_true(sample_value(text, "limpet_handshakes_refused_total{reason=\"closed\"}") == 0);
@@ -211,7 +213,8 @@ static void test_ctl_text_shows_each_session_with_its_streams(void **state)
     (void)state;
     assert_non_null(t);
     assert_non_null(strstr(t, "limpet server 0.1.0, pid 42, up 1m1s: 2 sessions, 3 resumes, "
-                              "2 handshakes refused\n"));
+                              "2 handshakes refused\n"
+                              "memory buffered 3.0 MiB of 1.0 GiB (limits.memory)\n"));
     assert_non_null(strstr(t, "session 1a2b3c4d  identity laptop  peer 127.0.0.1:5000\n"));
     assert_non_null(strstr(t, "  state live, up 30.0s, reconnects 1, last rtt 3ms\n"));
     assert_non_null(strstr(t, "  bytes in 500 B, out 1.5 KiB; replay buffer 10 B of 8.0 MiB\n"));

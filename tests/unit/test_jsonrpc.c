@@ -287,6 +287,36 @@ static void test_lines_buffer_grows_but_never_beyond_max_plus_one(void **state)
     lp_lines_free(&l);
 }
 
+/* One long message must not leave its buffer behind for the rest of the stream's life. */
+static void test_lines_does_not_keep_a_large_buffer_once_its_line_went(void **state)
+{
+    (void)state;
+    enum { BIG = 200000 };
+    struct lp_lines l;
+    const uint8_t *line;
+    size_t len, used;
+    uint8_t *big = malloc(BIG + 1);
+
+    assert_non_null(big);
+    memset(big, 'x', BIG);
+    big[BIG] = '\n';
+    lp_lines_init(&l, 1u << 20);
+    assert_int_equal(lp_lines_next(&l, big, BIG / 2, &used, &line, &len), LP_LINE_NONE);
+    assert_int_equal(lp_lines_next(&l, big + BIG / 2, BIG / 2 + 1, &used, &line, &len), LP_LINE_OK);
+    assert_int_equal(len, BIG);
+    assert_true(l.cap >= BIG); /* the line is still lent out of it */
+    assert_int_equal(lp_lines_next(&l, (const uint8_t *)"ab\n", 3, &used, &line, &len), LP_LINE_OK);
+    assert_int_equal(l.cap, 0);
+    assert_memory_equal(line, "ab", 2);
+    /* A small buffer stays: most lines are small, and reallocating for each would cost. */
+    assert_int_equal(lp_lines_next(&l, (const uint8_t *)"cd", 2, &used, &line, &len), LP_LINE_NONE);
+    assert_int_equal(lp_lines_next(&l, (const uint8_t *)"\n", 1, &used, &line, &len), LP_LINE_OK);
+    assert_int_equal(lp_lines_next(&l, (const uint8_t *)"e", 1, &used, &line, &len), LP_LINE_NONE);
+    assert_true(l.cap > 0 && l.cap <= 65536);
+    lp_lines_free(&l);
+    free(big);
+}
+
 /* ---- messages ------------------------------------------------------------------------ */
 
 static enum lp_rpc_kind kind_of(const char *text, char *key, size_t keylen)
@@ -593,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_lines_skips_blank_lines_and_strips_one_cr),
         cmocka_unit_test(test_lines_finish_returns_last_unterminated_line),
         cmocka_unit_test(test_lines_buffer_grows_but_never_beyond_max_plus_one),
+        cmocka_unit_test(test_lines_does_not_keep_a_large_buffer_once_its_line_went),
         cmocka_unit_test(test_rpc_classifies_requests_notifications_and_responses),
         cmocka_unit_test(test_rpc_classifies_odd_ids_and_shapes_as_other),
         cmocka_unit_test(test_rpc_id_too_long_for_key_is_other),

@@ -102,7 +102,7 @@ static void expect_nothing(lp_mcproute *r)
 
 static lp_mcproute *route_with(size_t max_inflight, uint64_t a, uint64_t b)
 {
-    lp_mcproute *r = lp_mcproute_new(max_inflight);
+    lp_mcproute *r = lp_mcproute_new(max_inflight, SIZE_MAX);
 
     assert_non_null(r);
     if (a != 0)
@@ -112,11 +112,10 @@ static lp_mcproute *route_with(size_t max_inflight, uint64_t a, uint64_t b)
     return r;
 }
 
-/* A 2025-era session: A initializes, the child answers, A says initialized. */
-static lp_mcproute *initialized_route(void)
+/* A 2025-era session on r (A attached): A initializes, the child answers, A says
+ * initialized. */
+static lp_mcproute *initialize_route(lp_mcproute *r)
 {
-    lp_mcproute *r = route_with(16, A, 0);
-
     from_att(r, A, INIT_REQ("0"));
     expect(r, CHILD, INIT_REQ("0"));
     from_child(r, INIT_RESP("0"));
@@ -125,6 +124,11 @@ static lp_mcproute *initialized_route(void)
     expect(r, CHILD, INITIALIZED);
     assert_true(lp_mcproute_initialized(r));
     return r;
+}
+
+static lp_mcproute *initialized_route(void)
+{
+    return initialize_route(route_with(16, A, 0));
 }
 
 static void test_mcproute_renames_an_id_another_attachment_has_in_flight(void **state)
@@ -565,6 +569,89 @@ static void test_mcproute_refuses_requests_once_the_held_lines_are_full(void **s
     lp_mcproute_free(r);
 }
 
+/* Held lines are bounded in bytes as well as in lines: a host cannot make the route hold
+ * thousands of long lines while a fresh child starts. */
+static void test_mcproute_held_lines_are_bounded_in_bytes(void **state)
+{
+    (void)state;
+    static const char note[] = "{\"jsonrpc\":\"2.0\",\"method\":\"n\",\"p\":\"x\"}"; /* 38 */
+    static const char req[] = "{\"id\":1,\"method\":\"tools/list\"}";                /* 30 */
+    lp_mcproute *r = initialize_route(route_with(16, A, 0));
+    lp_mcproute_free(r);
+    r = lp_mcproute_new(16, 100);
+    assert_non_null(r);
+    assert_int_equal(lp_mcproute_attach(r, A), LP_OK);
+    initialize_route(r);
+
+    lp_mcproute_child_exited(r);
+    assert_int_equal(lp_mcproute_attach(r, B), LP_OK);
+    from_att(r, B, note);
+    from_att(r, B, note);
+    assert_int_equal(lp_mcproute_queued(r), 76);
+    from_att(r, B, note); /* 114 bytes would pass 100: dropped */
+    assert_int_equal(lp_mcproute_queued(r), 76);
+    assert_int_equal(lp_mcproute_memory(r), 76);
+    from_att(r, B, req); /* a request is answered, so its host does not wait for ever */
+    expect_json(r, B,
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32000,"
+                "\"message\":\"too many requests in flight\"}}");
+    expect_no_line(r);
+    /* The child comes back: the two notes that were held reach it, nothing else. */
+    assert_int_equal(lp_mcproute_child_started(r), LP_OK);
+    expect_json(r, CHILD, INIT_REQ("\"lp-init-1\""));
+    from_child(r, "{\"jsonrpc\":\"2.0\",\"id\":\"lp-init-1\",\"result\":{}}");
+    expect_json(r, CHILD, INITIALIZED);
+    expect(r, CHILD, note);
+    expect(r, CHILD, note);
+    expect_nothing(r);
+    lp_mcproute_free(r);
+
+    /* An empty queue takes one line of any length: the byte cap never refuses a line for
+     * its length alone. */
+    r = lp_mcproute_new(16, 10);
+    assert_non_null(r);
+    assert_int_equal(lp_mcproute_attach(r, A), LP_OK);
+    initialize_route(r);
+    lp_mcproute_child_exited(r);
+    assert_int_equal(lp_mcproute_attach(r, B), LP_OK);
+    from_att(r, B, note);
+    assert_int_equal(lp_mcproute_queued(r), 38);
+    from_att(r, B, note);
+    assert_int_equal(lp_mcproute_queued(r), 38);
+    lp_mcproute_free(r);
+}
+
+/* Initializes waiting for the first one's answer are bounded in bytes too, and counted in
+ * memory() (not in queued(): they are not output). */
+static void test_mcproute_waiting_initializes_are_bounded_in_bytes(void **state)
+{
+    (void)state;
+    size_t one = strlen(INIT_REQ("2"));
+    lp_mcproute *r = lp_mcproute_new(16, 2 * one);
+
+    assert_non_null(r);
+    assert_int_equal(lp_mcproute_attach(r, A), LP_OK);
+    assert_int_equal(lp_mcproute_attach(r, B), LP_OK);
+    from_att(r, A, INIT_REQ("1"));
+    expect(r, CHILD, INIT_REQ("1"));
+    from_att(r, B, INIT_REQ("2"));
+    from_att(r, B, INIT_REQ("3"));
+    from_att(r, B, INIT_REQ("4")); /* a third would pass the cap */
+    expect_json(r, B,
+                "{\"jsonrpc\":\"2.0\",\"id\":4,\"error\":{\"code\":-32000,"
+                "\"message\":\"too many requests in flight\"}}");
+    expect_no_line(r);
+    assert_int_equal(lp_mcproute_queued(r), 0);
+    assert_int_equal(lp_mcproute_memory(r), 2 * one);
+    from_child(r, INIT_RESP("1"));
+    expect(r, A, INIT_RESP("1"));
+    expect_json(r, B, INIT_RESP("2"));
+    expect_json(r, B, INIT_RESP("3"));
+    expect_nothing(r);
+    assert_int_equal(lp_mcproute_memory(r), 0);
+    lp_mcproute_free(r);
+}
+
 static void test_mcproute_fresh_child_without_cache_takes_lines_at_once(void **state)
 {
     (void)state;
@@ -687,7 +774,7 @@ static void test_mcproute_queued_counts_output_bytes(void **state)
 static void test_mcproute_attach_beyond_the_cap_is_refused_and_leaves_it_unknown(void **state)
 {
     (void)state;
-    lp_mcproute *r = lp_mcproute_new(16);
+    lp_mcproute *r = lp_mcproute_new(16, SIZE_MAX);
     uint64_t extra = LP_MCPROUTE_ATT_MAX + 1;
 
     assert_non_null(r);
@@ -866,7 +953,7 @@ static lp_mcproute *upgrade(lp_mcproute *r, size_t *bytes)
 
     lp_mcproute_free(r);
     assert_int_equal(lp_state_open(&rd, file, len), LP_OK);
-    if (lp_mcproute_load(&rd, 16, &n) != LP_OK)
+    if (lp_mcproute_load(&rd, 16, SIZE_MAX, &n) != LP_OK)
         fail_msg("refused: %s", rd.why);
     assert_true(lp_state_at_end(&rd));
     len2 = save_route(n, &w2, &file2);
@@ -881,7 +968,7 @@ static lp_mcproute *upgrade(lp_mcproute *r, size_t *bytes)
 /* Runs the script, upgrading before op `at` (NOPS + 1: never); returns what the glue saw. */
 static struct trace run_script(size_t at, size_t *bytes)
 {
-    lp_mcproute *r = lp_mcproute_new(16);
+    lp_mcproute *r = lp_mcproute_new(16, SIZE_MAX);
     struct trace t = {0};
 
     assert_non_null(r);
@@ -923,7 +1010,7 @@ static void test_mcproute_saved_and_loaded_at_every_step_routes_the_same_lines(v
 static lp_err load_route(struct lp_state_rd *rd, void *ctx)
 {
     lp_mcproute *r;
-    lp_err rc = lp_mcproute_load(rd, 16, &r);
+    lp_err rc = lp_mcproute_load(rd, 16, SIZE_MAX, &r);
     uint64_t dest;
     char *line;
     size_t len;
@@ -949,7 +1036,7 @@ static lp_err load_route(struct lp_state_rd *rd, void *ctx)
 static void test_mcproute_loader_refuses_every_cut_and_bad_byte_with_a_reason(void **state)
 {
     (void)state;
-    lp_mcproute *r = lp_mcproute_new(16);
+    lp_mcproute *r = lp_mcproute_new(16, SIZE_MAX);
     struct trace t = {0};
     struct lp_state_wr w;
     const uint8_t *file;
@@ -987,6 +1074,8 @@ int main(void)
         cmocka_unit_test(test_mcproute_orphans_keep_their_ids_reserved_but_are_bounded),
         cmocka_unit_test(test_mcproute_replays_initialize_to_a_fresh_child_and_holds_host_lines),
         cmocka_unit_test(test_mcproute_refuses_requests_once_the_held_lines_are_full),
+        cmocka_unit_test(test_mcproute_held_lines_are_bounded_in_bytes),
+        cmocka_unit_test(test_mcproute_waiting_initializes_are_bounded_in_bytes),
         cmocka_unit_test(test_mcproute_fresh_child_without_cache_takes_lines_at_once),
         cmocka_unit_test(test_mcproute_passes_a_2026_session_through_byte_for_byte),
         cmocka_unit_test(test_mcproute_forwards_lines_that_are_not_json_rpc_objects),

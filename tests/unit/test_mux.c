@@ -616,6 +616,217 @@ static void test_mux_window_wakes_a_stream_blocked_on_credit(void **state)
     net_free(n);
 }
 
+/* ---- extensions: credit for bytes the glue holds (lp_mux_recv_extend) ------------------- */
+
+static void test_mux_extend_grants_credit_without_consuming(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    uint32_t id = open_stream(n, "h:1");
+    size_t granted = 0;
+
+    assert_int_equal(send_pattern(n->c.mux, id, 0, 200000), 65536);
+    pump(n);
+    /* The glue holds all 64 KiB (a line not finished) and asks for 32 KiB more. */
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, id, 32768, &granted), LP_OK);
+    assert_int_equal(granted, 32768);
+    assert_int_equal(lp_mux_granted(n->s.mux), 65536 + 32768);
+    assert_int_equal(lp_mux_held(n->s.mux), 65536 + 32768); /* the promise counts at once */
+    /* Asking again for what is already outstanding grants nothing more. */
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, id, 32768, &granted), LP_OK);
+    assert_int_equal(granted, 0);
+    pump(n);
+    assert_true(count_events(&n->c, LP_MUX_EV_WRITABLE, id) >= 1);
+    assert_int_equal(send_pattern(n->c.mux, id, 65536, 200000), 32768); /* exactly that */
+    pump(n);
+    assert_int_equal(lp_mux_recv_buffered(n->s.mux, id), 98304);
+    assert_int_equal(lp_mux_buffered(n->s.mux), 98304);
+    assert_int_equal(lp_mux_held(n->s.mux), 98304); /* promised, then received: once */
+    assert_int_equal(n->s.rc, LP_OK);
+    net_free(n);
+}
+
+static void test_mux_extension_is_paid_back_before_credit_returns(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    uint32_t id = open_stream(n, "h:1");
+    size_t granted = 0, sent;
+
+    assert_int_equal(send_pattern(n->c.mux, id, 0, 200000), 65536);
+    pump(n);
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, id, 65536, &granted), LP_OK);
+    assert_int_equal(granted, 65536);
+    pump(n);
+    sent = 65536 + send_pattern(n->c.mux, id, 65536, 200000);
+    assert_int_equal(sent, 131072);
+    pump(n);
+    /* The first 64 KiB consumed pay the extension back: no credit returns for them. */
+    assert_int_equal(read_pattern(n->s.mux, id, 0, 65536), 65536);
+    assert_int_equal(lp_mux_granted(n->s.mux), 65536);
+    pump(n);
+    assert_int_equal(send_pattern(n->c.mux, id, sent, 1), 0);
+    /* The rest returns credit as usual: the window is back to 64 KiB, no more. */
+    assert_int_equal(read_pattern(n->s.mux, id, 65536, 65536), 65536);
+    pump(n);
+    assert_int_equal(send_pattern(n->c.mux, id, sent, 200000), 65536);
+    assert_int_equal(lp_mux_granted(n->s.mux), 65536);
+    assert_int_equal(lp_mux_buffered(n->s.mux), 0);
+    assert_int_equal(n->s.rc, LP_OK);
+    net_free(n);
+}
+
+/* The extension's credit need not be used before the bytes leave: whatever the peer was not
+ * sent yet is part of the window it already has, and the sum stays the window. */
+static void test_mux_unused_extension_is_paid_back_too(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    uint32_t id = open_stream(n, "h:1");
+    size_t granted = 0;
+
+    assert_int_equal(send_pattern(n->c.mux, id, 0, 200000), 65536);
+    pump(n);
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, id, 65536, &granted), LP_OK);
+    pump(n);
+    assert_int_equal(send_pattern(n->c.mux, id, 65536, 100), 100); /* 100 of 64 KiB used */
+    pump(n);
+    assert_int_equal(lp_mux_held(n->s.mux), 65536 + 65536);
+    assert_int_equal(read_pattern(n->s.mux, id, 0, SIZE_MAX), 65636);
+    pump(n);
+    assert_int_equal(lp_mux_granted(n->s.mux), 65536);
+    assert_int_equal(lp_mux_held(n->s.mux), 0); /* the unused promise went with it */
+    /* The peer may now send one window, 64 KiB, and not a byte more. */
+    assert_int_equal(send_pattern(n->c.mux, id, 65636, 200000), 65536);
+    pump(n);
+    assert_int_equal(lp_mux_recv_buffered(n->s.mux, id), 65536);
+    assert_int_equal(n->s.rc, LP_OK);
+    net_free(n);
+}
+
+static void test_mux_extend_stops_at_the_receive_buffer_and_wakes_when_budget_frees(void **state)
+{
+    (void)state;
+    struct lp_mux_config cc = mux_cfg(), sc = mux_cfg();
+    sc.receive_buffer = 160u * 1024u; /* two 64 KiB windows, 32 KiB left for extensions */
+    struct net *n = net_new_with(&cc, &sc, &PIPE_CFG);
+    uint32_t a = open_stream(n, "a:1");
+    uint32_t b = open_stream(n, "b:1");
+    size_t granted = 0;
+
+    assert_int_equal(send_pattern(n->c.mux, a, 0, 200000), 65536);
+    pump(n);
+    /* Asked for 64 KiB, given what is left: 32 KiB. */
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, a, 65536, &granted), LP_OK);
+    assert_int_equal(granted, 32768);
+    assert_int_equal(lp_mux_granted(n->s.mux), 160u * 1024u);
+    pump(n);
+    assert_int_equal(send_pattern(n->c.mux, a, 65536, 200000), 32768);
+    pump(n);
+    /* The budget is spent: refused, nothing granted, and nothing more can be sent. */
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, a, 65536, &granted), LP_ERR_NOSPACE);
+    assert_int_equal(granted, 0);
+    pump(n);
+    assert_int_equal(send_pattern(n->c.mux, a, 98304, 1), 0);
+    assert_int_equal(lp_mux_granted(n->s.mux), 160u * 1024u);
+
+    /* b ends: its window comes free and a hears READABLE, so its glue asks again. */
+    size_t before = count_events(&n->s, LP_MUX_EV_READABLE, a);
+    lp_mux_reset(n->c.mux, b, LP_RST_RESET, "done");
+    pump(n);
+    assert_int_equal(count_events(&n->s, LP_MUX_EV_READABLE, a), before + 1);
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, a, 65536, &granted), LP_OK);
+    assert_int_equal(granted, 65536);
+    pump(n);
+    assert_int_equal(send_pattern(n->c.mux, a, 98304, 200000), 65536);
+    assert_int_equal(n->s.rc, LP_OK);
+    net_free(n);
+}
+
+static void test_mux_paying_back_an_extension_wakes_a_starved_stream(void **state)
+{
+    (void)state;
+    struct lp_mux_config cc = mux_cfg(), sc = mux_cfg();
+    sc.receive_buffer = 192u * 1024u;
+    struct net *n = net_new_with(&cc, &sc, &PIPE_CFG);
+    uint32_t a = open_stream(n, "a:1");
+    uint32_t b = open_stream(n, "b:1");
+    size_t granted = 0;
+
+    assert_int_equal(send_pattern(n->c.mux, a, 0, 200000), 65536);
+    assert_int_equal(send_pattern(n->c.mux, b, 0, 200000), 65536);
+    pump(n);
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, a, 65536, &granted), LP_OK);
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, b, 65536, &granted), LP_ERR_NOSPACE);
+    pump(n);
+    size_t before = count_events(&n->s, LP_MUX_EV_READABLE, b);
+    /* a's line ends: consuming it pays the extension back, and b is told. */
+    assert_int_equal(read_pattern(n->s.mux, a, 0, SIZE_MAX), 65536);
+    pump(n);
+    assert_int_equal(count_events(&n->s, LP_MUX_EV_READABLE, b), before + 1);
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, b, 65536, &granted), LP_OK);
+    assert_int_equal(granted, 65536);
+    net_free(n);
+}
+
+static void test_mux_extend_refuses_what_cannot_be_granted(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    size_t granted = 7;
+
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, 99, 10, &granted), LP_ERR_NOT_FOUND);
+    assert_int_equal(granted, 0);
+    /* Not accepted yet: no WINDOW may go before OPEN_OK. */
+    n->s.auto_accept = false;
+    uint32_t id = 0;
+    assert_int_equal(lp_mux_open(n->c.mux, LP_KIND_TCP, "h:1", 3, NULL, 0, &id), LP_OK);
+    pump(n);
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, id, 10, &granted), LP_ERR_STATE);
+    assert_int_equal(lp_mux_accept(n->s.mux, id), LP_OK);
+    pump(n);
+    /* More than a window can count. */
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, id, (size_t)UINT32_MAX + 1, &granted),
+                     LP_ERR_TOO_BIG);
+    /* After the peer's FIN nothing more can come: credit would be for nothing. */
+    assert_int_equal(send_pattern(n->c.mux, id, 0, 100), 100);
+    assert_int_equal(lp_mux_shutdown(n->c.mux, id), LP_OK);
+    pump(n);
+    assert_int_equal(lp_mux_recv_extend(n->s.mux, id, 65536, &granted), LP_ERR_CLOSED);
+    assert_int_equal(granted, 0);
+    assert_int_equal(lp_mux_granted(n->s.mux), 65536);
+    net_free(n);
+}
+
+static void test_mux_recv_find_and_copy_see_across_pieces(void **state)
+{
+    (void)state;
+    struct net *n = net_new();
+    uint32_t id = open_stream(n, "h:1");
+    uint8_t line[40000], got[40000];
+    size_t taken = 0;
+
+    memset(line, 'x', sizeof(line));
+    line[30000] = '\n'; /* in the second 16 KiB frame */
+    assert_int_equal(lp_mux_send(n->c.mux, id, line, sizeof(line), &taken), LP_OK);
+    assert_int_equal(taken, sizeof(line));
+    pump(n);
+    assert_int_equal(lp_mux_recv_find(n->s.mux, id, 0, '\n'), 30000);
+    assert_int_equal(lp_mux_recv_find(n->s.mux, id, 20000, '\n'), 30000);
+    assert_int_equal(lp_mux_recv_find(n->s.mux, id, 30001, '\n'), SIZE_MAX);
+    assert_int_equal(lp_mux_recv_find(n->s.mux, 77, 0, '\n'), SIZE_MAX);
+    assert_int_equal(lp_mux_recv_copy(n->s.mux, id, got, 30001), 30001);
+    assert_memory_equal(got, line, 30001);
+    assert_int_equal(lp_mux_recv_copy(n->s.mux, id, got, sizeof(got) + 1), sizeof(line));
+    /* Looking is not consuming: nothing left the queue, and new bytes re-arm READABLE. */
+    assert_int_equal(lp_mux_recv_buffered(n->s.mux, id), sizeof(line));
+    size_t before = count_events(&n->s, LP_MUX_EV_READABLE, id);
+    assert_int_equal(send_pattern(n->c.mux, id, 0, 10), 10);
+    pump(n);
+    assert_int_equal(count_events(&n->s, LP_MUX_EV_READABLE, id), before + 1);
+    net_free(n);
+}
+
 /* ---- half-close --------------------------------------------------------------------- */
 
 static void half_close(bool client_first)
@@ -1657,6 +1868,13 @@ int main(void)
         cmocka_unit_test(test_mux_slow_stream_does_not_stop_another),
         cmocka_unit_test(test_mux_receive_buffer_shrinks_new_windows),
         cmocka_unit_test(test_mux_window_wakes_a_stream_blocked_on_credit),
+        cmocka_unit_test(test_mux_extend_grants_credit_without_consuming),
+        cmocka_unit_test(test_mux_extension_is_paid_back_before_credit_returns),
+        cmocka_unit_test(test_mux_unused_extension_is_paid_back_too),
+        cmocka_unit_test(test_mux_extend_stops_at_the_receive_buffer_and_wakes_when_budget_frees),
+        cmocka_unit_test(test_mux_paying_back_an_extension_wakes_a_starved_stream),
+        cmocka_unit_test(test_mux_extend_refuses_what_cannot_be_granted),
+        cmocka_unit_test(test_mux_recv_find_and_copy_see_across_pieces),
         cmocka_unit_test(test_mux_half_close_client_first_then_server),
         cmocka_unit_test(test_mux_half_close_server_first_then_client),
         cmocka_unit_test(test_mux_fin_before_accept_is_delivered_after_accept),

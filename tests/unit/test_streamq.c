@@ -1,5 +1,5 @@
 /* test_streamq.c — a mux stream's inbound chunk queue (streamq.h): order, chunking, partial
- * drops, freeing emptied chunks, peek and peekv.
+ * drops, freeing emptied chunks, peek and peekv, find and copy.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -207,6 +207,37 @@ static void test_streamq_peek_at_reaches_every_byte_from_any_offset(void **state
     lp_streamq_clear(&q);
 }
 
+/* A line spread over three small chunks, its front partly dropped: find counts from the first
+ * byte still held, skips what it is told was looked at, and copy joins the pieces. */
+static void test_streamq_find_and_copy_span_chunks_after_a_drop(void **state)
+{
+    (void)state;
+    struct lp_streamq q;
+    uint8_t out[32];
+
+    lp_streamq_init(&q);
+    q.chunk = 8;
+    assert_true(lp_streamq_append(&q, (const uint8_t *)"ab\ncdefg", 8));
+    assert_true(lp_streamq_append(&q, (const uint8_t *)"hijklmno", 8));
+    assert_true(lp_streamq_append(&q, (const uint8_t *)"pq\nrs", 5));
+    assert_int_equal(lp_streamq_find(&q, 0, '\n'), 2);
+    lp_streamq_drop(&q, 3); /* "ab\n" taken */
+    assert_int_equal(lp_streamq_find(&q, 0, '\n'), 15);
+    assert_int_equal(lp_streamq_find(&q, 13, '\n'), 15); /* from inside the third chunk */
+    assert_int_equal(lp_streamq_find(&q, 5, '\n'), 15);  /* from the second */
+    assert_int_equal(lp_streamq_find(&q, 16, '\n'), SIZE_MAX);
+    assert_int_equal(lp_streamq_find(&q, 100, '\n'), SIZE_MAX);
+    assert_int_equal(lp_streamq_find(&q, 0, 'z'), SIZE_MAX);
+    assert_int_equal(lp_streamq_copy(&q, out, 16), 16);
+    assert_memory_equal(out, "cdefghijklmnopq\n", 16);
+    assert_int_equal(lp_streamq_copy(&q, out, sizeof(out)), 18); /* all there is */
+    assert_memory_equal(out, "cdefghijklmnopq\nrs", 18);
+    assert_int_equal(q.buffered, 18); /* neither consumed anything */
+    lp_streamq_clear(&q);
+    assert_int_equal(lp_streamq_find(&q, 0, '\n'), SIZE_MAX);
+    assert_int_equal(lp_streamq_copy(&q, out, 4), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -218,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_streamq_takes_a_payload_larger_than_a_chunk),
         cmocka_unit_test(test_streamq_reserve_keeps_a_message_in_one_run),
         cmocka_unit_test(test_streamq_peek_at_reaches_every_byte_from_any_offset),
+        cmocka_unit_test(test_streamq_find_and_copy_span_chunks_after_a_drop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
