@@ -53,11 +53,13 @@ def load_yaml(path):
 
 # ---- scripts/docker-check.sh ----------------------------------------------------------------
 
-@pytest.mark.budget(60)
+@pytest.mark.budget(240)
 def test_docker_check_builds_the_build_stage_and_passes():
     if H.ASAN:
         pytest.skip("the image build does not depend on the sanitizer build (run by `make e2e`)")
-    rc, out = run_check(timeout=55)
+    # It compiles the whole tree from a copy (about 40 s on an idle 2-core machine); a loaded
+    # one needs more, and a timeout here would say nothing about the Dockerfile.
+    rc, out = run_check(timeout=230)
     print(out)
     assert rc == 0, out
     assert "RUN (in /src) make BUILD=" in out
