@@ -291,6 +291,7 @@ main() {
     trap cleanup EXIT
     cleanup_run # leftovers of an interrupted run
     cd "$ROOT"
+    mkdir -p "$CACHE" # the build logs live here even when the base image needs no bootstrap
     ensure_base
     build_image build
     build_image runtime
