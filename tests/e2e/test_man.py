@@ -23,12 +23,8 @@ PAGE5 = os.path.join(MAN_DIR, "limpet.yaml.5")
 
 
 def need_tool(cmd, package):
-    if shutil.which(cmd):
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("%s is not installed (package %s; scripts/install-deps.sh installs it)"
-                    % (cmd, package))
-    pytest.skip("%s is not installed (package %s)" % (cmd, package))
+    if not shutil.which(cmd):
+        H.missing_tool(cmd, package)  # a failure under CI=true, a skip with the reason elsewhere
 
 
 def need_pages():
