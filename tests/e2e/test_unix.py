@@ -117,6 +117,25 @@ def test_unix_to_unix_is_byte_exact_across_cuts(limpet_bin, procs, sockdir):
         target.close()
 
 
+def good_and_refused(procs, tmp, allow, good, refused):
+    """A TLS server allowing `allow` for laptop, and a client forwarding one port to the unix
+    socket `good` and one to `refused`; a connection to the second is closed at once. Returns
+    the server, the client and the port to `good`."""
+    sport = H.free_port()
+    cfg = server_yaml(tmp, sport, [("laptop", ("psk_file", os.path.join(tmp, "laptop.psk")),
+                                    allow)])
+    server = H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
+    gport, rport = H.free_port(), H.free_port()
+    client = H.limpet_client(procs, sport, ["%d:unix:%s" % (gport, good),
+                                            "%d:unix:%s" % (rport, refused)],
+                             *H.FAST_CLIENT, *psk_client_opts(tmp), insecure=False)
+    client.wait_log("established", timeout=H.slack(10))
+    s = socket.create_connection(("127.0.0.1", rport), timeout=5)
+    assert H.is_closed(s, H.slack(5))
+    s.close()
+    return server, client, gport
+
+
 @pytest.mark.budget(60)
 def test_unix_targets_follow_the_servers_policy(limpet_bin, procs, sockdir, tmp_path):
     """Refused: a socket no rule names, even under `*:*`. Allowed: one a directory rule names."""
@@ -127,19 +146,8 @@ def test_unix_targets_follow_the_servers_policy(limpet_bin, procs, sockdir, tmp_
     good, bad = os.path.join(allowed_dir, "t.sock"), os.path.join(sockdir, "secret.sock")
     targets = [unix_target(good), unix_target(bad)]
     try:
-        sport = H.free_port()
-        cfg = server_yaml(tmp, sport, [("laptop", ("psk_file", os.path.join(tmp, "laptop.psk")),
-                                        ["*:*", "unix:%s/*" % allowed_dir])])
-        server = H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
-        gport, bport = H.free_port(), H.free_port()
-        client = H.limpet_client(procs, sport, ["%d:unix:%s" % (gport, good),
-                                                "%d:unix:%s" % (bport, bad)],
-                                 *H.FAST_CLIENT, *psk_client_opts(tmp), insecure=False)
-        client.wait_log("established", timeout=H.slack(10))
-
-        s = socket.create_connection(("127.0.0.1", bport), timeout=5)
-        assert H.is_closed(s, H.slack(5))
-        s.close()
+        server, client, gport = good_and_refused(procs, tmp, ["*:*", "unix:%s/*" % allowed_dir],
+                                                 good, bad)
         client.wait_log("NOT_ALLOWED: not allowed by the server's policy", timeout=H.slack(5))
         server.wait_log("may not reach unix:%s" % bad, timeout=H.slack(5))
         assert targets[1].accepted == 0
@@ -167,19 +175,8 @@ def test_a_symlink_in_an_allowed_directory_reaches_nothing(limpet_bin, procs, so
     targets = [unix_target(good), unix_target(secret)]
     os.symlink(secret, link)
     try:
-        sport = H.free_port()
-        cfg = server_yaml(tmp, sport, [("laptop", ("psk_file", os.path.join(tmp, "laptop.psk")),
-                                        ["unix:%s/*" % allowed_dir])])
-        server = H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
-        gport, lport = H.free_port(), H.free_port()
-        client = H.limpet_client(procs, sport, ["%d:unix:%s" % (gport, good),
-                                                "%d:unix:%s" % (lport, link)],
-                                 *H.FAST_CLIENT, *psk_client_opts(tmp), insecure=False)
-        client.wait_log("established", timeout=H.slack(10))
-
-        s = socket.create_connection(("127.0.0.1", lport), timeout=5)
-        assert H.is_closed(s, H.slack(5))
-        s.close()
+        server, client, gport = good_and_refused(procs, tmp, ["unix:%s/*" % allowed_dir],
+                                                 good, link)
         client.wait_log("NOT_ALLOWED", timeout=H.slack(5))
         assert "symbolic link" in client.lines("NOT_ALLOWED")[0], client.tail()
         server.wait_log("unix:%s is a symbolic link" % link, timeout=H.slack(5))
