@@ -22,7 +22,7 @@ OPT      := -O1 -g -fno-omit-frame-pointer
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
 CFLAGS_ALL := -std=c11 $(OPT) $(WARN) $(SANFLAGS) $(CFLAGS)
-LDLIBS_ALL := -lev -lyaml -ljansson -lmbedtls -lmbedx509 -lmbedcrypto -lm $(LDLIBS)
+LDLIBS_ALL := -lev -lyaml -ljansson -lmbedtls -lmbedx509 -lmbedcrypto -lcrypto -lm $(LDLIBS)
 
 CORE_SRC := $(wildcard src/core/*.c)
 APP_SRC  := $(filter-out src/app/main.c,$(wildcard src/app/*.c))
