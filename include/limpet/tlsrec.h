@@ -142,6 +142,10 @@ lp_err lp_tlsrec_seal_alert(struct lp_tlsrec *r, uint8_t level, uint8_t desc, ui
  * error (reason in r->why) when the header alone shows the record is refused. */
 lp_err lp_tlsrec_record_len(struct lp_tlsrec *r, const uint8_t *in, size_t avail, size_t *len);
 
+/* True when lp_tlsrec_open on in[0..avail) would not wait for more bytes: a whole record, or
+ * a header already refused. False for nothing or part of a record. */
+bool lp_tlsrec_ready(const struct lp_tlsrec *r, const uint8_t *in, size_t avail);
+
 /* Opens the record at rec[0..avail). When out_cap holds the whole plaintext, it is written to
  * out; else (out may be NULL) it is decrypted in place and msg->data points into rec. Returns:
  *   LP_OK             application data: msg->data, msg->len (len may be 0)

@@ -180,7 +180,10 @@ lp_err lp_tlsrec_seal_alert(struct lp_tlsrec *r, uint8_t level, uint8_t desc, ui
     return lp_tlsrec_seal(r, LP_TLSREC_ALERT, alert, sizeof(alert), out, cap, out_len);
 }
 
-lp_err lp_tlsrec_record_len(struct lp_tlsrec *r, const uint8_t *in, size_t avail, size_t *len)
+/* The header's verdict: LP_OK with *len the record's length, LP_ERR_TRUNCATED, or why not (in
+ * why, when given). */
+static lp_err check_header(const struct lp_tlsrec *r, const uint8_t *in, size_t avail, size_t *len,
+                           char *why, size_t whylen)
 {
     size_t min = explicit_len(r) + LP_TLSREC_TAG;
     size_t max = LP_TLSREC_MAX_PLAIN + min;
@@ -199,32 +202,43 @@ lp_err lp_tlsrec_record_len(struct lp_tlsrec *r, const uint8_t *in, size_t avail
     case LP_TLSREC_ALERT:
         break;
     case LP_TLSREC_HANDSHAKE:
-        snprintf(r->why, sizeof(r->why),
+        snprintf(why, whylen,
                  "a handshake message after the handshake (renegotiation is not allowed)");
         return LP_ERR_PROTOCOL;
     case LP_TLSREC_CHANGE_CIPHER_SPEC:
-        snprintf(r->why, sizeof(r->why), "a ChangeCipherSpec after the handshake");
+        snprintf(why, whylen, "a ChangeCipherSpec after the handshake");
         return LP_ERR_PROTOCOL;
     default:
-        snprintf(r->why, sizeof(r->why), "unknown record type %u", (unsigned)type);
+        snprintf(why, whylen, "unknown record type %u", (unsigned)type);
         return LP_ERR_MALFORMED;
     }
     if (version != TLS12_VERSION) {
-        snprintf(r->why, sizeof(r->why), "record version 0x%04x, not TLS 1.2", (unsigned)version);
+        snprintf(why, whylen, "record version 0x%04x, not TLS 1.2", (unsigned)version);
         return LP_ERR_MALFORMED;
     }
     if (length > max) {
-        snprintf(r->why, sizeof(r->why), "record of %u bytes: over the limit of %zu",
-                 (unsigned)length, max);
+        snprintf(why, whylen, "record of %u bytes: over the limit of %zu", (unsigned)length, max);
         return LP_ERR_TOO_BIG;
     }
     if (length < min) {
-        snprintf(r->why, sizeof(r->why), "record of %u bytes: too short for its nonce and tag",
+        snprintf(why, whylen, "record of %u bytes: too short for its nonce and tag",
                  (unsigned)length);
         return LP_ERR_MALFORMED;
     }
     *len = LP_TLSREC_HEADER + (size_t)length;
     return LP_OK;
+}
+
+lp_err lp_tlsrec_record_len(struct lp_tlsrec *r, const uint8_t *in, size_t avail, size_t *len)
+{
+    return check_header(r, in, avail, len, r->why, sizeof(r->why));
+}
+
+bool lp_tlsrec_ready(const struct lp_tlsrec *r, const uint8_t *in, size_t avail)
+{
+    size_t len;
+    lp_err rc = check_header(r, in, avail, &len, NULL, 0);
+    return rc != LP_ERR_TRUNCATED && (rc != LP_OK || len <= avail);
 }
 
 /* The content of an authenticated alert: close_notify ends cleanly, anything else breaks. */

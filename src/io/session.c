@@ -259,7 +259,9 @@ static void link_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (n < 0 && rc == LP_ERR_TRUNCATED)
             break;
-        link_failed(s, n == 0 ? "peer closed the connection" : s->link.err);
+        /* a TLS link says how it ended: close_notify, or EOF without it */
+        link_failed(s,
+                    n == 0 && s->link.err[0] == '\0' ? "peer closed the connection" : s->link.err);
         break;
     }
     if (lp_link_open(&s->link) && !s->closing && lp_link_pending(&s->link))
