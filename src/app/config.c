@@ -35,6 +35,7 @@ enum key_type {
     T_ADDRESS,
     T_LOG_LEVEL,
     T_LOG_FORMAT,
+    T_RECORD_LAYER,
     T_IDENTITY,
     T_FINGERPRINT
 };
@@ -61,6 +62,7 @@ struct cfg_key {
 #define STRING(k, f, h) TEXT(k, T_STRING, f, h)
 #define LOG_LEVEL(k, f, h) { k, T_LOG_LEVEL, FIELD(f, int), LP_LOG_ERROR, LP_LOG_DEBUG, h }
 #define LOG_FORMAT(k, f, h) { k, T_LOG_FORMAT, FIELD(f, int), 0, 1, h }
+#define RECORD_LAYER(k, f, h) { k, T_RECORD_LAYER, FIELD(f, int), 0, 1, h }
 /* clang-format on */
 
 static const struct cfg_key keys[] = {
@@ -118,6 +120,10 @@ static const struct cfg_key keys[] = {
              "server: wait after closing an MCP server's stdin, then after SIGTERM"),
     STRING("tls.cert", tls.cert, "certificate file (PEM); set with tls.key"),
     STRING("tls.key", tls.key, "private key file of tls.cert (mode 0600)"),
+    RECORD_LAYER("tls.record_layer", tls.record_layer,
+                 "who seals the records after the handshake: openssl (libcrypto, fast) or mbedtls"),
+    SIZE("tls.rekey_after", tls.rekey_after, KIB(64), GIB(64),
+         "bytes one way before the client replaces the link by a new handshake"),
     TEXT("identity", T_IDENTITY, identity, "client: the name the server knows this client by"),
     STRING("psk_file", psk_file, "client: pre-shared key file (64 hex digits, mode 0600)"),
     TEXT("server_fingerprint", T_FINGERPRINT, server_fingerprint,
@@ -136,6 +142,7 @@ _Static_assert(KEY_COUNT <= CFG_KEYS_MAX, "the loader's seen-key bitmap is one u
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const format_names[] = {"text", "json"};
+static const char *const layer_names[] = {"openssl", "mbedtls"}; /* enum lp_tls_layer */
 
 struct unit {
     const char *name;
@@ -179,6 +186,9 @@ void lp_config_defaults(struct lp_config *c)
     c->mcp.max_message = MIB(16);
     c->mcp.stop_grace = SEC(2);
     c->limits.session_memory = MIB(48);
+    c->tls.record_layer = 0; /* openssl */
+    /* ssh's RekeyLimit range; far below AES-GCM's record budget (2^24 full records) */
+    c->tls.rekey_after = GIB(1);
 }
 
 const char *const lp_fwd_kind_names[LP_FWD_KINDS] = {"local", "dynamic", "remote", "transparent"};
@@ -349,6 +359,8 @@ static const char *type_wants(enum key_type t)
         return "one of error, warn, info, debug";
     case T_LOG_FORMAT:
         return "text or json";
+    case T_RECORD_LAYER:
+        return "openssl or mbedtls";
     case T_IDENTITY:
         return CFG_IDENTITY_WANTS;
     case T_FINGERPRINT:
@@ -426,8 +438,9 @@ static lp_err set_word(const struct cfg_key *k, const char *text, const char *sh
             return LP_OK;
         }
     }
-    for (int f = 0; f < 2 && k->type == T_LOG_FORMAT; f++) {
-        if (strcmp(text, format_names[f]) == 0) {
+    for (int f = 0; f < 2 && (k->type == T_LOG_FORMAT || k->type == T_RECORD_LAYER); f++) {
+        const char *name = k->type == T_LOG_FORMAT ? format_names[f] : layer_names[f];
+        if (strcmp(text, name) == 0) {
             memcpy(field, &f, sizeof(f));
             return LP_OK;
         }
@@ -539,6 +552,7 @@ lp_err cfg_set_value(const struct cfg_key *k, const char *text, size_t n, struct
     case T_BOOL:
     case T_LOG_LEVEL:
     case T_LOG_FORMAT:
+    case T_RECORD_LAYER:
         return set_word(k, value, shown, c, msg, len);
     case T_STRING:
     case T_ADDRESS:
@@ -835,6 +849,10 @@ static void format_value(char *buf, size_t len, const struct cfg_key *k, const s
     case T_LOG_FORMAT:
         memcpy(&lvl, field, sizeof(lvl));
         snprintf(buf, len, "%s", lvl == 1 ? "json" : "text");
+        return;
+    case T_RECORD_LAYER:
+        memcpy(&lvl, field, sizeof(lvl));
+        snprintf(buf, len, "%s", layer_names[lvl == 1]);
         return;
     case T_STRING:
     case T_ADDRESS:
