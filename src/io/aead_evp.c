@@ -99,6 +99,7 @@ lp_err lp_aead_evp_new(enum lp_tlsrec_cipher cipher, const uint8_t *key, bool se
     out->ctx = NULL;
     if (c == NULL)
         return LP_ERR_NOMEM;
+    /* key NULL: the context (and libcrypto's state behind it) exists, the key comes later */
     if (type == NULL || EVP_CipherInit_ex(c, type, NULL, key, NULL, seal ? 1 : 0) != 1) {
         unsigned long e = ERR_get_error();
         snprintf(err, errlen, "libcrypto refused %s: %s", lp_tlsrec_cipher_name(cipher),
@@ -144,4 +145,13 @@ bool lp_aead_cpu_has_aes(void)
 #else
     return false;
 #endif
+}
+
+lp_err lp_aead_evp_set_key(struct lp_aead *a, const uint8_t *key)
+{
+    if (a->ops != &evp_ops || EVP_CipherInit_ex(a->ctx, NULL, NULL, key, NULL, -1) != 1) {
+        ERR_clear_error();
+        return LP_ERR_IO;
+    }
+    return LP_OK;
 }

@@ -27,7 +27,7 @@
 
 static void describe(int ret, const char *what, char *err, size_t errlen)
 {
-    char buf[160];
+    char buf[96];
     mbedtls_strerror(ret, buf, sizeof(buf));
     snprintf(err, errlen, "%s: %s (-0x%04x)", what, buf, (unsigned)-ret);
 }
@@ -110,19 +110,21 @@ static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     lp_tls *t = ctx;
 
-    if (t->rpos == t->rlen && t->rbuf == NULL && (t->rbuf = malloc(TLS_RBUF)) == NULL)
+    if (t->rbuf == NULL && (t->rbuf = malloc(TLS_RBUF)) == NULL)
         return MBEDTLS_ERR_SSL_ALLOC_FAILED;
     for (;;) {
         if (t->rpos < t->rlen) {
             size_t k = LP_MIN(len, t->rlen - t->rpos);
             memcpy(buf, t->rbuf + t->rpos, k);
             t->rpos += k;
+            tls_rbuf_drained(t);
             return (int)k;
         }
         ssize_t n = tls_sys_recv(t->fd, t->rbuf, TLS_RBUF);
         if (n > 0) {
             t->rpos = 0;
             t->rlen = (size_t)n;
+            t->rshort = (size_t)n < TLS_RBUF;
             continue;
         }
         if (n == 0)
@@ -144,8 +146,9 @@ lp_err lp_tls_new(lp_tls_conf *conf, int fd, lp_tls **out)
         return LP_ERR_NOMEM;
     t->conf = conf;
     t->fd = fd;
+    tls_fast_prepare(t);
     if ((t->ssl = calloc(1, sizeof(*t->ssl))) == NULL) {
-        free(t);
+        lp_tls_free(t);
         return LP_ERR_NOMEM;
     }
     mbedtls_ssl_init(t->ssl);
@@ -156,6 +159,24 @@ lp_err lp_tls_new(lp_tls_conf *conf, int fd, lp_tls **out)
     mbedtls_ssl_set_bio(t->ssl, t, bio_send, bio_recv, NULL);
     *out = t;
     return LP_OK;
+}
+
+void tls_rbuf_drained(lp_tls *t)
+{
+    if (t->rbuf == NULL || t->rpos < t->rlen || t->plen > 0 || !t->rshort)
+        return;
+    free(t->rbuf); /* ciphertext, and plaintext already handed up */
+    t->rbuf = NULL;
+    t->rpos = t->rlen = 0;
+}
+
+void tls_drop_keys(lp_tls *t)
+{
+    if (t->keys == NULL)
+        return;
+    mbedtls_platform_zeroize(t->keys, sizeof(*t->keys));
+    free(t->keys);
+    t->keys = NULL;
 }
 
 /* Frees the mbedTLS context: its record buffers, handshake state and keys (all wiped). */
@@ -192,6 +213,8 @@ void lp_tls_free(lp_tls *t)
         return;
     close_notify(t);
     free_ssl(t);
+    tls_drop_keys(t);
+    tls_fast_unprepare(t);
     lp_tlsrec_clear(&t->rec); /* frees the AEAD contexts, which wipe their keys */
     if (t->rbuf) {            /* ciphertext, and plaintext opened in place */
         mbedtls_platform_zeroize(t->rbuf, TLS_RBUF);
@@ -262,8 +285,7 @@ static void choose_record_layer(lp_tls *t)
         if (why != NULL)
             lp_warn("TLS %s: the records stay with mbedTLS: %s", t->suite, why);
     }
-    mbedtls_platform_zeroize(t->keyblk, sizeof(t->keyblk)); /* tlsrec's AEADs hold the keys */
-    t->have_keys = false;
+    tls_drop_keys(t); /* tlsrec's AEADs hold the keys now, if anyone does */
     t->gather = !t->fast;
 }
 
@@ -397,6 +419,10 @@ lp_err lp_tls_flush(lp_tls *t)
         rc = tls_send_gathered(t);
     if (rc == LP_ERR_IO)
         t->broken = true;
+    if (rc == LP_OK && t->fast) { /* all sent: an idle link holds no buffer (see TLS_WBUF) */
+        free(t->wbuf);
+        t->wbuf = NULL;
+    }
     return rc;
 }
 

@@ -78,13 +78,14 @@ static int export_keys(void *p, const unsigned char *ms, const unsigned char *kb
 
     if (t == NULL || c->layer != LP_TLS_LAYER_OPENSSL)
         return 0; /* nobody will take the keys over: do not copy them */
-    t->have_keys = false;
+    tls_drop_keys(t);
     if (maclen != 0 || keylen > LP_TLSREC_KEY_MAX || ivlen > LP_TLSREC_NONCE)
         return 0; /* not an AEAD suite: the records stay with mbedTLS */
-    memcpy(t->keyblk, kb, 2 * keylen + 2 * ivlen);
-    t->keylen = keylen;
-    t->ivlen = ivlen;
-    t->have_keys = true;
+    if ((t->keys = malloc(sizeof(*t->keys))) == NULL)
+        return 0; /* the hand-off will say so */
+    memcpy(t->keys->block, kb, 2 * keylen + 2 * ivlen);
+    t->keys->keylen = keylen;
+    t->keys->ivlen = ivlen;
     return 0;
 }
 

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h> /* malloc_trim */
+#endif
 
 #include <mbedtls/platform_util.h>
 
@@ -45,6 +48,18 @@ static const char *mbedtls_holds(lp_tls *t)
     return NULL;
 }
 
+/* A handshake leaves ~40 KiB of freed memory behind (mbedTLS's record buffers, its handshake
+ * state, the big-number scratch of ECDHE): glibc keeps it resident in the heap, and a burst of
+ * handshakes would leave the server that much bigger per session than its idle links need.
+ * malloc_trim hands whole free pages back to the kernel (~2 us when there is little to give);
+ * the next handshake faults a few pages in again. */
+static void release_freed_memory(void)
+{
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
 static uint64_t counter(const unsigned char *ctr)
 {
     uint64_t v = 0;
@@ -53,32 +68,79 @@ static uint64_t counter(const unsigned char *ctr)
     return v;
 }
 
+void tls_fast_prepare(lp_tls *t)
+{
+    lp_tls_conf *c = t->conf;
+    char err[128];
+
+    if (c->layer != LP_TLS_LAYER_OPENSSL)
+        return;
+    /* the suite set_suites puts first; a PSK client of a server with a certificate gets
+     * another, and the switch then makes its own contexts */
+    t->pre_cipher = c->has_cert && lp_tls_prefers_aes_gcm() ? LP_TLSREC_AES_128_GCM
+                                                            : LP_TLSREC_CHACHA20_POLY1305;
+    if (lp_aead_evp_new(t->pre_cipher, NULL, true, &t->pre_tx, err, sizeof(err)) != LP_OK)
+        return;
+    if (lp_aead_evp_new(t->pre_cipher, NULL, false, &t->pre_rx, err, sizeof(err)) != LP_OK) {
+        t->pre_tx.ops->free(t->pre_tx.ctx);
+        return;
+    }
+    t->pre = true;
+}
+
+void tls_fast_unprepare(lp_tls *t)
+{
+    if (!t->pre)
+        return;
+    t->pre_tx.ops->free(t->pre_tx.ctx);
+    t->pre_rx.ops->free(t->pre_rx.ctx);
+    t->pre = false;
+}
+
+/* The two AEADs of cipher keyed for this side: the prepared ones when they fit. */
+static lp_err make_aeads(lp_tls *t, enum lp_tlsrec_cipher cipher, const uint8_t *txkey,
+                         const uint8_t *rxkey, struct lp_aead *tx, struct lp_aead *rx)
+{
+    char err[128];
+
+    if (t->pre && t->pre_cipher == cipher && lp_aead_evp_set_key(&t->pre_tx, txkey) == LP_OK &&
+        lp_aead_evp_set_key(&t->pre_rx, rxkey) == LP_OK) {
+        *tx = t->pre_tx;
+        *rx = t->pre_rx;
+        t->pre = false; /* taken */
+        return LP_OK;
+    }
+    tls_fast_unprepare(t);
+    if (lp_aead_evp_new(cipher, txkey, true, tx, err, sizeof(err)) != LP_OK ||
+        lp_aead_evp_new(cipher, rxkey, false, rx, err, sizeof(err)) != LP_OK) {
+        if (tx->ops)
+            tx->ops->free(tx->ctx);
+        snprintf(t->err, sizeof(t->err), "%s", err);
+        return LP_ERR_IO;
+    }
+    return LP_OK;
+}
+
 const char *tls_fast_switch(lp_tls *t)
 {
     enum lp_tlsrec_cipher cipher;
     struct lp_aead tx = {0}, rx = {0};
     const char *why;
-    char err[128];
 
     if (!cipher_of(t->suite, &cipher))
         return "no fast record layer for this suite";
-    if (!t->have_keys)
+    if (t->keys == NULL)
         return "mbedTLS did not export the key block";
-    if (t->keylen != lp_tlsrec_key_len(cipher) || t->ivlen != lp_tlsrec_iv_len(cipher))
+    if (t->keys->keylen != lp_tlsrec_key_len(cipher) || t->keys->ivlen != lp_tlsrec_iv_len(cipher))
         return "the exported key block does not fit the suite";
     if ((why = mbedtls_holds(t)) != NULL)
         return why;
     /* key block: client_write_key | server_write_key | client_write_IV | server_write_IV */
-    const uint8_t *ckey = t->keyblk, *skey = ckey + t->keylen;
-    const uint8_t *civ = skey + t->keylen, *siv = civ + t->ivlen;
+    const uint8_t *ckey = t->keys->block, *skey = ckey + t->keys->keylen;
+    const uint8_t *civ = skey + t->keys->keylen, *siv = civ + t->keys->ivlen;
     bool server = t->conf->is_server;
-    if (lp_aead_evp_new(cipher, server ? skey : ckey, true, &tx, err, sizeof(err)) != LP_OK ||
-        lp_aead_evp_new(cipher, server ? ckey : skey, false, &rx, err, sizeof(err)) != LP_OK) {
-        if (tx.ops)
-            tx.ops->free(tx.ctx);
-        snprintf(t->err, sizeof(t->err), "%s", err);
+    if (make_aeads(t, cipher, server ? skey : ckey, server ? ckey : skey, &tx, &rx) != LP_OK)
         return t->err;
-    }
     /* Both are 1 after Finished; read them anyway, the numbers are mbedTLS's to give. */
     lp_tlsrec_init(&t->rec, cipher, tx, server ? siv : civ, counter(t->ssl->cur_out_ctr), rx,
                    server ? civ : siv, counter(t->ssl->in_ctr));
@@ -87,6 +149,7 @@ const char *tls_fast_switch(lp_tls *t)
     free(t->ssl);
     t->ssl = NULL;
     t->fast = true;
+    release_freed_memory();
     return NULL;
 }
 
@@ -116,6 +179,7 @@ static lp_err fill(lp_tls *t, size_t need)
     }
     ssize_t n = tls_sys_recv(t->fd, t->rbuf + t->rlen, TLS_RBUF - t->rlen);
     if (n > 0) {
+        t->rshort = (size_t)n < TLS_RBUF - t->rlen;
         t->rlen += (size_t)n;
         return LP_OK;
     }
@@ -138,6 +202,7 @@ static size_t serve_plain(lp_tls *t, void *buf, size_t len)
     memcpy(buf, t->rbuf + t->ppos, k);
     t->ppos += k;
     t->plen -= k;
+    tls_rbuf_drained(t);
     return k;
 }
 
@@ -160,8 +225,10 @@ static ssize_t open_record(lp_tls *t, void *buf, size_t len, size_t total, lp_er
     if (e != LP_OK) /* a refused record: the peer (or the path) broke the protocol */
         return broke(t, rc, LP_ERR_PROTOCOL, t->rec.why);
     t->rpos += m.consumed;
-    if (m.len == 0 || m.data == buf)
+    if (m.len == 0 || m.data == buf) {
+        tls_rbuf_drained(t);
         return (ssize_t)m.len;
+    }
     t->ppos = (size_t)(m.data - t->rbuf);
     t->plen = m.len;
     return 0;

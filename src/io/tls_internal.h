@@ -43,9 +43,14 @@ struct lp_tls_conf {
     struct lp_tls *current;
 };
 
-/* The RFC 5246 §6.3 key block of an AEAD suite: client_write_key, server_write_key,
- * client_write_IV, server_write_IV. */
+/* The RFC 5246 §6.3 key block of an AEAD suite as mbedTLS exported it: client_write_key,
+ * server_write_key, client_write_IV, server_write_IV. Held from the export to the hand-off
+ * only (then wiped and freed), so an idle link does not carry it. */
 #define TLS_KEYBLOCK_MAX (2u * LP_TLSREC_KEY_MAX + 2u * LP_TLSREC_NONCE)
+struct tls_keys {
+    size_t keylen, ivlen;
+    uint8_t block[TLS_KEYBLOCK_MAX];
+};
 
 struct lp_tls {
     mbedtls_ssl_context *ssl; /* the handshake and, on the mbedTLS layer, the records; freed
@@ -62,12 +67,8 @@ struct lp_tls {
     const char *suite; /* static name, kept past the mbedTLS context */
     bool has_fp;
     uint8_t fp[LP_TLS_FP_LEN]; /* the peer certificate's, kept past the mbedTLS context */
-    char err[192];             /* the last failure after the handshake (never a secret) */
-
-    /* the key block as mbedTLS exported it; wiped once tlsrec holds the keys */
-    bool have_keys;
-    size_t keylen, ivlen;
-    uint8_t keyblk[TLS_KEYBLOCK_MAX];
+    char err[128];             /* the last failure after the handshake (never a secret) */
+    struct tls_keys *keys;     /* exported by mbedTLS; freed once tlsrec holds the keys */
 
     /* mbedTLS layer */
     uint8_t *pend;                /* a record mbedTLS holds after WANT_WRITE: its plaintext */
@@ -76,12 +77,16 @@ struct lp_tls {
     uint64_t plain_in, plain_out; /* plaintext carried, for the rekey */
 
     /* both layers: ciphertext read ahead and sealed records not yet sent */
-    uint8_t *rbuf; /* TLS_RBUF bytes once allocated; freed when empty and the socket is */
+    uint8_t *rbuf; /* TLS_RBUF bytes while it holds something (see tls_rbuf_drained) */
     size_t rpos, rlen;
+    bool rshort;   /* the last recv did not fill rbuf: the socket had nothing more then */
     uint8_t *wbuf; /* TLS_WBUF bytes once allocated */
     size_t wpos, wlen;
 
     /* tlsrec layer */
+    bool pre; /* pre_tx/pre_rx made for pre_cipher, keyless, at lp_tls_new */
+    enum lp_tlsrec_cipher pre_cipher;
+    struct lp_aead pre_tx, pre_rx;
     struct lp_tlsrec rec;
     size_t ppos, plen; /* opened plaintext still in rbuf (a record opened in place) */
 };
@@ -93,6 +98,12 @@ struct lp_tls {
 #define TLS_WBUF (4u * LP_TLSREC_MAX_RECORD)
 
 /* tls.c */
+/* Frees rbuf once everything in it is used up and the socket had nothing more at the last
+ * recv: an idle link holds no buffer, and a burst of new links (each read a few hundred bytes)
+ * does not leave a touched 64 KiB block behind each. A busy link keeps it. */
+void tls_rbuf_drained(lp_tls *t);
+/* Wipes and frees t->keys. */
+void tls_drop_keys(lp_tls *t);
 /* Sends wbuf[wpos, wlen): LP_OK when empty, LP_ERR_TRUNCATED when the socket is full,
  * LP_ERR_IO (t->err says why) when it failed. */
 lp_err tls_send_gathered(lp_tls *t);
@@ -101,6 +112,11 @@ ssize_t tls_sys_recv(int fd, void *buf, size_t len);
 ssize_t tls_sys_send(int fd, const void *buf, size_t len);
 
 /* tls_fast.c */
+/* Makes the AEAD contexts of the cipher the handshake will most likely pick, keyless, before
+ * the handshake allocates anything (see lp_aead_evp_set_key). Best effort. */
+void tls_fast_prepare(lp_tls *t);
+/* Frees what tls_fast_prepare made and the switch did not take. */
+void tls_fast_unprepare(lp_tls *t);
 /* After the handshake: hands the records to tlsrec, frees the mbedTLS context. NULL when
  * done; else the reason it could not (the records stay with mbedTLS). */
 const char *tls_fast_switch(lp_tls *t);
