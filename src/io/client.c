@@ -350,7 +350,7 @@ static bool on_rekey_due(struct lp_session *s)
              s->tag);
     c->rekeying = true;
     start_attempt(c);
-    return true;
+    return c->rekeying; /* false when the dial failed at once: asked again after the pause */
 }
 
 /* The session is gone for good: reset its local connections, start a fresh one. The
