@@ -229,6 +229,38 @@ static void test_tls_records_read_ahead_in_the_handshake_open_after_the_switch(v
     lp_tls_conf_free(sc);
 }
 
+/* Records that arrived together come out of one read, as bytes do on plain TCP: the layers
+ * above then handle them in one go (one write to a target, not one per record). */
+static void test_tls_one_read_returns_every_record_that_arrived(void **state)
+{
+    lp_tls_conf *cc, *sc;
+    struct pair p;
+    lp_err rc;
+    static uint8_t out[3 * 20000], in[sizeof(out) + 1];
+    (void)state;
+    psk_pair(&p, &cc, &sc, LP_TLS_LAYER_OPENSSL, LP_TLS_LAYER_OPENSSL);
+    pair_handshake(&p);
+    assert_int_equal(p.crc, LP_OK);
+    for (size_t i = 0; i < sizeof(out); i++)
+        out[i] = (uint8_t)(i * 5 + 1);
+    size_t sent = 0; /* 20000-byte writes: records of 16384 and 3616 bytes */
+    for (int i = 0; i < 3; i++) {
+        size_t part = 0;
+        while (part < 20000) {
+            ssize_t n = lp_tls_write(p.c, out + sent, 20000 - part, &rc);
+            assert_true(n > 0);
+            part += (size_t)n;
+            sent += (size_t)n;
+        }
+    }
+    assert_int_equal(lp_tls_flush(p.c), LP_OK);
+    assert_int_equal(lp_tls_read(p.s, in, sizeof(in), &rc), (ssize_t)sizeof(out));
+    assert_memory_equal(in, out, sizeof(out));
+    pair_close(&p);
+    lp_tls_conf_free(cc);
+    lp_tls_conf_free(sc);
+}
+
 /* Closing a link that did not break sends close_notify: the peer reads a clean end. */
 static void test_tls_close_notify_ends_the_link_cleanly(void **state)
 {
@@ -512,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_tls_psk_refuses_wrong_key),
         cmocka_unit_test(test_tls_fast_records_and_mbedtls_records_interoperate),
         cmocka_unit_test(test_tls_records_read_ahead_in_the_handshake_open_after_the_switch),
+        cmocka_unit_test(test_tls_one_read_returns_every_record_that_arrived),
         cmocka_unit_test(test_tls_close_notify_ends_the_link_cleanly),
         cmocka_unit_test(test_tls_forged_or_unexpected_records_break_the_link),
         cmocka_unit_test(test_tls_rekey_is_due_once_the_link_carried_enough),
