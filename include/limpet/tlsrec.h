@@ -34,6 +34,14 @@
 
 #include "limpet/err.h"
 
+#ifndef LP_MUST_USE /* err.h has it once issue 11's restructuring is in; until then, here */
+#if defined(__GNUC__)
+#define LP_MUST_USE __attribute__((warn_unused_result))
+#else
+#define LP_MUST_USE
+#endif
+#endif
+
 #define LP_TLSREC_HEADER 5u
 #define LP_TLSREC_TAG 16u
 #define LP_TLSREC_NONCE 12u
@@ -131,16 +139,17 @@ size_t lp_tlsrec_overhead(const struct lp_tlsrec *r);
  * len + lp_tlsrec_overhead bytes; in may sit exactly at out + overhead - LP_TLSREC_TAG (in
  * place) or not overlap out. *out_len gets the record's length. LP_ERR_TOO_BIG, LP_ERR_NOSPACE,
  * LP_ERR_STATE (the sequence numbers or the AES-GCM record budget are spent). */
-lp_err lp_tlsrec_seal(struct lp_tlsrec *r, uint8_t type, const uint8_t *in, size_t len,
-                      uint8_t *out, size_t cap, size_t *out_len);
+LP_MUST_USE lp_err lp_tlsrec_seal(struct lp_tlsrec *r, uint8_t type, const uint8_t *in, size_t len,
+                                  uint8_t *out, size_t cap, size_t *out_len);
 /* Seals a two-byte alert (level, description) the same way. */
-lp_err lp_tlsrec_seal_alert(struct lp_tlsrec *r, uint8_t level, uint8_t desc, uint8_t *out,
-                            size_t cap, size_t *out_len);
+LP_MUST_USE lp_err lp_tlsrec_seal_alert(struct lp_tlsrec *r, uint8_t level, uint8_t desc,
+                                        uint8_t *out, size_t cap, size_t *out_len);
 
 /* Reads the header at in[0..avail): LP_OK with *len the whole record's length when the header
  * is acceptable, LP_ERR_TRUNCATED when fewer than LP_TLSREC_HEADER bytes are there, another
  * error (reason in r->why) when the header alone shows the record is refused. */
-lp_err lp_tlsrec_record_len(struct lp_tlsrec *r, const uint8_t *in, size_t avail, size_t *len);
+LP_MUST_USE lp_err lp_tlsrec_record_len(struct lp_tlsrec *r, const uint8_t *in, size_t avail,
+                                        size_t *len);
 
 /* True when lp_tlsrec_open on in[0..avail) would not wait for more bytes: a whole record, or
  * a header already refused. False for nothing or part of a record. */
@@ -155,8 +164,8 @@ bool lp_tlsrec_ready(const struct lp_tlsrec *r, const uint8_t *in, size_t avail)
  *                     (an alert, handshake or ChangeCipherSpec record), LP_ERR_MALFORMED,
  *                     LP_ERR_TOO_BIG, LP_ERR_STATE (sequence numbers spent).
  * The sequence number moves only past a record whose tag verified. */
-lp_err lp_tlsrec_open(struct lp_tlsrec *r, uint8_t *rec, size_t avail, uint8_t *out, size_t out_cap,
-                      struct lp_tlsrec_msg *msg);
+LP_MUST_USE lp_err lp_tlsrec_open(struct lp_tlsrec *r, uint8_t *rec, size_t avail, uint8_t *out,
+                                  size_t out_cap, struct lp_tlsrec_msg *msg);
 
 /* True when the link should be replaced by a fresh handshake: either direction has carried
  * `bytes_limit` plaintext bytes (0: no byte limit), an AES-GCM key is at half its record
