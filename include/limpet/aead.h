@@ -12,7 +12,6 @@
 #include <stdint.h>
 
 #include "limpet/err.h"
-
 #include "limpet/tlsrec.h"
 
 /* An AEAD of `cipher` keyed with key[0..lp_tlsrec_key_len(cipher)), for sealing (seal true)
