@@ -35,7 +35,7 @@ CFLAGS_ALL := -std=c11 $(OPT) $(WARN) $(HARDEN_CFLAGS) $(SANFLAGS) $(CFLAGS)
 LDFLAGS_ALL := $(HARDEN_LDFLAGS) $(LDFLAGS)
 # The cores may use pure data libraries (jansson for the MCP path), never I/O ones.
 CORE_LIBS  := -ljansson -lm
-LDLIBS_ALL := -lev -lyaml -ljansson -lmbedtls -lmbedx509 -lmbedcrypto -lm $(LDLIBS)
+LDLIBS_ALL := -lev -lyaml -ljansson -lmbedtls -lmbedx509 -lmbedcrypto -lcrypto -lm $(LDLIBS)
 
 # The layers (STYLE.md): base <- core <- io <- app. Each is its own archive; a lower layer
 # that calls up fails to link (the layer checks below), and the core unit tests link the core

@@ -8,6 +8,9 @@
 #   limpet          client -> limpet client (-L) -> limpet server -> target   (--insecure)
 #   limpet psk      the same over TLS with a pre-shared key      (keys from `limpet keygen`)
 #   limpet cert     the same over TLS with pinned certificates
+#                   (both on the default record layer: mbedTLS's handshake, then the records
+#                   sealed by OpenSSL's libcrypto; "psk mbedtls" and "cert mbedtls" are the same
+#                   pairs with tls.record_layer=mbedtls, mbedTLS sealing the records itself)
 #   stunnel         client -> stunnel (client) -> TLS -> stunnel (server) -> target
 #   ssh -L          client -> ssh -> sshd -> target, once with -c aes128-gcm@openssh.com and
 #                   once with -c chacha20-poly1305@openssh.com (temporary sshd and keys)
@@ -15,8 +18,10 @@
 # Metrics: throughput with 1 and 8 streams, 1-byte ping-pong p50/p99, connections per second,
 # limpet's RSS idle and with 1,000 idle forwarded connections, and the time from a tunnel cut
 # (scripts/faultrelay.py) to the first byte delivered again, with and without TLS. The crypto
-# ceiling is tests/bench/aead_ceiling.c: one core sealing 16 KiB records with the mbedTLS limpet
-# links (ChaCha20-Poly1305, AES-128-GCM, AES-256-GCM). Load comes from tests/bench/lpbench.c.
+# ceiling is tests/bench/aead_ceiling.c: one core sealing 16 KiB records with each library limpet
+# links, mbedTLS and OpenSSL's EVP (ChaCha20-Poly1305, AES-128-GCM, AES-256-GCM). The server's
+# RSS per idle TLS session is measured with 100 PSK clients (and 100 --insecure ones), on each
+# record layer. Load comes from tests/bench/lpbench.c.
 # For the limpet rows, the CPU time (utime+stime from /proc/PID/stat) the limpet client and the
 # limpet server spent in each throughput run is recorded too: bytes per CPU-second of the sealing
 # and of the opening side, which the table sets against the ceiling next to the wall-clock ratio.
@@ -41,10 +46,11 @@
 # BENCH_SECONDS (5: cap per throughput run), BENCH_PINGS (5000), BENCH_CONNS (2000),
 # BENCH_HOLD (1000), BENCH_CUTS (20), BENCH_CEILING_SECONDS (2 per cipher),
 # BENCH_SOCKS_REQS (3000 per run), BENCH_SCALE_CONNS (5000 per concurrency level),
+# BENCH_TLS_CLIENTS (100: idle sessions for the RSS per TLS session),
 # BENCH_SCALE_SECONDS (3: cap per -D run and per level),
-# BENCH_ONLY ("ceiling direct socat socat64k limpet limpet-tls stunnel ssh dynamic reverse
-# connscale streamcost"; limpet-tls is limpet-psk and limpet-cert, ssh is ssh-aesgcm and
-# ssh-chacha, each also accepted alone; dynamic, reverse and connscale run limpet and ssh, and
+# BENCH_ONLY ("ceiling direct socat socat64k limpet limpet-tls tls-memory stunnel ssh dynamic
+# reverse connscale streamcost"; limpet-tls is limpet-psk, limpet-cert, limpet-psk-mbedtls and
+# limpet-cert-mbedtls, ssh is ssh-aesgcm and ssh-chacha, each also accepted alone; dynamic, reverse and connscale run limpet and ssh, and
 # limpet-D, ssh-D, limpet-R, ssh-R, limpet-connscale, ssh-connscale pick one side).
 set -euo pipefail
 
@@ -67,7 +73,8 @@ SCALE_CONNS=${BENCH_SCALE_CONNS:-5000}
 SCALE_SECONDS=${BENCH_SCALE_SECONDS:-3}
 SCALE_LEVELS=(1 100 1000)
 CLK_TCK=$(getconf CLK_TCK) # the unit of utime and stime in /proc/PID/stat
-ONLY=${BENCH_ONLY:-ceiling direct socat socat64k limpet limpet-tls stunnel ssh dynamic reverse connscale streamcost}
+TLS_CLIENTS=${BENCH_TLS_CLIENTS:-100}
+ONLY=${BENCH_ONLY:-ceiling direct socat socat64k limpet limpet-tls tls-memory stunnel ssh dynamic reverse connscale streamcost}
 # Every stream of the 1,000-connection level is open at once in one session: both sides get
 # room for them (and the session memory their minimum windows need).
 WIDE=(-o session.max_streams=4096 -o limits.session_memory=128MiB)
@@ -303,13 +310,17 @@ bench_socat() {
 # identity, "bench", may reach the sink, the echo and the HTTP target and nothing else, and may
 # have the server listen on loopback for -R.
 limpet_auth() {
-    local mode=$1 d=$WORK/tls fp
+    local mode=$1 d=$WORK/tls fp layer=()
     case $mode in
     insecure)
         SERVER_AUTH=(--insecure) CLIENT_AUTH=(--insecure)
         return 0
         ;;
     psk | cert) ;;
+    psk-mbedtls | cert-mbedtls)
+        mode=${mode%-mbedtls}
+        layer=(-o tls.record_layer=mbedtls)
+        ;;
     *) note "unknown limpet mode $mode"; return 1 ;;
     esac
     mkdir -p "$d"
@@ -318,13 +329,13 @@ limpet_auth() {
         note "limpet $mode: limpet keygen failed: $(tail -n 1 "$d/keygen-$mode.log")"
         return 1
     fi
-    SERVER_AUTH=(-c "$d/server-$mode.yaml")
+    SERVER_AUTH=(-c "$d/server-$mode.yaml" "${layer[@]}")
     if [[ $mode == psk ]]; then
-        CLIENT_AUTH=(-o identity=bench -o "psk_file=$d/bench.psk")
+        CLIENT_AUTH=(-o identity=bench -o "psk_file=$d/bench.psk" "${layer[@]}")
     else
         fp=$(cat "$d/server.fingerprint")
         CLIENT_AUTH=(-o "tls.cert=$d/bench-client.crt" -o "tls.key=$d/bench-client.key"
-            -o "server_fingerprint=$fp")
+            -o "server_fingerprint=$fp" "${layer[@]}")
     fi
 }
 
@@ -474,6 +485,60 @@ bench_limpet_resume() {
         [[ -z $suite ]] || record suite "$name" "$suite"
     fi
     stop "$LC_PID" "$RELAY_PID" "$LS_PID"
+}
+
+# bench_tls_memory NAME MODE: the server's RSS per idle session, from $TLS_CLIENTS limpet clients
+# (no forwards) that each hold one session on it: (RSS with them - RSS before) / clients.
+bench_tls_memory() {
+    local name=$1 mode=$2 p s0 s1 i pids=() ok=1 n
+    record ran "$name" 1
+    [[ -x $LIMPET ]] || return 0
+    mapfile -t p < <(freeports 1)
+    limpet_auth "$mode" || return 0
+    start "$name-server" "$LIMPET" server "${SERVER_AUTH[@]}" -l "127.0.0.1:${p[0]}" \
+        -o "limits.max_sessions=$((TLS_CLIENTS + 16))" \
+        -o "limits.sessions_per_identity=$((TLS_CLIENTS + 16))" \
+        -o "limits.max_pending_per_source=$((TLS_CLIENTS + 16))"
+    local spid=$LAST_PID
+    if ! wait_log "$name-server" "listening on" "$spid"; then
+        stop "$spid"
+        return 0
+    fi
+    # one client first, so the code paths and the heap's first arena are in RSS before s0
+    start "$name-c0" "$LIMPET" client "${CLIENT_AUTH[@]}" -s "127.0.0.1:${p[0]}" -q
+    pids+=("$LAST_PID")
+    wait_log "$name-server" "new session" "$spid" || ok=0
+    sleep 0.5
+    s0=$(rss_kib "$spid")
+    for ((i = 1; i <= TLS_CLIENTS && ok; i++)); do
+        start "$name-c$i" "$LIMPET" client "${CLIENT_AUTH[@]}" -s "127.0.0.1:${p[0]}" -q
+        pids+=("$LAST_PID")
+    done
+    for _ in $(seq 300); do
+        n=$(grep -c "new session" "$WORK/$name-server.log" || true)
+        ((n < TLS_CLIENTS + 1)) || break
+        sleep 0.1
+    done
+    sleep 1 # idle: heartbeats only
+    s1=$(rss_kib "$spid")
+    n=$(grep -c "new session" "$WORK/$name-server.log" || true)
+    if ((n >= TLS_CLIENTS + 1)); then
+        record rss_session_server "$name" "$(awk -v a="$s0" -v b="$s1" -v n="$TLS_CLIENTS" \
+            'BEGIN{print (b-a)/n}')"
+        echo "   $name: server $s0 KiB with 1 session, $s1 KiB with $((TLS_CLIENTS + 1)):" \
+            "$(awk -v a="$s0" -v b="$s1" -v n="$TLS_CLIENTS" 'BEGIN{printf "%.1f", (b-a)/n}') KiB" \
+            "per idle session"
+    else
+        note "$name: only $n of $((TLS_CLIENTS + 1)) sessions came up"
+    fi
+    stop "${pids[@]}" "$spid"
+}
+
+bench_tls_memories() {
+    echo "== server RSS per idle session: $TLS_CLIENTS clients holding one session each"
+    bench_tls_memory mem-insecure insecure
+    bench_tls_memory mem-psk psk
+    bench_tls_memory mem-psk-mbedtls psk-mbedtls
 }
 
 bench_stunnel() {
@@ -639,14 +704,16 @@ bench_ssh() {
     done
 }
 
-# bench_ceiling: tests/bench/aead_ceiling.c, one core sealing 16 KiB records with mbedTLS.
+# bench_ceiling: tests/bench/aead_ceiling.c, one core sealing 16 KiB records with mbedTLS and
+# with OpenSSL EVP (lines named evp-CIPHER).
 bench_ceiling() {
     local out line bps bin=$WORK/aead_ceiling
-    echo "== mbedTLS AEAD ceiling: one core sealing 16 KiB records, ${CEILING_SECONDS}s per cipher"
+    echo "== AEAD ceiling (mbedTLS, then OpenSSL EVP): one core sealing 16 KiB records," \
+        "${CEILING_SECONDS}s per cipher"
     record ran ceiling 1
     if ! cc -std=c11 -O2 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$bin" \
-        "$ROOT/tests/bench/aead_ceiling.c" -lmbedcrypto >"$WORK/aead_ceiling.log" 2>&1; then
-        note "ceiling: aead_ceiling.c did not build (mbedTLS headers missing?)"
+        "$ROOT/tests/bench/aead_ceiling.c" -lmbedcrypto -lcrypto >"$WORK/aead_ceiling.log" 2>&1; then
+        note "ceiling: aead_ceiling.c did not build (mbedTLS or OpenSSL headers missing?)"
         tail_log aead_ceiling
         return 0
     fi
@@ -1000,9 +1067,12 @@ for what in $ONLY; do
         bench_limpet_resume limpet insecure ;;
     limpet-tls) for mode in psk cert; do
         bench_limpet "limpet-$mode" "$mode" && bench_limpet_resume "limpet-$mode" "$mode"
-    done ;;
+    done
+        for mode in psk-mbedtls cert-mbedtls; do bench_limpet "limpet-$mode" "$mode"; done ;;
     limpet-psk | limpet-cert) bench_limpet "$what" "${what#limpet-}" &&
         bench_limpet_resume "$what" "${what#limpet-}" ;;
+    limpet-psk-mbedtls | limpet-cert-mbedtls) bench_limpet "$what" "${what#limpet-}" ;;
+    tls-memory) bench_tls_memories ;;
     ceiling) bench_ceiling ;;
     stunnel) bench_stunnel ;;
     ssh) bench_ssh ssh-aesgcm ssh-chacha ;;

@@ -15,6 +15,9 @@ connections every MS milliseconds (--every) or when the control port says `cut`:
   blackhole  stop forwarding in both directions and send nothing (no FIN, no RST); the sockets
              stay open for 60 s (or until exit) and are then closed. Connections accepted later
              are relayed normally, so a reconnect works.
+  flip       follow TLS records (5-byte header, BE u16 length at offset 3) in both directions
+             and flip one bit of the next record body that passes each way; the connection
+             stays up: what the corrupted record does to the link is the endpoints' business.
   none       no fault.
 
 --throttle is a token bucket per direction (0 = off). Port 0 in --listen/--control picks a free
@@ -52,7 +55,8 @@ import termios
 import threading
 import time
 
-MODES = ("none", "rst", "midframe", "blackhole")
+MODES = ("none", "rst", "midframe", "blackhole", "flip")
+TLS_HEADER = 5
 FRAME_HEADER = 8
 RECV_SIZE = 256 * 1024
 BLACKHOLE_HOLD_S = 60.0
@@ -170,6 +174,37 @@ class FrameTracker:
         return 0, hi, header
 
 
+class TlsTracker:
+    """Follows TLS records (type, version, u16 length) through one direction of a stream."""
+
+    __slots__ = ("head", "body_left")
+
+    def __init__(self):
+        self.head = bytearray()
+        self.body_left = 0
+
+    def feed(self, data, pick=None):
+        """Consumes data. With pick (k -> an offset below k), returns the offset in data of one
+        byte of the first record body in it, chosen by pick; else (or if none) None."""
+        found = None
+        i, n = 0, len(data)
+        while i < n:
+            if self.body_left:
+                k = min(self.body_left, n - i)
+                if found is None and pick is not None:
+                    found = i + pick(k)
+                self.body_left -= k
+                i += k
+                continue
+            take = bytes(data[i:i + TLS_HEADER - len(self.head)])
+            self.head += take
+            i += len(take)
+            if len(self.head) == TLS_HEADER:
+                self.body_left = (self.head[3] << 8) | self.head[4]
+                self.head.clear()
+        return found
+
+
 class TokenBucket:
     __slots__ = ("rate", "burst", "tokens", "stamp")
 
@@ -213,7 +248,8 @@ class TokenBucket:
 class Direction:
     """One way of a relayed connection: bytes read from src are written to dst."""
 
-    __slots__ = ("name", "src", "dst", "out", "tracker", "bucket", "eof", "shut", "resume_at")
+    __slots__ = ("name", "src", "dst", "out", "tracker", "tls", "flip_pending", "bucket", "eof",
+                 "shut", "resume_at")
 
     def __init__(self, name, src, dst, rate):
         self.name = name
@@ -221,6 +257,8 @@ class Direction:
         self.dst = dst
         self.out = bytearray()       # read but not yet accepted by dst's kernel buffer
         self.tracker = FrameTracker()
+        self.tls = TlsTracker()
+        self.flip_pending = False    # flip one bit of the next TLS record body read
         self.bucket = TokenBucket(rate)
         self.eof = False             # src said EOF
         self.shut = False            # we passed the EOF on (shutdown(dst, SHUT_WR))
@@ -268,7 +306,8 @@ class Relay:
         self.next_cid = 1
         self.next_every = 0.0
         self.stats_d = {"cuts": 0, "connections": 0, "bytes_up": 0, "bytes_down": 0,
-                        "cuts_rst": 0, "cuts_midframe": 0, "cuts_blackhole": 0,
+                        "cuts_rst": 0, "cuts_midframe": 0, "cuts_blackhole": 0, "cuts_flip": 0,
+                        "flipped": 0,
                         "midframe_unconfirmed": 0, "midframe_in_header": 0}
         self.buf = bytearray(RECV_SIZE)
         self.view = memoryview(self.buf)
@@ -494,10 +533,25 @@ class Relay:
         data = self.view[:n]
         if conn.cut_pending:
             return self._midframe_cut(conn, d, data)
+        self._maybe_flip(conn, d, data)
         d.tracker.feed(data)
         self._count(d, n)
         d.out += data
         return self._flush(conn, d)
+
+    def _maybe_flip(self, conn, d, data):
+        """Follows the TLS records of d; flips one bit of a record body when one is due."""
+        if not d.flip_pending:
+            d.tls.feed(data)
+            return
+        off = d.tls.feed(data, pick=self.rng.randrange)
+        if off is None:
+            return
+        bit = self.rng.randrange(8)
+        data[off] ^= 1 << bit
+        d.flip_pending = False
+        self.stats_d["flipped"] += 1
+        self.log("conn=%d %s: flipped bit %d of a TLS record body byte" % (conn.cid, d.name, bit))
 
     def _count(self, d, n):
         self.stats_d["bytes_up" if d.name == "up" else "bytes_down"] += n
@@ -554,6 +608,10 @@ class Relay:
                 done += 1
             elif mode == "blackhole":
                 self._blackhole(conn)
+                done += 1
+            elif mode == "flip":
+                conn.up.flip_pending = conn.down.flip_pending = True
+                self._counted_cut(conn, "flip")
                 done += 1
             elif mode == "midframe":
                 if not conn.cut_pending:

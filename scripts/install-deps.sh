@@ -24,6 +24,8 @@ PACKAGES=(
     # build
     build-essential make clang "$(clang_rt_package)" clang-format
     libev-dev libmbedtls-dev libyaml-dev libcmocka-dev libjansson-dev
+    # OpenSSL's libcrypto: its EVP AEAD seals limpet's TLS records after mbedTLS's handshake
+    libssl-dev
     # tests (pytest end-to-end, network namespaces, process inspection)
     python3 python3-pytest python3-yaml socat iproute2 procps curl busybox
     # -T in network namespaces (tests/netns/test_transparent.py); systemd-analyze checks the units

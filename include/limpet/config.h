@@ -74,6 +74,12 @@ struct lp_config {
     struct {
         char cert[LP_ADDR_MAX]; /* tls.cert: certificate file (PEM), "" = none */
         char key[LP_ADDR_MAX];  /* tls.key: its private key file; set both or neither */
+        /* tls.record_layer: who protects the records after mbedTLS's handshake, an enum
+         * lp_tls_layer value: 0 openssl (tlsrec over libcrypto, the default), 1 mbedtls */
+        int record_layer;
+        /* tls.rekey_after (1GiB), 64KiB..64GiB: a link that carried this many bytes one way
+         * under its keys is replaced by a new handshake (the client dials, the session resumes) */
+        size_t rekey_after;
     } tls;
     char identity[LP_IDENTITY_MAX + 1]; /* identity: client's name at the server ("") */
     char psk_file[LP_ADDR_MAX];         /* psk_file: client's pre-shared key file ("") */

@@ -7,12 +7,13 @@
  *
  *   {"process": {"role", "pid", "version", "uptime_ms", "sessions_created",
  *                "sessions_ended", "streams_opened", "streams_refused", "reconnects",
- *                "resumes", "bytes_in", "bytes_out", "mcp_processes", "memory_buffered",
- *                "memory_limit" (0: none),
+ *                "resumes", "rekeys", "bytes_in", "bytes_out", "mcp_processes",
+ *                "memory_buffered", "memory_limit" (0: none),
  *                "handshakes_refused": {REASON: n, ...},
  *                "resume_ms": {"count", "sum_ms", "buckets": [{"le_ms", "count"}...]}},
  *    "sessions": [{"id", "identity", "peer", "state" ("live"|"detached"), "uptime_ms",
- *                  "detached_ms", "reconnects", "rtt_ms", "bytes_in", "bytes_out",
+ *                  "detached_ms", "reconnects", "rekeys", "tls_suite", "record_layer"
+ *                  ("" with --insecure or while detached), "rtt_ms", "bytes_in", "bytes_out",
  *                  "replay_used", "replay_cap", "streams_open", "streams_truncated",
  *                  "streams": [{"id", "kind", "target", "bytes_up", "bytes_down"}]}]}
  *
@@ -80,6 +81,8 @@ struct lp_stats {
     uint64_t reconnects;       /* client: handshakes done after a link loss; server: HELLOs
                                   asking to resume a session (accepted or not) */
     uint64_t resumes;          /* sessions resumed with their streams */
+    uint64_t rekeys;           /* client: live links replaced by a new handshake because
+                                  they carried tls.rekey_after (not counted as reconnects) */
     struct lp_hist resume;     /* client: link down -> live again; server: time detached */
     uint64_t bytes_in_ended;   /* link bytes of sessions already freed */
     uint64_t bytes_out_ended;

@@ -39,7 +39,11 @@ LP_MUST_USE lp_err lp_link_flush(struct lp_link *l);
 bool lp_link_pending(const struct lp_link *l);
 /* Something taken is not on the wire yet: wait for writability and flush. */
 bool lp_link_wants_write(const struct lp_link *l);
-/* Frees TLS and closes the socket. Safe on a closed link. */
+/* "TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256, records by openssl", or "plain TCP", for
+ * the log lines that say a link is up. */
+void lp_link_describe(const struct lp_link *l, char *out, size_t len);
+/* Frees TLS (with close_notify when the link did not break) and closes the socket. Safe on a
+ * closed link. */
 void lp_link_close(struct lp_link *l);
 
 #endif

@@ -102,6 +102,10 @@ struct lp_session_hooks {
     void (*open_reverse)(struct lp_session *s, const struct lp_mux_event *ev);
     /* Client: the answer to one of our BINDs (LP_MUX_EV_BIND_OK or _FAIL). */
     void (*bind_answer)(struct lp_session *s, const struct lp_mux_event *ev);
+    /* Client: the live TLS link has carried tls.rekey_after under its keys (or an AES-GCM key
+     * is at half its record budget): the owner may replace it by a new link. Returns true when
+     * it took the request; the session then asks no more on this link. NULL: never asked. */
+    bool (*rekey_due)(struct lp_session *s);
 };
 
 struct lp_session {
@@ -134,6 +138,8 @@ struct lp_session {
     /* owner's list linkage and counters for status/logs */
     struct lp_session *prev, *next;
     uint64_t reconnects;
+    uint64_t rekeys;  /* client: links replaced because they carried their keys' share */
+    bool rekey_asked; /* rekey_due took the request for the current link */
     uint64_t bytes_in, bytes_out;
     ev_timer ttl; /* server: detached-session lifetime */
 

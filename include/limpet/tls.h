@@ -1,12 +1,24 @@
 /* tls.h — the TLS layer of a link (mbedTLS 2.28, TLS 1.2 only).
  *
  * Suites: AEAD with ECDHE only, so every session has forward secrecy:
- *   PSK mode   ECDHE-PSK-CHACHA20-POLY1305-SHA256 (TLS 1.2 has no ECDHE-PSK AES-GCM suite)
- *   cert mode  ECDHE-ECDSA with ChaCha20-Poly1305 first (about 1.5x faster than AES-GCM in
- *              mbedTLS 2.28 on this hardware), then AES-128-GCM and AES-256-GCM.
+ *   PSK mode   ECDHE-PSK-CHACHA20-POLY1305-SHA256 (mbedTLS 2.28 has no ECDHE-PSK AES-GCM suite)
+ *   cert mode  ECDHE-ECDSA with AES-128-GCM, AES-256-GCM, then ChaCha20-Poly1305 where the
+ *              CPU has AES instructions and libcrypto seals the records (its AES-GCM is then
+ *              ~1.8x its ChaCha20); ChaCha20-Poly1305 first otherwise, and on the mbedTLS
+ *              record layer (where ChaCha20 is ~1.5x AES-GCM).
  * No renegotiation, no compression, nothing older than TLS 1.2. Both sides authenticate:
  * the client by a PSK identity or a certificate whose SHA-256 fingerprint the server lists,
  * the server by the same PSK or by a certificate fingerprint the client pins. No CA.
+ *
+ * Record layers. mbedTLS always does the handshake. Then, on the default layer (openssl), the
+ * session takes the key block mbedTLS exports and the sequence numbers, checks that mbedTLS
+ * holds nothing (no record read ahead, no decrypted byte unread, no output unsent), frees the
+ * mbedTLS context and protects the records itself (tlsrec.h) with libcrypto's AEAD: the same
+ * standard TLS 1.2 records, several times faster. When it cannot (that check fails, or the
+ * suite has no fast path), it says why in one log line and the records stay with mbedTLS, as
+ * they always do on the mbedtls layer. After the handshake, close_notify is a clean end of
+ * the link and anything else unexpected (another alert, a bad record, a handshake message)
+ * ends it as broken. Closing a link that did not break sends close_notify (best effort).
  *
  * Non-blocking: lp_tls_handshake / _read / _write return LP_ERR_TRUNCATED when the socket
  * would block (wait for readability or writability as lp_tls_wants_write says).
@@ -27,6 +39,13 @@
 
 typedef struct lp_tls_conf lp_tls_conf;
 typedef struct lp_tls lp_tls;
+
+/* Who protects the records once the handshake is done (config key tls.record_layer). */
+enum lp_tls_layer {
+    LP_TLS_LAYER_OPENSSL, /* tlsrec over libcrypto's EVP AEAD (the default) */
+    LP_TLS_LAYER_MBEDTLS, /* mbedTLS itself, as before the fast path existed */
+};
+const char *lp_tls_layer_name(enum lp_tls_layer layer); /* "openssl" / "mbedtls" */
 
 /* Server, PSK mode: looks an identity up; copies its key into key and returns true, or
  * returns false for an unknown identity (the handshake then fails). */
@@ -60,6 +79,12 @@ void lp_tls_conf_free(lp_tls_conf *c);
  * then, not before (a handshake or a link in flight still reads it). fn may free c. */
 size_t lp_tls_conf_users(const lp_tls_conf *c);
 void lp_tls_conf_on_idle(lp_tls_conf *c, void (*fn)(void *arg), void *arg);
+/* Chooses the record layer of links made from c from now on (default: openssl). In cert mode
+ * it also orders the AEAD suites for that layer (see above). */
+void lp_tls_conf_set_record_layer(lp_tls_conf *c, enum lp_tls_layer layer);
+/* True when certificate mode offers AES-GCM before ChaCha20-Poly1305 on the openssl layer:
+ * the CPU has AES instructions libcrypto uses. */
+bool lp_tls_prefers_aes_gcm(void);
 
 /* A TLS session over the connected non-blocking socket fd (borrowed: the caller closes
  * it after lp_tls_free). conf is borrowed and must outlive it. */
@@ -80,9 +105,18 @@ bool lp_tls_peer_fingerprint(const lp_tls *t, uint8_t fp[LP_TLS_FP_LEN]);
 void lp_tls_fingerprint(const uint8_t *der, size_t len, uint8_t fp[LP_TLS_FP_LEN]);
 /* The suite in use, e.g. "TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256". */
 const char *lp_tls_suite(const lp_tls *t);
+/* After the handshake: who protects the records now, "openssl" or "mbedtls". */
+const char *lp_tls_record_layer(const lp_tls *t);
+/* True when the link has carried enough under its keys to be replaced by a new handshake:
+ * `bytes` plaintext bytes in either direction (0: no byte limit), or half the records an
+ * AES-GCM key may seal. TLS 1.2 has no key update: the owner dials a new link. */
+bool lp_tls_rekey_due(const lp_tls *t, uint64_t bytes);
+/* What the last failed read or write after the handshake ran into ("" if none). */
+const char *lp_tls_error(const lp_tls *t);
 
-/* Reads plaintext: > 0 bytes read; 0 when the peer closed; -1 with *rc set otherwise
- * (LP_ERR_TRUNCATED: would block). */
+/* Reads plaintext: > 0 bytes read; 0 when the peer closed (close_notify, or EOF); -1 with
+ * *rc set otherwise (LP_ERR_TRUNCATED: would block; else the link is broken, see
+ * lp_tls_error). A read never returns plaintext whose record has not been authenticated. */
 ssize_t lp_tls_read(lp_tls *t, void *buf, size_t len, lp_err *rc);
 /* True when decrypted bytes wait inside the TLS layer: read again without waiting for the
  * socket, which may have nothing more to say. */

@@ -38,6 +38,7 @@ enum key_type {
     T_ADDRESS,
     T_LOG_LEVEL,
     T_LOG_FORMAT,
+    T_RECORD_LAYER,
     T_IDENTITY,
     T_FINGERPRINT
 };
@@ -64,6 +65,7 @@ struct cfg_key {
 #define STRING(k, f, h) TEXT(k, T_STRING, f, h)
 #define LOG_LEVEL(k, f, h) { k, T_LOG_LEVEL, FIELD(f, int), LP_LOG_ERROR, LP_LOG_DEBUG, h }
 #define LOG_FORMAT(k, f, h) { k, T_LOG_FORMAT, FIELD(f, int), 0, 1, h }
+#define RECORD_LAYER(k, f, h) { k, T_RECORD_LAYER, FIELD(f, int), 0, 1, h }
 /* clang-format on */
 
 static const struct cfg_key keys[] = {
@@ -129,6 +131,10 @@ static const struct cfg_key keys[] = {
              "server: wait after closing an MCP server's stdin, then after SIGTERM"),
     STRING("tls.cert", tls.cert, "certificate file (PEM); set with tls.key"),
     STRING("tls.key", tls.key, "private key file of tls.cert (mode 0600)"),
+    RECORD_LAYER("tls.record_layer", tls.record_layer,
+                 "who seals the records after the handshake: openssl (libcrypto, fast) or mbedtls"),
+    SIZE("tls.rekey_after", tls.rekey_after, KIB(64), GIB(64),
+         "bytes one way before the client replaces the link by a new handshake"),
     TEXT("identity", T_IDENTITY, identity, "client: the name the server knows this client by"),
     STRING("psk_file", psk_file, "client: pre-shared key file (64 hex digits, mode 0600)"),
     TEXT("server_fingerprint", T_FINGERPRINT, server_fingerprint,
@@ -148,6 +154,7 @@ _Static_assert(KEY_COUNT <= CFG_KEYS_MAX, "the loader's seen-key bitmap is one u
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const format_names[] = {"text", "json"};
+static const char *const layer_names[] = {"openssl", "mbedtls"}; /* enum lp_tls_layer */
 
 struct unit {
     const char *name;
@@ -196,6 +203,9 @@ void lp_config_defaults(struct lp_config *c)
     /* 1GiB: what a small server (a 2GiB VPS) can give its peers and still run; about 20
      * sessions filled to limits.session_memory, far more as they usually are. */
     c->limits.memory = GIB(1);
+    c->tls.record_layer = 0; /* openssl */
+    /* ssh's RekeyLimit range; far below AES-GCM's record budget (2^24 full records) */
+    c->tls.rekey_after = GIB(1);
 }
 
 void cfg_free_list(char **v, size_t n)
@@ -364,6 +374,8 @@ static const char *type_wants(enum key_type t)
         return "one of error, warn, info, debug";
     case T_LOG_FORMAT:
         return "text or json";
+    case T_RECORD_LAYER:
+        return "openssl or mbedtls";
     case T_IDENTITY:
         return CFG_IDENTITY_WANTS;
     case T_FINGERPRINT:
@@ -441,8 +453,9 @@ static lp_err set_word(const struct cfg_key *k, const char *text, const char *sh
             return LP_OK;
         }
     }
-    for (int f = 0; f < 2 && k->type == T_LOG_FORMAT; f++) {
-        if (strcmp(text, format_names[f]) == 0) {
+    for (int f = 0; f < 2 && (k->type == T_LOG_FORMAT || k->type == T_RECORD_LAYER); f++) {
+        const char *name = k->type == T_LOG_FORMAT ? format_names[f] : layer_names[f];
+        if (strcmp(text, name) == 0) {
             memcpy(field, &f, sizeof(f));
             return LP_OK;
         }
@@ -537,6 +550,7 @@ lp_err cfg_set_value(const struct cfg_key *k, const char *text, size_t n, struct
     case T_BOOL:
     case T_LOG_LEVEL:
     case T_LOG_FORMAT:
+    case T_RECORD_LAYER:
         return set_word(k, value, shown, c, msg, len);
     case T_STRING:
     case T_ADDRESS:
@@ -741,6 +755,10 @@ static void format_value(char *buf, size_t len, const struct cfg_key *k, const s
         memcpy(&lvl, field, sizeof(lvl));
         snprintf(buf, len, "%s", lvl == 1 ? "json" : "text");
         return;
+    case T_RECORD_LAYER:
+        memcpy(&lvl, field, sizeof(lvl));
+        snprintf(buf, len, "%s", layer_names[lvl == 1]);
+        return;
     case T_STRING:
     case T_ADDRESS:
     case T_IDENTITY:
@@ -769,6 +787,8 @@ static const char *type_name(enum key_type t)
         return "log level";
     case T_LOG_FORMAT:
         return "log format";
+    case T_RECORD_LAYER:
+        return "record layer";
     case T_IDENTITY:
         return "identity";
     case T_FINGERPRINT:
@@ -801,6 +821,7 @@ static void format_range(char *buf, size_t len, const struct cfg_key *k)
     case T_BOOL:
     case T_LOG_LEVEL:
     case T_LOG_FORMAT:
+    case T_RECORD_LAYER:
     case T_IDENTITY:
     case T_FINGERPRINT:
         snprintf(buf, len, "%s", type_wants(k->type));

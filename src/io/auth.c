@@ -25,7 +25,7 @@ struct lp_auth {
     uint8_t (*psk_sum)[32];
 };
 
-lp_err lp_auth_client_tls(const struct lp_config *cfg, lp_tls_conf **out, char *err, size_t errlen)
+static lp_err client_conf(const struct lp_config *cfg, lp_tls_conf **out, char *err, size_t errlen)
 {
     uint8_t key[LP_PSK_LEN], fp[LP_FINGERPRINT_LEN];
     const char *why = NULL;
@@ -65,6 +65,14 @@ lp_err lp_auth_client_tls(const struct lp_config *cfg, lp_tls_conf **out, char *
              "server_fingerprint): %s",
              HOW);
     return LP_ERR_INVALID;
+}
+
+lp_err lp_auth_client_tls(const struct lp_config *cfg, lp_tls_conf **out, char *err, size_t errlen)
+{
+    lp_err rc = client_conf(cfg, out, err, errlen);
+    if (rc == LP_OK)
+        lp_tls_conf_set_record_layer(*out, (enum lp_tls_layer)cfg->tls.record_layer);
+    return rc;
 }
 
 static const struct lp_auth_client *find_client(const struct lp_config *cfg, const char *identity,
@@ -253,6 +261,7 @@ lp_err lp_auth_new(const struct lp_config *cfg, struct lp_auth **out, char *err,
                             errlen);
     if (rc != LP_OK)
         goto out;
+    lp_tls_conf_set_record_layer(a->tls, (enum lp_tls_layer)cfg->tls.record_layer);
     *out = a;
     a = NULL;
 out:

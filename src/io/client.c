@@ -60,9 +60,18 @@ struct lp_client {
     /* Who this client is to the server, for status: its PSK identity, or its certificate's
      * fingerprint (which the server keys it by); "" with --insecure. */
     char identity[sizeof(((struct lp_session *)0)->identity)];
+    /* Rekey by resume (TLS 1.2 has no key update): while the live link carries on, a new one
+     * is dialled (fd, tls above); once its TLS handshake is done it replaces the old link and
+     * the session resumes on it. */
+    bool rekeying;            /* that dial is in flight */
+    bool rekeyed;             /* the handshake running now is a rekey's: count it as one */
+    lp_time rekey_not_before; /* after a failed rekey dial, the next waits until then */
 };
 
+#define REKEY_RETRY_MS 1000u /* after a failed rekey dial, the live link carries on this long */
+
 static const struct lp_session_hooks client_hooks;
+static void start_attempt(struct lp_client *c);
 
 static void schedule_attempt(struct lp_client *c);
 static void bye_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -90,8 +99,24 @@ static void abandon_attempt(struct lp_client *c)
     c->fd = -1;
 }
 
+/* A rekey's dial failed: the live link carries on and is asked again a little later. */
+static void rekey_failed(struct lp_client *c, const char *why)
+{
+    abandon_attempt(c);
+    c->rekeying = false;
+    c->rekey_not_before = lp_now() + REKEY_RETRY_MS;
+    if (c->s)
+        c->s->rekey_asked = false;
+    lp_warn("sess=%s rekey: no new link to %s (%s); the current one carries on", c->s->tag,
+            c->cfg->server, why);
+}
+
 static void attempt_failed(struct lp_client *c, const char *why)
 {
+    if (c->rekeying) {
+        rekey_failed(c, why);
+        return;
+    }
     abandon_attempt(c);
     if (c->s)
         lp_session_detach(c->s, NULL);
@@ -100,11 +125,28 @@ static void attempt_failed(struct lp_client *c, const char *why)
     schedule_attempt(c);
 }
 
+/* A rekey's new link is ready: the old one closes (close_notify) and the reconnect loop runs
+ * the resume on the new one as an ordinary attempt, so a failure from here on is handled as
+ * any lost link is. The pause is one round trip; the TLS handshake was paid for before. */
+static void rekey_switch(struct lp_client *c)
+{
+    lp_time now = lp_now();
+
+    c->rekeying = false;
+    c->rekeyed = true;
+    lp_session_detach(c->s, "replaced by a new link (rekey)");
+    lp_reconnect_down(&c->rc, now);
+    (void)lp_reconnect_schedule(&c->rc, now, 0); /* the first attempt after a loss: at once */
+    (void)lp_reconnect_start(&c->rc, now, &c->attempt);
+}
+
 /* The link is up (TCP, and TLS unless --insecure): hand it to the session, send HELLO. */
 static void link_ready(struct lp_client *c)
 {
     struct lp_link link;
 
+    if (c->rekeying)
+        rekey_switch(c);
     ev_io_stop(c->rt->loop, &c->cio);
     lp_link_set(&link, c->fd, c->tls);
     c->fd = -1;
@@ -121,7 +163,8 @@ static void tls_step(struct lp_client *c)
     lp_err rc = lp_tls_handshake(c->tls, err, sizeof(err));
 
     if (rc == LP_OK) {
-        lp_debug("TLS with %s: %s", c->cfg->server, lp_tls_suite(c->tls));
+        lp_debug("TLS with %s: %s, records by %s", c->cfg->server, lp_tls_suite(c->tls),
+                 lp_tls_record_layer(c->tls));
         link_ready(c);
     } else if (rc == LP_ERR_TRUNCATED) {
         ev_io_stop(c->rt->loop, &c->cio);
@@ -249,6 +292,11 @@ static void on_link_down(struct lp_session *s, const char *reason)
     struct lp_client *c = s->owner;
     if (c->stopped)
         return;
+    c->rekeyed = false;
+    if (c->rekeying) { /* the old link died first: reconnect as after any loss */
+        abandon_attempt(c);
+        c->rekeying = false;
+    }
     if (ev_is_active(&c->bye)) { /* stopping: the server closed after our GOODBYE */
         stop_loop(c, c->finish_code);
         return;
@@ -268,9 +316,20 @@ static void on_live(struct lp_session *s, bool resumed)
 {
     struct lp_client *c = s->owner;
     lp_time down_for = lp_now() - c->rc.down_since;
+    char how[LP_TLS_IDENTITY_MAX + 64];
 
     ev_timer_stop(c->rt->loop, &c->ctimer);
     lp_reconnect_live(&c->rc, c->attempt);
+    lp_link_describe(&s->link, how, sizeof(how));
+    if (c->rekeyed && resumed) { /* not a loss: neither a reconnect nor a resume */
+        c->rekeyed = false;
+        s->rekeys++;
+        s->rt->stats.rekeys++;
+        lp_info("sess=%s rekeyed: new link (%s), rekey %llu, paused %llums", s->tag, how,
+                (unsigned long long)s->rekeys, (unsigned long long)down_for);
+        return;
+    }
+    c->rekeyed = false;
     if (resumed || s->rt->stats.sessions_created > 1) /* else the very first handshake */
         s->rt->stats.reconnects++;
     if (resumed) {
@@ -280,8 +339,24 @@ static void on_live(struct lp_session *s, bool resumed)
         lp_info("sess=%s resumed (reconnect %llu, down %llums)", s->tag,
                 (unsigned long long)s->reconnects, (unsigned long long)down_for);
     } else {
-        lp_info("sess=%s established with %s", s->tag, c->cfg->server);
+        lp_info("sess=%s established with %s (%s)", s->tag, c->cfg->server, how);
     }
+}
+
+/* The live link carried its share under one key: dial its replacement while it carries on. */
+static bool on_rekey_due(struct lp_session *s)
+{
+    struct lp_client *c = s->owner;
+    lp_time now = lp_now();
+
+    if (c->stopped || c->rc.state != LP_RC_LIVE || c->fd >= 0 || c->rekeying ||
+        ev_is_active(&c->bye) || now < c->rekey_not_before)
+        return false;
+    lp_debug("sess=%s rekey: the link carried its share under its keys; dialling a new one",
+             s->tag);
+    c->rekeying = true;
+    start_attempt(c);
+    return c->rekeying; /* false when the dial failed at once: asked again after the pause */
 }
 
 /* The session is gone for good: reset its local connections, start a fresh one. The
@@ -313,6 +388,7 @@ static void on_rejected(struct lp_session *s, uint16_t code, const char *msg)
     struct lp_client *c = s->owner;
     char why[LP_PIPE_MSG_MAX + 64];
 
+    c->rekeyed = false;
     abandon_attempt(c);
     snprintf(why, sizeof(why), "server refused: %s: %s", lp_reject_code_name(code), msg);
     switch (code) {
@@ -407,6 +483,7 @@ static const struct lp_session_hooks client_hooks = {
     .goodbye = on_goodbye,
     .open_reverse = on_open_reverse,
     .bind_answer = on_bind_answer,
+    .rekey_due = on_rekey_due,
 };
 
 /* A new session asks again for every -R listener: the old session's died with it. */

@@ -50,7 +50,9 @@ ssize_t lp_link_read(struct lp_link *l, void *buf, size_t len, lp_err *rc)
     if (l->tls) {
         n = lp_tls_read(l->tls, buf, len, rc);
         if (n < 0 && *rc != LP_ERR_TRUNCATED)
-            snprintf(l->err, sizeof(l->err), "TLS read failed");
+            snprintf(l->err, sizeof(l->err), "TLS read failed: %s", lp_tls_error(l->tls));
+        else if (n == 0 && lp_tls_error(l->tls)[0])
+            snprintf(l->err, sizeof(l->err), "%s", lp_tls_error(l->tls));
         return n;
     }
     do {
@@ -66,7 +68,7 @@ ssize_t lp_link_write(struct lp_link *l, const void *buf, size_t len, lp_err *rc
     if (l->tls) {
         n = lp_tls_write(l->tls, buf, len, rc);
         if (n < 0 && *rc != LP_ERR_TRUNCATED)
-            snprintf(l->err, sizeof(l->err), "TLS write failed");
+            snprintf(l->err, sizeof(l->err), "TLS write failed: %s", lp_tls_error(l->tls));
         return n;
     }
     do {
@@ -79,7 +81,7 @@ lp_err lp_link_flush(struct lp_link *l)
 {
     lp_err rc = l->tls ? lp_tls_flush(l->tls) : LP_OK;
     if (rc != LP_OK && rc != LP_ERR_TRUNCATED)
-        snprintf(l->err, sizeof(l->err), "TLS write failed");
+        snprintf(l->err, sizeof(l->err), "TLS write failed: %s", lp_tls_error(l->tls));
     return rc;
 }
 
@@ -91,6 +93,14 @@ bool lp_link_pending(const struct lp_link *l)
 bool lp_link_wants_write(const struct lp_link *l)
 {
     return l->tls != NULL && lp_tls_wants_write(l->tls);
+}
+
+void lp_link_describe(const struct lp_link *l, char *out, size_t len)
+{
+    if (l->tls == NULL)
+        snprintf(out, len, "plain TCP");
+    else
+        snprintf(out, len, "%s, records by %s", lp_tls_suite(l->tls), lp_tls_record_layer(l->tls));
 }
 
 void lp_link_close(struct lp_link *l)

@@ -196,6 +196,9 @@ static void text_session(struct out *o, const json_t *s)
         put(o, "  state detached for %s, up %s, reconnects %llu, last rtt %llums\n",
             dur_h(b, sizeof(b), num(s, "detached_ms")), dur_h(a, sizeof(a), num(s, "uptime_ms")),
             num(s, "reconnects"), num(s, "rtt_ms"));
+    if (str(s, "tls_suite")[0])
+        put(o, "  tls %s, records by %s, rekeys %llu\n", str(s, "tls_suite"),
+            str(s, "record_layer"), num(s, "rekeys"));
     put(o, "  bytes in %s, out %s; replay buffer %s of %s\n",
         bytes_h(a, sizeof(a), num(s, "bytes_in")), bytes_h(b, sizeof(b), num(s, "bytes_out")),
         bytes_h(c, sizeof(c), num(s, "replay_used")), bytes_h(d, sizeof(d), num(s, "replay_cap")));
@@ -216,9 +219,11 @@ char *lp_ctl_render_text(const json_t *doc)
     char a[32];
     for (int r = 0; r < LP_HS_REASONS; r++)
         refused += num(hs, lp_hs_reason_name((enum lp_hs_reason)r));
-    put(&o, "limpet %s %s, pid %llu, up %s: %zu sessions, %llu resumes, %llu handshakes refused\n",
+    put(&o,
+        "limpet %s %s, pid %llu, up %s: %zu sessions, %llu resumes, %llu rekeys, %llu handshakes "
+        "refused\n",
         str(p, "role"), str(p, "version"), num(p, "pid"), dur_h(a, sizeof(a), num(p, "uptime_ms")),
-        json_array_size(sessions), num(p, "resumes"), refused);
+        json_array_size(sessions), num(p, "resumes"), num(p, "rekeys"), refused);
     put(&o, "memory buffered %s", bytes_h(a, sizeof(a), num(p, "memory_buffered")));
     if (num(p, "memory_limit") > 0)
         put(&o, " of %s (limits.memory)", bytes_h(a, sizeof(a), num(p, "memory_limit")));
@@ -257,6 +262,9 @@ static void counters(struct out *o, const json_t *p)
          "Client: tunnel handshakes completed after a link loss. Server: handshakes that asked "
          "to resume a session, accepted or not."},
         {"limpet_resumes_total", "resumes", "Sessions resumed with their streams intact."},
+        {"limpet_rekeys_total", "rekeys",
+         "Client: live TLS links replaced by a new handshake because they carried "
+         "tls.rekey_after under their keys (not counted as reconnects)."},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         family(o, rows[i].name, "counter", rows[i].help);

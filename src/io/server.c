@@ -296,10 +296,12 @@ static void hs_new_session(struct handshake *h, const struct lp_hello *hello)
         srv->sessions->prev = s;
     srv->sessions = s;
     srv->nsessions++;
+    char how[LP_TLS_IDENTITY_MAX + 64];
+    lp_link_describe(&h->link, how, sizeof(how));
     if (s->identity[0])
-        lp_info("sess=%s new session from %s, identity %s", s->tag, h->name, s->identity);
+        lp_info("sess=%s new session from %s, identity %s (%s)", s->tag, h->name, s->identity, how);
     else
-        lp_info("sess=%s new session from %s", s->tag, h->name);
+        lp_info("sess=%s new session from %s (%s)", s->tag, h->name, how);
     lp_session_attach(s, &h->link, gen, h->name, NULL, 0);
     hs_free(h, false);
 }
@@ -421,7 +423,8 @@ static bool hs_tls_step(struct handshake *h)
     ev_io_stop(h->srv->rt->loop, &h->io);
     ev_io_set(&h->io, h->link.fd, EV_READ);
     ev_io_start(h->srv->rt->loop, &h->io);
-    lp_debug("TLS from %s: identity %s, %s", h->name, h->identity, lp_tls_suite(t));
+    lp_debug("TLS from %s: identity %s, %s, records by %s", h->name, h->identity, lp_tls_suite(t),
+             lp_tls_record_layer(t));
     return true;
 }
 

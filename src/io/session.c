@@ -23,6 +23,7 @@ static void process(struct lp_session *s);
 
 static void flush_output(struct lp_session *s);
 static void arm_deadline(struct lp_session *s);
+static void check_rekey(struct lp_session *s);
 
 /* Brings rt->memory_sessions up to date with what s holds now. */
 static void charge(struct lp_session *s, size_t held)
@@ -246,6 +247,7 @@ void lp_session_attach(struct lp_session *s, struct lp_link *link, uint64_t gen,
     lp_session_detach(s, NULL);
     lp_link_move(&s->link, link);
     s->gen = gen;
+    s->rekey_asked = false;
     snprintf(s->peer, sizeof(s->peer), "%s", peer ? peer : "?");
     lp_net_tune_link(s->link.fd, s->cfg->session.dead_after);
     ev_io_set(&s->rio, s->link.fd, EV_READ);
@@ -318,12 +320,27 @@ static void link_read_cb(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (n < 0 && rc == LP_ERR_TRUNCATED)
             break;
-        lp_session_link_failed(s, n == 0 ? "peer closed the connection" : s->link.err);
+        /* a TLS link says how it ended: close_notify, or EOF without it */
+        lp_session_link_failed(s, n == 0 && s->link.err[0] == '\0' ? "peer closed the connection"
+                                                                   : s->link.err);
         break;
     }
     if (lp_link_open(&s->link) && !s->closing && lp_link_pending(&s->link))
         ev_feed_event(s->rt->loop, &s->rio, EV_READ);
+    if (lp_link_open(&s->link))
+        check_rekey(s);
     lp_session_dirty(s);
+}
+
+/* TLS 1.2 cannot change its keys on a live link: when this one has carried its share, the
+ * owner (the client) may replace it. Asked once per link, and only while the pipe is live. */
+static void check_rekey(struct lp_session *s)
+{
+    if (s->rekey_asked || s->hooks->rekey_due == NULL || s->link.tls == NULL || s->closing ||
+        lp_pipe_state(s->pipe) != LP_PIPE_LIVE)
+        return;
+    if (lp_tls_rekey_due(s->link.tls, s->cfg->tls.rekey_after))
+        s->rekey_asked = s->hooks->rekey_due(s);
 }
 
 static void drain_input(struct lp_session *s)
@@ -367,6 +384,7 @@ static void flush_output(struct lp_session *s)
         ev_io_start(s->rt->loop, &s->wio);
     else
         ev_io_stop(s->rt->loop, &s->wio);
+    check_rekey(s);
 }
 
 static void link_write_cb(struct ev_loop *loop, ev_io *w, int revents)

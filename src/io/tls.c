@@ -1,12 +1,13 @@
-/* tls.c — TLS 1.2 links with mbedTLS 2.28: ECDHE + AEAD only, mutual authentication by PSK
- * identity or by pinned certificate fingerprints. See tls.h.
+/* tls.c — TLS 1.2 sessions: the mbedTLS 2.28 handshake, the pin check, the choice of record
+ * layer after it, and the records on the mbedTLS layer. See tls.h. Configurations live in
+ * tls_conf.c, the records after the hand-off in tls_fast.c.
  *
  * Certificates are not checked against a CA: each side requests the other's certificate
  * (so the peer proves it holds the key, in CertificateVerify / the ECDHE signature) and then
  * compares its SHA-256 with the configured pin. mbedTLS is told VERIFY_OPTIONAL so that a
  * self-signed certificate does not fail before our own check runs.
  */
-#include "limpet/tls.h"
+#include "tls_internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -14,279 +15,73 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include <mbedtls/ctr_drbg.h>
-#include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
-#include <mbedtls/pk.h>
 #include <mbedtls/platform_util.h>
 #include <mbedtls/sha256.h>
-#include <mbedtls/ssl.h>
-#include <mbedtls/x509_crt.h>
 
 #include "limpet/base.h"
+#include "limpet/log.h"
 
 #define TLS_RECORD 16384u /* plaintext per record: one lp_tls_write at most */
 
-struct lp_tls_conf {
-    mbedtls_ssl_config ssl;
-    mbedtls_entropy_context entropy;
-    mbedtls_ctr_drbg_context drbg;
-    mbedtls_x509_crt crt;
-    mbedtls_pk_context pk;
-    int suites[5];
-    bool is_server;
-    bool psk_mode;
-    bool has_pin;
-    uint8_t pin[LP_TLS_FP_LEN];   /* client, cert mode: the server's fingerprint */
-    lp_tls_psk_lookup psk_lookup; /* server, PSK mode */
-    lp_tls_fp_lookup fp_lookup;   /* server, cert mode */
-    void *user;
-    size_t users;               /* lp_tls objects made from this conf and not yet freed */
-    void (*on_idle)(void *arg); /* called when users falls to 0 */
-    void *idle_arg;
-};
-
-struct lp_tls {
-    mbedtls_ssl_context ssl;
-    lp_tls_conf *conf;
-    int fd;
-    bool auth_failed;   /* a callback refused the peer: report LP_ERR_AUTH */
-    bool hs_want_write; /* the handshake last waited to write */
-    char identity[LP_TLS_IDENTITY_MAX + 1];
-    uint8_t *pend;   /* a record mbedTLS holds after WANT_WRITE: its plaintext */
-    size_t pend_len; /* (mbedTLS wants the same buffer again to finish it) */
-    uint8_t *rbuf;   /* ciphertext read ahead (RBUF bytes once allocated) */
-    size_t rpos, rlen;
-    bool gather;   /* handshake done: sealed records collect in wbuf */
-    uint8_t *wbuf; /* sealed records not yet sent (WBUF bytes once allocated) */
-    size_t wlen;
-};
-
-/* After the handshake, sealed records are gathered and sent together when the caller
- * flushes (lp_tls_flush), instead of one send per 16 KiB record. */
-#define WBUF (64u * 1024u)
-
-/* mbedTLS reads a record as two exact reads (the 5-byte header, then the body): from the
- * socket that is two system calls per 16 KiB. One recv fills this instead, and the records
- * are served from it. */
-#define RBUF (64u * 1024u)
-
 static void describe(int ret, const char *what, char *err, size_t errlen)
 {
-    char buf[160];
+    char buf[96];
     mbedtls_strerror(ret, buf, sizeof(buf));
     snprintf(err, errlen, "%s: %s (-0x%04x)", what, buf, (unsigned)-ret);
 }
 
-/* ---- configurations --------------------------------------------------------------------- */
+/* ---- the socket -------------------------------------------------------------------------- */
 
-static lp_err conf_new(bool is_server, bool psk_mode, lp_tls_conf **out, char *err, size_t errlen)
+ssize_t tls_sys_send(int fd, const void *buf, size_t len)
 {
-    lp_tls_conf *c = calloc(1, sizeof(*c));
-    int ret;
-
-    *out = NULL;
-    if (c == NULL)
-        return LP_ERR_NOMEM;
-    c->is_server = is_server;
-    c->psk_mode = psk_mode;
-    mbedtls_ssl_config_init(&c->ssl);
-    mbedtls_entropy_init(&c->entropy);
-    mbedtls_ctr_drbg_init(&c->drbg);
-    mbedtls_x509_crt_init(&c->crt);
-    mbedtls_pk_init(&c->pk);
-    if ((ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
-                                     (const unsigned char *)"limpet", 6)) != 0 ||
-        (ret = mbedtls_ssl_config_defaults(
-             &c->ssl, is_server ? MBEDTLS_SSL_IS_SERVER : MBEDTLS_SSL_IS_CLIENT,
-             MBEDTLS_SSL_TRANSPORT_STREAM, MBEDTLS_SSL_PRESET_DEFAULT)) != 0) {
-        describe(ret, "TLS set-up", err, errlen);
-        lp_tls_conf_free(c);
-        return LP_ERR_IO;
-    }
-    if (psk_mode) {
-        c->suites[0] = MBEDTLS_TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256;
-        c->suites[1] = 0;
-    } else {
-        c->suites[0] = MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256;
-        c->suites[1] = MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256;
-        c->suites[2] = MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384;
-        c->suites[3] = 0;
-    }
-    mbedtls_ssl_conf_ciphersuites(&c->ssl, c->suites);
-    mbedtls_ssl_conf_min_version(&c->ssl, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_max_version(&c->ssl, MBEDTLS_SSL_MAJOR_VERSION_3, MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_renegotiation(&c->ssl, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-    mbedtls_ssl_conf_rng(&c->ssl, mbedtls_ctr_drbg_random, &c->drbg);
-    *out = c;
-    return LP_OK;
+    ssize_t n;
+    do {
+        n = send(fd, buf, len, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n;
 }
 
-void lp_tls_conf_free(lp_tls_conf *c)
+ssize_t tls_sys_recv(int fd, void *buf, size_t len)
 {
-    if (c == NULL)
-        return;
-    mbedtls_ssl_config_free(&c->ssl); /* wipes a configured PSK */
-    mbedtls_x509_crt_free(&c->crt);
-    mbedtls_pk_free(&c->pk);
-    mbedtls_ctr_drbg_free(&c->drbg);
-    mbedtls_entropy_free(&c->entropy);
-    mbedtls_platform_zeroize(c, sizeof(*c));
-    free(c);
+    ssize_t n;
+    do {
+        n = recv(fd, buf, len, 0);
+    } while (n < 0 && errno == EINTR);
+    return n;
 }
 
-lp_err lp_tls_conf_client_psk(const char *identity, const uint8_t key[LP_TLS_PSK_LEN],
-                              lp_tls_conf **out, char *err, size_t errlen)
+lp_err tls_send_gathered(lp_tls *t)
 {
-    lp_err rc = conf_new(false, true, out, err, errlen);
-    int ret;
-
-    if (rc != LP_OK)
-        return rc;
-    if ((ret = mbedtls_ssl_conf_psk(&(*out)->ssl, key, LP_TLS_PSK_LEN,
-                                    (const unsigned char *)identity, strlen(identity))) != 0) {
-        describe(ret, "PSK set-up", err, errlen);
-        lp_tls_conf_free(*out);
-        *out = NULL;
-        return LP_ERR_INVALID;
-    }
-    return LP_OK;
-}
-
-static int psk_cb(void *p, mbedtls_ssl_context *ssl, const unsigned char *id, size_t len)
-{
-    lp_tls_conf *c = p;
-    lp_tls *t = LP_CONTAINER_OF(ssl, lp_tls, ssl);
-    uint8_t key[LP_TLS_PSK_LEN];
-
-    if (len == 0 || len > LP_TLS_IDENTITY_MAX || memchr(id, 0, len) != NULL) {
-        t->auth_failed = true;
-        return -1;
-    }
-    memcpy(t->identity, id, len);
-    t->identity[len] = '\0';
-    if (!c->psk_lookup(c->user, t->identity, key)) {
-        t->auth_failed = true;
-        return -1;
-    }
-    int ret = mbedtls_ssl_set_hs_psk(ssl, key, sizeof(key));
-    mbedtls_platform_zeroize(key, sizeof(key));
-    return ret;
-}
-
-lp_err lp_tls_conf_server_psk(lp_tls_psk_lookup lookup, void *user, lp_tls_conf **out, char *err,
-                              size_t errlen)
-{
-    lp_err rc = conf_new(true, true, out, err, errlen);
-    if (rc != LP_OK)
-        return rc;
-    (*out)->psk_lookup = lookup;
-    (*out)->user = user;
-    mbedtls_ssl_conf_psk_cb(&(*out)->ssl, psk_cb, *out);
-    return LP_OK;
-}
-
-static lp_err load_own_cert(lp_tls_conf *c, const char *crt_path, const char *key_path, char *err,
-                            size_t errlen)
-{
-    int ret;
-    if ((ret = mbedtls_x509_crt_parse_file(&c->crt, crt_path)) != 0) {
-        describe(ret, crt_path, err, errlen);
-        return LP_ERR_INVALID;
-    }
-    if ((ret = mbedtls_pk_parse_keyfile(&c->pk, key_path, NULL)) != 0) {
-        describe(ret, key_path, err, errlen);
-        return LP_ERR_INVALID;
-    }
-    if ((ret = mbedtls_ssl_conf_own_cert(&c->ssl, &c->crt, &c->pk)) != 0) {
-        describe(ret, "certificate and key", err, errlen);
-        return LP_ERR_INVALID;
-    }
-    /* Our own check (pins) decides; mbedTLS only makes the peer prove its key. */
-    mbedtls_ssl_conf_authmode(&c->ssl, MBEDTLS_SSL_VERIFY_OPTIONAL);
-    return LP_OK;
-}
-
-lp_err lp_tls_conf_client_cert(const char *crt_path, const char *key_path,
-                               const uint8_t server_fp[LP_TLS_FP_LEN], lp_tls_conf **out, char *err,
-                               size_t errlen)
-{
-    lp_err rc = conf_new(false, false, out, err, errlen);
-    if (rc == LP_OK && (rc = load_own_cert(*out, crt_path, key_path, err, errlen)) != LP_OK) {
-        lp_tls_conf_free(*out);
-        *out = NULL;
-    }
-    if (rc == LP_OK) {
-        memcpy((*out)->pin, server_fp, LP_TLS_FP_LEN);
-        (*out)->has_pin = true;
-    }
-    return rc;
-}
-
-lp_err lp_tls_conf_server_cert(const char *crt_path, const char *key_path, lp_tls_fp_lookup lookup,
-                               void *user, lp_tls_conf **out, char *err, size_t errlen)
-{
-    lp_err rc = conf_new(true, false, out, err, errlen);
-    if (rc == LP_OK && (rc = load_own_cert(*out, crt_path, key_path, err, errlen)) != LP_OK) {
-        lp_tls_conf_free(*out);
-        *out = NULL;
-    }
-    if (rc == LP_OK) {
-        (*out)->fp_lookup = lookup;
-        (*out)->user = user;
-    }
-    return rc;
-}
-
-lp_err lp_tls_conf_server(const char *crt_path, const char *key_path, lp_tls_psk_lookup psk_lookup,
-                          lp_tls_fp_lookup fp_lookup, void *user, lp_tls_conf **out, char *err,
-                          size_t errlen)
-{
-    bool certs = crt_path && crt_path[0] && key_path && key_path[0];
-    lp_err rc = conf_new(true, !certs, out, err, errlen);
-
-    if (rc != LP_OK)
-        return rc;
-    lp_tls_conf *c = *out;
-    c->user = user;
-    c->psk_lookup = psk_lookup;
-    c->fp_lookup = fp_lookup;
-    mbedtls_ssl_conf_psk_cb(&c->ssl, psk_cb, c);
-    if (certs) {
-        if ((rc = load_own_cert(c, crt_path, key_path, err, errlen)) != LP_OK) {
-            lp_tls_conf_free(c);
-            *out = NULL;
-            return rc;
-        }
-        /* ECDSA suites first for certificate clients; the PSK suite for PSK clients. */
-        c->suites[3] = MBEDTLS_TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256;
-        c->suites[4] = 0;
-        mbedtls_ssl_conf_ciphersuites(&c->ssl, c->suites);
-    }
-    return LP_OK;
-}
-
-/* ---- sessions ------------------------------------------------------------------------------ */
-
-static int send_now(lp_tls *t, const unsigned char *buf, size_t len);
-
-/* Sends what wbuf holds: LP_OK when empty, LP_ERR_TRUNCATED when the socket is full. */
-static lp_err send_gathered(lp_tls *t)
-{
-    while (t->wlen > 0) {
-        int n = send_now(t, t->wbuf, t->wlen);
-        if (n == MBEDTLS_ERR_SSL_WANT_WRITE)
+    while (t->wpos < t->wlen) {
+        ssize_t n = tls_sys_send(t->fd, t->wbuf + t->wpos, t->wlen - t->wpos);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return LP_ERR_TRUNCATED;
-        if (n < 0)
+        if (n < 0) {
+            snprintf(t->err, sizeof(t->err), "send: %s", strerror(errno));
             return LP_ERR_IO;
-        memmove(t->wbuf, t->wbuf + n, t->wlen - (size_t)n);
-        t->wlen -= (size_t)n;
+        }
+        t->wpos += (size_t)n;
     }
+    t->wpos = t->wlen = 0;
     return LP_OK;
 }
 
-/* Plain send/recv: mbedtls_net_* would ask fcntl whether the socket blocks on every call. */
+static int send_now(lp_tls *t, const unsigned char *buf, size_t len)
+{
+    ssize_t n = tls_sys_send(t->fd, buf, len);
+    if (n >= 0)
+        return (int)n;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return MBEDTLS_ERR_SSL_WANT_WRITE;
+    return errno == EPIPE || errno == ECONNRESET ? MBEDTLS_ERR_NET_CONN_RESET
+                                                 : MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+/* Plain send/recv: mbedtls_net_* would ask fcntl whether the socket blocks on every call.
+ * After the handshake (gather), mbedTLS's records collect in wbuf and go out together when
+ * the caller flushes, instead of one send per 16 KiB record. */
 static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 {
     lp_tls *t = ctx;
@@ -294,64 +89,53 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
 
     if (!t->gather)
         return send_now(t, buf, len);
-    if (t->wbuf == NULL && (t->wbuf = malloc(WBUF)) == NULL)
+    if (t->wbuf == NULL && (t->wbuf = malloc(TLS_WBUF)) == NULL)
         return MBEDTLS_ERR_SSL_ALLOC_FAILED;
-    if (t->wlen == WBUF) {
-        lp_err rc = send_gathered(t);
+    if (t->wlen == TLS_WBUF) {
+        lp_err rc = tls_send_gathered(t);
         if (rc == LP_ERR_IO)
             return MBEDTLS_ERR_NET_SEND_FAILED;
-        if (t->wlen == WBUF)
+        if (rc != LP_OK)
             return MBEDTLS_ERR_SSL_WANT_WRITE;
     }
-    room = LP_MIN(len, WBUF - t->wlen);
+    room = LP_MIN(len, TLS_WBUF - t->wlen);
     memcpy(t->wbuf + t->wlen, buf, room);
     t->wlen += room;
     return (int)room;
 }
 
-static int send_now(lp_tls *t, const unsigned char *buf, size_t len)
-{
-    for (;;) {
-        ssize_t n = send(t->fd, buf, len, MSG_NOSIGNAL);
-        if (n >= 0)
-            return (int)n;
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return MBEDTLS_ERR_SSL_WANT_WRITE;
-        return errno == EPIPE || errno == ECONNRESET ? MBEDTLS_ERR_NET_CONN_RESET
-                                                     : MBEDTLS_ERR_NET_SEND_FAILED;
-    }
-}
-
+/* mbedTLS reads a record as two exact reads (the 5-byte header, then the body): from the
+ * socket that is two system calls per record. One recv fills rbuf instead. */
 static int bio_recv(void *ctx, unsigned char *buf, size_t len)
 {
     lp_tls *t = ctx;
 
-    if (t->rpos == t->rlen && t->rbuf == NULL && (t->rbuf = malloc(RBUF)) == NULL)
+    if (t->rbuf == NULL && (t->rbuf = malloc(TLS_RBUF)) == NULL)
         return MBEDTLS_ERR_SSL_ALLOC_FAILED;
     for (;;) {
         if (t->rpos < t->rlen) {
             size_t k = LP_MIN(len, t->rlen - t->rpos);
             memcpy(buf, t->rbuf + t->rpos, k);
             t->rpos += k;
+            tls_rbuf_drained(t);
             return (int)k;
         }
-        ssize_t n = recv(t->fd, t->rbuf, RBUF, 0);
+        ssize_t n = tls_sys_recv(t->fd, t->rbuf, TLS_RBUF);
         if (n > 0) {
             t->rpos = 0;
             t->rlen = (size_t)n;
+            t->rshort = (size_t)n < TLS_RBUF;
             continue;
         }
         if (n == 0)
             return 0;
-        if (errno == EINTR)
-            continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return MBEDTLS_ERR_SSL_WANT_READ;
         return errno == ECONNRESET ? MBEDTLS_ERR_NET_CONN_RESET : MBEDTLS_ERR_NET_RECV_FAILED;
     }
 }
+
+/* ---- sessions ------------------------------------------------------------------------------ */
 
 lp_err lp_tls_new(lp_tls_conf *conf, int fd, lp_tls **out)
 {
@@ -363,12 +147,17 @@ lp_err lp_tls_new(lp_tls_conf *conf, int fd, lp_tls **out)
     t->conf = conf;
     conf->users++;
     t->fd = fd;
-    mbedtls_ssl_init(&t->ssl);
-    if (mbedtls_ssl_setup(&t->ssl, &conf->ssl) != 0) {
+    tls_fast_prepare(t);
+    if ((t->ssl = calloc(1, sizeof(*t->ssl))) == NULL) {
         lp_tls_free(t);
         return LP_ERR_NOMEM;
     }
-    mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
+    mbedtls_ssl_init(t->ssl);
+    if (mbedtls_ssl_setup(t->ssl, &conf->ssl) != 0) {
+        lp_tls_free(t);
+        return LP_ERR_NOMEM;
+    }
+    mbedtls_ssl_set_bio(t->ssl, t, bio_send, bio_recv, NULL);
     *out = t;
     return LP_OK;
 }
@@ -391,6 +180,55 @@ static void conf_release(lp_tls_conf *c)
         c->on_idle(c->idle_arg);
 }
 
+void tls_rbuf_drained(lp_tls *t)
+{
+    if (t->rbuf == NULL || t->rpos < t->rlen || t->plen > 0 || !t->rshort)
+        return;
+    free(t->rbuf); /* ciphertext, and plaintext already handed up */
+    t->rbuf = NULL;
+    t->rpos = t->rlen = 0;
+}
+
+void tls_drop_keys(lp_tls *t)
+{
+    if (t->keys == NULL)
+        return;
+    mbedtls_platform_zeroize(t->keys, sizeof(*t->keys));
+    free(t->keys);
+    t->keys = NULL;
+}
+
+/* Frees the mbedTLS context: its record buffers, handshake state and keys (all wiped). */
+static void free_ssl(lp_tls *t)
+{
+    if (t->ssl == NULL)
+        return;
+    mbedtls_ssl_free(t->ssl);
+    free(t->ssl);
+    t->ssl = NULL;
+    if (t->pend) {
+        mbedtls_platform_zeroize(t->pend, TLS_RECORD);
+        free(t->pend);
+        t->pend = NULL;
+    }
+}
+
+/* A link that ends without breaking says so: close_notify, best effort (never blocks). */
+static void close_notify(lp_tls *t)
+{
+    if (!t->done || t->broken || t->fd < 0)
+        return;
+    if (t->fast) {
+        tls_fast_close_notify(t);
+        return;
+    }
+    /* Best effort, never blocking: the link is closing anyway, and a peer that misses the
+     * alert only sees EOF, which it treats as a broken link and resumes from. */
+    (void)mbedtls_ssl_close_notify(t->ssl); /* gathered into wbuf */
+    if (tls_send_gathered(t) != LP_OK)
+        lp_debug("TLS: close_notify not sent: the socket does not take it now");
+}
+
 void lp_tls_free(lp_tls *t)
 {
     lp_tls_conf *conf;
@@ -398,13 +236,16 @@ void lp_tls_free(lp_tls *t)
     if (t == NULL)
         return;
     conf = t->conf;
-    mbedtls_ssl_free(&t->ssl); /* wipes keys and record buffers */
-    if (t->pend) {
-        mbedtls_platform_zeroize(t->pend, TLS_RECORD);
-        free(t->pend);
+    close_notify(t);
+    free_ssl(t);
+    tls_drop_keys(t);
+    tls_fast_unprepare(t);
+    lp_tlsrec_clear(&t->rec); /* frees the AEAD contexts, which wipe their keys */
+    if (t->rbuf) {            /* ciphertext, and plaintext opened in place */
+        mbedtls_platform_zeroize(t->rbuf, TLS_RBUF);
+        free(t->rbuf);
     }
-    free(t->rbuf); /* ciphertext only */
-    free(t->wbuf);
+    free(t->wbuf); /* ciphertext only */
     mbedtls_platform_zeroize(t, sizeof(*t));
     free(t);
     conf_release(conf);
@@ -417,29 +258,38 @@ void lp_tls_fingerprint(const uint8_t *der, size_t len, uint8_t fp[LP_TLS_FP_LEN
 
 bool lp_tls_peer_fingerprint(const lp_tls *t, uint8_t fp[LP_TLS_FP_LEN])
 {
-    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(&t->ssl);
-    if (peer == NULL)
-        return false;
-    lp_tls_fingerprint(peer->raw.p, peer->raw.len, fp);
-    return true;
+    if (t->has_fp)
+        memcpy(fp, t->fp, LP_TLS_FP_LEN);
+    return t->has_fp;
+}
+
+/* Kept from the mbedTLS context before it may be freed. */
+static void note_peer(lp_tls *t)
+{
+    const mbedtls_x509_crt *peer = mbedtls_ssl_get_peer_cert(t->ssl);
+    const char *suite = mbedtls_ssl_get_ciphersuite(t->ssl);
+
+    t->suite = suite ? suite : ""; /* a static string of mbedTLS's suite table */
+    t->has_fp = peer != NULL;
+    if (peer)
+        lp_tls_fingerprint(peer->raw.p, peer->raw.len, t->fp);
 }
 
 /* Cert mode: the peer's certificate must be the pinned one (client) or a listed one
  * (server). mbedTLS already checked that the peer holds its private key. */
 static bool peer_pinned(lp_tls *t)
 {
-    uint8_t fp[LP_TLS_FP_LEN];
     lp_tls_conf *c = t->conf;
 
     if (c->psk_mode || t->identity[0] != '\0')
         return true; /* the PSK suite ran: holding the identity's key is the proof */
-    if (!lp_tls_peer_fingerprint(t, fp))
+    if (!t->has_fp)
         return false;
     if (c->is_server)
-        return c->fp_lookup(c->user, fp);
+        return c->fp_lookup(c->user, t->fp);
     uint8_t d = 0;
     for (unsigned i = 0; i < LP_TLS_FP_LEN; i++)
-        d |= (uint8_t)(fp[i] ^ c->pin[i]);
+        d |= (uint8_t)(t->fp[i] ^ c->pin[i]);
     return d == 0;
 }
 
@@ -451,10 +301,29 @@ static bool is_auth_failure(int ret)
            ret == MBEDTLS_ERR_SSL_BAD_HS_CERTIFICATE_VERIFY;
 }
 
+/* The handshake is done and the peer is who it should be: the records go to tlsrec when the
+ * configuration asks for it and they can, else they stay with mbedTLS. */
+static void choose_record_layer(lp_tls *t)
+{
+    t->done = true;
+    if (t->conf->layer == LP_TLS_LAYER_OPENSSL) {
+        const char *why = tls_fast_switch(t);
+        if (why != NULL)
+            lp_warn("TLS %s: the records stay with mbedTLS: %s", t->suite, why);
+    }
+    tls_drop_keys(t); /* tlsrec's AEADs hold the keys now, if anyone does */
+    t->gather = !t->fast;
+}
+
 lp_err lp_tls_handshake(lp_tls *t, char *err, size_t errlen)
 {
-    int ret = mbedtls_ssl_handshake(&t->ssl);
+    int ret;
 
+    if (t->done)
+        return LP_OK;
+    t->conf->current = t; /* for the PSK and key-export callbacks */
+    ret = mbedtls_ssl_handshake(t->ssl);
+    t->conf->current = NULL;
     t->hs_want_write = ret == MBEDTLS_ERR_SSL_WANT_WRITE;
     if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE)
         return LP_ERR_TRUNCATED;
@@ -462,13 +331,15 @@ lp_err lp_tls_handshake(lp_tls *t, char *err, size_t errlen)
         describe(ret, t->auth_failed ? "peer refused" : "TLS handshake", err, errlen);
         return t->auth_failed || is_auth_failure(ret) ? LP_ERR_AUTH : LP_ERR_IO;
     }
+    note_peer(t);
     if (!peer_pinned(t)) {
         snprintf(err, errlen, "TLS handshake: the peer's certificate is not the one configured");
-        mbedtls_ssl_send_alert_message(&t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
+        mbedtls_ssl_send_alert_message(t->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
                                        MBEDTLS_SSL_ALERT_MSG_ACCESS_DENIED);
+        t->broken = true;
         return LP_ERR_AUTH;
     }
-    t->gather = true;
+    choose_record_layer(t);
     return LP_OK;
 }
 
@@ -484,38 +355,81 @@ const char *lp_tls_peer_identity(const lp_tls *t)
 
 const char *lp_tls_suite(const lp_tls *t)
 {
-    const char *s = mbedtls_ssl_get_ciphersuite(&t->ssl);
-    return s ? s : "";
+    return t->suite ? t->suite : "";
+}
+
+const char *lp_tls_record_layer(const lp_tls *t)
+{
+    return lp_tls_layer_name(t->fast ? LP_TLS_LAYER_OPENSSL : LP_TLS_LAYER_MBEDTLS);
+}
+
+const char *lp_tls_error(const lp_tls *t)
+{
+    return t->err;
+}
+
+bool lp_tls_rekey_due(const lp_tls *t, uint64_t bytes)
+{
+    if (!t->done)
+        return false;
+    if (t->fast)
+        return lp_tlsrec_rekey_due(&t->rec, bytes);
+    return bytes && (t->plain_in >= bytes || t->plain_out >= bytes);
+}
+
+/* ---- records on the mbedTLS layer ------------------------------------------------------------ */
+
+static ssize_t mbed_failed(lp_tls *t, int ret, lp_err *rc)
+{
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
+        *rc = LP_ERR_TRUNCATED;
+        return -1;
+    }
+    describe(ret, "TLS", t->err, sizeof(t->err));
+    t->broken = true;
+    *rc = LP_ERR_IO;
+    return -1;
 }
 
 ssize_t lp_tls_read(lp_tls *t, void *buf, size_t len, lp_err *rc)
 {
-    int ret = mbedtls_ssl_read(&t->ssl, buf, len);
-
-    if (ret > 0)
+    if (t->fast)
+        return tls_fast_read(t, buf, len, rc);
+    int ret = mbedtls_ssl_read(t->ssl, buf, len);
+    if (ret > 0) {
+        t->plain_in += (uint64_t)ret;
         return ret;
-    if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
+    }
+    if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY) {
+        snprintf(t->err, sizeof(t->err), "the peer ended the link (TLS close_notify)");
         return 0;
-    *rc = ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE ? LP_ERR_TRUNCATED
-                                                                                : LP_ERR_IO;
-    return -1;
+    }
+    if (ret == 0) {
+        t->broken = true; /* EOF without close_notify */
+        return 0;
+    }
+    return mbed_failed(t, ret, rc);
 }
 
 bool lp_tls_pending(const lp_tls *t)
 {
+    if (t->fast)
+        return tls_fast_pending(t);
     /* Bytes read ahead are invisible to epoll: the caller must come back for them. */
-    return mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 || t->rpos < t->rlen;
+    return mbedtls_ssl_get_bytes_avail(t->ssl) > 0 || t->rpos < t->rlen;
 }
 
 /* Finishes a record mbedTLS sealed but could not hand over whole (after WANT_WRITE). */
 static lp_err finish_pending(lp_tls *t)
 {
     while (t->pend_len > 0) {
-        int ret = mbedtls_ssl_write(&t->ssl, t->pend, t->pend_len);
+        int ret = mbedtls_ssl_write(t->ssl, t->pend, t->pend_len);
         if (ret == MBEDTLS_ERR_SSL_WANT_WRITE || ret == MBEDTLS_ERR_SSL_WANT_READ)
             return LP_ERR_TRUNCATED;
-        if (ret < 0)
+        if (ret < 0) {
+            describe(ret, "TLS", t->err, sizeof(t->err));
             return LP_ERR_IO;
+        }
         t->pend_len = 0; /* the record went out whole */
     }
     return LP_OK;
@@ -523,32 +437,42 @@ static lp_err finish_pending(lp_tls *t)
 
 lp_err lp_tls_flush(lp_tls *t)
 {
-    lp_err rc = send_gathered(t);
+    lp_err rc = tls_send_gathered(t);
 
-    if (rc == LP_OK)
+    if (rc == LP_OK && !t->fast)
         rc = finish_pending(t);
-    if (rc == LP_OK)
-        rc = send_gathered(t);
+    if (rc == LP_OK && !t->fast)
+        rc = tls_send_gathered(t);
+    if (rc == LP_ERR_IO)
+        t->broken = true;
+    if (rc == LP_OK && t->fast) { /* all sent: an idle link holds no buffer (see TLS_WBUF) */
+        free(t->wbuf);
+        t->wbuf = NULL;
+    }
     return rc;
 }
 
 bool lp_tls_wants_write(const lp_tls *t)
 {
-    return t->pend_len > 0 || t->wlen > 0;
+    return t->pend_len > 0 || t->wpos < t->wlen;
 }
 
 ssize_t lp_tls_write(lp_tls *t, const void *buf, size_t len, lp_err *rc)
 {
+    if (t->fast)
+        return tls_fast_write(t, buf, len, rc);
     lp_err f = finish_pending(t); /* gathered records wait for lp_tls_flush */
-
     if (f != LP_OK) {
+        t->broken = f == LP_ERR_IO;
         *rc = f;
         return -1;
     }
     len = LP_MIN(len, (size_t)TLS_RECORD);
-    int ret = mbedtls_ssl_write(&t->ssl, buf, len);
-    if (ret > 0)
+    int ret = mbedtls_ssl_write(t->ssl, buf, len);
+    if (ret > 0) {
+        t->plain_out += (uint64_t)ret;
         return ret;
+    }
     if (ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
         /* The record is sealed inside mbedTLS but not all sent: the bytes count as taken,
          * and the same plaintext must be offered again to finish it (a private copy, so the
@@ -559,8 +483,8 @@ ssize_t lp_tls_write(lp_tls *t, const void *buf, size_t len, lp_err *rc)
         }
         memcpy(t->pend, buf, len);
         t->pend_len = len;
+        t->plain_out += len;
         return (ssize_t)len;
     }
-    *rc = ret == MBEDTLS_ERR_SSL_WANT_READ ? LP_ERR_TRUNCATED : LP_ERR_IO;
-    return -1;
+    return mbed_failed(t, ret, rc);
 }

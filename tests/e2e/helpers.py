@@ -46,6 +46,17 @@ def slack(seconds):
     return seconds * 3 if ASAN else seconds
 
 
+def cpu_has_aes():
+    """True when this CPU has the AES instructions limpet's certificate mode counts on to put
+    AES-GCM before ChaCha20-Poly1305 (x86: aes and pclmulqdq; arm64: aes and pmull)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            words = set(f.read().split())
+    except OSError:
+        return False
+    return ("aes" in words and "pclmulqdq" in words) or ("aes" in words and "pmull" in words)
+
+
 # ---- ports ---------------------------------------------------------------------------------
 
 def missing_tool(what, package):

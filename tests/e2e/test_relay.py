@@ -2,7 +2,8 @@
 
 The other e2e tests trust the relay to inject exactly the faults they name; these tests hold
 it to that: a RST reaches both ends, a mid-frame cut lands strictly inside a frame, a black
-hole sends nothing at all while new connections still go through, throttling slows.
+hole sends nothing at all while new connections still go through, a flip changes exactly one
+bit of one TLS record body each way, throttling slows.
 """
 
 import json
@@ -197,6 +198,49 @@ def test_relay_blackhole_sends_nothing_and_new_connections_go_through(procs, lso
     assert st["holed"] == 1 and st["active"] == 1 and st["cuts_blackhole"] == 1
     for s in (c, t, c2, t2):
         s.close()
+
+
+def recv_exact(sock, n):
+    got = bytearray()
+    while len(got) < n:
+        b = sock.recv(n - len(got))
+        assert b, "closed after %d of %d bytes" % (len(got), n)
+        got += b
+    return bytes(got)
+
+
+def tls_records(rng, count):
+    """TLS-shaped records (application data, TLS 1.2) with random bodies."""
+    out = bytearray()
+    for _ in range(count):
+        n = rng.choice([17, 40, 1000, 16408, rng.randrange(17, 16409)])
+        out += struct.pack("!BHH", 23, 0x0303, n) + rng.randbytes(n)
+    return bytes(out)
+
+
+def test_relay_flip_changes_one_bit_of_one_record_body_each_way(procs, lsock):
+    relay = H.RelayProc(procs, lsock.getsockname()[1], mode="flip")
+    c, t = connect_pair(relay, lsock)
+    rng = random.Random(5)
+    first, second = tls_records(rng, 3), tls_records(rng, 40)
+    c.sendall(first)
+    assert recv_exact(t, len(first)) == first
+    assert relay.cut() == "ok cut=1 pending=0"
+    for src, dst in ((c, t), (t, c)):
+        src.sendall(second)
+        got = recv_exact(dst, len(second))
+        diff = [i for i in range(len(second)) if got[i] != second[i]]
+        assert len(diff) == 1, diff
+        assert bin(got[diff[0]] ^ second[diff[0]]).count("1") == 1
+        # never a header byte: walk the records to the changed offset
+        i = 0
+        while i + 5 + struct.unpack_from("!H", second, i + 3)[0] <= diff[0]:
+            i += 5 + struct.unpack_from("!H", second, i + 3)[0]
+        assert diff[0] >= i + 5, (i, diff[0])
+    st = relay.stats()
+    assert st["cuts_flip"] == 1 and st["flipped"] == 2
+    c.close()
+    t.close()
 
 
 def test_relay_throttle_slows_each_direction(procs, target):

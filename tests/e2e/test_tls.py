@@ -1,13 +1,20 @@
-"""TLS and authentication (issue 4): the default mode is secure.
+"""TLS and authentication (issues 4 and 13): the default mode is secure, and fast.
 
 Keys come from `limpet keygen`, as a user would make them. Checked here: PSK mode and
-certificate mode carry cut transfers byte-exact; a wrong key, an unknown identity and a wrong
-pinned fingerprint make the client exit 2 at once, after exactly one attempt; a target
-outside the identity's allow-list is refused with the reason while other streams go on; key
-files readable by others are refused with the chmod that fixes them.
+certificate mode carry transfers byte-exact through RST cuts and black holes on the fast record
+layer (mbedTLS's handshake, records sealed by libcrypto), and say so in the "established"
+line and `limpet status`; a fast-path limpet and a `tls.record_layer: mbedtls` limpet talk
+both ways; `tls.rekey_after` replaces the link dozens of times under a transfer that goes on
+byte-exact, each rekey counted; a bit flipped in a record drops the link, the session resumes
+and the data stays exact; a wrong key, an unknown identity and a wrong pinned fingerprint make
+the client exit 2 at once, after exactly one attempt; a target outside the identity's
+allow-list is refused with the reason while other streams go on; key files readable by others
+are refused with the chmod that fixes them.
 """
 
+import json
 import os
+import threading
 import socket
 import subprocess
 import time
@@ -71,30 +78,57 @@ def psk_client_opts(keys, identity="laptop", keyfile="laptop.psk"):
     return ["-o", "identity=%s" % identity, "-o", "psk_file=%s" % os.path.join(keys, keyfile)]
 
 
-def cut_transfer(procs, target, sport, client_opts):
-    """A client behind the fault relay, the link RST every 300 ms while 4 streams move 8 MiB
-    each way: every byte arrives, and the cuts really hit the session."""
+def status_doc(path):
+    r = subprocess.run([H.BIN, "status", "--control", path, "--json"], capture_output=True,
+                       text=True, timeout=H.slack(15))
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def cut_transfer(procs, target, sport, client_opts, tmp):
+    """A client behind the fault relay, the link RST every 300 ms, then black-holed every
+    1.2 s, while 4 streams move 8 MiB each way: every byte arrives, the faults really hit the
+    session, and the records are the fast path's all along."""
     relay = H.RelayProc(procs, sport)
     lport = H.free_port()
+    ctl = os.path.join(tmp, "client.sock")
     client = H.limpet_client(procs, relay.port, [(lport, target.port)], *H.FAST_CLIENT,
-                             *client_opts, insecure=False)
-    client.wait_log("established", timeout=H.slack(10))
+                             *client_opts, "-o", "control.path=" + ctl, insecure=False)
+    line = client.wait_log("established", timeout=H.slack(10))[0]
+    assert "records by openssl" in line and "TLS-ECDHE-" in line, line
     relay.mode("rst")
     relay.every(300)
-    streams = [H.Stream(up=8 * H.MiB, down=8 * H.MiB, up_pace=3.0, down_pace=3.0)
+
+    def black_holes():
+        time.sleep(1.5)  # not scaled: the paced transfer lasts at least 4 s in any build
+        relay.mode("blackhole")
+        relay.every(1200)
+    switch = threading.Thread(target=black_holes, daemon=True)
+    switch.start()
+    streams = [H.Stream(up=8 * H.MiB, down=8 * H.MiB, up_pace=4.0, down_pace=4.0)
                for _ in range(4)]
-    H.run_streams(streams, lport, timeout=H.slack(60))
+    H.run_streams(streams, lport, timeout=H.slack(90))
+    switch.join()
     relay.every(0)
     H.check_streams(streams, target)
-    assert relay.stats()["cuts"] >= 5
-    assert client.count("resumed") >= 5
+    st = relay.stats()
+    assert st["cuts_rst"] >= 3 and st["cuts_blackhole"] >= 1, st
+    assert client.count("resumed") >= 4
+    H.wait_until(lambda: status_doc(ctl)["sessions"][0]["state"] == "live", H.slack(10),
+                 "the session live again")
+    sess = status_doc(ctl)["sessions"][0]
+    assert sess["record_layer"] == "openssl", sess
+    assert sess["tls_suite"].startswith("TLS-ECDHE-"), sess
+    return client
 
 
 @pytest.mark.budget(120)
 def test_psk_mode_carries_cut_transfers_byte_exact(limpet_bin, procs, target, keys):
     server, sport = psk_server(procs, keys, target.port)
-    cut_transfer(procs, target, sport, psk_client_opts(keys))
+    client = cut_transfer(procs, target, sport, psk_client_opts(keys), keys)
     assert server.count("authentication failed") == 0
+    assert "TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256" in client.lines("established")[0]
+    assert server.count("records by openssl") >= 1
 
 
 @pytest.mark.budget(120)
@@ -107,14 +141,96 @@ def test_cert_mode_carries_cut_transfers_byte_exact(limpet_bin, procs, target, t
                                     ["127.0.0.1:%d" % target.port])],
                       tls=(os.path.join(tmp, "server.crt"), os.path.join(tmp, "server.key")))
     server = H.limpet_server(procs, sport, "-c", cfg, *H.FAST, insecure=False)
-    cut_transfer(procs, target, sport, [
+    client = cut_transfer(procs, target, sport, [
         "-o", "tls.cert=%s" % os.path.join(tmp, "laptop.crt"),
         "-o", "tls.key=%s" % os.path.join(tmp, "laptop.key"),
-        "-o", "server_fingerprint=%s" % server_fp])
+        "-o", "server_fingerprint=%s" % server_fp], tmp)
+    want = "AES-128-GCM" if H.cpu_has_aes() else "CHACHA20-POLY1305"
+    assert "TLS-ECDHE-ECDSA-WITH-%s" % want in client.lines("established")[0]
     # The certificate client is known by its auth.clients name, in logs and sessions.
     assert server.count("new session from 127.0.0.1:") == 1
     assert server.count("identity laptop") >= 1, server.tail(20)
     assert server.count("identity sha256:") == 0
+
+
+@pytest.mark.budget(90)
+def test_fast_record_layer_and_mbedtls_record_layer_talk_both_ways(limpet_bin, procs, target,
+                                                                  keys):
+    """The wire is standard TLS 1.2 either way: a limpet sealing with libcrypto and one left on
+    mbedTLS's record layer (`tls.record_layer: mbedtls`) carry data byte-exact, both ways
+    round."""
+    for server_layer, client_layer in (("mbedtls", "openssl"), ("openssl", "mbedtls")):
+        server, sport = psk_server(procs, keys, target.port,
+                                   "-o", "tls.record_layer=" + server_layer)
+        lport = H.free_port()
+        client = H.limpet_client(procs, sport, [(lport, target.port)], *H.FAST_CLIENT,
+                                 *psk_client_opts(keys), "-o", "tls.record_layer=" + client_layer,
+                                 insecure=False)
+        line = client.wait_log("established", timeout=H.slack(10))[0]
+        assert "records by " + client_layer in line, line
+        server.wait_log("records by " + server_layer, timeout=H.slack(5))
+        streams = [H.Stream(up=4 * H.MiB, down=4 * H.MiB) for _ in range(2)]
+        H.run_streams(streams, lport, timeout=H.slack(30))
+        H.check_streams(streams, target)
+        client.stop()
+        server.stop()
+
+
+@pytest.mark.budget(120)
+def test_rekey_after_replaces_the_link_dozens_of_times_under_a_transfer(limpet_bin, procs,
+                                                                        target, keys):
+    """TLS 1.2 has no key update: with tls.rekey_after 1MiB a 64 MiB transfer makes the client
+    dial a new link and resume on it again and again. Every byte arrives in order, each rekey
+    is counted in `limpet status` (and not as a reconnect), and no stream notices."""
+    server, sport = psk_server(procs, keys, target.port)
+    lport = H.free_port()
+    ctl = os.path.join(keys, "client.sock")
+    client = H.limpet_client(procs, sport, [(lport, target.port)], *H.FAST_CLIENT,
+                             *psk_client_opts(keys), "-o", "tls.rekey_after=1MiB",
+                             "-o", "control.path=" + ctl, insecure=False)
+    client.wait_log("established", timeout=H.slack(10))
+    streams = [H.Stream(up=4 * H.MiB, down=60 * H.MiB)]
+    H.run_streams(streams, lport, timeout=H.slack(90))
+    H.check_streams(streams, target)
+    doc = status_doc(ctl)
+    rekeys = doc["process"]["rekeys"]
+    # Each new link is dialled once its predecessor has carried 1 MiB, which carries on
+    # meanwhile: a link ends up carrying 1 MiB plus what one handshake takes to go by.
+    assert (12 if H.ASAN else 20) <= rekeys <= 64, (rekeys, client.tail(10))
+    assert doc["sessions"][0]["rekeys"] == rekeys
+    assert doc["process"]["reconnects"] == 0, doc["process"]
+    assert client.count("rekeyed: new link") == rekeys
+    assert client.count("link down") == 0, client.tail(20)
+    assert server.count("lost") == 0 and server.count("new session") == 1
+
+
+@pytest.mark.budget(90)
+def test_a_flipped_bit_in_a_record_drops_the_link_and_the_session_resumes(limpet_bin, procs,
+                                                                         target, keys):
+    """A relay flips one bit of a TLS record mid-transfer, each way: the record's tag fails,
+    the link is dropped as broken (never a byte of the forged record handed up), the client
+    resumes, and every stream still ends byte-exact."""
+    server, sport = psk_server(procs, keys, target.port)
+    relay = H.RelayProc(procs, sport, mode="flip")
+    lport = H.free_port()
+    client = H.limpet_client(procs, relay.port, [(lport, target.port)], *H.FAST_CLIENT,
+                             *psk_client_opts(keys), insecure=False)
+    client.wait_log("established", timeout=H.slack(10))
+    streams = [H.Stream(up=8 * H.MiB, down=8 * H.MiB, up_pace=3.0, down_pace=3.0)
+               for _ in range(2)]
+
+    def flip_later():
+        time.sleep(1.0)  # not scaled: the paced transfer lasts at least 3 s in any build
+        relay.cut("flip")
+    flipper = threading.Thread(target=flip_later, daemon=True)
+    flipper.start()
+    H.run_streams(streams, lport, timeout=H.slack(60))
+    flipper.join()
+    H.check_streams(streams, target)
+    assert relay.stats()["flipped"] >= 1
+    assert client.count("resumed") >= 1, client.tail(20)
+    bad = client.lines("bad tag") + server.lines("bad tag")
+    assert bad, client.tail(10) + "\n" + server.tail(10)
 
 
 def refused_at_once(server, argv):
@@ -219,10 +335,14 @@ def test_openssl_sees_only_tls12_aead_ecdhe_suites(limpet_bin, procs, target, tm
     # offering every PSK suite OpenSSL knows, the server picks its one ECDHE AEAD suite
     suite, out = s_client(sport, "-tls1_2", "-cipher", "PSK", *psk)
     assert suite == "ECDHE-PSK-CHACHA20-POLY1305", out
+    # certificate mode: AES-GCM first where the CPU has AES instructions, ChaCha20 otherwise
     suite, out = s_client(sport, "-tls1_2", *crt)
-    assert suite == "ECDHE-ECDSA-CHACHA20-POLY1305", out
-    suite, out = s_client(sport, "-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256", *crt)
-    assert suite == "ECDHE-ECDSA-AES128-GCM-SHA256", out
+    assert suite == ("ECDHE-ECDSA-AES128-GCM-SHA256" if H.cpu_has_aes()
+                     else "ECDHE-ECDSA-CHACHA20-POLY1305"), out
+    for each in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                 "ECDHE-ECDSA-CHACHA20-POLY1305"):
+        suite, out = s_client(sport, "-tls1_2", "-cipher", each, *crt)
+        assert suite == each, out
     for refused in (["-tls1_1", *psk], ["-tls1_3", *psk],
                     ["-tls1_2", "-cipher", "ECDHE-PSK-AES128-CBC-SHA256", *psk],
                     ["-tls1_2", "-cipher", "PSK-CHACHA20-POLY1305", *psk],

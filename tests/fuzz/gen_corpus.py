@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""gen_corpus.py — writes the seed corpora for the frame fuzz harnesses.
+"""gen_corpus.py — writes the seed corpora for the frame and TLS record fuzz harnesses.
 
-    tests/fuzz/gen_corpus.py            (re)write tests/fuzz/corpus/{frame,handshake}/
+    tests/fuzz/gen_corpus.py            (re)write tests/fuzz/corpus/{frame,handshake,tlsrec}/
 
 Every seed is a valid frame (or a stream of them) in the layout of docs/PROTOCOL.md section 2,
 built here independently of the C encoders, so the seeds also check the C decoder against a
@@ -107,6 +107,71 @@ HANDSHAKE_SEEDS = {
 }
 
 
+# ---- TLS 1.2 records for fuzz_tlsrec, sealed with its toy AEAD ---------------------------------
+# Layout per RFC 5246 §6.2 with RFC 7905 (ChaCha20: nonce = IV xor seq) and RFC 5288 (AES-GCM:
+# salt | explicit nonce on the wire); the toy AEAD is fuzz_tlsrec.c's twin.
+
+TLS_IV = bytes(range(0xA0, 0xAC))
+CHACHA, AES128, AES256 = 0, 1, 2
+APPDATA, ALERT, HANDSHAKE, CCS = 23, 21, 22, 20
+
+
+def toy_seal(nonce, aad, plain):
+    ct = bytes(b ^ nonce[i % 12] ^ (i & 0xFF) ^ 0x5A for i, b in enumerate(plain))
+    h = 2166136261
+    for b in nonce + aad + ct:
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    tag = bytes(((h >> (8 * (j % 4))) + j) & 0xFF for j in range(16))
+    return ct + tag
+
+
+def tls_record(cipher, seq, rtype, plain, explicit=None):
+    seqb = struct.pack(">Q", seq % 2**64)  # past the end: what a wrapping sender would use
+    aad = seqb + struct.pack(">BHH", rtype, 0x0303, len(plain))
+    if cipher == CHACHA:
+        nonce = TLS_IV[:4] + bytes(a ^ b for a, b in zip(TLS_IV[4:], seqb))
+        frag = toy_seal(nonce, aad, plain)
+    else:
+        exp = seqb if explicit is None else explicit
+        frag = exp + toy_seal(TLS_IV[:4] + exp, aad, plain)
+    return struct.pack(">BHH", rtype, 0x0303, len(frag)) + frag
+
+
+def tls_input(cipher, records, near_end=False, in_place=False):
+    """fuzz_tlsrec's input: cipher, flags, then records numbered from where the flags say."""
+    seq = 2**64 - 3 if near_end else 1
+    out = bytes([cipher, (1 if near_end else 0) | (2 if in_place else 0)])
+    for rtype, plain, *rest in records:
+        out += tls_record(cipher, seq, rtype, plain, *rest)
+        seq += 1
+    return out
+
+
+TLSREC_SEEDS = {
+    "chacha_one": tls_input(CHACHA, [(APPDATA, b"hello, limpet")]),
+    "chacha_stream": tls_input(CHACHA, [(APPDATA, b"a" * 100), (APPDATA, b""),
+                                        (APPDATA, bytes(range(256)) * 4),
+                                        (ALERT, b"\x01\x00")]),
+    "chacha_in_place": tls_input(CHACHA, [(APPDATA, b"x" * 3000), (APPDATA, b"y")],
+                                 in_place=True),
+    "chacha_max": tls_input(CHACHA, [(APPDATA, bytes(i & 0xFF for i in range(16384)))]),
+    "chacha_near_end": tls_input(CHACHA, [(APPDATA, b"1"), (APPDATA, b"2"), (APPDATA, b"3"),
+                                          (APPDATA, b"past the end")], near_end=True),
+    "gcm128_stream": tls_input(AES128, [(APPDATA, b"one"), (APPDATA, b"two" * 500),
+                                        (ALERT, b"\x02\x00")]),
+    "gcm128_explicit": tls_input(AES128, [(APPDATA, b"chosen nonce", b"\xde\xad\xbe\xef\0\0\0\x2a")]),
+    "gcm256_stream": tls_input(AES256, [(APPDATA, b"z" * 1400), (APPDATA, b"")], in_place=True),
+    "gcm256_near_end": tls_input(AES256, [(APPDATA, b"a"), (APPDATA, b"b")], near_end=True),
+    "alert_fatal": tls_input(CHACHA, [(ALERT, b"\x02\x14")]),
+    "alert_long": tls_input(AES128, [(ALERT, b"\x01\x00\x00")]),
+    "hello_request": tls_input(CHACHA, [(APPDATA, b"ok"), (HANDSHAKE, b"\x00\x00\x00\x00")]),
+    "ccs": tls_input(AES256, [(CCS, b"\x01")]),
+    "bad_version": bytes([CHACHA, 0]) + struct.pack(">BHH", APPDATA, 0x0301, 17) + bytes(17),
+    "too_long": bytes([AES128, 0]) + struct.pack(">BHH", APPDATA, 0x0303, 16384 + 25),
+    "partial": tls_input(CHACHA, [(APPDATA, b"whole"), (APPDATA, b"cut short")])[:-7],
+}
+
+
 def write(directory, seeds):
     os.makedirs(directory, exist_ok=True)
     for name, data in sorted(seeds.items()):
@@ -119,7 +184,9 @@ def main():
     root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     write(os.path.join(root, "frame"), FRAME_SEEDS)
     write(os.path.join(root, "handshake"), HANDSHAKE_SEEDS)
-    print(f"wrote {len(FRAME_SEEDS)} frame and {len(HANDSHAKE_SEEDS)} handshake seeds under {root}")
+    write(os.path.join(root, "tlsrec"), TLSREC_SEEDS)
+    print(f"wrote {len(FRAME_SEEDS)} frame, {len(HANDSHAKE_SEEDS)} handshake and "
+          f"{len(TLSREC_SEEDS)} tlsrec seeds under {root}")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,8 @@ static uint64_t field(const struct lp_config *c, const char *key)
         {"mcp.idle_timeout", offsetof(struct lp_config, mcp.idle_timeout), 0},
         {"mcp.max_message", offsetof(struct lp_config, mcp.max_message), 1},
         {"mcp.stop_grace", offsetof(struct lp_config, mcp.stop_grace), 0},
+        {"tls.record_layer", offsetof(struct lp_config, tls.record_layer), 3},
+        {"tls.rekey_after", offsetof(struct lp_config, tls.rekey_after), 1},
         {"metrics.allow_remote", offsetof(struct lp_config, metrics.allow_remote), 2},
     };
     const char *base = (const char *)c;
@@ -157,6 +159,8 @@ static const struct key_case {
     {"mcp.stop_grace", "250ms", 250, NULL},
     {"tls.cert", "/etc/limpet/server.crt", 0, "/etc/limpet/server.crt"},
     {"tls.key", "server.key", 0, "server.key"},
+    {"tls.record_layer", "mbedtls", 1, NULL},
+    {"tls.rekey_after", "1MiB", MIB, NULL},
     {"identity", "Lap-top_1.x", 0, "Lap-top_1.x"},
     {"psk_file", "\"my laptop.psk\"", 0, "my laptop.psk"},
     {"server_fingerprint",
@@ -231,6 +235,8 @@ static void check_defaults(const struct lp_config *c)
     assert_int_equal(c->limits.memory, GIB);
     assert_string_equal(c->tls.cert, "");
     assert_string_equal(c->tls.key, "");
+    assert_int_equal(c->tls.record_layer, 0); /* openssl */
+    assert_int_equal(c->tls.rekey_after, GIB);
     assert_string_equal(c->identity, "");
     assert_string_equal(c->psk_file, "");
     assert_string_equal(c->server_fingerprint, "");

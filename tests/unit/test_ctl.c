@@ -27,6 +27,7 @@ static json_t *sample_doc(void)
         "{\"process\": {\"role\": \"server\", \"pid\": 42, \"version\": \"0.1.0\", "
         "\"uptime_ms\": 61000, \"sessions_created\": 5, \"sessions_ended\": 3, "
         "\"streams_opened\": 9, \"streams_refused\": 1, \"reconnects\": 4, \"resumes\": 3, "
+        "\"rekeys\": 5, "
         "\"bytes_in\": 1000, \"bytes_out\": 2048, \"mcp_processes\": 2, "
         "\"memory_buffered\": 3145728, \"memory_limit\": 1073741824, "
         "\"handshakes_refused\": {\"timeout\": 1, \"reject_auth\": 1}, "
@@ -36,6 +37,8 @@ static json_t *sample_doc(void)
         "\"sessions\": ["
         "{\"id\": \"1a2b3c4d\", \"identity\": \"laptop\", \"peer\": \"127.0.0.1:5000\", "
         "\"state\": \"live\", \"uptime_ms\": 30000, \"detached_ms\": 0, \"reconnects\": 1, "
+        "\"rekeys\": 2, \"tls_suite\": \"TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256\", "
+        "\"record_layer\": \"openssl\", "
         "\"rtt_ms\": 3, \"bytes_in\": 500, \"bytes_out\": 1500, \"replay_used\": 10, "
         "\"replay_cap\": 8388608, \"streams_open\": 3, \"streams_truncated\": true, "
         "\"streams\": [{\"id\": 1, \"kind\": \"tcp\", \"target\": \"db:5432\", "
@@ -162,6 +165,7 @@ static void test_ctl_metrics_count_sessions_by_state_and_sum_streams(void **stat
     assert_true(sample_value(text, "limpet_bytes_total{direction=\"out\"}") == 2048);
     assert_true(sample_value(text, "limpet_reconnects_total") == 4);
     assert_true(sample_value(text, "limpet_resumes_total") == 3);
+    assert_true(sample_value(text, "limpet_rekeys_total") == 5);
     assert_true(sample_value(text, "limpet_streams_refused_total") == 1);
     assert_true(sample_value(text, "limpet_mcp_pool_processes") == 2);
     assert_true(sample_value(text, "limpet_memory_buffered_bytes") == 3145728);
@@ -213,10 +217,12 @@ static void test_ctl_text_shows_each_session_with_its_streams(void **state)
     (void)state;
     assert_non_null(t);
     assert_non_null(strstr(t, "limpet server 0.1.0, pid 42, up 1m1s: 2 sessions, 3 resumes, "
-                              "2 handshakes refused\n"
+                              "5 rekeys, 2 handshakes refused\n"
                               "memory buffered 3.0 MiB of 1.0 GiB (limits.memory)\n"));
     assert_non_null(strstr(t, "session 1a2b3c4d  identity laptop  peer 127.0.0.1:5000\n"));
     assert_non_null(strstr(t, "  state live, up 30.0s, reconnects 1, last rtt 3ms\n"));
+    assert_non_null(strstr(t, "  tls TLS-ECDHE-PSK-WITH-CHACHA20-POLY1305-SHA256, records by "
+                              "openssl, rekeys 2\n"));
     assert_non_null(strstr(t, "  bytes in 500 B, out 1.5 KiB; replay buffer 10 B of 8.0 MiB\n"));
     assert_non_null(strstr(t, "    stream 1  tcp db:5432  up 100 B  down 200 B\n"));
     assert_non_null(strstr(t, "    stream 3  mcp -  up 0 B  down 0 B\n"));
