@@ -82,7 +82,7 @@ def status_doc(path):
     r = subprocess.run([H.BIN, "status", "--control", path, "--json"], capture_output=True,
                        text=True, timeout=H.slack(15))
     assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
+    return json.loads(r.stdout)["processes"][0]  # one document for the run: {"processes": [..]}
 
 
 def cut_transfer(procs, target, sport, client_opts, tmp):
