@@ -219,6 +219,15 @@ char *lp_ctl_render_text(const json_t *doc)
     put(&o, "limpet %s %s, pid %llu, up %s: %zu sessions, %llu resumes, %llu handshakes refused\n",
         str(p, "role"), str(p, "version"), num(p, "pid"), dur_h(a, sizeof(a), num(p, "uptime_ms")),
         json_array_size(sessions), num(p, "resumes"), refused);
+    if (num(p, "upgrades") > 0 || num(p, "upgrade_failures") > 0)
+        put(&o,
+            "  upgraded in place %llu times, the last %s ago; %llu sessions restored, %llu "
+            "upgrades failed\n",
+            num(p, "upgrades"),
+            json_is_integer(json_object_get(p, "last_upgrade_ms"))
+                ? dur_h(a, sizeof(a), num(p, "last_upgrade_ms"))
+                : "never",
+            num(p, "sessions_restored"), num(p, "upgrade_failures"));
     for (size_t i = 0; i < json_array_size(sessions); i++)
         text_session(&o, json_array_get(sessions, i));
     return finish(&o, "... (cut: the answer is too long; use --json)\n");
@@ -253,6 +262,13 @@ static void counters(struct out *o, const json_t *p)
          "Client: tunnel handshakes completed after a link loss. Server: handshakes that asked "
          "to resume a session, accepted or not."},
         {"limpet_resumes_total", "resumes", "Sessions resumed with their streams intact."},
+        {"limpet_upgrades_total", "upgrades",
+         "Server: upgrades in place (SIGUSR2) completed: the new binary restored the state."},
+        {"limpet_upgrade_failures_total", "upgrade_failures",
+         "Server: upgrades in place that did not complete (the check refused the binary, exec "
+         "failed, or the new binary refused the state and started fresh)."},
+        {"limpet_sessions_restored_total", "sessions_restored",
+         "Server: sessions taken over from the previous binary by upgrades in place."},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         family(o, rows[i].name, "counter", rows[i].help);
