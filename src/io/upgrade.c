@@ -252,6 +252,7 @@ void lp_upgrade_start(struct lp_upgrade *u, const struct lp_upgrade_parts *parts
         return;
     }
     u->parts = *parts;
+    u->parts.cfg = NULL; /* a reload during the check may free it: read now, never after */
     u->signal_at = lp_now();
     if (binary[0] == '\0') {
         refused(u, "cannot tell which binary this server was started from: set upgrade.binary");

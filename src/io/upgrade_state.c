@@ -845,7 +845,7 @@ static void read_mcp(struct loader *ld)
     lp_state_enter(rd, LP_UPGRADE_MCP, &mark);
     next_att = lp_state_u64(rd);
     lp_mcpd_limits(ld->p->cfg, &lim);
-    if (lp_state_err(rd) == LP_OK && ld->p->mcpd == NULL)
+    if (lp_state_err(rd) == LP_OK && ld->commit && ld->p->mcpd == NULL)
         lp_state_fail(rd, LP_ERR_MALFORMED, "an MCP pool, but this server runs none");
     if (lp_state_err(rd) == LP_OK && lp_mcppool_load(rd, &lim, ld->now, &pool) == LP_OK) {
         if (ld->commit)
