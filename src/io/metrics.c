@@ -221,13 +221,13 @@ char *lp_ctl_render_text(const json_t *doc)
         json_array_size(sessions), num(p, "resumes"), refused);
     if (num(p, "upgrades") > 0 || num(p, "upgrade_failures") > 0)
         put(&o,
-            "  upgraded in place %llu times, the last %s ago; %llu sessions restored, %llu "
-            "upgrades failed\n",
-            num(p, "upgrades"),
+            "  upgraded in place %llu times (%llu failed), the last %s ago; %llu sessions "
+            "restored\n",
+            num(p, "upgrades"), num(p, "upgrade_failures"),
             json_is_integer(json_object_get(p, "last_upgrade_ms"))
                 ? dur_h(a, sizeof(a), num(p, "last_upgrade_ms"))
                 : "never",
-            num(p, "sessions_restored"), num(p, "upgrade_failures"));
+            num(p, "sessions_restored"));
     for (size_t i = 0; i < json_array_size(sessions); i++)
         text_session(&o, json_array_get(sessions, i));
     return finish(&o, "... (cut: the answer is too long; use --json)\n");
