@@ -83,7 +83,7 @@ struct lp_child_image {
 };
 
 /* Fills img for c (which has not exited: an exited child is reported and freed at once). */
-void lp_child_image(const struct lp_child *c, lp_time now, struct lp_child_image *img);
+void lp_child_image(const struct lp_child *c, struct lp_child_image *img);
 /* Takes over the process and pipes img describes, watching them as lp_child_spawn's. Errors
  * (out of memory) leave the fds to the caller. */
 LP_MUST_USE lp_err lp_child_adopt(struct ev_loop *loop, const struct lp_child_image *img,

@@ -91,7 +91,7 @@ struct lp_stream_image {
 
 /* Fills img for a socket pump end and returns true; false for a filter end (its owner, the MCP
  * glue, hands it over) or a pump whose write side is not its socket (client side only). */
-bool lp_stream_image(const struct lp_stream *st, lp_time now, struct lp_stream_image *img);
+bool lp_stream_image(const struct lp_stream *st, struct lp_stream_image *img);
 /* Makes the local end of stream img->id of s (which the loaded mux holds) from img, taking
  * img->fd, and arms it: a resolve starts again, a dial waits for its connect, an open one reads
  * and writes on. Errors leave img->fd to the caller. */

@@ -506,7 +506,7 @@ void lp_child_free(struct lp_child *c)
 
 /* ---- upgrade in place ------------------------------------------------------------------------ */
 
-void lp_child_image(const struct lp_child *c, lp_time now, struct lp_child_image *img)
+void lp_child_image(const struct lp_child *c, struct lp_child_image *img)
 {
     size_t start = c->tail_len < TAIL_MAX ? 0 : c->tail_pos;
 
@@ -534,7 +534,6 @@ void lp_child_image(const struct lp_child *c, lp_time now, struct lp_child_image
         img->tail_buf[i] = (uint8_t)c->tail[(start + i) % TAIL_MAX];
     img->tail = img->tail_buf;
     img->tail_len = c->tail_len;
-    (void)now;
 }
 
 lp_err lp_child_adopt(struct ev_loop *loop, const struct lp_child_image *img, size_t max_line,

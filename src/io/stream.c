@@ -739,7 +739,7 @@ void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
 
 /* ---- upgrade in place ------------------------------------------------------------------------ */
 
-bool lp_stream_image(const struct lp_stream *st, lp_time now, struct lp_stream_image *img)
+bool lp_stream_image(const struct lp_stream *st, struct lp_stream_image *img)
 {
     static const enum lp_stream_phase phases[] = {
         [ST_RESOLVING] = LP_STREAM_RESOLVING,
@@ -767,7 +767,6 @@ bool lp_stream_image(const struct lp_stream *st, lp_time now, struct lp_stream_i
         double left = ev_timer_remaining(st->s->rt->loop, (ev_timer *)&st->timer);
         img->timer_left = left <= 0 ? 0 : (lp_time)(left * 1000.0);
     }
-    (void)now;
     return true;
 }
 

@@ -612,6 +612,11 @@ lp_err lp_inherit_take(struct lp_inherit **out)
     in->listeners[LP_INHERIT_METRICS] = env_fd(env, "metrics=");
     in->listeners[LP_INHERIT_CONTROL] = env_fd(env, "control=");
     scan_fds(&in->fds);
+    /* The old binary cleared close-on-exec on them for its exec; left so, every process this
+     * one starts (an MCP server, the next check) would hold the listeners and the targets'
+     * sockets open behind our back. */
+    for (size_t k = 0; k < in->fds.n; k++)
+        fcntl(in->fds.fd[k], F_SETFD, FD_CLOEXEC);
     if (in->fds.nomem) {
         lp_fdset_free(&in->fds);
         free(in);

@@ -197,10 +197,10 @@ static void save_session(struct saver *sv, struct lp_session *s)
     if (lp_pipe_save(s->pipe, w, sv->now) != LP_OK || lp_mux_save(s->mux, w) != LP_OK)
         return; /* the writer's error sticks */
     for (struct lp_stream *st = s->streams; st; st = lp_stream_next(st))
-        n += lp_stream_image(st, sv->now, &img);
+        n += lp_stream_image(st, &img);
     lp_state_put_u32(w, n);
     for (struct lp_stream *st = s->streams; st; st = lp_stream_next(st))
-        if (lp_stream_image(st, sv->now, &img))
+        if (lp_stream_image(st, &img))
             save_stream(sv, &img);
     sv->count = 0;
     lp_reverse_each(s, count_rlistener, sv);
@@ -219,7 +219,7 @@ static void save_child(struct saver *sv, const struct lp_child *c)
         lp_state_wr_fail(w, LP_ERR_NOMEM);
         return;
     }
-    lp_child_image(c, sv->now, img);
+    lp_child_image(c, img);
     lp_state_section_begin(w, LP_UPGRADE_MCP_CHILD);
     lp_state_put_u32(w, (uint32_t)img->pid);
     put_fd(sv, img->in_fd);
