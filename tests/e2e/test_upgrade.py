@@ -479,6 +479,15 @@ def test_the_server_holds_as_many_descriptors_after_an_upgrade_as_before(
         after = server.fd_count()
         assert after == before, "fds before %d, after %d:\n%s\n%s" % (
             before, after, targets, server.fd_targets())
+        # ... and none of them leaks into the processes it starts: every one is close-on-exec
+        # again (the old binary cleared the flag for its exec), stdio aside.
+        leaky = []
+        for fd in os.listdir("/proc/%d/fdinfo" % server.pid):
+            with open("/proc/%d/fdinfo/%s" % (server.pid, fd)) as f:
+                flags = int(f.read().split("flags:")[1].split()[0], 8)
+            if int(fd) > 2 and not flags & 0o2000000:
+                leaky.append((fd, os.readlink("/proc/%d/fd/%s" % (server.pid, fd))))
+        assert not leaky, "descriptors without close-on-exec: %s" % leaky
         assert H.port_accepts(mport), "the metrics port closed"
         for c in conns:
             c.close()
