@@ -198,16 +198,18 @@ static lp_err spawn_check(struct lp_upgrade *u, char *err, size_t errlen)
     posix_spawnattr_t at;
     sigset_t none, all;
     int p[2], rc;
-    char **argv = calloc((size_t)u->argc + 2, sizeof(*argv));
+    char **argv = calloc((size_t)u->argc + 3, sizeof(*argv));
 
     if (argv == NULL || pipe2(p, O_CLOEXEC) != 0) {
         free(argv);
         return lp_errf(LP_ERR_IO, err, errlen, "cannot run it: %s", strerror(errno));
     }
+    /* Right after the subcommand: after a "--" it would not be an option. */
     argv[0] = u->binary;
-    for (int i = 1; i < u->argc; i++)
-        argv[i] = u->argv[i];
-    argv[u->argc] = "--check-upgrade";
+    argv[1] = u->argc > 1 ? u->argv[1] : "server";
+    argv[2] = "--check-upgrade";
+    for (int i = 2; i < u->argc; i++)
+        argv[i + 1] = u->argv[i];
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, p[1], STDOUT_FILENO);

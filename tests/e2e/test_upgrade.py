@@ -493,3 +493,71 @@ def test_the_server_holds_as_many_descriptors_after_an_upgrade_as_before(
             c.close()
     finally:
         host.stop()
+
+
+# ---- with TLS ----------------------------------------------------------------------------------
+
+@pytest.mark.budget(90)
+def test_a_tls_session_resumes_on_the_new_binary_with_its_identity(
+        limpet_bin, binary_b, procs, target, tmp_path):
+    """TLS state is never carried: the client makes a new TLS handshake (the new binary loads
+    the keys itself) and resumes as the identity that made the session; streams go on."""
+    from test_tls import keygen, psk_client_opts, server_yaml
+    tmp = str(tmp_path)
+    keygen(tmp, "psk", "laptop")
+    sport = H.free_port()
+    cfg = server_yaml(tmp, sport, [("laptop", ("psk_file", os.path.join(tmp, "laptop.psk")),
+                                    ["127.0.0.1:%d" % target.port])])
+    with open(cfg, "a") as f:
+        f.write("upgrade:\n  binary: %s\n" % json.dumps(binary_b))
+    ctl = os.path.join(tmp, "ctl.sock")
+    server = H.limpet_server(procs, sport, "-c", cfg, "-o", "control.path=" + ctl, *H.FAST,
+                             insecure=False)
+    lport = H.free_port()
+    client = H.limpet_client(procs, sport, [(lport, target.port)], *H.FAST_CLIENT,
+                             *psk_client_opts(tmp), insecure=False)
+    client.wait_log("established", timeout=H.slack(10))
+    streams = [H.Stream(up=8 * H.MiB, down=8 * H.MiB, up_pace=3.0, down_pace=3.0)
+               for _ in range(2)]
+    join = H.start_streams(streams, lport, H.slack(60))
+    time.sleep(0.5)
+    server.send_signal(signal.SIGUSR2)
+    server.wait_log("upgrade: restored 1 sessions", timeout=H.slack(15))
+    client.wait_log("resumed", timeout=H.slack(15))
+    join()
+    H.check_streams(streams, target)
+    doc = status(ctl)
+    assert doc["process"]["version"] == VERSION_B, doc["process"]
+    assert [s["identity"] for s in doc["sessions"]] == ["laptop"], doc["sessions"]
+    assert server.count("resumed from") == 1 and client.count("established") == 1
+
+
+# ---- a detached session keeps the ttl it had left -------------------------------------------
+
+@pytest.mark.budget(60)
+def test_a_detached_session_keeps_the_ttl_it_had_left_across_an_upgrade(
+        limpet_bin, binary_b, procs, echo, tmp_path):
+    """A session whose client is away when the server upgrades comes back detached for as long
+    as it already was, and ends when its ttl runs out, not a whole ttl after the upgrade."""
+    tmp = str(tmp_path)
+    cfg, ctl = os.path.join(tmp, "server.yaml"), os.path.join(tmp, "ctl.sock")
+    write_config(cfg, binary_b, mcp=False)
+    sport = H.free_port()
+    server = H.limpet_server(procs, sport, "-c", cfg, "-o", "control.path=" + ctl,
+                             "-o", "session.ttl=6s", *H.FAST)
+    lport = H.free_port()
+    client = H.limpet_client(procs, sport, [(lport, echo.port)], *H.FAST_CLIENT)
+    client.wait_log("established", timeout=H.slack(10))
+    client.send_signal(signal.SIGSTOP)   # away: its link goes silent, nothing reconnects
+    try:
+        detached = server.wait_log(" detached: ", timeout=H.slack(10))[0]
+        time.sleep(2.5)
+        server.send_signal(signal.SIGUSR2)
+        server.wait_log("upgrade: restored 1 sessions", timeout=H.slack(15))
+        (s,) = status(ctl)["sessions"]
+        assert s["state"] == "detached" and s["detached_ms"] >= 2000, s
+        expired = server.wait_log(" expired: ", timeout=H.slack(15))[0]
+        took = H.log_time(expired) - H.log_time(detached)
+        assert 5.0 <= took <= 7.5, "expired %.1fs after it was detached (ttl 6s)" % took
+    finally:
+        client.send_signal(signal.SIGCONT)
