@@ -55,6 +55,62 @@ void lp_upgrade_unblock_signals(void)
     sigprocmask(SIG_UNBLOCK, &set, NULL);
 }
 
+/* ---- descriptor sets ---------------------------------------------------------------------- */
+
+void lp_fdset_add(struct lp_fdset *s, int fd, uint8_t mark)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        int *fds = realloc(s->fd, cap * sizeof(*fds));
+        uint8_t *marks = fds ? realloc(s->mark, cap) : NULL;
+        if (fds)
+            s->fd = fds;
+        if (marks == NULL) {
+            s->nomem = true;
+            return;
+        }
+        s->mark = marks;
+        s->cap = cap;
+    }
+    s->fd[s->n] = fd;
+    s->mark[s->n++] = mark;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return x < y ? -1 : x > y;
+}
+
+void lp_fdset_sort(struct lp_fdset *s)
+{
+    if (s->n > 0)
+        qsort(s->fd, s->n, sizeof(*s->fd), cmp_int);
+    s->sorted = true;
+}
+
+/* A server with thousands of streams looks each of their descriptors up twice: bisected. */
+long lp_fdset_find(const struct lp_fdset *s, int fd)
+{
+    const int *hit;
+
+    if (s->sorted) {
+        hit = s->n ? bsearch(&fd, s->fd, s->n, sizeof(*s->fd), cmp_int) : NULL;
+        return hit ? (long)(hit - s->fd) : -1;
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (s->fd[i] == fd)
+            return (long)i;
+    return -1;
+}
+
+void lp_fdset_free(struct lp_fdset *s)
+{
+    free(s->fd);
+    free(s->mark);
+    memset(s, 0, sizeof(*s));
+}
+
 /* ---- listeners -------------------------------------------------------------------------------- */
 
 static uint16_t port_of(const struct lp_addr *a)
@@ -614,6 +670,7 @@ lp_err lp_inherit_take(struct lp_inherit **out)
     in->listeners[LP_INHERIT_METRICS] = env_fd(env, "metrics=");
     in->listeners[LP_INHERIT_CONTROL] = env_fd(env, "control=");
     scan_fds(&in->fds);
+    lp_fdset_sort(&in->fds);
     /* The old binary cleared close-on-exec on them for its exec; left so, every process this
      * one starts (an MCP server, the next check) would hold the listeners and the targets'
      * sockets open behind our back. */
@@ -634,7 +691,7 @@ lp_err lp_inherit_take(struct lp_inherit **out)
         (in->fds.mark[i] & LP_FD_LISTENER) == 0) {
         read_state(in, mfd);
         close(mfd);
-        in->fds.fd[i] = -1; /* closed: never matched or closed again */
+        in->fds.mark[i] |= LP_FD_CLOSED;
     } else {
         read_state(in, -1);
     }
@@ -710,7 +767,7 @@ void lp_inherit_finish(struct lp_inherit *in)
     if (in == NULL)
         return;
     for (size_t i = 0; i < in->fds.n; i++)
-        if (in->fds.fd[i] >= 0 && (in->fds.mark[i] & LP_FD_TAKEN) == 0)
+        if ((in->fds.mark[i] & (LP_FD_TAKEN | LP_FD_CLOSED)) == 0)
             close(in->fds.fd[i]);
     if (in->state != NULL) {
         explicit_bzero(in->state, in->len); /* resume tokens */

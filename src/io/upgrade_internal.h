@@ -17,16 +17,20 @@ enum {
     LP_FD_CLAIMED = 1,  /* reading: the state named it (each may be named once) */
     LP_FD_TAKEN = 2,    /* building: an object owns it now (never closed by the set) */
     LP_FD_LISTENER = 4, /* a process listener, handed out by lp_inherit_listener */
+    LP_FD_CLOSED = 8,   /* the state's own memfd, read and closed: as if never handed over */
 };
 
 struct lp_fdset {
     int *fd;
     uint8_t *mark;
     size_t n, cap;
-    bool nomem; /* an add failed: the set is incomplete */
+    bool nomem;  /* an add failed: the set is incomplete */
+    bool sorted; /* fd[] ascends (lp_fdset_sort): lookups bisect */
 };
 
 void lp_fdset_add(struct lp_fdset *s, int fd, uint8_t mark);
+/* Sorts a set whose marks are all still 0. */
+void lp_fdset_sort(struct lp_fdset *s);
 /* Index of fd, or -1. */
 long lp_fdset_find(const struct lp_fdset *s, int fd);
 void lp_fdset_free(struct lp_fdset *s);

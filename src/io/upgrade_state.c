@@ -35,42 +35,6 @@
 #define FD_NONE 0xFFFFFFFFu /* a descriptor field for "none" (-1) */
 #define TARGET_MAX LP_FRAME_MAX_TEXT
 
-/* ---- descriptor sets ---------------------------------------------------------------------- */
-
-void lp_fdset_add(struct lp_fdset *s, int fd, uint8_t mark)
-{
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        int *fds = realloc(s->fd, cap * sizeof(*fds));
-        uint8_t *marks = fds ? realloc(s->mark, cap) : NULL;
-        if (fds)
-            s->fd = fds;
-        if (marks == NULL) {
-            s->nomem = true;
-            return;
-        }
-        s->mark = marks;
-        s->cap = cap;
-    }
-    s->fd[s->n] = fd;
-    s->mark[s->n++] = mark;
-}
-
-long lp_fdset_find(const struct lp_fdset *s, int fd)
-{
-    for (size_t i = 0; i < s->n; i++)
-        if (s->fd[i] == fd)
-            return (long)i;
-    return -1;
-}
-
-void lp_fdset_free(struct lp_fdset *s)
-{
-    free(s->fd);
-    free(s->mark);
-    memset(s, 0, sizeof(*s));
-}
-
 /* ---- writing ------------------------------------------------------------------------------ */
 
 struct saver {
@@ -382,7 +346,8 @@ static int read_fd(struct loader *ld, const char *what, bool may_be_none)
         return -1;
     if (v == FD_NONE && may_be_none)
         return -1;
-    if (v > INT32_MAX || v < 3 || (i = lp_fdset_find(ld->fds, (int)v)) < 0) {
+    if (v > INT32_MAX || v < 3 || (i = lp_fdset_find(ld->fds, (int)v)) < 0 ||
+        (ld->fds->mark[i] & LP_FD_CLOSED) != 0) {
         lp_state_fail(&ld->rd, LP_ERR_MALFORMED, "%s: descriptor %" PRIu32 " was not handed over",
                       what, v);
         return -1;
@@ -457,9 +422,15 @@ static void read_process(struct loader *ld)
     };
     const size_t ncounters = sizeof(counters) / sizeof(counters[0]);
     uint64_t last;
+    size_t n;
 
     lp_state_enter(rd, LP_UPGRADE_PROCESS, &mark);
-    lp_state_cstr(rd, ld->sum->from, sizeof(ld->sum->from), "the old binary's version");
+    const uint8_t *from = lp_state_text(rd, UINT16_MAX, &n);
+    /* For the log only: any length is fine, cut; no control byte reaches the log line. */
+    snprintf(ld->sum->from, sizeof(ld->sum->from), "%.*s",
+             (int)LP_MIN(n, sizeof(ld->sum->from) - 1), from ? (const char *)from : "");
+    for (char *c = ld->sum->from; *c; c++)
+        *c = (unsigned char)*c < 0x20 || *c == 0x7f ? '?' : *c;
     st->started = lp_state_since(ld->now, lp_state_u64(rd));
     ld->sum->since_start = lp_state_u64(rd);
     for (int i = 0; i < 3; i++) {
