@@ -238,13 +238,15 @@ static void check_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
 
     u->timed_out = true;
-    kill(u->pid, SIGKILL); /* the exit callback follows */
+    if (!u->exited) /* reaped already, its number may be another process's now */
+        kill(u->pid, SIGKILL); /* the exit callback follows */
     if (u->out_fd >= 0) {  /* a grandchild may hold the pipe: do not wait for it */
         ev_io_stop(loop, &u->io);
         close(u->out_fd);
         u->out_fd = -1;
     }
     u->eof = true;
+    check_done(u); /* when it had exited already: no exit callback follows */
 }
 
 /* `BINARY server [our options] --check-upgrade`, its output (stdout and stderr) into a pipe. */
@@ -405,8 +407,10 @@ void lp_upgrade_cancel(struct lp_upgrade *u)
         u->out_fd = -1;
     }
     /* Killed and reaped here: nothing of the check may outlive the server. */
-    kill(u->pid, SIGKILL);
-    waitpid(u->pid, NULL, 0);
+    if (!u->exited) {
+        kill(u->pid, SIGKILL);
+        waitpid(u->pid, NULL, 0);
+    }
     ev_child_stop(u->loop, &u->child);
     u->pid = 0;
 }

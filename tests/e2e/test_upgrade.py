@@ -10,8 +10,9 @@ again). The promises checked:
     new -> old -> new): every byte arrives, the MCP counter goes on in the same process, the
     -R port never refuses a connection, the server keeps its pid, and `limpet status` shows
     the new version and three upgrades;
-  - a new binary that fails its --check-upgrade, and one that does not exist: the old one
-    keeps serving (one log line each), its sessions never notice;
+  - a new binary that fails its --check-upgrade, one that does not exist and one that reads
+    only other state versions: the old one keeps serving (one log line each), its sessions
+    never notice;
   - a state file whose version the new binary does not read (the test hook
     LIMPET_TEST_STATE_VERSION): it starts fresh on the inherited listeners and says so, and
     closes every other inherited descriptor;
@@ -358,7 +359,7 @@ def test_three_upgrades_while_everything_is_in_flight_lose_nothing(
 # ---- a check that fails keeps the old binary serving -------------------------------------
 
 @pytest.mark.budget(90)
-def test_a_binary_that_fails_its_check_or_is_missing_leaves_the_server_serving(
+def test_a_binary_that_fails_its_check_is_missing_or_reads_another_version_changes_nothing(
         limpet_bin, procs, target, tmp_path):
     tmp = str(tmp_path)
     bad = os.path.join(tmp, "bad-limpet")
@@ -387,14 +388,26 @@ def test_a_binary_that_fails_its_check_or_is_missing_leaves_the_server_serving(
     line = server.wait_log("upgrade refused", count=2, timeout=H.slack(15))[1]
     assert missing in line and "No such file" in line, line
 
+    # one that answers, but cannot read the state this server writes
+    other = os.path.join(tmp, "other-limpet")
+    with open(other, "w") as f:
+        f.write("#!/bin/sh\necho 'limpet 9.0.0'\necho 'state-versions 7 8'\n")
+    os.chmod(other, 0o755)
+    write_config(cfg, other, mcp=False)
+    server.send_signal(signal.SIGHUP)
+    server.wait_log("applied (", count=2, timeout=H.slack(10))
+    server.send_signal(signal.SIGUSR2)
+    line = server.wait_log("upgrade refused", count=3, timeout=H.slack(15))[2]
+    assert "reads state versions 7 8, not 1" in line, line
+
     join()
     H.check_streams(streams, target)
-    assert server.count("upgrade refused") == 2 and server.count("handing") == 0, \
+    assert server.count("upgrade refused") == 3 and server.count("handing") == 0, \
         server.lines("upgrade")
     assert client.count("link down") == 0 and client.count("resumed") == 0, client.tail()
     doc = status(ctl)["process"]
     assert doc["version"] != VERSION_B and doc["upgrades"] == 0, doc
-    assert doc["upgrade_failures"] == 2, doc
+    assert doc["upgrade_failures"] == 3, doc
 
 
 # ---- a state the new binary cannot read ----------------------------------------------------
