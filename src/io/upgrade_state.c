@@ -539,6 +539,32 @@ static struct staged *find_staged(struct loader *ld, const uint8_t *id)
     return NULL;
 }
 
+/* A new slot for the session with id (zeroed, not yet counted), NULL when there is no room or
+ * the id was read before. */
+static struct staged *stage(struct loader *ld, const uint8_t *id)
+{
+    struct staged *st;
+
+    if (find_staged(ld, id) != NULL) {
+        lp_state_fail(&ld->rd, LP_ERR_MALFORMED, "a session is there twice");
+        return NULL;
+    }
+    if (ld->nsess == ld->capsess) {
+        size_t cap = ld->capsess ? ld->capsess * 2 : 16;
+        struct staged *v = realloc(ld->sess, cap * sizeof(*v));
+        if (v == NULL) {
+            lp_state_fail(&ld->rd, LP_ERR_NOMEM, "out of memory");
+            return NULL;
+        }
+        ld->sess = v;
+        ld->capsess = cap;
+    }
+    st = &ld->sess[ld->nsess];
+    memset(st, 0, sizeof(*st));
+    memcpy(st->id, id, LP_SESSION_ID_LEN);
+    return st;
+}
+
 /* The session's own fields, then its cores: a staged session (checking) or a real one. */
 static struct staged *read_session_head(struct loader *ld)
 {
@@ -546,6 +572,7 @@ static struct staged *read_session_head(struct loader *ld)
     struct lp_pipe_config pc;
     struct lp_mux_config mc;
     struct lp_session *s = NULL;
+    struct staged *st;
     lp_pipe *pipe = NULL;
     lp_mux *mux = NULL;
     char identity[sizeof(s->identity)], peer[sizeof(s->peer)];
@@ -562,27 +589,12 @@ static struct staged *read_session_head(struct loader *ld)
     lp_session_core_config(ld->p->cfg, &pc, &mc);
     if (lp_state_err(rd) != LP_OK || lp_pipe_load(rd, &pc, ld->now, &pipe) != LP_OK)
         return NULL;
-    if (lp_mux_load(rd, &mc, pipe, &mux) != LP_OK) {
+    if (lp_mux_load(rd, &mc, pipe, &mux) != LP_OK ||
+        (st = stage(ld, lp_pipe_session_id(pipe))) == NULL) {
+        lp_mux_free(mux);
         lp_pipe_free(pipe);
         return NULL;
     }
-    if (find_staged(ld, lp_pipe_session_id(pipe)) != NULL) {
-        lp_state_fail(rd, LP_ERR_MALFORMED, "a session is there twice");
-        goto fail;
-    }
-    if (ld->nsess == ld->capsess) {
-        size_t cap = ld->capsess ? ld->capsess * 2 : 16;
-        struct staged *v = realloc(ld->sess, cap * sizeof(*v));
-        if (v == NULL) {
-            lp_state_fail(rd, LP_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        ld->sess = v;
-        ld->capsess = cap;
-    }
-    struct staged *st = &ld->sess[ld->nsess];
-    memset(st, 0, sizeof(*st));
-    memcpy(st->id, lp_pipe_session_id(pipe), LP_SESSION_ID_LEN);
     if (!ld->commit) {
         st->pipe = pipe;
         st->mux = mux;
@@ -602,10 +614,6 @@ static struct staged *read_session_head(struct loader *ld)
     st->s = s;
     ld->nsess++;
     return st;
-fail:
-    lp_mux_free(mux);
-    lp_pipe_free(pipe);
-    return NULL;
 }
 
 static void read_session(struct loader *ld)
