@@ -574,3 +574,31 @@ def test_a_detached_session_keeps_the_ttl_it_had_left_across_an_upgrade(
         assert 5.0 <= took <= 7.5, "expired %.1fs after it was detached (ttl 6s)" % took
     finally:
         client.send_signal(signal.SIGCONT)
+
+
+# ---- an MCP request in flight --------------------------------------------------------------
+
+@pytest.mark.budget(60)
+def test_an_mcp_request_in_flight_is_answered_by_the_same_process_after_the_upgrade(
+        limpet_bin, binary_b, procs, tmp_path):
+    """The request goes to the MCP server before the upgrade and its answer comes out after
+    it: the router's flights, the child's pipes and the attachment's queue were handed over."""
+    need_node()
+    tmp = str(tmp_path)
+    cfg, ctl = os.path.join(tmp, "server.yaml"), os.path.join(tmp, "ctl.sock")
+    write_config(cfg, binary_b)
+    sport = H.free_port()
+    server = H.limpet_server(procs, sport, "-c", cfg, "-o", "control.path=" + ctl, *H.FAST)
+    host = mcp_host(tmp, sport, "inflight")
+    try:
+        assert "result" in host.initialize()[0]
+        pid = host.tool_result(2, "count")["structuredContent"]["pid"]
+        host.request(3, "tools/call", {"name": "slow", "arguments": {"ms": 1500}})
+        server.wait_log("sess=", timeout=H.slack(5))
+        time.sleep(0.3)  # the request is with the child now
+        Upgrader(server, cfg, ctl, 1).to(binary_b)
+        answer, _ = host.response(3, H.slack(15))
+        assert answer["result"]["structuredContent"] == {"slept": 1500, "pid": pid}, answer
+        assert host.tool_result(4, "count")["structuredContent"] == {"count": 2, "pid": pid}
+    finally:
+        host.stop()
