@@ -402,7 +402,8 @@ static void check_ids(struct loader *ld)
 {
     for (size_t i = 0; i < ld->nsess && lp_state_err(&ld->rd) == LP_OK; i++) {
         struct staged *st = &ld->sess[i];
-        qsort(st->ids, st->nids, sizeof(*st->ids), cmp_u32);
+        if (st->nids > 1) /* ids is NULL for a session without streams */
+            qsort(st->ids, st->nids, sizeof(*st->ids), cmp_u32);
         for (size_t k = 1; k < st->nids; k++)
             if (st->ids[k] == st->ids[k - 1])
                 lp_state_fail(&ld->rd, LP_ERR_MALFORMED, "stream %" PRIu32 " has two local ends",
