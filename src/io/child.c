@@ -568,7 +568,8 @@ lp_err lp_child_adopt(struct ev_loop *loop, const struct lp_child_image *img, si
     c->out_eof = img->out_eof;
     c->was_full = img->was_full;
     c->tail_len = LP_MIN(img->tail_len, (size_t)TAIL_MAX);
-    memcpy(c->tail, img->tail, c->tail_len);
+    if (c->tail_len > 0) /* an empty blob reads as NULL */
+        memcpy(c->tail, img->tail, c->tail_len);
     c->tail_pos = c->tail_len % TAIL_MAX;
     /* a stderr line the hand-over cut is logged (at debug) in two pieces */
     ev_io_init(&c->in_w, in_cb, c->in_fd, EV_WRITE);
