@@ -238,9 +238,9 @@ static void check_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
 
     u->timed_out = true;
-    if (!u->exited) /* reaped already, its number may be another process's now */
+    if (!u->exited)            /* reaped already, its number may be another process's now */
         kill(u->pid, SIGKILL); /* the exit callback follows */
-    if (u->out_fd >= 0) {  /* a grandchild may hold the pipe: do not wait for it */
+    if (u->out_fd >= 0) {      /* a grandchild may hold the pipe: do not wait for it */
         ev_io_stop(loop, &u->io);
         close(u->out_fd);
         u->out_fd = -1;
