@@ -29,7 +29,7 @@ struct entry {
                      * glue reports the child started, since before that there is none */
     char name[KEY_MAX];
     char scope[KEY_MAX];
-    char owner[KEY_MAX]; /* the identity that made it: its fair share is counted by this */
+    char owner[KEY_MAX];    /* the identity that made it: its fair share is counted by this */
     char stop_why[WHY_MAX]; /* the reason kept for an owed STOP */
     uint64_t *atts;         /* owned; natts of cap used; empty unless STARTING or LIVE */
     size_t natts, cap;

@@ -28,10 +28,10 @@ struct fifo {
     size_t count, bytes;
 };
 
-#define KEY_LEN 80     /* as lp_rpc_msg.id_key */
+#define KEY_LEN 80                  /* as lp_rpc_msg.id_key */
 #define ATT_MAX LP_MCPROUTE_ATT_MAX /* attachments at once */
-#define S2C_MAX 256u   /* child → host requests awaiting a host's answer */
-#define HELD_MAX 4096u /* host lines held while a fresh child is initialized */
+#define S2C_MAX 256u                /* child → host requests awaiting a host's answer */
+#define HELD_MAX 4096u              /* host lines held while a fresh child is initialized */
 
 /* A host request sent to the child and not answered yet. An orphan is one whose host will
  * never take the answer (it detached, or cancelled the request): the child may still
