@@ -41,6 +41,12 @@
 #   streamcost  connections/s through one limpet -L (one at a time) with no other stream open,
 #               then with BENCH_HOLD idle streams held open through the same tunnel; the issue
 #               wants the second at least 0.8 of the first.
+#   upgrade     issue 14: BENCH_UPGRADE_SESSIONS (100) limpet clients with BENCH_UPGRADE_STREAMS
+#               (1,000) streams open between them; the server gets SIGUSR2 (it upgrades in place
+#               to its own binary) BENCH_UPGRADE_ROUNDS (3) times: the time from the signal until
+#               each session has resumed (median and max over every session of every round), and
+#               the bytes of the state file (scripts/bench_upgrade.py). Target: 300 ms median, 1 s
+#               max.
 #
 # Knobs (environment): LIMPET_BIN (build/limpet), BENCH_BYTES (1 GiB per throughput run),
 # BENCH_SECONDS (5: cap per throughput run), BENCH_PINGS (5000), BENCH_CONNS (2000),
@@ -48,9 +54,11 @@
 # BENCH_SOCKS_REQS (3000 per run), BENCH_SCALE_CONNS (5000 per concurrency level),
 # BENCH_TLS_CLIENTS (100: idle sessions for the RSS per TLS session),
 # BENCH_SCALE_SECONDS (3: cap per -D run and per level),
+# BENCH_UPGRADE_SESSIONS, BENCH_UPGRADE_STREAMS, BENCH_UPGRADE_ROUNDS,
 # BENCH_ONLY ("ceiling direct socat socat64k limpet limpet-tls tls-memory stunnel ssh dynamic
-# reverse connscale streamcost"; limpet-tls is limpet-psk, limpet-cert, limpet-psk-mbedtls and
-# limpet-cert-mbedtls, ssh is ssh-aesgcm and ssh-chacha, each also accepted alone; dynamic, reverse and connscale run limpet and ssh, and
+# reverse connscale streamcost upgrade"; limpet-tls is limpet-psk, limpet-cert, limpet-psk-mbedtls
+# and limpet-cert-mbedtls, ssh is ssh-aesgcm and ssh-chacha, each also accepted alone; dynamic,
+# reverse and connscale run limpet and ssh, and
 # limpet-D, ssh-D, limpet-R, ssh-R, limpet-connscale, ssh-connscale pick one side).
 set -euo pipefail
 
@@ -74,7 +82,7 @@ SCALE_SECONDS=${BENCH_SCALE_SECONDS:-3}
 SCALE_LEVELS=(1 100 1000)
 CLK_TCK=$(getconf CLK_TCK) # the unit of utime and stime in /proc/PID/stat
 TLS_CLIENTS=${BENCH_TLS_CLIENTS:-100}
-ONLY=${BENCH_ONLY:-ceiling direct socat socat64k limpet limpet-tls tls-memory stunnel ssh dynamic reverse connscale streamcost}
+ONLY=${BENCH_ONLY:-ceiling direct socat socat64k limpet limpet-tls tls-memory stunnel ssh dynamic reverse connscale streamcost upgrade}
 # Every stream of the 1,000-connection level is open at once in one session: both sides get
 # room for them (and the session memory their minimum windows need).
 WIDE=(-o session.max_streams=4096 -o limits.session_memory=128MiB)
@@ -1011,6 +1019,28 @@ bench_streamcost() {
     stop "$hold_pid" "$LC_PID" "$LS_PID"
 }
 
+# Issue 14: upgrades in place under 100 sessions and 1,000 streams (scripts/bench_upgrade.py
+# starts and stops its own server, clients and echo target).
+bench_upgrade() {
+    local out sessions=${BENCH_UPGRADE_SESSIONS:-100} streams=${BENCH_UPGRADE_STREAMS:-1000}
+    record ran upgrade 1
+    [[ -x $LIMPET ]] || { note "upgrade: no binary at $LIMPET, skipped"; return 0; }
+    echo "== limpet: upgrade in place (SIGUSR2) with $sessions sessions and $streams streams open"
+    if out=$("$PYTHON" "$ROOT/scripts/bench_upgrade.py" --limpet "$LIMPET" --workdir "$WORK" \
+        --sessions "$sessions" --streams "$streams" --rounds "${BENCH_UPGRADE_ROUNDS:-3}" 2>&1) &&
+        [[ $(field ok "$(tail -n 1 <<<"$out")") == 1 ]]; then
+        out=$(tail -n 1 <<<"$out")
+        record upgrade_median limpet "$(field median_ms "$out")"
+        record upgrade_max limpet "$(field max_ms "$out")"
+        record upgrade_bytes limpet "$(field state_bytes "$out")"
+        record upgrade_sessions limpet "$sessions"
+        record upgrade_streams limpet "$(field streams "$out")"
+        echo "   $out"
+    else
+        note "upgrade: $out"
+    fi
+}
+
 # ensure_targets: a target that has died (its exit status says how) is noted and started again
 # on its port, so one lost target does not fail every later row. The row that was running when
 # it died shows the failures.
@@ -1087,6 +1117,7 @@ for what in $ONLY; do
     limpet-connscale) bench_connscale_limpet ;;
     ssh-connscale) bench_connscale_ssh ;;
     streamcost) bench_streamcost ;;
+    upgrade) bench_upgrade ;;
     *) note "unknown BENCH_ONLY entry: $what" ;;
     esac
 done

@@ -666,6 +666,35 @@ def streamcost_section(res):
     return 0 if passed else 1
 
 
+UPGRADE_MEDIAN_MAX = 300.0  # issue 14: every session resumed within 300 ms median ...
+UPGRADE_MAX_MAX = 1000.0    # ... and 1 s at most, on loopback
+
+
+def upgrade_section(res):
+    """Prints the upgrade in place row; returns targets failed."""
+    if not res.get(("ran", "upgrade")):
+        return 0
+    med, mx = num(res, ("upgrade_median", "limpet")), num(res, ("upgrade_max", "limpet"))
+    size = num(res, ("upgrade_bytes", "limpet"))
+    sessions, streams = num(res, ("upgrade_sessions", "limpet")), num(res, ("upgrade_streams",
+                                                                         "limpet"))
+    print()
+    print("Upgrade in place (issue 14): SIGUSR2 to a server holding %s sessions and %s streams;"
+          " from the signal until each session resumed" % (
+              "%.0f" % sessions if sessions else "?", "%.0f" % streams if streams else "?"))
+    rows = [["metric", "limpet", "target"]]
+    failed = 0
+    for label, v, limit in (("median (ms)", med, UPGRADE_MEDIAN_MAX),
+                            ("max (ms)", mx, UPGRADE_MAX_MAX)):
+        passed = v is not None and v <= limit
+        failed += not passed
+        rows.append([label, "-" if v is None else "%.1f" % v,
+                     "%s want <= %.0f ms" % ("PASS" if passed else "FAIL", limit)])
+    rows.append(["state file (bytes)", "-" if size is None else "%.0f" % size, ""])
+    print_grid(rows, left_cols=1, last_left=1)
+    return failed
+
+
 def forwards_section(res):
     """Prints -D, -R and -L at scale against ssh; returns targets failed (none yet: the issue
     sets no number on these, only the comparison)."""
@@ -695,6 +724,7 @@ def cmd_table(args):
     failed += memory_section(res)
     failed += forwards_section(res)
     failed += streamcost_section(res)
+    failed += upgrade_section(res)
     summary = "all PASS" if failed == 0 else "%d FAIL" % failed
     if unmeasured:
         summary += ", %d not measurable (a reference was not run)" % unmeasured

@@ -59,4 +59,39 @@ void lp_child_stop(struct lp_child *c, lp_time grace);
 /* Frees; a process still running gets SIGKILL (its group too). NULL-safe. */
 void lp_child_free(struct lp_child *c);
 
+/* ---- upgrade in place (upgrade.h) ---------------------------------------------------------- */
+
+#define LP_CHILD_TAIL_MAX 2048u /* bytes of stderr kept for the exit message */
+
+/* A running child as the previous binary hands it over (same process id: it is still ours).
+ * The byte runs are views: into the child (lp_child_image) or the state file (restoring). */
+struct lp_child_image {
+    pid_t pid;
+    int in_fd, out_fd, err_fd;    /* in_fd -1: its stdin is closed already */
+    int stop_step;                /* 0 running, 1 stdin closed, 2 SIGTERM sent, 3 SIGKILL sent */
+    lp_time grace;                /* of the stop sequence */
+    lp_time stop_left;            /* until its next step, LP_TIME_NEVER: no step due */
+    bool paused;                  /* stdout not read (an attachment is behind) */
+    bool out_eof, err_eof;        /* stdout / stderr ended */
+    bool was_full;                /* stdin was full: `drained` is owed */
+    const struct lp_streamq *inq; /* saving: bytes queued for stdin */
+    const uint8_t *inq_bytes;     /* restoring: the same, inq_len of them */
+    size_t inq_len;
+    const uint8_t *out_part; /* a partial stdout line (out_len bytes) ... */
+    size_t out_len;
+    bool out_skipping;   /* ... or inside a too-long one */
+    const uint8_t *tail; /* the last bytes of stderr, oldest first */
+    size_t tail_len;
+    uint8_t tail_buf[LP_CHILD_TAIL_MAX]; /* saving: where tail points */
+};
+
+/* Fills img for c (which has not exited: an exited child is reported and freed at once). */
+void lp_child_image(const struct lp_child *c, struct lp_child_image *img);
+/* Takes over the process and pipes img describes, watching them as lp_child_spawn's. Errors
+ * (out of memory) leave the fds to the caller. */
+LP_MUST_USE lp_err lp_child_adopt(struct ev_loop *loop, const struct lp_child_image *img,
+                                  size_t max_line, const char *tag,
+                                  const struct lp_child_hooks *hooks, void *user,
+                                  struct lp_child **out);
+
 #endif

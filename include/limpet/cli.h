@@ -43,6 +43,8 @@ struct lp_cli {
     const char *scope;   /* mcp --scope KEY (1..127 bytes, no control bytes), NULL if absent */
     const char *control; /* status --control PATH, borrowed; NULL when absent */
     bool json;           /* status --json */
+    bool check_upgrade;  /* server --check-upgrade: load the configuration, print the state
+                            versions this binary reads (upgrade.h), exit */
 };
 
 /* Parses argv (argv[0] is the program name). Fills *cli; on error writes one line to err,

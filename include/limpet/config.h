@@ -153,6 +153,11 @@ struct lp_config {
         bool allow_remote;        /* metrics.allow_remote: a non-loopback listen (false) */
     } metrics;
     struct {
+        /* upgrade.binary: what SIGUSR2 execs (after `BINARY server --check-upgrade`), "" = the
+         * file the server was started from, as /proc/self/exe named it at start */
+        char binary[LP_ADDR_MAX];
+    } upgrade;
+    struct {
         struct lp_auth_client *clients; /* owned; n_clients of them, NULL if none */
         size_t n_clients;               /* <= LP_AUTH_CLIENTS_MAX, names unique */
     } auth;

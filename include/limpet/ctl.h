@@ -8,7 +8,9 @@
  *   {"process": {"role", "pid", "version", "uptime_ms", "sessions_created",
  *                "sessions_ended", "streams_opened", "streams_refused", "reconnects",
  *                "resumes", "rekeys", "bytes_in", "bytes_out", "mcp_processes",
- *                "memory_buffered", "memory_limit" (0: none),
+ *                "memory_buffered", "memory_limit" (0: none), "upgrades",
+ *                "upgrade_failures", "sessions_restored",
+ *                "last_upgrade_ms" (ms since the last upgrade in place, null: none),
  *                "handshakes_refused": {REASON: n, ...},
  *                "resume_ms": {"count", "sum_ms", "buckets": [{"le_ms", "count"}...]}},
  *    "sessions": [{"id", "identity", "peer", "state" ("live"|"detached"), "uptime_ms",
@@ -87,6 +89,12 @@ struct lp_stats {
     uint64_t bytes_in_ended;   /* link bytes of sessions already freed */
     uint64_t bytes_out_ended;
     uint64_t handshakes_refused[LP_HS_REASONS];
+    /* Server, upgrade in place (upgrade.h); carried from one binary to the next, as the
+     * counters above are, so they count over the life of the process id. */
+    uint64_t upgrades;          /* completed: the successor restored the state */
+    uint64_t upgrade_failures;  /* not completed: check refused, exec failed, state refused */
+    uint64_t sessions_restored; /* sessions the successors took over */
+    lp_time last_upgrade;       /* lp_now() when the last one completed; 0: never */
 };
 
 /* ---- the control socket and the metrics listener ------------------------------------------ */
@@ -119,6 +127,14 @@ bool lp_ctl_dir_trusted(const char *dir, char *why, size_t whylen);
  * bound: the caller stops. Returns owned (free with lp_ctl_free). */
 LP_MUST_USE lp_err lp_ctl_new(struct lp_runtime *rt, const struct lp_config *cfg, const char *role,
                               bool use_default, struct lp_ctl **out);
+/* The same with the listeners the previous binary handed over (upgrade in place; -1: none),
+ * both taken: each is used when it is where cfg wants one, else closed (and a control socket's
+ * file removed) and the listener opened as lp_ctl_new would. */
+LP_MUST_USE lp_err lp_ctl_new_on(struct lp_runtime *rt, const struct lp_config *cfg,
+                                 const char *role, bool use_default, int metrics_fd, int control_fd,
+                                 struct lp_ctl **out);
+/* The listening sockets (borrowed), -1 for none; both -1 for c NULL. */
+void lp_ctl_fds(const struct lp_ctl *c, int *metrics_fd, int *control_fd);
 /* Closes the listeners and connections and removes the socket file. NULL-safe. */
 void lp_ctl_free(struct lp_ctl *c);
 

@@ -53,6 +53,12 @@ enum lp_line_kind lp_lines_finish(struct lp_lines *l, const uint8_t **line, size
 
 /* Bytes held for a partial line. */
 size_t lp_lines_pending(const struct lp_lines *l);
+/* Upgrade in place: an initialised, empty l takes back a partial line (n bytes of part, copied)
+ * and whether it was skipping a too-long one, as its fields held them (a partial line longer
+ * than l's max is skipped to its end). LP_ERR_MALFORMED when that cannot be what a lp_lines
+ * held (a '\n' in it, bytes while skipping), LP_ERR_NOMEM. */
+LP_MUST_USE lp_err lp_lines_restore(struct lp_lines *l, const uint8_t *part, size_t n,
+                                    bool skipping);
 
 /* What lp_lines_feed does with each line: a complete one (without '\n'), or the report of
  * a too-long one (line NULL, len 0). A return other than LP_OK stops the feed. */

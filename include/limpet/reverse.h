@@ -35,6 +35,24 @@ size_t lp_reverse_recheck(struct lp_session *s);
  * none is (a REVERSE stream whose listener lp_reverse_recheck closed). */
 bool lp_reverse_spec_allowed(struct lp_session *s, const char *spec);
 
+/* ---- upgrade in place (upgrade.h) ---------------------------------------------------------- */
+
+/* A -R listener as the previous binary hands it over; texts borrowed. */
+struct lp_rlistener_image {
+    uint32_t req;      /* the BIND request id */
+    int fd;            /* the listening socket */
+    uint16_t port;     /* the port bound */
+    const char *spec;  /* as the client asked ("127.0.0.1:0") */
+    const char *local; /* what was bound ("127.0.0.1:41234") */
+};
+
+/* Calls fn for each listener of s, in the order lp_reverse_restore rebuilds. */
+void lp_reverse_each(struct lp_session *s,
+                     void (*fn)(void *user, const struct lp_rlistener_image *), void *user);
+/* Takes img->fd as a listener of s (after those already restored) and accepts on it. Errors
+ * leave img->fd to the caller. */
+LP_MUST_USE lp_err lp_reverse_restore(struct lp_session *s, const struct lp_rlistener_image *img);
+
 /* Client: the bind spec of a -R forward as BIND carries it ("127.0.0.1:8022", "[::1]:0"). */
 void lp_reverse_spec(const struct lp_forward *fw, char *out, size_t len);
 /* Client: what a -R forward connects to, as lp_stream_dial takes it ("host:port",

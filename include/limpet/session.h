@@ -154,6 +154,15 @@ struct lp_session {
 LP_MUST_USE lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg,
                                   bool is_client, const struct lp_session_hooks *hooks, void *owner,
                                   struct lp_session **sp);
+/* Server, upgrade in place: a session around a pipe and a mux loaded from the state file (both
+ * taken, freed on failure), detached; the caller restores the rest. */
+LP_MUST_USE lp_err lp_session_adopt(struct lp_runtime *rt, const struct lp_config *cfg,
+                                    const struct lp_session_hooks *hooks, void *owner,
+                                    lp_pipe *pipe, lp_mux *mux, struct lp_session **sp);
+/* The pipe and mux configurations a session made with cfg uses (what lp_pipe_load and
+ * lp_mux_load take). */
+void lp_session_core_config(const struct lp_config *cfg, struct lp_pipe_config *pc,
+                            struct lp_mux_config *mc);
 /* Refreshes `tag` from the pipe's session id (after WELCOME / set_identity). */
 void lp_session_retag(struct lp_session *s);
 
@@ -173,6 +182,9 @@ bool lp_session_attached(const struct lp_session *s);
 void lp_session_close(struct lp_session *s, uint16_t code, const char *msg);
 /* Sends GOODBYE and tries to write it out now (best effort, non-blocking). */
 void lp_session_goodbye(struct lp_session *s, uint16_t code, const char *msg);
+/* Writes what the link takes now, without blocking (best effort; a failed write drops the
+ * link as any would). */
+void lp_session_flush(struct lp_session *s);
 /* True when nothing is left to write on the link. */
 bool lp_session_flushed(struct lp_session *s);
 

@@ -64,6 +64,39 @@ void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev);
  * target (a dialled HOST:PORT or unix socket, or a -R listener's bind) the identity's
  * allow-lists no longer permit. Returns how many. */
 size_t lp_stream_recheck(struct lp_session *s);
+/* ---- upgrade in place (upgrade.h) ---------------------------------------------------------- */
+
+/* Where a pump end is in its life. */
+enum lp_stream_phase {
+    LP_STREAM_RESOLVING, /* server: its target's name is being looked up (no socket yet) */
+    LP_STREAM_DIALING,   /* server: connecting to the target */
+    LP_STREAM_OPENING,   /* our OPEN waits for OPEN_OK (a -R connection) */
+    LP_STREAM_OPEN,      /* data flows */
+};
+
+/* A socket pump end as the previous binary hands it over. Texts are borrowed (from the stream
+ * when made by lp_stream_image, from the state file when restored). */
+struct lp_stream_image {
+    uint32_t id;
+    enum lp_stream_phase phase;
+    int fd;          /* the socket, both ways; -1 while resolving */
+    bool read_eof;   /* its EOF was read and our FIN is in the mux */
+    bool write_shut; /* the peer's FIN was delivered: shutdown(SHUT_WR) done */
+    uint8_t kind;    /* LP_KIND_* */
+    uint64_t up, down;
+    lp_time timer_left; /* the resolve/dial or OPEN_OK deadline, LP_TIME_NEVER: none */
+    const char *target; /* a dialled stream's HOST:PORT or unix:/PATH, NULL for others */
+    const char *shown;  /* what `limpet status` shows */
+};
+
+/* Fills img for a socket pump end and returns true; false for a filter end (its owner, the MCP
+ * glue, hands it over) or a pump whose write side is not its socket (client side only). */
+bool lp_stream_image(const struct lp_stream *st, struct lp_stream_image *img);
+/* Makes the local end of stream img->id of s (which the loaded mux holds) from img, taking
+ * img->fd, and arms it: a resolve starts again, a dial waits for its connect, an open one reads
+ * and writes on. Errors leave img->fd to the caller. */
+LP_MUST_USE lp_err lp_stream_restore(struct lp_session *s, const struct lp_stream_image *img);
+
 /* Frees every local end at once (runtime shutdown). */
 void lp_stream_free_all(struct lp_session *s);
 void lp_runtime_reap_streams(struct lp_runtime *rt);

@@ -26,6 +26,7 @@ enum opt_id {
     O_CONTROL,
     O_JSON,
     O_LOG_FORMAT,
+    O_CHECK_UPGRADE,
     O_HELP
 };
 
@@ -60,6 +61,7 @@ static const struct opt opts[] = {
     {O_CONTROL, 0, "control", "PATH", FOR_STATUS},
     {O_JSON, 0, "json", NULL, FOR_STATUS},
     {O_LOG_FORMAT, 0, "log-format", "text|json", FOR_BOTH},
+    {O_CHECK_UPGRADE, 0, "check-upgrade", NULL, FOR_SERVER},
     {O_HELP, 'h', "help", NULL, FOR_BOTH | FOR_STATUS},
 };
 #define OPT_COUNT (sizeof(opts) / sizeof(opts[0]))
@@ -143,6 +145,9 @@ static lp_err apply(struct lp_cli *cli, const struct opt *o, const char *flag, c
         break;
     case O_JSON:
         cli->json = true;
+        break;
+    case O_CHECK_UPGRADE:
+        cli->check_upgrade = true;
         break;
     case O_OPTION:
         cli->overrides[cli->n_overrides++] = value;

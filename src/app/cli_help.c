@@ -54,15 +54,21 @@ static void usage_server(FILE *f)
           "    limpet server - accept tunnel sessions and connect their streams to targets\n"
           "\nSYNOPSIS\n"
           "    limpet server [-c FILE] [-l ADDR:PORT] [--insecure] [-o KEY=VALUE]... [-v|-q]...\n"
+          "    limpet server [-c FILE] [-o KEY=VALUE]... --check-upgrade\n"
           "\nOPTIONS\n"
           "    -l, --listen ADDR:PORT\n"
-          "        Accept tunnels on ADDR:PORT (IPv6 as [::]:7070). Default: key 'listen'.\n",
+          "        Accept tunnels on ADDR:PORT (IPv6 as [::]:7070). Default: key 'listen'.\n"
+          "    --check-upgrade\n"
+          "        Load the configuration (and its keys), print this binary's version and the\n"
+          "        state-file versions it reads, and exit: 0 when it could serve. A server sent\n"
+          "        SIGUSR2 runs this on upgrade.binary before it hands its sessions over.\n",
           f);
     usage_common_options(f);
     usage_tail(f);
     fputs("\nEXAMPLES\n"
           "    limpet server -c /etc/limpet/server.yaml\n"
-          "    limpet server --insecure -l 127.0.0.1:7070 -o session.ttl=1h\n",
+          "    limpet server --insecure -l 127.0.0.1:7070 -o session.ttl=1h\n"
+          "    kill -USR2 $(pidof limpet)     # upgrade in place: sessions, streams, MCP kept\n",
           f);
 }
 

@@ -148,6 +148,8 @@ static const struct cfg_key keys[] = {
             "unless metrics.allow_remote"),
     BOOL("metrics.allow_remote", metrics.allow_remote,
          "let metrics.listen take a non-loopback address (the page has no authentication)"),
+    STRING("upgrade.binary", upgrade.binary,
+           "server: the binary SIGUSR2 upgrades to in place; unset = the one it was started from"),
 };
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
 _Static_assert(KEY_COUNT <= CFG_KEYS_MAX, "the loader's seen-key bitmap is one uint64_t");

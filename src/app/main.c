@@ -18,6 +18,7 @@
 #include "limpet/mcpio.h"
 #include "limpet/server.h"
 #include "limpet/stdio.h"
+#include "limpet/upgrade.h"
 
 enum { EXIT_OK = 0, EXIT_USAGE = 1 };
 
@@ -30,8 +31,11 @@ struct app {
     struct lp_stdio *stdio;
     struct lp_mcp_client *mcp;
     struct lp_mcpd *mcpd;
-    struct lp_ctl *ctl; /* control socket and metrics listener */
+    struct lp_ctl *ctl;         /* control socket and metrics listener */
+    struct lp_upgrade *upgrade; /* server: SIGUSR2 */
     bool stopping;
+    int argc;
+    char **argv; /* main's, for the exec of an upgrade */
     const struct lp_cli *cli;
     const struct lp_config *cfg; /* the configuration in force */
     struct cfg_gen *gens;        /* server: it (first) and the retired ones still in use */
@@ -52,6 +56,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     (void)loop;
     (void)revents;
     lp_info("signal %d: shutting down", w->signum);
+    lp_upgrade_cancel(a->upgrade); /* a check in flight: no hand-over now */
     if (a->client) {
         lp_client_stop(a->client);
     } else if (a->mcpd && !a->stopping) {
@@ -289,6 +294,40 @@ static void hup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     }
 }
 
+/* ---- SIGUSR2: the server upgrades in place ---------------------------------------------------- */
+
+static void usr2_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct app *a = w->data;
+    struct lp_upgrade_parts parts = {
+        .rt = &a->rt, .server = a->server, .mcpd = a->mcpd, .ctl = a->ctl, .cfg = a->cfg};
+    (void)loop;
+    (void)revents;
+
+    if (a->server == NULL || a->upgrade == NULL || a->stopping) {
+        lp_info("signal %d: ignored (no server to upgrade, or it is stopping)", w->signum);
+        return;
+    }
+    lp_info("signal %d: upgrading in place", w->signum);
+    lp_upgrade_start(a->upgrade, &parts);
+}
+
+/* `limpet server --check-upgrade`: could this binary serve with this configuration, and which
+ * state files does it read? Run by the server a SIGUSR2 is about to replace (upgrade.h). */
+static int check_upgrade(const struct lp_config *cfg)
+{
+    char err[LP_CONFIG_ERR_MAX];
+    struct lp_auth *auth = NULL;
+
+    if (!cfg->insecure && lp_auth_new(cfg, &auth, err, sizeof(err)) != LP_OK) {
+        fprintf(stderr, "limpet: %s\n", err);
+        return EXIT_USAGE;
+    }
+    lp_auth_free(auth);
+    lp_upgrade_print_check(stdout);
+    return EXIT_OK;
+}
+
 /* Keys from the configuration; a missing or unsafe key file stops here with one line. */
 static int setup_tls(const struct lp_cli *cli, const struct lp_config *cfg, struct app *a)
 {
@@ -364,16 +403,39 @@ static int start_client(const struct lp_cli *cli, const struct lp_config *cfg, s
     return EXIT_OK;
 }
 
-static int run(const struct lp_cli *cli, const struct lp_config *cfg)
+/* The server's own listeners and state, from the previous binary when it upgraded in place
+ * (in: NULL otherwise; consumed here). */
+static int start_server(struct app *a, const struct lp_config *cfg, struct lp_inherit *in)
+{
+    struct lp_upgrade_parts parts = {.rt = &a->rt, .ctl = a->ctl, .cfg = cfg};
+
+    if (lp_mcpd_new(&a->rt, cfg, a->auth ? lp_auth_allows_mcp : NULL, a->auth, &a->mcpd) != LP_OK ||
+        lp_server_new_on(&a->rt, cfg, lp_inherit_listener(in, LP_INHERIT_LISTEN), &a->server) !=
+            LP_OK ||
+        lp_upgrade_new(a->rt.loop, a->argc, a->argv, &a->upgrade) != LP_OK) {
+        lp_inherit_finish(in);
+        return EXIT_USAGE;
+    }
+    parts.server = a->server;
+    parts.mcpd = a->mcpd;
+    lp_upgrade_restore(in, &parts);
+    lp_inherit_finish(in); /* what nothing took is closed */
+    return EXIT_OK;
+}
+
+static int run(const struct lp_cli *cli, const struct lp_config *cfg, int argc, char **argv,
+               struct lp_inherit *in)
 {
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     struct app a;
-    ev_signal sint, sterm, shup;
+    ev_signal sint, sterm, shup, susr2;
     int code = EXIT_OK;
 
     memset(&a, 0, sizeof(a));
     a.cli = cli;
     a.cfg = cfg;
+    a.argc = argc;
+    a.argv = argv;
     signal(SIGPIPE, SIG_IGN);
     /* Stream queues and replay chunks are allocated and freed at the data rate. Without
      * these, glibc hands freed memory back to the kernel (trim / munmap) and takes it
@@ -395,6 +457,12 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
     ev_unref(loop);
     ev_signal_start(loop, &shup);
     ev_unref(loop);
+    ev_signal_init(&susr2, usr2_cb, SIGUSR2);
+    susr2.data = &a;
+    if (cli->cmd == LP_CMD_SERVER) {
+        ev_signal_start(loop, &susr2);
+        ev_unref(loop);
+    }
 
     if (cfg->insecure)
         lp_warn("running with --insecure: no TLS, no authentication; use only on a trusted "
@@ -402,12 +470,14 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
     else if ((code = setup_tls(cli, cfg, &a)) != EXIT_OK)
         goto out;
     /* Before any listener: a refused metrics.listen stops the process with one line. */
-    if (lp_ctl_new(&a.rt, cfg,
-                   cli->cmd == LP_CMD_SERVER   ? "server"
-                   : cli->cmd == LP_CMD_CLIENT ? "client"
-                   : cli->cmd == LP_CMD_STDIO  ? "stdio"
-                                               : "mcp",
-                   cli->cmd == LP_CMD_SERVER || cli->cmd == LP_CMD_CLIENT, &a.ctl) != LP_OK) {
+    if (lp_ctl_new_on(&a.rt, cfg,
+                      cli->cmd == LP_CMD_SERVER   ? "server"
+                      : cli->cmd == LP_CMD_CLIENT ? "client"
+                      : cli->cmd == LP_CMD_STDIO  ? "stdio"
+                                                  : "mcp",
+                      cli->cmd == LP_CMD_SERVER || cli->cmd == LP_CMD_CLIENT,
+                      lp_inherit_listener(in, LP_INHERIT_METRICS),
+                      lp_inherit_listener(in, LP_INHERIT_CONTROL), &a.ctl) != LP_OK) {
         code = EXIT_USAGE;
         goto out;
     }
@@ -416,17 +486,20 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg)
         goto out;
     }
     if (cli->cmd == LP_CMD_SERVER) {
-        if (lp_mcpd_new(&a.rt, cfg, a.auth ? lp_auth_allows_mcp : NULL, a.auth, &a.mcpd) != LP_OK ||
-            lp_server_new(&a.rt, cfg, &a.server) != LP_OK)
-            code = EXIT_USAGE;
+        code = start_server(&a, cfg, in);
+        in = NULL; /* consumed */
     } else {
         code = start_client(cli, cfg, &a);
     }
+    /* An upgrade in place blocked these over its exec; the loop watches them now. */
+    lp_upgrade_unblock_signals();
     if (code == EXIT_OK)
         ev_run(loop, 0);
     if (a.client)
         code = lp_client_exit_code(a.client);
 out:
+    lp_inherit_finish(in); /* not consumed: an early failure */
+    lp_upgrade_free(a.upgrade);
     lp_ctl_free(a.ctl);
     lp_client_free(a.client);
     free(a.fwd);
@@ -445,6 +518,10 @@ out:
         ev_ref(loop);
         ev_signal_stop(loop, &shup);
     }
+    if (ev_is_active(&susr2)) {
+        ev_ref(loop);
+        ev_signal_stop(loop, &susr2);
+    }
     lp_runtime_clear(&a.rt);
     gen_free_all(&a); /* after the last session and TLS link are freed */
     ev_loop_destroy(loop);
@@ -455,6 +532,7 @@ int main(int argc, char **argv)
 {
     struct lp_cli cli;
     struct lp_config cfg;
+    struct lp_inherit *inherit = NULL;
     char err[LP_CONFIG_ERR_MAX];
     int code;
 
@@ -466,6 +544,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "limpet: %s\n", err);
         return EXIT_USAGE;
     }
+    /* An upgrade in place: before anything opens a descriptor, take the state and note what
+     * the old binary handed over (upgrade.h). */
+    if (cli.cmd == LP_CMD_SERVER && !cli.check_upgrade && !cli.help &&
+        lp_inherit_take(&inherit) != LP_OK) {
+        fprintf(stderr, "limpet: upgrade: out of memory reading the state handed over\n");
+        lp_cli_free(&cli);
+        return EXIT_USAGE;
+    }
     if (cli.cmd == LP_CMD_VERSION) {
         printf("limpet %s (protocol %u)\n", LP_VERSION, LP_PROTO_VERSION);
         code = EXIT_OK;
@@ -474,6 +560,8 @@ int main(int argc, char **argv)
         code = EXIT_OK;
     } else if ((code = load_config(&cli, &cfg)) == EXIT_OK && cli.cmd == LP_CMD_STATUS) {
         code = lp_status_main(cli.control, cli.json, &cfg);
+    } else if (code == EXIT_OK && cli.check_upgrade) {
+        code = check_upgrade(&cfg);
     } else if (code == EXIT_OK) {
         static const char *const tags[] = {[LP_CMD_SERVER] = "server",
                                            [LP_CMD_CLIENT] = "client",
@@ -481,8 +569,10 @@ int main(int argc, char **argv)
                                            [LP_CMD_MCP] = "mcp"};
         lp_log_set_tag(tags[cli.cmd]);
         set_log_level(&cli, &cfg);
-        code = run(&cli, &cfg);
+        code = run(&cli, &cfg, argc, argv, inherit);
+        inherit = NULL; /* consumed */
     }
+    lp_inherit_finish(inherit); /* the configuration did not load: closed */
     lp_config_clear(&cfg);
     lp_cli_free(&cli);
     return code;

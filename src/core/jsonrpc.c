@@ -31,6 +31,22 @@ size_t lp_lines_pending(const struct lp_lines *l)
     return l->len;
 }
 
+lp_err lp_lines_restore(struct lp_lines *l, const uint8_t *part, size_t n, bool skipping)
+{
+    if ((skipping && n > 0) || (n > 0 && memchr(part, '\n', n) != NULL))
+        return LP_ERR_MALFORMED;
+    /* A max lowered since (the successor's configuration): the line is too long already, and
+     * is skipped to its end as one found too long is. */
+    l->skipping = skipping || (l->max < SIZE_MAX && n > l->max + 1);
+    if (n == 0 || l->skipping)
+        return LP_OK;
+    if ((l->buf = malloc(n)) == NULL)
+        return LP_ERR_NOMEM;
+    memcpy(l->buf, part, n);
+    l->len = l->cap = n;
+    return LP_OK;
+}
+
 /* The bytes before a '\n' are at most max of content plus the '\r' a CRLF peer adds, so a
  * line (or a partial one, which can still end) of raw length raw whose last byte is last
  * fits at raw <= max, or at max + 1 when last is that '\r'. A partial line is thus known to

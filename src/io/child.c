@@ -18,8 +18,8 @@
 
 extern char **environ;
 
-#define TAIL_MAX 2048u /* bytes of stderr kept for the exit message */
-#define TAIL_LINES 3   /* lines of it quoted there */
+#define TAIL_MAX LP_CHILD_TAIL_MAX
+#define TAIL_LINES 3 /* lines of it quoted there */
 #define READ_CHUNK 65536u
 
 struct lp_child {
@@ -507,4 +507,92 @@ void lp_child_free(struct lp_child *c)
     lp_lines_free(&c->out_lines);
     lp_streamq_clear(&c->inq);
     free(c);
+}
+
+/* ---- upgrade in place ------------------------------------------------------------------------ */
+
+void lp_child_image(const struct lp_child *c, struct lp_child_image *img)
+{
+    size_t start = c->tail_len < TAIL_MAX ? 0 : c->tail_pos;
+
+    memset(img, 0, sizeof(*img));
+    img->pid = c->pid;
+    img->in_fd = c->in_fd;
+    img->out_fd = c->out_fd;
+    img->err_fd = c->err_fd;
+    img->stop_step = c->stop_step;
+    img->grace = c->grace;
+    img->stop_left = LP_TIME_NEVER;
+    if (ev_is_active(&c->stop_t)) {
+        double left = ev_timer_remaining(c->loop, (ev_timer *)&c->stop_t);
+        img->stop_left = left <= 0 ? 0 : (lp_time)(left * 1000.0);
+    }
+    img->paused = c->paused;
+    img->out_eof = c->out_eof;
+    img->err_eof = !ev_is_active(&c->err_w);
+    img->was_full = c->was_full;
+    img->inq = &c->inq;
+    img->out_part = c->out_lines.buf;
+    img->out_len = c->out_lines.len;
+    img->out_skipping = c->out_lines.skipping;
+    for (size_t i = 0; i < c->tail_len; i++)
+        img->tail_buf[i] = (uint8_t)c->tail[(start + i) % TAIL_MAX];
+    img->tail = img->tail_buf;
+    img->tail_len = c->tail_len;
+}
+
+lp_err lp_child_adopt(struct ev_loop *loop, const struct lp_child_image *img, size_t max_line,
+                      const char *tag, const struct lp_child_hooks *hooks, void *user,
+                      struct lp_child **out)
+{
+    struct lp_child *c = calloc(1, sizeof(*c));
+
+    *out = NULL;
+    if (c == NULL)
+        return LP_ERR_NOMEM;
+    c->loop = loop;
+    c->hooks = hooks;
+    c->user = user;
+    snprintf(c->tag, sizeof(c->tag), "%s", tag);
+    lp_lines_init(&c->out_lines, max_line);
+    lp_streamq_init(&c->inq);
+    if (lp_lines_restore(&c->out_lines, img->out_part, img->out_len, img->out_skipping) != LP_OK ||
+        (img->inq_len > 0 && !lp_streamq_append(&c->inq, img->inq_bytes, img->inq_len))) {
+        lp_lines_free(&c->out_lines);
+        lp_streamq_clear(&c->inq);
+        free(c);
+        return LP_ERR_NOMEM;
+    }
+    c->pid = img->pid;
+    c->in_fd = img->in_fd;
+    c->out_fd = img->out_fd;
+    c->err_fd = img->err_fd;
+    c->stop_step = img->stop_step;
+    c->grace = img->grace;
+    c->paused = img->paused;
+    c->out_eof = img->out_eof;
+    c->was_full = img->was_full;
+    c->tail_len = LP_MIN(img->tail_len, (size_t)TAIL_MAX);
+    if (c->tail_len > 0) /* an empty blob reads as NULL */
+        memcpy(c->tail, img->tail, c->tail_len);
+    c->tail_pos = c->tail_len % TAIL_MAX;
+    /* a stderr line the hand-over cut is logged (at debug) in two pieces */
+    ev_io_init(&c->in_w, in_cb, c->in_fd, EV_WRITE);
+    ev_io_init(&c->out_w, out_cb, c->out_fd, EV_READ);
+    ev_io_init(&c->err_w, err_cb, c->err_fd, EV_READ);
+    ev_child_init(&c->exit_w, exit_cb, c->pid, 0);
+    ev_timer_init(&c->stop_t, stop_cb, 0., 0.);
+    if (!c->out_eof && !c->paused)
+        ev_io_start(loop, &c->out_w);
+    if (!img->err_eof)
+        ev_io_start(loop, &c->err_w);
+    if (c->in_fd >= 0 && c->inq.buffered > 0)
+        ev_io_start(loop, &c->in_w);
+    if (img->stop_left != LP_TIME_NEVER) {
+        ev_timer_set(&c->stop_t, (double)img->stop_left / 1000.0, 0.);
+        ev_timer_start(loop, &c->stop_t);
+    }
+    ev_child_start(loop, &c->exit_w);
+    *out = c;
+    return LP_OK;
 }

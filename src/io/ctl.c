@@ -27,6 +27,7 @@
 #include "limpet/mcpio.h"
 #include "limpet/session.h"
 #include "limpet/stream.h"
+#include "limpet/upgrade.h"
 
 void lp_ctl_default_dir(char *out, size_t len)
 {
@@ -179,14 +180,16 @@ static json_t *snap_process(struct lp_runtime *rt, const char *role, lp_time now
             json_decref(hs);
             hs = NULL;
         }
-    if (hs == NULL || hist == NULL) {
+    json_t *since = st->upgrades ? json_integer((json_int_t)(now - st->last_upgrade)) : json_null();
+    if (hs == NULL || hist == NULL || since == NULL) {
         json_decref(hs);
         json_decref(hist);
+        json_decref(since);
         return NULL;
     }
     return json_pack(
         "{s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
-        "s:o}",
+        "s:o, s:I, s:I, s:I, s:o}",
         "role", role, "pid", (json_int_t)getpid(), "version", LP_VERSION, "uptime_ms",
         (json_int_t)(now - st->started), "sessions_created", (json_int_t)st->sessions_created,
         "sessions_ended", (json_int_t)st->sessions_ended, "streams_opened",
@@ -195,7 +198,9 @@ static json_t *snap_process(struct lp_runtime *rt, const char *role, lp_time now
         (json_int_t)st->rekeys, "bytes_in", (json_int_t)in, "bytes_out", (json_int_t)out,
         "mcp_processes", (json_int_t)(rt->open_mcp ? lp_mcpd_processes(rt->mcp_user) : 0),
         "memory_buffered", (json_int_t)lp_runtime_memory(rt), "memory_limit",
-        (json_int_t)rt->memory_limit, "handshakes_refused", hs, "resume_ms", hist);
+        (json_int_t)rt->memory_limit, "handshakes_refused", hs, "resume_ms", hist, "upgrades",
+        (json_int_t)st->upgrades, "upgrade_failures", (json_int_t)st->upgrade_failures,
+        "sessions_restored", (json_int_t)st->sessions_restored, "last_upgrade_ms", since);
 }
 
 json_t *lp_ctl_snapshot(struct lp_runtime *rt, const char *role, lp_time now)
@@ -510,12 +515,40 @@ out:
     return live;
 }
 
-static void open_control(struct lp_ctl *c, const char *path)
+/* The control socket the previous binary handed over (upgrade in place): taken when it is
+ * bound to path (the same file: a socket file cannot be bound twice), else closed, and its
+ * file, which no one will answer on any more, removed. True when taken. */
+static bool adopt_control(struct lp_ctl *c, const char *path, int fd)
+{
+    struct sockaddr_un sun;
+    socklen_t len = sizeof(sun);
+    struct stat st;
+
+    memset(&sun, 0, sizeof(sun));
+    if (getsockname(fd, (struct sockaddr *)&sun, &len) == 0 && sun.sun_family == AF_UNIX &&
+        strncmp(sun.sun_path, path, sizeof(sun.sun_path)) == 0 && lstat(path, &st) == 0) {
+        snprintf(c->path, sizeof(c->path), "%s", path);
+        c->dev = st.st_dev;
+        c->ino = st.st_ino;
+        listener_start(c, &c->ctl, fd, false);
+        lp_info("control socket on %s", path);
+        return true;
+    }
+    if (sun.sun_family == AF_UNIX && sun.sun_path[0] == '/' && lstat(sun.sun_path, &st) == 0 &&
+        S_ISSOCK(st.st_mode))
+        unlink(sun.sun_path);
+    close(fd);
+    return false;
+}
+
+static void open_control(struct lp_ctl *c, const char *path, int inherited)
 {
     struct sockaddr_un sun;
     struct stat st;
     int fd = -1;
 
+    if (inherited >= 0 && adopt_control(c, path, inherited))
+        return;
     if (!fill_sun(&sun, path)) {
         lp_warn("control socket path %s is too long; running without a control socket", path);
         return;
@@ -561,7 +594,7 @@ static bool is_loopback(const struct lp_addr *a)
     return false;
 }
 
-static lp_err open_metrics(struct lp_ctl *c, const struct lp_config *cfg)
+static lp_err open_metrics(struct lp_ctl *c, const struct lp_config *cfg, int inherited)
 {
     char host[LP_ADDR_MAX], err[256], name[64];
     uint16_t port;
@@ -579,9 +612,15 @@ static lp_err open_metrics(struct lp_ctl *c, const struct lp_config *cfg)
                  cfg->metrics.listen);
         return LP_ERR_INVALID;
     }
-    if (lp_net_listen(&addr, &fd, err, sizeof(err)) != LP_OK) {
-        lp_error("metrics.listen: %s", err);
-        return LP_ERR_INVALID;
+    if (inherited >= 0 && lp_upgrade_fd_fits(inherited, &addr)) {
+        fd = inherited; /* the previous binary's (upgrade in place) */
+    } else {
+        if (inherited >= 0)
+            close(inherited);
+        if (lp_net_listen(&addr, &fd, err, sizeof(err)) != LP_OK) {
+            lp_error("metrics.listen: %s", err);
+            return LP_ERR_INVALID;
+        }
     }
     if (lp_net_local_addr(fd, &addr) != LP_OK) { /* the port picked for :0 is unknown */
         lp_error("metrics.listen: cannot read the address bound: %s", strerror(errno));
@@ -598,31 +637,58 @@ static lp_err open_metrics(struct lp_ctl *c, const struct lp_config *cfg)
 lp_err lp_ctl_new(struct lp_runtime *rt, const struct lp_config *cfg, const char *role,
                   bool use_default, struct lp_ctl **out)
 {
+    return lp_ctl_new_on(rt, cfg, role, use_default, -1, -1, out);
+}
+
+lp_err lp_ctl_new_on(struct lp_runtime *rt, const struct lp_config *cfg, const char *role,
+                     bool use_default, int metrics_fd, int control_fd, struct lp_ctl **out)
+{
     char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 64];
     struct lp_ctl *c = calloc(1, sizeof(*c));
 
     *out = NULL;
     if (c == NULL)
-        return LP_ERR_NOMEM;
+        goto nomem;
     c->rt = rt;
     c->ctl.fd = c->http.fd = -1;
     snprintf(c->role, sizeof(c->role), "%s", role);
-    if (cfg->metrics.listen[0] && open_metrics(c, cfg) != LP_OK) {
+    if (cfg->metrics.listen[0] && open_metrics(c, cfg, metrics_fd) != LP_OK) {
+        metrics_fd = -1; /* taken (used or closed) */
         lp_ctl_free(c);
+        if (control_fd >= 0)
+            close(control_fd);
         return LP_ERR_INVALID;
     }
+    if (!cfg->metrics.listen[0] && metrics_fd >= 0)
+        close(metrics_fd);
     if (cfg->control.path[0]) {
-        open_control(c, cfg->control.path);
+        open_control(c, cfg->control.path, control_fd);
     } else if (use_default) {
         lp_ctl_default_path(role, path, sizeof(path));
         *strrchr(path, '/') = '\0';
         bool ok = private_dir(path);
         path[strlen(path)] = '/';
         if (ok)
-            open_control(c, path);
+            open_control(c, path, control_fd);
+        else if (control_fd >= 0)
+            close(control_fd);
+    } else if (control_fd >= 0) {
+        close(control_fd);
     }
     *out = c;
     return LP_OK;
+nomem:
+    if (metrics_fd >= 0)
+        close(metrics_fd);
+    if (control_fd >= 0)
+        close(control_fd);
+    return LP_ERR_NOMEM;
+}
+
+void lp_ctl_fds(const struct lp_ctl *c, int *metrics_fd, int *control_fd)
+{
+    *metrics_fd = c ? c->http.fd : -1;
+    *control_fd = c ? c->ctl.fd : -1;
 }
 
 void lp_ctl_free(struct lp_ctl *c)

@@ -21,11 +21,9 @@
 #include "limpet/streamq.h"
 
 #define HIGH_WATER (1u << 20) /* bytes queued toward one side before its source pauses */
-#define MAX_INFLIGHT 1024u    /* requests in flight to one child */
-#define KEY_MAX 127u          /* the pool's name and scope limit */
-/* Bytes of host lines a route holds while its child restarts (and apart, initializes waiting
- * for the first answer): beyond, a request is answered with an error. One line always fits. */
-#define ROUTE_HELD_MAX (4u << 20)
+#define MAX_INFLIGHT LP_MCPD_MAX_INFLIGHT
+#define KEY_MAX 127u /* the pool's name and scope limit */
+#define ROUTE_HELD_MAX LP_MCPD_ROUTE_HELD_MAX
 #define EXTEND_STEP (64u * 1024u) /* the least extra credit asked for a line past its window */
 #define MEMORY_RETRY 0.1          /* s: how often a line waiting at limits.memory asks again */
 
@@ -732,11 +730,9 @@ static void open_mcp(void *user, struct lp_session *s, const struct lp_mux_event
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
-lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
-                   bool (*may_use)(void *user, const char *identity, const char *name), void *user,
-                   struct lp_mcpd **out)
+void lp_mcpd_limits(const struct lp_config *cfg, struct lp_mcppool_limits *lim)
 {
-    struct lp_mcppool_limits lim = {
+    *lim = (struct lp_mcppool_limits){
         .max_sessions = cfg->mcp.max_sessions,
         .sessions_per_owner = cfg->mcp.sessions_per_identity,
         .idle_timeout = cfg->mcp.idle_timeout,
@@ -744,7 +740,16 @@ lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
         .backoff_min = 1000,
         .backoff_max = 60000,
     };
+}
+
+lp_err lp_mcpd_new(struct lp_runtime *rt, const struct lp_config *cfg,
+                   bool (*may_use)(void *user, const char *identity, const char *name), void *user,
+                   struct lp_mcpd **out)
+{
+    struct lp_mcppool_limits lim;
     struct lp_mcpd *m = calloc(1, sizeof(*m));
+
+    lp_mcpd_limits(cfg, &lim);
 
     *out = m;
     if (m == NULL || (m->pool = lp_mcppool_new(&lim)) == NULL) {
@@ -845,4 +850,121 @@ void lp_mcpd_free(struct lp_mcpd *m)
 size_t lp_mcpd_processes(const struct lp_mcpd *m)
 {
     return m ? lp_mcppool_size(m->pool) : 0;
+}
+
+/* ---- upgrade in place ------------------------------------------------------------------------ */
+
+const lp_mcppool *lp_mcpd_pool(const struct lp_mcpd *m)
+{
+    return m->pool;
+}
+
+uint64_t lp_mcpd_next_att(const struct lp_mcpd *m)
+{
+    return m->next_att;
+}
+
+void lp_mcpd_each(struct lp_mcpd *m, void (*entry)(void *, const struct lp_mcpd_entry_image *),
+                  void (*att)(void *, const struct lp_mcpd_att_image *), void *user)
+{
+    for (struct entry *e = m->entries; e; e = e->next) {
+        struct lp_mcpd_entry_image img = {
+            .id = e->id, .name = e->name, .scope = e->scope, .route = e->route, .child = e->child};
+        entry(user, &img);
+    }
+    for (struct att *a = m->atts; a; a = a->next) {
+        struct lp_mcpd_att_image img = {
+            .id = a->id,
+            .entry = a->entry,
+            .session = a->st ? lp_stream_session(a->st) : NULL,
+            .stream = a->st ? lp_stream_id(a->st) : 0,
+            .forgotten = a->forgotten,
+            .doomed_code = a->doom_code,
+            .doomed = a->doomed,
+            /* A host's partial line is no longer held here: it waits in the stream's receive
+             * queue, which the mux's state carries. */
+            .in_part = NULL,
+            .in_len = 0,
+            .in_skipping = false,
+            .out = &a->out,
+        };
+        att(user, &img);
+    }
+}
+
+void lp_mcpd_restore_pool(struct lp_mcpd *m, lp_mcppool *pool, uint64_t next_att)
+{
+    lp_mcppool_free(m->pool);
+    m->pool = pool;
+    m->next_att = next_att;
+}
+
+/* Entries and attachments keep the order they had: appended at the tail. */
+lp_err lp_mcpd_restore_entry(struct lp_mcpd *m, const struct lp_mcpd_entry_image *img)
+{
+    struct entry *e = calloc(1, sizeof(*e)), **tail = &m->entries;
+    lp_err rc;
+
+    if (e == NULL) {
+        lp_mcproute_free(img->route);
+        return LP_ERR_NOMEM;
+    }
+    e->m = m;
+    e->id = img->id;
+    e->route = img->route;
+    snprintf(e->name, sizeof(e->name), "%s", img->name);
+    snprintf(e->scope, sizeof(e->scope), "%s", img->scope);
+    snprintf(e->tag, sizeof(e->tag), "mcp=%s scope=%s", e->name, e->scope);
+    if (img->child_img != NULL &&
+        (rc = lp_child_adopt(m->rt->loop, img->child_img, m->cfg->mcp.max_message, e->tag,
+                             &child_hooks, e, &e->child)) != LP_OK) {
+        lp_mcproute_free(e->route);
+        free(e);
+        return rc;
+    }
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = e;
+    return LP_OK;
+}
+
+lp_err lp_mcpd_restore_att(struct lp_mcpd *m, const struct lp_mcpd_att_image *img)
+{
+    struct att *a = calloc(1, sizeof(*a)), **tail = &m->atts;
+
+    if (a == NULL)
+        return LP_ERR_NOMEM;
+    a->m = m;
+    a->id = img->id;
+    a->entry = img->entry;
+    a->forgotten = img->forgotten;
+    a->doom_code = img->doomed_code;
+    snprintf(a->doomed, sizeof(a->doomed), "%s", img->doomed);
+    lp_streamq_init(&a->out);
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = a;
+    if (img->in_len > 0) { /* a state from a binary that held partial lines itself */
+        free_att(a);
+        return LP_ERR_INVALID;
+    }
+    if ((img->out_len > 0 && !lp_streamq_append(&a->out, img->out_bytes, img->out_len)) ||
+        lp_stream_adopt(img->session, img->stream, &att_hooks, a, &a->st) != LP_OK) {
+        free_att(a);
+        return LP_ERR_NOMEM;
+    }
+    return LP_OK;
+}
+
+void lp_mcpd_restore_done(struct lp_mcpd *m)
+{
+    for (struct entry *e = m->entries; e; e = e->next)
+        flush_route(e);
+    for (struct att *a = m->atts; a; a = a->next) {
+        if (a->doomed[0] != '\0')
+            ev_timer_start(m->rt->loop, &m->sweep);
+        push_att(a);
+        drain_att(a);
+    }
+    run_actions(m);
 }

@@ -228,6 +228,15 @@ char *lp_ctl_render_text(const json_t *doc)
     if (num(p, "memory_limit") > 0)
         put(&o, " of %s (limits.memory)", bytes_h(a, sizeof(a), num(p, "memory_limit")));
     put(&o, "\n");
+    if (num(p, "upgrades") > 0 || num(p, "upgrade_failures") > 0)
+        put(&o,
+            "  upgraded in place %llu times (%llu failed), the last %s ago; %llu sessions "
+            "restored\n",
+            num(p, "upgrades"), num(p, "upgrade_failures"),
+            json_is_integer(json_object_get(p, "last_upgrade_ms"))
+                ? dur_h(a, sizeof(a), num(p, "last_upgrade_ms"))
+                : "never",
+            num(p, "sessions_restored"));
     for (size_t i = 0; i < json_array_size(sessions); i++)
         text_session(&o, json_array_get(sessions, i));
     return finish(&o, "... (cut: the answer is too long; use --json)\n");
@@ -265,6 +274,13 @@ static void counters(struct out *o, const json_t *p)
         {"limpet_rekeys_total", "rekeys",
          "Client: live TLS links replaced by a new handshake because they carried "
          "tls.rekey_after under their keys (not counted as reconnects)."},
+        {"limpet_upgrades_total", "upgrades",
+         "Server: upgrades in place (SIGUSR2) completed: the new binary restored the state."},
+        {"limpet_upgrade_failures_total", "upgrade_failures",
+         "Server: upgrades in place that did not complete (the check refused the binary, exec "
+         "failed, or the new binary refused the state and started fresh)."},
+        {"limpet_sessions_restored_total", "sessions_restored",
+         "Server: sessions taken over from the previous binary by upgrades in place."},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         family(o, rows[i].name, "counter", rows[i].help);

@@ -248,6 +248,40 @@ void lp_reverse_close_all(struct lp_session *s)
     }
 }
 
+/* ---- server: upgrade in place -------------------------------------------------------------- */
+
+/* Handed over in list order and restored at the tail, so the order survives any number of
+ * upgrades. */
+void lp_reverse_each(struct lp_session *s,
+                     void (*fn)(void *user, const struct lp_rlistener_image *), void *user)
+{
+    for (struct lp_rlistener *l = s->rlisteners; l; l = l->next) {
+        struct lp_rlistener_image img = {
+            .req = l->req, .fd = l->fd, .port = l->port, .spec = l->spec, .local = l->local};
+        fn(user, &img);
+    }
+}
+
+lp_err lp_reverse_restore(struct lp_session *s, const struct lp_rlistener_image *img)
+{
+    struct lp_rlistener *l = calloc(1, sizeof(*l)), **tail = &s->rlisteners;
+
+    if (l == NULL)
+        return LP_ERR_NOMEM;
+    l->s = s;
+    l->req = img->req;
+    l->fd = img->fd;
+    l->port = img->port;
+    snprintf(l->spec, sizeof(l->spec), "%s", img->spec);
+    snprintf(l->local, sizeof(l->local), "%s", img->local);
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = l;
+    lp_acceptor_init(&l->acc, s->rt->loop, l->fd, l->local, accepted, l);
+    lp_acceptor_start(&l->acc);
+    return LP_OK;
+}
+
 /* ---- client ------------------------------------------------------------------------------ */
 
 void lp_reverse_spec(const struct lp_forward *fw, char *out, size_t len)

@@ -22,6 +22,7 @@
 #include "limpet/log.h"
 #include "limpet/reverse.h"
 #include "limpet/stream.h"
+#include "limpet/upgrade.h"
 #include "limpet/wire.h"
 
 #define HELLO_FRAME (LP_FRAME_HEADER + 64u)
@@ -580,7 +581,28 @@ static void set_fd_share(struct lp_server *srv)
                 srv->fd_share, srv->cfg->limits.streams_per_identity);
 }
 
+/* Listens on addr, or takes the listening socket the previous binary handed over (inherited,
+ * -1 for none) when it is bound there; one that is not (`listen` changed) is closed. */
+static lp_err open_listener(int inherited, struct lp_addr *addr, int *fd, char *err, size_t errlen)
+{
+    if (inherited >= 0 && lp_upgrade_fd_fits(inherited, addr)) {
+        *fd = inherited;
+        return LP_OK;
+    }
+    if (inherited >= 0) {
+        lp_info("listen changed: the tunnel port inherited from the previous binary is closed");
+        close(inherited);
+    }
+    return lp_net_listen(addr, fd, err, errlen);
+}
+
 lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct lp_server **sp)
+{
+    return lp_server_new_on(rt, cfg, -1, sp);
+}
+
+lp_err lp_server_new_on(struct lp_runtime *rt, const struct lp_config *cfg, int inherited,
+                        struct lp_server **sp)
 {
     char host[LP_ADDR_MAX], err[256], name[64];
     uint16_t port;
@@ -591,11 +613,11 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
     *sp = NULL;
     if (lp_parse_hostport(cfg->listen, host, sizeof(host), &port) != LP_OK) {
         lp_error("listen address \"%s\" is not HOST:PORT", cfg->listen);
-        return LP_ERR_INVALID;
+        goto refused;
     }
     if (lp_net_resolve(host, port, &addr, err, sizeof(err)) != LP_OK) {
         lp_error("listen: %s", err);
-        return LP_ERR_INVALID;
+        goto refused;
     }
     struct lp_admit_config ac = {
         .max_pending = cfg->limits.max_pending,
@@ -604,15 +626,15 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
         .penalty_max = 10000,
     };
     if ((srv = calloc(1, sizeof(*srv))) == NULL)
-        return LP_ERR_NOMEM;
+        goto refused;
     srv->rt = rt;
     srv->cfg = cfg;
     set_fd_share(srv);
     if (lp_admit_new(&ac, &srv->admit) != LP_OK) {
         free(srv);
-        return LP_ERR_NOMEM;
+        goto refused;
     }
-    rc = lp_net_listen(&addr, &srv->lfd, err, sizeof(err));
+    rc = open_listener(inherited, &addr, &srv->lfd, err, sizeof(err));
     /* The kernel's pick for port 0 is what the log line (and whoever reads it) must name. */
     if (rc == LP_OK && lp_net_local_addr(srv->lfd, &addr) != LP_OK)
         rc = lp_errf(LP_ERR_IO, err, sizeof(err), "listen: cannot read the address bound: %s",
@@ -634,6 +656,10 @@ lp_err lp_server_new(struct lp_runtime *rt, const struct lp_config *cfg, struct 
     lp_info("listening on %s", lp_net_addr_str(&addr, name, sizeof(name)));
     *sp = srv;
     return LP_OK;
+refused:
+    if (inherited >= 0)
+        close(inherited);
+    return LP_ERR_INVALID;
 }
 
 void lp_server_reconfigure(struct lp_server *srv, const struct lp_config *cfg)
@@ -719,4 +745,43 @@ void lp_server_free(struct lp_server *srv)
     lp_admit_free(srv->admit);
     srv->rt->stream_room = NULL;
     free(srv);
+}
+
+/* ---- upgrade in place ------------------------------------------------------------------------ */
+
+int lp_server_fd(const struct lp_server *srv)
+{
+    return srv->lfd;
+}
+
+lp_err lp_server_restore_session(struct lp_server *srv, lp_pipe *pipe, lp_mux *mux,
+                                 const char *identity, lp_time ttl_left, struct lp_session **out)
+{
+    struct lp_session *s;
+    lp_err rc = lp_session_adopt(srv->rt, srv->cfg, &server_hooks, srv, pipe, mux, &s);
+
+    *out = NULL;
+    if (rc != LP_OK)
+        return rc;
+    ev_timer_init(&s->ttl, ttl_cb, 0., 0.);
+    snprintf(s->identity, sizeof(s->identity), "%s", identity);
+    s->next = srv->sessions;
+    if (srv->sessions)
+        srv->sessions->prev = s;
+    srv->sessions = s;
+    srv->nsessions++;
+    /* Detached, as every session is after the hand-over: the client resumes or the ttl ends
+     * it, as after any link drop. */
+    ev_timer_set(&s->ttl, (double)LP_MIN(ttl_left, srv->cfg->session.ttl) / 1000.0, 0.);
+    ev_timer_start(srv->rt->loop, &s->ttl);
+    *out = s;
+    return LP_OK;
+}
+
+lp_time lp_server_ttl_left(const struct lp_session *s)
+{
+    if (lp_session_attached(s) || !ev_is_active(&s->ttl))
+        return s->cfg->session.ttl;
+    double left = ev_timer_remaining(s->rt->loop, (ev_timer *)&s->ttl);
+    return left <= 0 ? 0 : (lp_time)(left * 1000.0);
 }

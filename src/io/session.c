@@ -167,27 +167,42 @@ static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void link_read_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void link_write_cb(struct ev_loop *loop, ev_io *w, int revents);
 
-lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool is_client,
-                      const struct lp_session_hooks *hooks, void *owner, struct lp_session **sp)
+void lp_session_core_config(const struct lp_config *cfg, struct lp_pipe_config *pc,
+                            struct lp_mux_config *mc)
 {
-    lp_err rc = LP_ERR_NOMEM;
-    struct lp_session *s = NULL;
-    struct lp_pipe_config pc = {
+    *pc = (struct lp_pipe_config){
         .replay_buffer = cfg->session.replay_buffer,
         .ack_every = cfg->session.ack_every,
         .ack_delay = cfg->session.ack_delay,
         .heartbeat = cfg->session.heartbeat,
         .dead_after = cfg->session.dead_after,
     };
-    struct lp_mux_config mc = {
+    *mc = (struct lp_mux_config){
         .stream_window = (uint32_t)cfg->session.stream_window,
         .receive_buffer = cfg->session.receive_buffer,
         .max_streams = cfg->session.max_streams,
     };
+}
 
+/* A session around pipe and mux (taken, both NULL or both set) or, when NULL, new ones. */
+static lp_err session_make(struct lp_runtime *rt, const struct lp_config *cfg, bool is_client,
+                           const struct lp_session_hooks *hooks, void *owner, lp_pipe *pipe,
+                           lp_mux *mux, struct lp_session **sp)
+{
+    lp_err rc = LP_ERR_NOMEM;
+    struct lp_session *s = NULL;
+    struct lp_pipe_config pc;
+    struct lp_mux_config mc;
+
+    lp_session_core_config(cfg, &pc, &mc);
     *sp = NULL;
-    if ((s = calloc(1, sizeof(*s))) == NULL)
+    if ((s = calloc(1, sizeof(*s))) == NULL) {
+        lp_mux_free(mux);
+        lp_pipe_free(pipe);
         goto out;
+    }
+    s->pipe = pipe;
+    s->mux = mux;
     s->rt = rt;
     s->cfg = cfg;
     if (rt->cfg_hold != NULL) {
@@ -202,10 +217,11 @@ lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool i
     ev_io_init(&s->rio, link_read_cb, -1, EV_READ);
     ev_io_init(&s->wio, link_write_cb, -1, EV_WRITE);
     ev_timer_init(&s->deadline, deadline_cb, 0., 0.);
-    if ((rc = lp_pipe_new(&pc, is_client, &s->pipe)) != LP_OK)
+    if (s->pipe == NULL && (rc = lp_pipe_new(&pc, is_client, &s->pipe)) != LP_OK)
         goto out;
-    if ((rc = lp_mux_new(&mc, s->pipe, is_client, &s->mux)) != LP_OK)
+    if (s->mux == NULL && (rc = lp_mux_new(&mc, s->pipe, is_client, &s->mux)) != LP_OK)
         goto out;
+    rc = LP_OK;
     lp_session_retag(s);
     s->created = s->down_since = lp_now();
     s->all_next = rt->all;
@@ -219,6 +235,19 @@ out:
     if (s)
         free_session(s);
     return rc;
+}
+
+lp_err lp_session_new(struct lp_runtime *rt, const struct lp_config *cfg, bool is_client,
+                      const struct lp_session_hooks *hooks, void *owner, struct lp_session **sp)
+{
+    return session_make(rt, cfg, is_client, hooks, owner, NULL, NULL, sp);
+}
+
+lp_err lp_session_adopt(struct lp_runtime *rt, const struct lp_config *cfg,
+                        const struct lp_session_hooks *hooks, void *owner, lp_pipe *pipe,
+                        lp_mux *mux, struct lp_session **sp)
+{
+    return session_make(rt, cfg, false, hooks, owner, pipe, mux, sp);
 }
 
 void lp_session_retag(struct lp_session *s)
@@ -394,6 +423,12 @@ static void link_write_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)revents;
     flush_output(s);
     lp_session_dirty(s);
+}
+
+void lp_session_flush(struct lp_session *s)
+{
+    if (!s->closing)
+        flush_output(s);
 }
 
 bool lp_session_flushed(struct lp_session *s)

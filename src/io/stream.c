@@ -736,3 +736,84 @@ void lp_stream_on_event(struct lp_session *s, const struct lp_mux_event *ev)
         break;
     }
 }
+
+/* ---- upgrade in place ------------------------------------------------------------------------ */
+
+bool lp_stream_image(const struct lp_stream *st, struct lp_stream_image *img)
+{
+    static const enum lp_stream_phase phases[] = {
+        [ST_RESOLVING] = LP_STREAM_RESOLVING,
+        [ST_DIALING] = LP_STREAM_DIALING,
+        [ST_OPENING] = LP_STREAM_OPENING,
+        [ST_OPEN] = LP_STREAM_OPEN,
+    };
+
+    if (st->hooks != NULL || st->wfd != st->fd)
+        return false;
+    *img = (struct lp_stream_image){
+        .id = st->id,
+        .phase = phases[st->state],
+        .fd = st->fd,
+        .read_eof = st->read_eof,
+        .write_shut = st->write_shut,
+        .kind = st->kind,
+        .up = st->up,
+        .down = st->down,
+        .timer_left = LP_TIME_NEVER,
+        .target = st->target,
+        .shown = st->shown,
+    };
+    if (ev_is_active(&st->timer)) {
+        double left = ev_timer_remaining(st->s->rt->loop, (ev_timer *)&st->timer);
+        img->timer_left = left <= 0 ? 0 : (lp_time)(left * 1000.0);
+    }
+    return true;
+}
+
+/* A resolve the previous binary had in flight starts again (its thread did not survive). */
+static lp_err restart_resolve(struct lp_stream *st)
+{
+    char host[LP_ADDR_MAX];
+    uint16_t port;
+
+    if (st->target == NULL || lp_parse_hostport(st->target, host, sizeof(host), &port) != LP_OK)
+        return LP_ERR_INVALID;
+    return lp_resolve_start(&st->s->rt->resolver, host, port, dial_resolved, st, &st->lookup);
+}
+
+lp_err lp_stream_restore(struct lp_session *s, const struct lp_stream_image *img)
+{
+    static const enum stream_state states[] = {
+        [LP_STREAM_RESOLVING] = ST_RESOLVING,
+        [LP_STREAM_DIALING] = ST_DIALING,
+        [LP_STREAM_OPENING] = ST_OPENING,
+        [LP_STREAM_OPEN] = ST_OPEN,
+    };
+    struct lp_stream *st = stream_new(s, img->id, img->fd, states[img->phase]);
+
+    if (st == NULL)
+        return LP_ERR_NOMEM;
+    describe(st, img->kind, img->shown, strlen(img->shown));
+    st->read_eof = img->read_eof;
+    st->write_shut = img->write_shut;
+    st->up = img->up;
+    st->down = img->down;
+    if (img->target != NULL && (st->target = strdup(img->target)) == NULL) {
+        st->fd = st->wfd = -1; /* still the caller's */
+        refuse(st, LP_RST_INTERNAL, "out of memory");
+        return LP_ERR_NOMEM;
+    }
+    if (img->timer_left != LP_TIME_NEVER)
+        start_timer(st, img->timer_left);
+    if (st->state == ST_RESOLVING && restart_resolve(st) != LP_OK) {
+        refuse(st, LP_RST_INTERNAL, "cannot start a name lookup");
+        return LP_OK; /* the peer hears of it; the stream is over, not the restore */
+    }
+    if (st->state == ST_DIALING)
+        ev_io_start(s->rt->loop, &st->wio);
+    if ((st->state == ST_OPEN || st->state == ST_OPENING) && !st->read_eof)
+        ev_io_start(s->rt->loop, &st->rio);
+    if (st->state == ST_OPEN)
+        pump_down(st); /* what the mux held for the socket */
+    return LP_OK;
+}

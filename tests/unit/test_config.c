@@ -170,6 +170,7 @@ static const struct key_case {
     {"control.path", "/run/user/1000/limpet/x.sock", 0, "/run/user/1000/limpet/x.sock"},
     {"metrics.listen", "\"[::1]:9464\"", 0, "[::1]:9464"},
     {"metrics.allow_remote", "true", 1, NULL},
+    {"upgrade.binary", "/usr/local/bin/limpet", 0, "/usr/local/bin/limpet"},
 };
 #define KEY_CASES (sizeof(key_cases) / sizeof(key_cases[0]))
 
@@ -189,6 +190,7 @@ static const char *str_field(const struct lp_config *c, const char *key)
         {"server_fingerprint", c->server_fingerprint},
         {"control.path", c->control.path},
         {"metrics.listen", c->metrics.listen},
+        {"upgrade.binary", c->upgrade.binary},
     };
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
         if (strcmp(f[i].key, key) == 0)
@@ -243,6 +245,7 @@ static void check_defaults(const struct lp_config *c)
     assert_string_equal(c->control.path, "");
     assert_string_equal(c->metrics.listen, "");
     assert_false(c->metrics.allow_remote);
+    assert_string_equal(c->upgrade.binary, "");
     assert_null(c->auth.clients);
     assert_int_equal(c->auth.n_clients, 0);
 }
@@ -258,6 +261,7 @@ static void copy_optional(struct lp_config *dst, const struct lp_config *src)
     memcpy(dst->server_fingerprint, src->server_fingerprint, sizeof(dst->server_fingerprint));
     memcpy(dst->control.path, src->control.path, sizeof(dst->control.path));
     memcpy(dst->metrics.listen, src->metrics.listen, sizeof(dst->metrics.listen));
+    memcpy(dst->upgrade.binary, src->upgrade.binary, sizeof(dst->upgrade.binary));
     dst->auth = src->auth;
 }
 

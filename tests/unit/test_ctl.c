@@ -233,6 +233,38 @@ static void test_ctl_text_shows_each_session_with_its_streams(void **state)
     json_decref(doc);
 }
 
+/* A server upgraded in place says so on its first line's heels, and counts it for Prometheus. */
+static void test_ctl_an_upgraded_server_shows_its_upgrades_and_counts_them(void **state)
+{
+    json_t *doc = sample_doc(), *p;
+    char *t, *m;
+    (void)state;
+
+    t = lp_ctl_render_text(doc);
+    assert_non_null(t);
+    assert_null(strstr(t, "upgraded")); /* none yet: nothing said */
+    free(t);
+    p = json_object_get(doc, "process");
+    json_object_set_new(p, "upgrades", json_integer(3));
+    json_object_set_new(p, "upgrade_failures", json_integer(1));
+    json_object_set_new(p, "sessions_restored", json_integer(7));
+    json_object_set_new(p, "last_upgrade_ms", json_integer(12000));
+    t = lp_ctl_render_text(doc);
+    m = lp_ctl_render_metrics(doc);
+    assert_non_null(t);
+    assert_non_null(m);
+    assert_non_null(
+        strstr(t, "handshakes refused\nmemory buffered 3.0 MiB of 1.0 GiB (limits.memory)\n"
+                  "  upgraded in place 3 times (1 failed), the "
+                  "last 12.0s ago; 7 sessions restored\n"));
+    assert_true(sample_value(m, "limpet_upgrades_total") == 3);
+    assert_true(sample_value(m, "limpet_upgrade_failures_total") == 1);
+    assert_true(sample_value(m, "limpet_sessions_restored_total") == 7);
+    free(t);
+    free(m);
+    json_decref(doc);
+}
+
 /* ---- the snapshot of a runtime -------------------------------------------------------------- */
 
 static void test_ctl_snapshot_lists_a_new_session_as_detached(void **state)
@@ -257,6 +289,8 @@ static void test_ctl_snapshot_lists_a_new_session_as_detached(void **state)
     assert_int_equal(json_integer_value(json_object_get(p, "bytes_in")), 7);
     assert_int_equal(json_array_size(json_object_get(json_object_get(p, "resume_ms"), "buckets")),
                      LP_HIST_BOUNDS);
+    assert_int_equal(json_integer_value(json_object_get(p, "upgrades")), 0);
+    assert_true(json_is_null(json_object_get(p, "last_upgrade_ms"))); /* never upgraded */
     assert_int_equal(json_array_size(ss), 1);
     json_t *js = json_array_get(ss, 0);
     assert_string_equal(json_string_value(json_object_get(js, "state")), "detached");
@@ -288,6 +322,7 @@ int main(void)
         cmocka_unit_test(test_ctl_metrics_histogram_is_in_seconds_and_ends_at_inf),
         cmocka_unit_test(test_ctl_renderers_take_an_empty_document),
         cmocka_unit_test(test_ctl_text_shows_each_session_with_its_streams),
+        cmocka_unit_test(test_ctl_an_upgraded_server_shows_its_upgrades_and_counts_them),
         cmocka_unit_test(test_ctl_snapshot_lists_a_new_session_as_detached),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -612,10 +612,54 @@ static void test_lines_feed_hands_over_every_line_and_too_long_in_order(void **s
     lp_lines_free(&l);
 }
 
+/* Upgrade in place: a partial line taken back goes on as if the bytes had never left. */
+static void test_lines_restore_goes_on_where_the_partial_line_left_off(void **state)
+{
+    struct lp_lines l;
+    struct seen s = {0};
+    (void)state;
+
+    lp_lines_init(&l, 16);
+    assert_int_equal(lp_lines_restore(&l, (const uint8_t *)"{\"a\":", 5, false), LP_OK);
+    assert_int_equal(lp_lines_pending(&l), 5);
+    feed(&l, &s, (const uint8_t *)"1}\nnext\n", 8);
+    assert_int_equal(s.count, 2);
+    assert_string_equal(s.text[0], "{\"a\":1}");
+    assert_string_equal(s.text[1], "next");
+    lp_lines_free(&l);
+
+    /* inside a too-long line: the rest of it is skipped without a second report */
+    memset(&s, 0, sizeof(s));
+    lp_lines_init(&l, 16);
+    assert_int_equal(lp_lines_restore(&l, NULL, 0, true), LP_OK);
+    feed(&l, &s, (const uint8_t *)"tail of it\nok\n", 14);
+    assert_int_equal(s.count, 1);
+    assert_string_equal(s.text[0], "ok");
+    lp_lines_free(&l);
+
+    /* a partial line longer than a lowered max is skipped to its end */
+    memset(&s, 0, sizeof(s));
+    lp_lines_init(&l, 4);
+    assert_int_equal(lp_lines_restore(&l, (const uint8_t *)"0123456789", 10, false), LP_OK);
+    assert_int_equal(lp_lines_pending(&l), 0);
+    feed(&l, &s, (const uint8_t *)"ab\ncd\n", 6);
+    assert_int_equal(s.count, 1);
+    assert_string_equal(s.text[0], "cd");
+    lp_lines_free(&l);
+
+    /* what no lp_lines can have held is refused */
+    lp_lines_init(&l, 16);
+    assert_int_equal(lp_lines_restore(&l, (const uint8_t *)"a\nb", 3, false), LP_ERR_MALFORMED);
+    assert_int_equal(lp_lines_restore(&l, (const uint8_t *)"ab", 2, true), LP_ERR_MALFORMED);
+    assert_int_equal(lp_lines_pending(&l), 0);
+    lp_lines_free(&l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lines_points_into_data_when_whole_line_is_there),
+        cmocka_unit_test(test_lines_restore_goes_on_where_the_partial_line_left_off),
         cmocka_unit_test(test_lines_come_out_the_same_at_every_cut_point),
         cmocka_unit_test(test_lines_accepts_exactly_max_and_reports_max_plus_one_once),
         cmocka_unit_test(test_lines_reports_too_long_as_soon_as_known_then_skips_to_newline),
