@@ -284,6 +284,8 @@ class Conn:
 
 
 class Relay:
+    source = ""  # local address to connect to the target from ("" = the kernel's choice)
+
     def __init__(self, listen, target, mode="none", every_ms=0, throttle=0, control=None,
                  quiet=False, seed=None, out=None, log=None):
         if mode not in MODES:
@@ -478,6 +480,8 @@ class Relay:
             server = socket.socket(fam, socket.SOCK_STREAM)
             server.setblocking(False)
             server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.source:  # the address the target sees (e.g. 127.0.0.2 behind HAProxy)
+                server.bind((self.source, 0))
             conn = Conn(self.next_cid, client, server, peer, self.throttle)
             self.next_cid += 1
             self.conns[conn.cid] = conn
@@ -881,6 +885,8 @@ def main(argv=None):
     ap.add_argument("--control", metavar="HOST:PORT", help="line-protocol control port")
     ap.add_argument("--seed", type=int, default=None, help="seed for where midframe cuts land")
     ap.add_argument("--quiet", action="store_true", help="no per-event log on stderr")
+    ap.add_argument("--source", default="", metavar="ADDR",
+                    help="connect to the target from this local address")
     args = ap.parse_args(argv)
     try:
         listen = parse_hostport(args.listen)
@@ -892,6 +898,7 @@ def main(argv=None):
         ap.error("--every and --throttle must be >= 0")
     relay = Relay(listen, target, mode=args.mode, every_ms=args.every, throttle=args.throttle,
                   control=control, quiet=args.quiet, seed=args.seed)
+    relay.source = args.source
     try:
         relay.bind()
     except OSError as e:

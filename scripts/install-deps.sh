@@ -32,6 +32,8 @@ PACKAGES=(
     nftables systemd
     # bench: the relays and tunnels limpet is compared with
     stunnel4 openssl openssh-server openssh-client
+    # several servers: tests/e2e/test_haproxy.py runs HAProxy (never as a service) in front
+    haproxy
     # man pages (checked with mandoc -Tlint and groff -ww), make install, the Debian package
     mandoc groff-base pkgconf git debhelper dpkg-dev lintian
     # scripts/container-check.sh: a bookworm base image made with debootstrap, run by podman

@@ -23,6 +23,7 @@
 #include <stdio.h>
 
 #include "limpet/base.h"
+#include "limpet/cidr.h"
 #include "limpet/err.h"
 #include "limpet/fwdspec.h"
 #include "limpet/log.h"
@@ -80,7 +81,24 @@ struct lp_config {
         /* tls.rekey_after (1GiB), 64KiB..64GiB: a link that carried this many bytes one way
          * under its keys is replaced by a new handshake (the client dials, the session resumes) */
         size_t rekey_after;
+        /* tls.sni: client: the name sent as SNI on a first connection, "" = the host part of
+         * `server`; a resume sends "NODE." before it (the node id from WELCOME) */
+        char sni[LP_ADDR_MAX];
     } tls;
+    struct {
+        /* node.id: server: this node's id, told to clients in WELCOME (a DNS label, 1..63 of
+         * [a-z0-9-]); "" in the file = from the host name (lp_config_finish fills it in) */
+        char id[LP_NODE_ID_BUF];
+    } node;
+    struct {
+        char listen[LP_ADDR_MAX]; /* proxy_protocol.listen: a tunnel listener behind a
+                                     balancer (PROXY v2 header first), "" = off */
+        /* proxy_protocol.trusted: addresses/ranges allowed to send PROXY headers, separated
+         * by commas or spaces (a YAML list is joined so); parsed into trusted_list by
+         * lp_config_finish */
+        char trusted[512];
+        struct lp_cidr_list trusted_list;
+    } proxy_protocol;
     char identity[LP_IDENTITY_MAX + 1]; /* identity: client's name at the server ("") */
     char psk_file[LP_ADDR_MAX];         /* psk_file: client's pre-shared key file ("") */
     /* server_fingerprint: the client's pin of the server certificate. Accepted as "sha256:"

@@ -60,6 +60,8 @@ enum lp_hs_reason {
     LP_HS_CLOSED,    /* the peer closed (or the socket failed) mid-handshake */
     LP_HS_ADMISSION, /* refused at accept: too many unauthenticated connections */
     LP_HS_EVICTED,   /* dropped, not yet authenticated, to make room for a newer one */
+    LP_HS_PROXY,     /* PROXY listener: untrusted source, bad or missing PROXY v2 header; or
+                        a PROXY header on the plain listener */
     LP_HS_REJECT_VERSION,
     LP_HS_REJECT_SESSION_UNKNOWN,
     LP_HS_REJECT_SEQ,

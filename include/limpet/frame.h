@@ -17,6 +17,7 @@
 #ifndef LIMPET_FRAME_H
 #define LIMPET_FRAME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -137,6 +138,8 @@ struct lp_text { /* RST, REJECT, GOODBYE, BIND_FAIL */
     size_t msg_len;     /* <= LP_FRAME_MAX_TEXT */
 };
 
+#define LP_HELLO_NODE 0x0002u /* flags: send me the node id in WELCOME (section 2.4) */
+
 struct lp_hello {
     uint32_t magic;
     uint16_t version;
@@ -147,6 +150,11 @@ struct lp_hello {
 };
 
 #define LP_WELCOME_RESUMED 0x0001u /* flags: this WELCOME resumes a session */
+#define LP_WELCOME_NODE 0x0002u    /* flags: node_len u8 | node[node_len] follow the 68 bytes */
+#define LP_NODE_ID_MAX 63u         /* a node id is one DNS label: 1..63 of [a-z0-9-] */
+
+/* True when id[0..n) is a valid node id: 1..LP_NODE_ID_MAX bytes of [a-z0-9-]. */
+bool lp_node_id_ok(const uint8_t *id, size_t n);
 
 struct lp_welcome {
     uint16_t version;
@@ -156,6 +164,11 @@ struct lp_welcome {
     uint64_t rx_seq;             /* server's rx_seq: where the client replays from */
     uint32_t heartbeat_ms;       /* server's heartbeat, for information */
     uint32_t dead_after_ms;
+    /* With LP_WELCOME_NODE: the id of the node that holds the session (the client sends it
+     * back in its TLS SNI on resume, so a balancer routes the resume home). Borrowed from the
+     * decoded buffer; node_len 0 without the flag. */
+    const uint8_t *node;
+    size_t node_len;
 };
 
 /* Each decode takes a frame already accepted by lp_frame_decode of the matching type. */

@@ -82,6 +82,14 @@ void lp_pipe_set_identity(lp_pipe *p, const uint8_t id[LP_SESSION_ID_LEN],
 const uint8_t *lp_pipe_session_id(const lp_pipe *p);
 const uint8_t *lp_pipe_token(const lp_pipe *p);
 
+/* Server: this node's id (lp_node_id_ok), sent in WELCOME when the client's HELLO asks for
+ * it (LP_HELLO_NODE; every client of this version does). Copies it; an invalid id is ignored
+ * and LP_ERR_INVALID returned. */
+LP_MUST_USE lp_err lp_pipe_set_node(lp_pipe *p, const char *node);
+/* Client: the node id the last WELCOME named, "" if the server sent none (an older server).
+ * Server: its own. Borrowed, NUL-terminated, valid until the next call on the pipe. */
+const char *lp_pipe_node(const lp_pipe *p);
+
 enum lp_pipe_state lp_pipe_state(const lp_pipe *p);
 uint64_t lp_pipe_generation(const lp_pipe *p);
 uint64_t lp_pipe_tx_seq(const lp_pipe *p);

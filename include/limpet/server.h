@@ -25,6 +25,10 @@ void lp_server_reconfigure(struct lp_server *srv, const struct lp_config *cfg);
  * streams the new allow-lists no longer permit. Returns the sessions ended. NULL-safe. */
 size_t lp_server_revoke(struct lp_server *srv,
                         const char *(*revoked)(void *user, const char *identity), void *user);
+/* SIGUSR1: take no new sessions (REJECT LIMIT "draining", which clients retry and a
+ * balancer sends elsewhere) while resumes of the sessions held here go on; status shows it.
+ * Idempotent; NULL-safe. */
+void lp_server_drain(struct lp_server *srv);
 /* Ends every session with GOODBYE (best effort) and stops the loop. */
 void lp_server_stop(struct lp_server *srv);
 void lp_server_free(struct lp_server *srv);

@@ -72,6 +72,10 @@ struct lp_runtime {
      * lp_session_new, unlinked when freed; closing ones are skipped by readers). */
     struct lp_session *all;
     struct lp_stats stats;
+    /* Server: SIGUSR1 asked it to take no new sessions (REJECT LIMIT "draining") while its
+     * own keep resuming; shown by status and metrics. */
+    bool draining;
+    char node[64]; /* server: node.id, as status shows it; "" in clients */
 };
 
 void lp_runtime_init(struct lp_runtime *rt, struct ev_loop *loop);

@@ -90,6 +90,11 @@ bool lp_tls_prefers_aes_gcm(void);
  * it after lp_tls_free). conf is borrowed and must outlive it. */
 LP_MUST_USE lp_err lp_tls_new(lp_tls_conf *conf, int fd, lp_tls **out);
 void lp_tls_free(lp_tls *t);
+/* Client, before the handshake: the server name sent in the ClientHello (SNI), so that a
+ * balancer in front of several servers can route on it. Routing only: limpet authenticates by
+ * PSK or pinned fingerprint, never by name, so a name that does not match the certificate
+ * does not fail the handshake. Copies name. */
+LP_MUST_USE lp_err lp_tls_set_sni(lp_tls *t, const char *name);
 
 /* Drives the handshake. LP_OK when done; LP_ERR_TRUNCATED to wait for the socket;
  * LP_ERR_AUTH when the peer's key, identity or certificate was refused; other errors for a

@@ -4,8 +4,10 @@
  * Everything about a key lives in one row of `keys[]`: its dotted name, type, field, range and
  * help. The YAML loader (config_yaml.c) reaches the table only through config_internal.h.
  */
+#include "limpet/cidr.h"
 #include "limpet/config.h"
 #include "limpet/config_load.h"
+#include "limpet/frame.h"
 #include "limpet/fingerprint.h"
 #include "limpet/mux.h"
 
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "config_internal.h"
 #include "limpet/fwdspec.h"
@@ -40,7 +43,9 @@ enum key_type {
     T_LOG_FORMAT,
     T_RECORD_LAYER,
     T_IDENTITY,
-    T_FINGERPRINT
+    T_FINGERPRINT,
+    T_NODE_ID,
+    T_CIDR_LIST
 };
 
 struct cfg_key {
@@ -135,6 +140,18 @@ static const struct cfg_key keys[] = {
                  "who seals the records after the handshake: openssl (libcrypto, fast) or mbedtls"),
     SIZE("tls.rekey_after", tls.rekey_after, KIB(64), GIB(64),
          "bytes one way before the client replaces the link by a new handshake"),
+    STRING("tls.sni", tls.sni,
+           "client: TLS server name of a first connection; unset = the host part of server; "
+           "a resume sends NODE.NAME so a balancer routes it home"),
+    TEXT("node.id", T_NODE_ID, node.id,
+         "server: this node's id, told to clients in WELCOME (1..63 of a-z, 0-9, '-'); "
+         "unset = the host name, lowercased, other characters as '-'"),
+    ADDRESS("proxy_protocol.listen", proxy_protocol.listen,
+            "server: a second tunnel listener for a balancer: every connection must come from "
+            "proxy_protocol.trusted and start with a PROXY v2 header; unset = off"),
+    TEXT("proxy_protocol.trusted", T_CIDR_LIST, proxy_protocol.trusted,
+         "server: balancers allowed on proxy_protocol.listen: addresses or ADDR/BITS ranges, "
+         "IPv4 or IPv6, a list (or separated by commas)"),
     TEXT("identity", T_IDENTITY, identity, "client: the name the server knows this client by"),
     STRING("psk_file", psk_file, "client: pre-shared key file (64 hex digits, mode 0600)"),
     TEXT("server_fingerprint", T_FINGERPRINT, server_fingerprint,
@@ -380,6 +397,10 @@ static const char *type_wants(enum key_type t)
         return "openssl or mbedtls";
     case T_IDENTITY:
         return CFG_IDENTITY_WANTS;
+    case T_NODE_ID:
+        return "a DNS label: 1..63 of a-z, 0-9 and '-'";
+    case T_CIDR_LIST:
+        return "addresses or ADDR/BITS ranges (\"127.0.0.1\", \"10.0.0.0/8\", \"::1\")";
     case T_FINGERPRINT:
         return CFG_FINGERPRINT_WANTS;
     }
@@ -509,6 +530,16 @@ static lp_err set_text(const struct cfg_key *k, const char *text, const char *sh
     }
     if (k->type == T_IDENTITY)
         ok = cfg_identity_ok(text, n);
+    if (k->type == T_NODE_ID)
+        ok = lp_node_id_ok((const uint8_t *)text, n);
+    if (k->type == T_CIDR_LIST) {
+        static struct lp_cidr_list scratch; /* too big for the stack of a deep call */
+        char reason[160];
+        if (lp_cidr_list_parse(text, &scratch, reason, sizeof(reason)) != LP_OK) {
+            snprintf(msg, len, "%s", reason);
+            return LP_ERR_INVALID;
+        }
+    }
     if (ok && n >= k->max) {
         snprintf(msg, len, "value is too long (%zu bytes, at most %u)", n, (unsigned)k->max - 1);
         return LP_ERR_INVALID;
@@ -558,6 +589,8 @@ lp_err cfg_set_value(const struct cfg_key *k, const char *text, size_t n, struct
     case T_ADDRESS:
     case T_IDENTITY:
     case T_FINGERPRINT:
+    case T_NODE_ID:
+    case T_CIDR_LIST:
         return set_text(k, value, shown, c, msg, len);
     }
     return LP_ERR_INVALID;
@@ -596,6 +629,11 @@ const char *cfg_key_wants(const struct cfg_key *k)
 bool cfg_key_is_address(const struct cfg_key *k)
 {
     return k->type == T_ADDRESS;
+}
+
+bool cfg_key_is_list(const struct cfg_key *k)
+{
+    return k->type == T_CIDR_LIST;
 }
 
 bool cfg_is_section(const char *path)
@@ -702,6 +740,38 @@ static lp_err finish_security(const struct lp_config *c, char *err, size_t errle
     return LP_OK;
 }
 
+/* The keys that place this server among several behind a balancer (README "Several
+ * servers"). */
+static lp_err finish_scale_out(struct lp_config *c, char *err, size_t errlen)
+{
+    char why[160], host[256] = "";
+
+    if (c->node.id[0] == '\0') {
+        if (gethostname(host, sizeof(host) - 1) != 0)
+            host[0] = '\0';
+        lp_node_id_from_host(host, c->node.id);
+    }
+    for (const char *p = c->tls.sni; *p; p++) {
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '.')) {
+            snprintf(err, errlen, "tls.sni: a host name has only letters, digits, '-' and '.'");
+            return LP_ERR_INVALID;
+        }
+    }
+    if (lp_cidr_list_parse(c->proxy_protocol.trusted, &c->proxy_protocol.trusted_list, why,
+                           sizeof(why)) != LP_OK) {
+        snprintf(err, errlen, "proxy_protocol.trusted: %s", why);
+        return LP_ERR_INVALID;
+    }
+    if (c->proxy_protocol.listen[0] != '\0' && c->proxy_protocol.trusted_list.n == 0) {
+        snprintf(err, errlen,
+                 "proxy_protocol.trusted: set it with proxy_protocol.listen (the balancers' "
+                 "addresses): a PROXY header from anyone else is refused");
+        return LP_ERR_INVALID;
+    }
+    return LP_OK;
+}
+
 lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen)
 {
     char a[32], b[32];
@@ -722,6 +792,8 @@ lp_err lp_config_finish(struct lp_config *c, char *err, size_t errlen)
         snprintf(err, errlen, "reconnect.initial_delay: %s exceeds reconnect.max_delay %s", a, b);
         return LP_ERR_INVALID;
     }
+    if (finish_scale_out(c, err, errlen) != LP_OK)
+        return LP_ERR_INVALID;
     return finish_security(c, err, errlen);
 }
 
@@ -765,6 +837,8 @@ static void format_value(char *buf, size_t len, const struct cfg_key *k, const s
     case T_ADDRESS:
     case T_IDENTITY:
     case T_FINGERPRINT:
+    case T_NODE_ID:
+    case T_CIDR_LIST:
         snprintf(buf, len, "%s", field);
         return;
     }
@@ -795,6 +869,10 @@ static const char *type_name(enum key_type t)
         return "identity";
     case T_FINGERPRINT:
         return "fingerprint";
+    case T_NODE_ID:
+        return "node id";
+    case T_CIDR_LIST:
+        return "address list";
     }
     return "value";
 }
@@ -826,6 +904,8 @@ static void format_range(char *buf, size_t len, const struct cfg_key *k)
     case T_RECORD_LAYER:
     case T_IDENTITY:
     case T_FINGERPRINT:
+    case T_NODE_ID:
+    case T_CIDR_LIST:
         snprintf(buf, len, "%s", type_wants(k->type));
         return;
     }

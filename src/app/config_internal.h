@@ -50,6 +50,8 @@ const char *cfg_key_name_at(size_t i);
 const char *cfg_key_wants(const struct cfg_key *k);
 /* True for HOST:PORT keys (an unquoted IPv6 address reads as a YAML list). */
 bool cfg_key_is_address(const struct cfg_key *k);
+/* True for keys that take a list (a YAML sequence is joined with commas). */
+bool cfg_key_is_list(const struct cfg_key *k);
 /* The rows in the key table. */
 size_t cfg_key_count(void);
 /* Fills d with row i of the key table (defaults and range formatted); false past its end. */

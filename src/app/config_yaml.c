@@ -89,6 +89,47 @@ static const char *event_kind(yaml_event_type_t t)
 static lp_err load_mapping(struct loader *ld, const char *prefix);
 static lp_err load_auth(struct loader *ld, const char *path, yaml_mark_t kmark);
 
+/* A list key written as a YAML sequence of scalars: joined with commas, then checked as the
+ * one string `-o KEY=a,b` would give. The sequence's start event has been read. */
+static lp_err load_joined(struct loader *ld, const struct cfg_key *k, yaml_mark_t mark)
+{
+    char joined[512], msg[LP_CONFIG_ERR_MAX];
+    size_t used = 0;
+    const char *name = cfg_key_name(k);
+
+    joined[0] = '\0';
+    for (;;) { /* ends: every entry adds at least a byte to joined, or fails */
+        yaml_event_t ev;
+        lp_err rc = cy_next_event(ld, &ev);
+        if (rc != LP_OK)
+            return rc;
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            break;
+        }
+        size_t n = ev.type == YAML_SCALAR_EVENT ? ev.data.scalar.length : 0;
+        if (ev.type != YAML_SCALAR_EVENT || cy_is_null(&ev) || n == 0)
+            rc = cy_fail_at(ld, ev.start_mark, name, "expected %s, got %s", cfg_key_wants(k),
+                            event_kind(ev.type));
+        else if (n + 2 > sizeof(joined) - used)
+            rc = cy_fail_at(ld, ev.start_mark, name, "the list is too long (at most %zu bytes)",
+                            sizeof(joined) - 1);
+        if (rc == LP_OK) {
+            if (used > 0)
+                joined[used++] = ',';
+            memcpy(joined + used, ev.data.scalar.value, n);
+            used += n;
+            joined[used] = '\0';
+        }
+        yaml_event_delete(&ev);
+        if (rc != LP_OK)
+            return rc;
+    }
+    if (cfg_set_value(k, joined, used, &ld->work, msg, sizeof(msg)) != LP_OK)
+        return cy_fail_at(ld, mark, name, "%s", msg);
+    return LP_OK;
+}
+
 static lp_err load_leaf(struct loader *ld, const struct cfg_key *k, yaml_mark_t kmark)
 {
     yaml_event_t ev;
@@ -104,7 +145,9 @@ static lp_err load_leaf(struct loader *ld, const struct cfg_key *k, yaml_mark_t 
     ld->key_line[i] = kmark.line + 1;
     if ((rc = cy_next_event(ld, &ev)) != LP_OK)
         return rc;
-    if (ev.type != YAML_SCALAR_EVENT) {
+    if (ev.type == YAML_SEQUENCE_START_EVENT && cfg_key_is_list(k)) {
+        rc = load_joined(ld, k, ev.start_mark);
+    } else if (ev.type != YAML_SCALAR_EVENT) {
         rc = cy_fail_at(ld, ev.start_mark, name, "expected %s, got %s%s", cfg_key_wants(k),
                         event_kind(ev.type),
                         cfg_key_is_address(k) && ev.type == YAML_SEQUENCE_START_EVENT

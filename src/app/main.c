@@ -328,6 +328,21 @@ static int check_upgrade(const struct lp_config *cfg)
     return EXIT_OK;
 }
 
+/* ---- SIGUSR1: the server drains --------------------------------------------------------------- */
+
+/* No new sessions here from now on; the sessions held here keep resuming (README "Several
+ * servers"). Other commands ignore it. */
+static void usr1_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct app *a = w->data;
+    (void)loop;
+    (void)revents;
+    if (a->server && !a->stopping) {
+        lp_info("signal %d: draining", w->signum);
+        lp_server_drain(a->server);
+    }
+}
+
 /* Keys from the configuration; a missing or unsafe key file stops here with one line. */
 static int setup_tls(const struct lp_cli *cli, const struct lp_config *cfg, struct app *a)
 {
@@ -429,6 +444,7 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg, int argc, 
     struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
     struct app a;
     ev_signal sint, sterm, shup, susr2;
+    ev_signal susr1; /* server: drain */
     int code = EXIT_OK;
 
     memset(&a, 0, sizeof(a));
@@ -463,6 +479,10 @@ static int run(const struct lp_cli *cli, const struct lp_config *cfg, int argc, 
         ev_signal_start(loop, &susr2);
         ev_unref(loop);
     }
+    ev_signal_init(&susr1, usr1_cb, SIGUSR1);
+    susr1.data = &a;
+    ev_signal_start(loop, &susr1);
+    ev_unref(loop);
 
     if (cfg->insecure)
         lp_warn("running with --insecure: no TLS, no authentication; use only on a trusted "
@@ -522,6 +542,8 @@ out:
         ev_ref(loop);
         ev_signal_stop(loop, &susr2);
     }
+    ev_ref(loop);
+    ev_signal_stop(loop, &susr1);
     lp_runtime_clear(&a.rt);
     gen_free_all(&a); /* after the last session and TLS link are freed */
     ev_loop_destroy(loop);

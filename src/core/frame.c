@@ -35,6 +35,7 @@ struct frame_rule {
 #define OPEN_MAX (OPEN_FIXED + 2u * LP_FRAME_MAX_TEXT)
 #define HELLO_LEN 64u
 #define WELCOME_LEN 68u
+#define WELCOME_MAX (WELCOME_LEN + 1u + LP_NODE_ID_MAX) /* with LP_WELCOME_NODE */
 
 static const struct frame_rule rules[] = {
     {LP_FT_OPEN, ID_STREAM, OPEN_MIN, OPEN_MAX, "OPEN"},
@@ -51,7 +52,7 @@ static const struct frame_rule rules[] = {
     {LP_FT_PING, ID_LINK, 8, 8, "PING"},
     {LP_FT_PONG, ID_LINK, 8, 8, "PONG"},
     {LP_FT_HELLO, ID_LINK, HELLO_LEN, HELLO_LEN, "HELLO"},
-    {LP_FT_WELCOME, ID_LINK, WELCOME_LEN, WELCOME_LEN, "WELCOME"},
+    {LP_FT_WELCOME, ID_LINK, WELCOME_LEN, WELCOME_MAX, "WELCOME"},
     {LP_FT_REJECT, ID_LINK, TEXT_MIN, TEXT_MAX, "REJECT"},
 };
 
@@ -245,11 +246,24 @@ lp_err lp_hello_decode(const struct lp_frame *f, struct lp_hello *h, const char 
     return LP_OK;
 }
 
+bool lp_node_id_ok(const uint8_t *id, size_t n)
+{
+    if (id == NULL || n == 0 || n > LP_NODE_ID_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return false;
+    }
+    return true;
+}
+
 lp_err lp_welcome_decode(const struct lp_frame *f, struct lp_welcome *w, const char **why)
 {
     if (f->type != LP_FT_WELCOME)
         return malformed(why, "not a WELCOME frame");
     struct lp_rd r = lp_rd_init(f->payload, f->len);
+    uint8_t node_len = 0;
 
     lp_rd_u16(&r, &w->version);
     lp_rd_u16(&r, &w->flags);
@@ -258,8 +272,24 @@ lp_err lp_welcome_decode(const struct lp_frame *f, struct lp_welcome *w, const c
     lp_rd_u64(&r, &w->rx_seq);
     lp_rd_u32(&r, &w->heartbeat_ms);
     lp_rd_u32(&r, &w->dead_after_ms);
+    w->node = NULL;
+    w->node_len = 0;
+    if (r.bad)
+        return malformed(why, "WELCOME payload shorter than 68 bytes");
+    if (!(w->flags & LP_WELCOME_NODE)) {
+        /* Without the flag the payload is exactly the 68 bytes of version 1's first layout,
+         * so a peer that never asked for the node id sees nothing new. */
+        if (lp_rd_remaining(&r) != 0)
+            return malformed(why, "WELCOME payload is not exactly 68 bytes");
+        return LP_OK;
+    }
+    lp_rd_u8(&r, &node_len);
+    w->node = lp_rd_view(&r, node_len);
     if (r.bad || lp_rd_remaining(&r) != 0)
-        return malformed(why, "WELCOME payload is not exactly 68 bytes");
+        return malformed(why, "WELCOME node id does not fill the payload");
+    if (!lp_node_id_ok(w->node, node_len))
+        return malformed(why, "WELCOME node id is not 1..63 of [a-z0-9-]");
+    w->node_len = node_len;
     return LP_OK;
 }
 
@@ -380,8 +410,11 @@ size_t lp_hello_encode(uint8_t *out, size_t cap, const struct lp_hello *h)
 size_t lp_welcome_encode(uint8_t *out, size_t cap, const struct lp_welcome *w)
 {
     struct lp_wr wr = lp_wr_init(out, cap);
+    bool with_node = (w->flags & LP_WELCOME_NODE) != 0;
 
-    put_header(&wr, LP_FT_WELCOME, WELCOME_LEN, 0);
+    if (with_node && !lp_node_id_ok(w->node, w->node_len))
+        return 0;
+    put_header(&wr, LP_FT_WELCOME, WELCOME_LEN + (with_node ? 1u + w->node_len : 0u), 0);
     lp_wr_u16(&wr, w->version);
     lp_wr_u16(&wr, w->flags);
     lp_wr_bytes(&wr, w->session_id, sizeof(w->session_id));
@@ -389,6 +422,10 @@ size_t lp_welcome_encode(uint8_t *out, size_t cap, const struct lp_welcome *w)
     lp_wr_u64(&wr, w->rx_seq);
     lp_wr_u32(&wr, w->heartbeat_ms);
     lp_wr_u32(&wr, w->dead_after_ms);
+    if (with_node) {
+        lp_wr_u8(&wr, (uint8_t)w->node_len);
+        lp_wr_bytes(&wr, w->node, w->node_len);
+    }
     return finish(&wr);
 }
 

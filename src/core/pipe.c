@@ -230,6 +230,20 @@ const uint8_t *lp_pipe_token(const lp_pipe *p)
     return p->token;
 }
 
+lp_err lp_pipe_set_node(lp_pipe *p, const char *node)
+{
+    size_t n = node ? strlen(node) : 0;
+    if (!lp_node_id_ok((const uint8_t *)node, n))
+        return LP_ERR_INVALID;
+    memcpy(p->node, node, n + 1);
+    return LP_OK;
+}
+
+const char *lp_pipe_node(const lp_pipe *p)
+{
+    return p->node;
+}
+
 enum lp_pipe_state lp_pipe_state(const lp_pipe *p)
 {
     return p->state;
@@ -309,7 +323,7 @@ uint64_t lp_pipe_connect(lp_pipe *p, lp_time now)
     struct lp_hello h = {
         .magic = LP_PROTO_MAGIC,
         .version = LP_PROTO_VERSION,
-        .flags = 0,
+        .flags = LP_HELLO_NODE, /* a server that knows it says which node holds the session */
         .rx_seq = p->rx_seq,
     };
     memcpy(h.session_id, p->session_id, LP_SESSION_ID_LEN);
@@ -318,11 +332,18 @@ uint64_t lp_pipe_connect(lp_pipe *p, lp_time now)
     return p->gen;
 }
 
-static void queue_welcome(lp_pipe *p, bool resumed)
+/* The node id goes only to a client that asked for it: an older client checks that WELCOME
+ * is exactly 68 bytes. */
+static void queue_welcome(lp_pipe *p, bool resumed, bool send_node)
 {
+    uint16_t flags = resumed ? LP_WELCOME_RESUMED : 0;
+    if (send_node && p->node[0] != '\0')
+        flags |= LP_WELCOME_NODE;
     struct lp_welcome w = {
         .version = LP_PROTO_VERSION,
-        .flags = resumed ? LP_WELCOME_RESUMED : 0,
+        .flags = flags,
+        .node = (const uint8_t *)p->node,
+        .node_len = strlen(p->node),
         .rx_seq = p->rx_seq,
         .heartbeat_ms = (uint32_t)LP_MIN(p->cfg.heartbeat, (lp_time)UINT32_MAX),
         .dead_after_ms = (uint32_t)LP_MIN(p->cfg.dead_after, (lp_time)UINT32_MAX),
@@ -352,7 +373,7 @@ lp_err lp_pipe_accept(lp_pipe *p, const struct lp_hello *h, lp_time now, uint64_
     }
     bool resumed = p->was_live;
     start_link(p, now); /* a link still attached is replaced: its generation goes stale */
-    queue_welcome(p, resumed);
+    queue_welcome(p, resumed, (h->flags & LP_HELLO_NODE) != 0);
     go_live(p, h->rx_seq, resumed);
     *gen = p->gen;
     return LP_OK;
@@ -699,6 +720,9 @@ static void on_welcome(lp_pipe *p, const struct lp_frame *f)
         return;
     }
     bool resumed = !all_zero(p->session_id, LP_SESSION_ID_LEN);
+    /* w.node passed lp_node_id_ok, so it is at most LP_NODE_ID_MAX bytes with no NUL */
+    memcpy(p->node, w.node ? (const char *)w.node : "", w.node_len);
+    p->node[w.node_len] = '\0';
     if (!resumed) {
         memcpy(p->session_id, w.session_id, LP_SESSION_ID_LEN);
         memcpy(p->token, w.token, LP_TOKEN_LEN);

@@ -24,6 +24,9 @@ struct lp_pipe {
     uint64_t gen;
     uint8_t session_id[LP_SESSION_ID_LEN];
     uint8_t token[LP_TOKEN_LEN];
+    /* server: this node's id, sent in WELCOME to a HELLO that asks (LP_HELLO_NODE);
+     * client: the id the last WELCOME named. NUL-terminated, "" = none. */
+    char node[LP_NODE_ID_MAX + 1];
 
     /* transmit: the sequenced stream */
     struct lp_replay replay; /* holds [acked, tx_seq) */

@@ -180,6 +180,30 @@ static void tls_step(struct lp_client *c)
     }
 }
 
+/* Every TLS connection names the server (SNI): a first one the host it dials (or tls.sni),
+ * a resume "NODE." before that, NODE being the node the last WELCOME named, so a balancer in
+ * front of several servers can send the resume, from the ClientHello alone and from any
+ * address, to the one server that holds the session (README "Several servers"). */
+static lp_err set_sni(struct lp_client *c)
+{
+    char host[LP_ADDR_MAX], sni[LP_ADDR_MAX + LP_NODE_ID_MAX + 2];
+    uint16_t port;
+    const char *name = c->cfg->tls.sni;
+    const char *node = lp_pipe_node(c->s->pipe);
+
+    if (name[0] == '\0') {
+        if (lp_parse_hostport(c->cfg->server, host, sizeof(host), &port) != LP_OK)
+            return LP_ERR_INVALID;
+        name = host;
+    }
+    if (node[0] != '\0' && lp_pipe_state(c->s->pipe) != LP_PIPE_LOST)
+        snprintf(sni, sizeof(sni), "%s.%s", node, name);
+    else
+        snprintf(sni, sizeof(sni), "%s", name);
+    lp_debug("sess=%s TLS server name %s", c->s->tag, sni);
+    return lp_tls_set_sni(c->tls, sni);
+}
+
 static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct lp_client *c = LP_CONTAINER_OF(w, struct lp_client, cio);
@@ -200,6 +224,10 @@ static void connect_done_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
     if (lp_tls_new(c->rt->tls, c->fd, &c->tls) != LP_OK) {
         attempt_failed(c, "out of memory for TLS");
+        return;
+    }
+    if (set_sni(c) != LP_OK) {
+        attempt_failed(c, "cannot set the TLS server name");
         return;
     }
     tls_step(c);
@@ -317,6 +345,7 @@ static void on_live(struct lp_session *s, bool resumed)
     struct lp_client *c = s->owner;
     lp_time down_for = lp_now() - c->rc.down_since;
     char how[LP_TLS_IDENTITY_MAX + 64];
+    const char *node = lp_pipe_node(s->pipe); /* "" from a server without node ids */
 
     ev_timer_stop(c->rt->loop, &c->ctimer);
     lp_reconnect_live(&c->rc, c->attempt);
@@ -336,10 +365,12 @@ static void on_live(struct lp_session *s, bool resumed)
         s->reconnects++;
         s->rt->stats.resumes++;
         lp_hist_observe(&s->rt->stats.resume, down_for);
-        lp_info("sess=%s resumed (reconnect %llu, down %llums)", s->tag,
-                (unsigned long long)s->reconnects, (unsigned long long)down_for);
+        lp_info("sess=%s resumed (reconnect %llu, down %llums)%s%s", s->tag,
+                (unsigned long long)s->reconnects, (unsigned long long)down_for,
+                node[0] ? " on node " : "", node);
     } else {
-        lp_info("sess=%s established with %s (%s)", s->tag, c->cfg->server, how);
+        lp_info("sess=%s established with %s (%s)%s%s", s->tag, c->cfg->server, how,
+                node[0] ? ", node " : "", node);
     }
 }
 

@@ -130,18 +130,18 @@ static json_t *snap_session(const struct lp_session *s, lp_time now, size_t *bud
     const char *layer = s->link.tls ? lp_tls_record_layer(s->link.tls) : "";
     if (streams == NULL)
         return NULL;
-    return json_pack("{s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:I, "
-                     "s:I, s:b, s:o}",
-                     "id", s->tag, "identity", s->identity, "peer", s->peer, "state",
-                     live ? "live" : "detached", "uptime_ms", (json_int_t)(now - s->created),
-                     "detached_ms", (json_int_t)(live ? 0 : now - s->down_since), "reconnects",
-                     (json_int_t)s->reconnects, "rekeys", (json_int_t)s->rekeys, "tls_suite", suite,
-                     "record_layer", layer, "rtt_ms", (json_int_t)lp_pipe_rtt(s->pipe), "bytes_in",
-                     (json_int_t)s->bytes_in, "bytes_out", (json_int_t)s->bytes_out, "replay_used",
-                     (json_int_t)lp_pipe_buffered(s->pipe), "replay_cap",
-                     (json_int_t)s->cfg->session.replay_buffer, "streams_open",
-                     (json_int_t)s->nstreams, "streams_truncated",
-                     json_array_size(streams) < s->nstreams, "streams", streams);
+    return json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:I, "
+        "s:I, s:I, s:b, s:o}",
+        "id", s->tag, "identity", s->identity, "peer", s->peer, "node", lp_pipe_node(s->pipe),
+        "state", live ? "live" : "detached", "uptime_ms", (json_int_t)(now - s->created),
+        "detached_ms", (json_int_t)(live ? 0 : now - s->down_since), "reconnects",
+        (json_int_t)s->reconnects, "rekeys", (json_int_t)s->rekeys, "tls_suite", suite,
+        "record_layer", layer, "rtt_ms", (json_int_t)lp_pipe_rtt(s->pipe), "bytes_in",
+        (json_int_t)s->bytes_in, "bytes_out", (json_int_t)s->bytes_out, "replay_used",
+        (json_int_t)lp_pipe_buffered(s->pipe), "replay_cap",
+        (json_int_t)s->cfg->session.replay_buffer, "streams_open", (json_int_t)s->nstreams,
+        "streams_truncated", json_array_size(streams) < s->nstreams, "streams", streams);
 }
 
 static json_t *snap_hist(const struct lp_hist *h)
@@ -188,13 +188,14 @@ static json_t *snap_process(struct lp_runtime *rt, const char *role, lp_time now
         return NULL;
     }
     return json_pack(
-        "{s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
-        "s:o, s:I, s:I, s:I, s:o}",
-        "role", role, "pid", (json_int_t)getpid(), "version", LP_VERSION, "uptime_ms",
-        (json_int_t)(now - st->started), "sessions_created", (json_int_t)st->sessions_created,
-        "sessions_ended", (json_int_t)st->sessions_ended, "streams_opened",
-        (json_int_t)st->streams_opened, "streams_refused", (json_int_t)st->streams_refused,
-        "reconnects", (json_int_t)st->reconnects, "resumes", (json_int_t)st->resumes, "rekeys",
+        "{s:s, s:I, s:s, s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I, s:o, s:o, s:I, s:I, s:I, s:o}",
+        "role", role, "pid", (json_int_t)getpid(), "version", LP_VERSION, "node", rt->node,
+        "draining", (int)rt->draining, "uptime_ms", (json_int_t)(now - st->started),
+        "sessions_created", (json_int_t)st->sessions_created, "sessions_ended",
+        (json_int_t)st->sessions_ended, "streams_opened", (json_int_t)st->streams_opened,
+        "streams_refused", (json_int_t)st->streams_refused, "reconnects",
+        (json_int_t)st->reconnects, "resumes", (json_int_t)st->resumes, "rekeys",
         (json_int_t)st->rekeys, "bytes_in", (json_int_t)in, "bytes_out", (json_int_t)out,
         "mcp_processes", (json_int_t)(rt->open_mcp ? lp_mcpd_processes(rt->mcp_user) : 0),
         "memory_buffered", (json_int_t)lp_runtime_memory(rt), "memory_limit",

@@ -31,6 +31,7 @@ static const char *const reason_names[LP_HS_REASONS] = {
     [LP_HS_CLOSED] = "closed",
     [LP_HS_ADMISSION] = "admission",
     [LP_HS_EVICTED] = "evicted",
+    [LP_HS_PROXY] = "proxy",
     [LP_HS_REJECT_VERSION] = "reject_version",
     [LP_HS_REJECT_SESSION_UNKNOWN] = "reject_session_unknown",
     [LP_HS_REJECT_SEQ] = "reject_seq_out_of_range",
@@ -187,8 +188,9 @@ static void text_session(struct out *o, const json_t *s)
     const char *identity = str(s, "identity");
     bool live = strcmp(str(s, "state"), "live") == 0;
 
-    put(o, "session %s  identity %s  peer %s\n", str(s, "id"), identity[0] ? identity : "-",
-        str(s, "peer")[0] ? str(s, "peer") : "-");
+    put(o, "session %s  identity %s  peer %s%s%s\n", str(s, "id"), identity[0] ? identity : "-",
+        str(s, "peer")[0] ? str(s, "peer") : "-", str(s, "node")[0] ? "  node " : "",
+        str(s, "node"));
     if (live)
         put(o, "  state live, up %s, reconnects %llu, last rtt %llums\n",
             dur_h(a, sizeof(a), num(s, "uptime_ms")), num(s, "reconnects"), num(s, "rtt_ms"));
@@ -224,6 +226,11 @@ char *lp_ctl_render_text(const json_t *doc)
         "refused\n",
         str(p, "role"), str(p, "version"), num(p, "pid"), dur_h(a, sizeof(a), num(p, "uptime_ms")),
         json_array_size(sessions), num(p, "resumes"), num(p, "rekeys"), refused);
+    if (str(p, "node")[0])
+        put(&o, "node %s%s\n", str(p, "node"),
+            json_is_true(json_object_get(p, "draining"))
+                ? ", draining: no new sessions, its own still resume (SIGUSR1)"
+                : "");
     put(&o, "memory buffered %s", bytes_h(a, sizeof(a), num(p, "memory_buffered")));
     if (num(p, "memory_limit") > 0)
         put(&o, " of %s (limits.memory)", bytes_h(a, sizeof(a), num(p, "memory_limit")));
@@ -320,6 +327,9 @@ static void gauges(struct out *o, const json_t *doc, const json_t *p)
            "Bytes buffered for peers over the whole process: replay buffers, receive queues, "
            "MCP line queues and child pipes (held under limits.memory).");
     sample(o, "limpet_memory_buffered_bytes", num(p, "memory_buffered"));
+    family(o, "limpet_draining", "gauge",
+           "Server: 1 while draining (SIGUSR1): no new sessions, resumes of its own go on.");
+    sample(o, "limpet_draining", json_is_true(json_object_get(p, "draining")) ? 1 : 0);
     family(o, "limpet_uptime_seconds", "gauge", "Seconds since this process started.");
     put(o, "limpet_uptime_seconds %.3f\n", (double)num(p, "uptime_ms") / 1000.0);
 }
@@ -353,8 +363,8 @@ char *lp_ctl_render_metrics(const json_t *doc)
     histogram(&o, p);
     family(&o, "limpet_handshakes_refused_total", "counter",
            "Server: connections refused or dropped before they became a session, by reason "
-           "(timeout, tls_auth, tls_error, bad_hello, closed, admission, reject_*: the REJECT "
-           "code sent).");
+           "(timeout, tls_auth, tls_error, bad_hello, closed, admission, evicted, proxy, reject_*: "
+           "the REJECT code sent).");
     for (int r = 0; r < LP_HS_REASONS; r++)
         put(&o, "limpet_handshakes_refused_total{reason=\"%s\"} %llu\n",
             lp_hs_reason_name((enum lp_hs_reason)r),

@@ -20,6 +20,8 @@
 #include "limpet/admit.h"
 #include "limpet/fwdspec.h"
 #include "limpet/log.h"
+#include "limpet/proxy_listen.h"
+#include "limpet/proxyv2.h"
 #include "limpet/reverse.h"
 #include "limpet/stream.h"
 #include "limpet/upgrade.h"
@@ -31,6 +33,8 @@ struct handshake {
     struct lp_server *srv;
     struct lp_link link; /* TLS unless --insecure */
     bool tls_done;       /* the TLS handshake finished: now read HELLO */
+    bool first_read;     /* the first bytes were looked at (a PROXY header where none belongs) */
+    bool proxied;        /* came through the PROXY listener: peer is the header's client */
     char identity[LP_TLS_IDENTITY_MAX + 80];
     struct lp_addr peer;
     uint8_t src[16]; /* the peer's address bytes, for admission's failure delays */
@@ -48,9 +52,10 @@ struct lp_server {
     struct lp_runtime *rt;
     const struct lp_config *cfg;
     int lfd;
-    struct lp_acceptor acc;      /* on lfd */
-    struct handshake *hs;        /* connections still in their handshake */
-    struct lp_session *sessions; /* every session, live or detached */
+    struct lp_acceptor acc;          /* on lfd */
+    struct lp_proxy_listener *proxy; /* proxy_protocol.listen, NULL when off */
+    struct handshake *hs;            /* connections still in their handshake */
+    struct lp_session *sessions;     /* every session, live or detached */
     size_t nsessions;
     lp_admit *admit;             /* caps on unauthenticated connections */
     size_t fd_share;             /* half the open-files limit: streams one identity may hold
@@ -260,6 +265,12 @@ static void hs_new_session(struct handshake *h, const struct lp_hello *hello)
     const char *why = NULL;
     uint64_t gen;
 
+    /* Transient for the client: it retries, and a balancer sends the retry to another node
+     * (this one's health check says "draining"). Resumes are still welcome (hs_resume). */
+    if (srv->rt->draining) {
+        hs_reject(h, LP_REJECT_LIMIT, "draining");
+        return;
+    }
     if (srv->nsessions >= srv->cfg->limits.max_sessions) {
         hs_reject(h, LP_REJECT_LIMIT, "too many sessions");
         return;
@@ -285,6 +296,8 @@ static void hs_new_session(struct handshake *h, const struct lp_hello *hello)
     snprintf(s->identity, sizeof(s->identity), "%s", h->identity);
     lp_pipe_set_identity(s->pipe, id, token);
     memset(token, 0, sizeof(token));
+    /* node.id passed lp_config_finish's check: this cannot fail */
+    (void)!lp_pipe_set_node(s->pipe, srv->cfg->node.id);
     lp_session_retag(s);
     if (lp_pipe_accept(s->pipe, hello, lp_now(), &gen, &why) != LP_OK) {
         /* A new session holds nothing, so only a broken client gets here. */
@@ -429,6 +442,30 @@ static bool hs_tls_step(struct handshake *h)
     return true;
 }
 
+/* A PROXY header (v1 or v2) on a listener that takes none: a balancer pointed at the wrong
+ * port, or a client that wants to choose the address the server sees. Refused with a line
+ * that says so, rather than a TLS or HELLO error that would not. Looks without taking, so
+ * the TLS handshake reads the same bytes. True when the connection was refused. */
+static bool hs_proxy_misplaced(struct handshake *h)
+{
+    uint8_t peek[LP_PROXY_SIG_LEN];
+    ssize_t n = recv(h->link.fd, peek, sizeof(peek), MSG_PEEK);
+
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return false; /* a spurious wake-up: look again at the next */
+    h->first_read = true;
+    /* "P" alone could still be a HELLO (type 0x50) with --insecure: its next byte (flags)
+     * would be 0, not "R"; let the frame decoder judge it. */
+    if (n <= 0 || !lp_proxy_looks_like(peek, (size_t)n) || (n == 1 && peek[0] == 'P'))
+        return false;
+    h->srv->rt->stats.handshakes_refused[LP_HS_PROXY]++;
+    lp_info("dropped connection from %s: a PROXY protocol header on the plain tunnel listener "
+            "(a balancer must use proxy_protocol.listen)",
+            h->name);
+    hs_free(h, true);
+    return true;
+}
+
 static void hs_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct handshake *h = LP_CONTAINER_OF(w, struct handshake, io);
@@ -439,6 +476,8 @@ static void hs_read_cb(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
 
+    if (!h->first_read && !h->proxied && hs_proxy_misplaced(h))
+        return;
     if (h->link.tls && !h->tls_done && !hs_tls_step(h))
         return;
     for (;;) {
@@ -513,10 +552,11 @@ static void hs_evict(struct handshake *h)
     hs_free(h, true);
 }
 
-/* One new tunnel connection: admitted (or refused), then its handshake starts. */
-static void accepted(void *user, int fd, const struct lp_addr *peer)
+/* One new tunnel connection: admitted (or refused), then its handshake starts. peer is the
+ * client's address: the connection's own, or what a trusted balancer's PROXY header said. */
+static void admit_connection(struct lp_server *srv, int fd, const struct lp_addr *peer,
+                             bool proxied)
 {
-    struct lp_server *srv = user;
     struct handshake *h;
     struct lp_admit_entry *evicted = NULL;
     lp_tls *tls = NULL;
@@ -548,6 +588,7 @@ static void accepted(void *user, int fd, const struct lp_addr *peer)
         return;
     }
     h->srv = srv;
+    h->proxied = proxied;
     lp_link_set(&h->link, fd, tls);
     h->peer = *peer;
     ev_io_init(&h->io, hs_read_cb, fd, EV_READ);
@@ -559,6 +600,26 @@ static void accepted(void *user, int fd, const struct lp_addr *peer)
         srv->hs->prev = h;
     srv->hs = h;
     lp_debug("connection from %s", h->name);
+}
+
+static void accepted(void *user, int fd, const struct lp_addr *peer)
+{
+    admit_connection(user, fd, peer, false);
+}
+
+static void accepted_proxied(void *user, int fd, const struct lp_addr *client)
+{
+    admit_connection(user, fd, client, true);
+}
+
+void lp_server_drain(struct lp_server *srv)
+{
+    if (srv == NULL || srv->rt->draining)
+        return;
+    srv->rt->draining = true;
+    lp_info("draining: no new sessions (REJECT LIMIT \"draining\"); the %zu sessions held here "
+            "keep resuming until they end",
+            srv->nsessions);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------------ */
@@ -647,13 +708,21 @@ lp_err lp_server_new_on(struct lp_runtime *rt, const struct lp_config *cfg, int 
         free(srv);
         return LP_ERR_IO;
     }
+    if (cfg->proxy_protocol.listen[0] != '\0' &&
+        lp_proxy_listener_new(rt, cfg, accepted_proxied, srv, &srv->proxy) != LP_OK) {
+        close(srv->lfd);
+        lp_admit_free(srv->admit);
+        free(srv);
+        return LP_ERR_IO;
+    }
     rt->stream_room = stream_room;
     rt->stream_user = srv;
     rt->memory_limit = cfg->limits.memory;
+    snprintf(rt->node, sizeof(rt->node), "%s", cfg->node.id);
     lp_acceptor_init(&srv->acc, rt->loop, srv->lfd, "the tunnel port", accepted, srv);
     ev_timer_init(&srv->bye, bye_cb, 0., 0.01);
     lp_acceptor_start(&srv->acc);
-    lp_info("listening on %s", lp_net_addr_str(&addr, name, sizeof(name)));
+    lp_info("listening on %s (node %s)", lp_net_addr_str(&addr, name, sizeof(name)), cfg->node.id);
     *sp = srv;
     return LP_OK;
 refused:
@@ -668,6 +737,7 @@ void lp_server_reconfigure(struct lp_server *srv, const struct lp_config *cfg)
         return;
     srv->cfg = cfg;
     srv->rt->memory_limit = cfg->limits.memory;
+    lp_proxy_listener_reconfigure(srv->proxy, cfg);
 }
 
 size_t lp_server_revoke(struct lp_server *srv,
@@ -725,6 +795,7 @@ void lp_server_stop(struct lp_server *srv)
     }
     srv->stopping = true;
     lp_acceptor_stop(&srv->acc); /* no new clients while we say goodbye */
+    lp_proxy_listener_stop(srv->proxy);
     for (struct lp_session *s = srv->sessions; s; s = s->next)
         lp_session_goodbye(s, LP_GOODBYE_SHUTDOWN, "server shutting down");
     srv->bye_until = lp_now() + 1000;
@@ -736,6 +807,7 @@ void lp_server_free(struct lp_server *srv)
     if (srv == NULL)
         return;
     lp_acceptor_stop(&srv->acc);
+    lp_proxy_listener_free(srv->proxy);
     ev_timer_stop(srv->rt->loop, &srv->bye);
     close(srv->lfd);
     while (srv->hs)
@@ -765,6 +837,9 @@ lp_err lp_server_restore_session(struct lp_server *srv, lp_pipe *pipe, lp_mux *m
         return rc;
     ev_timer_init(&s->ttl, ttl_cb, 0., 0.);
     snprintf(s->identity, sizeof(s->identity), "%s", identity);
+    /* The node id is this process's (the state does not carry it): the resume's WELCOME names
+     * this node, as a new session's does. node.id passed lp_config_finish's check. */
+    (void)!lp_pipe_set_node(s->pipe, srv->cfg->node.id);
     s->next = srv->sessions;
     if (srv->sessions)
         srv->sessions->prev = s;

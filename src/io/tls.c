@@ -162,6 +162,15 @@ lp_err lp_tls_new(lp_tls_conf *conf, int fd, lp_tls **out)
     return LP_OK;
 }
 
+lp_err lp_tls_set_sni(lp_tls *t, const char *name)
+{
+    /* The certificate check that would compare it is VERIFY_OPTIONAL (load_own_cert): a
+     * mismatch only sets a flag, and peer_pinned decides. */
+    if (t->ssl == NULL) /* the handshake is over and the records are limpet's */
+        return LP_ERR_STATE;
+    return mbedtls_ssl_set_hostname(t->ssl, name) == 0 ? LP_OK : LP_ERR_INVALID;
+}
+
 size_t lp_tls_conf_users(const lp_tls_conf *c)
 {
     return c->users;

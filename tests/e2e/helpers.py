@@ -315,10 +315,12 @@ class RelayProc:
     """scripts/faultrelay.py as a child process, driven through its control port."""
 
     def __init__(self, procs, target_port, mode="none", every=0, throttle=0, name="relay",
-                 target_host="127.0.0.1"):
+                 target_host="127.0.0.1", source=""):
         argv = [PYTHON, RELAY, "--listen", "127.0.0.1:0",
                 "--target", "%s:%d" % (target_host, target_port), "--mode", mode,
                 "--control", "127.0.0.1:0", "--seed", "1"]
+        if source:
+            argv += ["--source", source]
         if every:
             argv += ["--every", str(every)]
         if throttle:

@@ -50,9 +50,13 @@ def hello(version, session_id, token, rx_seq, flags=0):
     return frame(HELLO, 0, payload + struct.pack(">Q", rx_seq))
 
 
-def welcome(flags, session_id, token, rx_seq, heartbeat_ms, dead_after_ms):
+def welcome(flags, session_id, token, rx_seq, heartbeat_ms, dead_after_ms, node=None):
+    if node is not None:
+        flags |= 0x0002  # NODE: node_len u8 | node follow
     payload = struct.pack(">HH", 1, flags) + session_id + token
     payload += struct.pack(">QII", rx_seq, heartbeat_ms, dead_after_ms)
+    if node is not None:
+        payload += bytes([len(node)]) + node
     return frame(WELCOME, 0, payload)
 
 
@@ -85,6 +89,7 @@ FRAME_SEEDS = {
     "pong": u64(PONG, 1700000000000),
     "hello": hello(1, bytes(16), bytes(32), 0),
     "welcome": welcome(0, SID, TOKEN, 0, 2000, 6000),
+    "welcome_node": welcome(0, SID, TOKEN, 0, 2000, 6000, node=b"node-a"),
     "reject": text(REJECT, 0, 2, b"session unknown"),
     # a whole conversation: what one side's sequenced and link frames look like in a row
     "stream": (open_frame(1, 1, 262144, b"db:5432") + u32(OPEN_OK, 1, 262144)
@@ -97,6 +102,9 @@ HANDSHAKE_SEEDS = {
     "hello_new": hello(1, bytes(16), bytes(32), 0),
     "hello_resume": hello(1, SID, TOKEN, 0x1122334455667788),
     "hello_version2": hello(2, bytes(16), bytes(32), 0),
+    "hello_node": hello(1, SID, TOKEN, 5, flags=0x0002),
+    "welcome_node": welcome(0, SID, TOKEN, 0, 2000, 6000, node=b"edge-2"),
+    "welcome_node_max": welcome(1, SID, bytes(32), 77, 2000, 6000, node=b"n" * 63),
     "welcome_new": welcome(0, SID, TOKEN, 0, 2000, 6000),
     "welcome_resumed": welcome(1, SID, bytes(32), 987654321, 200, 600),
     "reject_version": text(REJECT, 0, 1, b"unsupported protocol version 2"),

@@ -14,6 +14,7 @@
 #include "limpet/config.h"
 #include "limpet/config_load.h"
 #include "limpet/fingerprint.h"
+#include "limpet/frame.h"
 
 #define KIB ((size_t)1024)
 #define MIB (KIB * 1024)
@@ -171,6 +172,11 @@ static const struct key_case {
     {"metrics.listen", "\"[::1]:9464\"", 0, "[::1]:9464"},
     {"metrics.allow_remote", "true", 1, NULL},
     {"upgrade.binary", "/usr/local/bin/limpet", 0, "/usr/local/bin/limpet"},
+    {"tls.sni", "tunnel.example.net", 0, "tunnel.example.net"},
+    {"node.id", "edge-3", 0, "edge-3"},
+    {"proxy_protocol.listen", "127.0.0.1:7071", 0, "127.0.0.1:7071"},
+    {"proxy_protocol.trusted", "\"127.0.0.1, 198.51.100.0/24 ::1\"", 0,
+     "127.0.0.1, 198.51.100.0/24 ::1"},
 };
 #define KEY_CASES (sizeof(key_cases) / sizeof(key_cases[0]))
 
@@ -191,6 +197,10 @@ static const char *str_field(const struct lp_config *c, const char *key)
         {"control.path", c->control.path},
         {"metrics.listen", c->metrics.listen},
         {"upgrade.binary", c->upgrade.binary},
+        {"tls.sni", c->tls.sni},
+        {"node.id", c->node.id},
+        {"proxy_protocol.listen", c->proxy_protocol.listen},
+        {"proxy_protocol.trusted", c->proxy_protocol.trusted},
     };
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
         if (strcmp(f[i].key, key) == 0)
@@ -262,6 +272,9 @@ static void copy_optional(struct lp_config *dst, const struct lp_config *src)
     memcpy(dst->control.path, src->control.path, sizeof(dst->control.path));
     memcpy(dst->metrics.listen, src->metrics.listen, sizeof(dst->metrics.listen));
     memcpy(dst->upgrade.binary, src->upgrade.binary, sizeof(dst->upgrade.binary));
+    memcpy(dst->tls.sni, src->tls.sni, sizeof(dst->tls.sni));
+    dst->node = src->node;
+    dst->proxy_protocol = src->proxy_protocol;
     dst->auth = src->auth;
 }
 
@@ -413,6 +426,92 @@ static void test_config_key_table_matches_test_table(void **state)
     assert_non_null(strstr(text, "session.replay_buffer=8MiB\n"));
     assert_non_null(strstr(text, "(64KiB..1GiB)"));
     free(text);
+}
+
+/* ---- several servers: node.id, tls.sni, proxy_protocol ----------------------------------- */
+
+static void test_config_node_id_defaults_to_a_label_from_the_host_name(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX] = "";
+    (void)state;
+    lp_config_defaults(&c);
+    assert_string_equal(c.node.id, "");
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+    assert_true(lp_node_id_ok((const uint8_t *)c.node.id, strlen(c.node.id)));
+    /* one that is set stays */
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "node.id=edge-1", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+    assert_string_equal(c.node.id, "edge-1");
+}
+
+static void test_config_node_id_must_be_a_dns_label(void **state)
+{
+    (void)state;
+    expect_set_error("node.id=Edge.1",
+                     "-o node.id: expected a DNS label: 1..63 of a-z, 0-9 and '-', got \"Edge.1\"");
+    expect_load_error("node:\n  id: a_b\n", "t.yaml:2:7: node.id: expected a DNS label: 1..63 of "
+                                            "a-z, 0-9 and '-', got \"a_b\"");
+}
+
+static void test_config_trusted_takes_a_yaml_list_or_commas(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX] = "";
+    static const uint8_t lb[4] = {127, 0, 0, 1}, tn[4] = {198, 51, 100, 9},
+                         other[4] = {192, 0, 2, 1};
+    uint8_t v6[16] = {0};
+    v6[15] = 1;
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(load(&c,
+                          "proxy_protocol:\n  listen: 127.0.0.1:7071\n"
+                          "  trusted: [127.0.0.1, 198.51.100.0/24, \"::1\"]\n",
+                          err),
+                     LP_OK);
+    assert_string_equal(c.proxy_protocol.trusted, "127.0.0.1,198.51.100.0/24,::1");
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+    assert_int_equal(c.proxy_protocol.trusted_list.n, 3);
+    assert_true(lp_cidr_list_match(&c.proxy_protocol.trusted_list, 4, lb));
+    assert_true(lp_cidr_list_match(&c.proxy_protocol.trusted_list, 4, tn));
+    assert_true(lp_cidr_list_match(&c.proxy_protocol.trusted_list, 6, v6));
+    assert_false(lp_cidr_list_match(&c.proxy_protocol.trusted_list, 4, other));
+
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "proxy_protocol.trusted=10.0.0.0/8,::1", err, sizeof(err)),
+                     LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_OK);
+    assert_int_equal(c.proxy_protocol.trusted_list.n, 2);
+}
+
+static void test_config_trusted_refuses_a_bad_entry_and_is_required_with_listen(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX] = "";
+    (void)state;
+    expect_set_error("proxy_protocol.trusted=127.0.0.1,10.0.0.0/33",
+                     "-o proxy_protocol.trusted: \"10.0.0.0/33\" is not an address or "
+                     "ADDRESS/BITS range");
+    expect_load_error("proxy_protocol:\n  trusted: [127.0.0.1, lb.example]\n",
+                      "t.yaml:2:12: proxy_protocol.trusted: \"lb.example\" is not an address or "
+                      "ADDRESS/BITS range");
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "proxy_protocol.listen=127.0.0.1:7071", err, sizeof(err)),
+                     LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
+    assert_non_null(strstr(err, "proxy_protocol.trusted: set it with proxy_protocol.listen"));
+}
+
+static void test_config_sni_must_be_a_host_name(void **state)
+{
+    struct lp_config c;
+    char err[LP_CONFIG_ERR_MAX] = "";
+    (void)state;
+    lp_config_defaults(&c);
+    assert_int_equal(lp_config_set(&c, "tls.sni=tunnel example", err, sizeof(err)), LP_OK);
+    assert_int_equal(lp_config_finish(&c, err, sizeof(err)), LP_ERR_INVALID);
+    assert_non_null(strstr(err, "tls.sni:"));
 }
 
 /* ---- every key, both ways ---------------------------------------------------------------- */
@@ -1103,6 +1202,11 @@ int main(void)
         cmocka_unit_test(test_config_server_example_lists_every_key_at_its_default),
         cmocka_unit_test(test_config_client_example_lists_every_key_at_its_default),
         cmocka_unit_test(test_config_key_table_matches_test_table),
+        cmocka_unit_test(test_config_node_id_defaults_to_a_label_from_the_host_name),
+        cmocka_unit_test(test_config_node_id_must_be_a_dns_label),
+        cmocka_unit_test(test_config_trusted_takes_a_yaml_list_or_commas),
+        cmocka_unit_test(test_config_trusted_refuses_a_bad_entry_and_is_required_with_listen),
+        cmocka_unit_test(test_config_sni_must_be_a_host_name),
         cmocka_unit_test(test_config_every_key_is_settable_by_option),
         cmocka_unit_test(test_config_every_key_is_settable_nested_in_a_file),
         cmocka_unit_test(test_config_dotted_keys_work_at_the_top_level),

@@ -319,6 +319,82 @@ static void test_frame_welcome_round_trips(void **state)
     assert_int_equal(got.dead_after_ms, 0xFFFFFFFFu);
 }
 
+static void test_frame_welcome_carries_the_node_id_only_with_its_flag(void **state)
+{
+    (void)state;
+    struct lp_welcome w = {.version = LP_PROTO_VERSION,
+                           .flags = LP_WELCOME_RESUMED | LP_WELCOME_NODE,
+                           .rx_seq = 77,
+                           .heartbeat_ms = 2000,
+                           .dead_after_ms = 6000,
+                           .node = (const uint8_t *)"edge-3",
+                           .node_len = 6};
+    memset(w.session_id, 0x5A, sizeof(w.session_id));
+    size_t n = lp_welcome_encode(out, sizeof(out), &w);
+    assert_int_equal(n, LP_FRAME_HEADER + 68 + 1 + 6);
+    assert_memory_equal(out, "\x51\x00\x00\x4B\x00\x00\x00\x00\x00\x01\x00\x03", 12);
+    assert_memory_equal(out + LP_FRAME_HEADER + 68,
+                        "\x06"
+                        "edge-3",
+                        7);
+    struct lp_frame f = decode_ok(out, n);
+    struct lp_welcome got;
+    const char *why = NULL;
+    assert_int_equal(lp_welcome_decode(&f, &got, &why), LP_OK);
+    assert_int_equal(got.node_len, 6);
+    assert_memory_equal(got.node, "edge-3", 6);
+    assert_true(got.rx_seq == 77);
+
+    /* without the flag the node is not sent, and WELCOME stays the 68 bytes old peers check */
+    w.flags = LP_WELCOME_RESUMED;
+    assert_int_equal(lp_welcome_encode(out, sizeof(out), &w), LP_FRAME_HEADER + 68);
+    f = decode_ok(out, LP_FRAME_HEADER + 68);
+    assert_int_equal(lp_welcome_decode(&f, &got, &why), LP_OK);
+    assert_int_equal(got.node_len, 0);
+    assert_null(got.node);
+}
+
+static void test_frame_welcome_refuses_a_bad_node_id(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",    "Edge", "a.b",
+        "a_b", "a b",  "0123456789012345678901234567890123456789012345678901234567890123"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        struct lp_welcome w = {.version = 1,
+                               .flags = LP_WELCOME_NODE,
+                               .node = (const uint8_t *)bad[i],
+                               .node_len = strlen(bad[i])};
+        assert_int_equal(lp_welcome_encode(out, sizeof(out), &w), 0);
+        assert_false(lp_node_id_ok((const uint8_t *)bad[i], strlen(bad[i])));
+    }
+    assert_true(lp_node_id_ok((const uint8_t *)"a", 1));
+    assert_true(lp_node_id_ok((const uint8_t *)bad[5], 63));
+
+    /* a decoder meets the same ids from a peer, and node_len that does not fill the payload */
+    uint8_t p[68 + 1 + 64] = {0};
+    p[3] = LP_WELCOME_NODE;
+    struct {
+        size_t len;
+        uint8_t node_len;
+        const char *node;
+    } cases[] = {{69, 0, ""}, {73, 4, "Edge"}, {72, 4, "edg"}, {74, 4, "edge-"}, {71, 3, "a.b"}};
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        p[68] = cases[i].node_len;
+        memcpy(p + 69, cases[i].node, strlen(cases[i].node));
+        struct lp_frame f = {.type = LP_FT_WELCOME, .payload = p, .len = cases[i].len};
+        struct lp_welcome got;
+        const char *why = NULL;
+        assert_int_equal(lp_welcome_decode(&f, &got, &why), LP_ERR_MALFORMED);
+        assert_non_null(why);
+    }
+    /* the envelope: 68..132 bytes */
+    uint8_t hdr[4] = {LP_FT_WELCOME, 0, 0, 67};
+    expect_malformed(hdr, 4);
+    hdr[3] = 133;
+    expect_malformed(hdr, 4);
+}
+
 static void test_frame_header_layout_is_big_endian(void **state)
 {
     (void)state;
@@ -426,8 +502,8 @@ static void test_frame_rejects_wrong_size_for_fixed_size_types(void **state)
     static const struct {
         uint8_t type;
         uint16_t size;
-    } fixed[] = {{LP_FT_OPEN_OK, 4}, {LP_FT_WINDOW, 4}, {LP_FT_FIN, 0},    {LP_FT_ACK, 8},
-                 {LP_FT_PING, 8},    {LP_FT_PONG, 8},   {LP_FT_HELLO, 64}, {LP_FT_WELCOME, 68}};
+    } fixed[] = {{LP_FT_OPEN_OK, 4}, {LP_FT_WINDOW, 4}, {LP_FT_FIN, 0},   {LP_FT_ACK, 8},
+                 {LP_FT_PING, 8},    {LP_FT_PONG, 8},   {LP_FT_HELLO, 64}};
     for (size_t i = 0; i < ARRAY_LEN(fixed); i++) {
         uint16_t wrong[] = {(uint16_t)(fixed[i].size + 1), (uint16_t)(fixed[i].size - 1), 0,
                             (uint16_t)LP_FRAME_MAX_PAYLOAD};
@@ -766,6 +842,16 @@ static size_t enc_welcome(uint8_t *b, size_t cap)
     struct lp_welcome w = {.version = 1, .heartbeat_ms = 2000, .dead_after_ms = 6000};
     return lp_welcome_encode(b, cap, &w);
 }
+static size_t enc_welcome_node(uint8_t *b, size_t cap)
+{
+    struct lp_welcome w = {.version = 1,
+                           .flags = LP_WELCOME_NODE,
+                           .heartbeat_ms = 2000,
+                           .dead_after_ms = 6000,
+                           .node = (const uint8_t *)"node-b",
+                           .node_len = 6};
+    return lp_welcome_encode(b, cap, &w);
+}
 
 static void test_frame_encoders_return_zero_when_output_too_small(void **state)
 {
@@ -778,6 +864,7 @@ static void test_frame_encoders_return_zero_when_output_too_small(void **state)
     check_cap(enc_data, 8 + 5);
     check_cap(enc_hello, 72);
     check_cap(enc_welcome, 76);
+    check_cap(enc_welcome_node, 76 + 1 + 6);
     assert_int_equal(lp_u64_encode(NULL, 100, LP_FT_ACK, 1), 0);
 }
 
@@ -787,7 +874,8 @@ static void test_frame_every_prefix_of_a_valid_frame_is_truncated(void **state)
 {
     (void)state;
     static size_t (*const encoders[])(uint8_t *, size_t) = {
-        enc_open, enc_u32, enc_u64, enc_text, enc_fin, enc_data, enc_hello, enc_welcome};
+        enc_open, enc_u32,   enc_u64,     enc_text,        enc_fin,
+        enc_data, enc_hello, enc_welcome, enc_welcome_node};
     static uint8_t frame[LP_FRAME_MAX];
     static uint8_t data[LP_FRAME_MAX_PAYLOAD];
     size_t sizes[ARRAY_LEN(encoders) + 1];
@@ -900,6 +988,8 @@ int main(void)
         cmocka_unit_test(test_frame_hello_layout_matches_literal_bytes),
         cmocka_unit_test(test_frame_hello_decode_returns_any_version),
         cmocka_unit_test(test_frame_welcome_round_trips),
+        cmocka_unit_test(test_frame_welcome_carries_the_node_id_only_with_its_flag),
+        cmocka_unit_test(test_frame_welcome_refuses_a_bad_node_id),
         cmocka_unit_test(test_frame_header_layout_is_big_endian),
         cmocka_unit_test(test_frame_decode_reports_used_and_leaves_following_bytes),
         cmocka_unit_test(test_frame_rejects_unknown_type_after_first_byte),

@@ -1294,7 +1294,97 @@ static void test_pipe_welcome_for_wrong_session_is_a_protocol_error(void **state
     pair_free(&pr);
 }
 
+static void test_pipe_client_learns_the_node_that_holds_its_session(void **state)
+{
+    struct pair pr;
+    (void)state;
+    pair_new(&pr);
+    assert_int_equal(lp_pipe_set_node(pr.s.p, "edge-2"), LP_OK);
+    assert_int_equal(lp_pipe_set_node(pr.s.p, "Edge.2"), LP_ERR_INVALID); /* kept "edge-2" */
+    assert_string_equal(lp_pipe_node(pr.c.p), "");
+
+    link_up(&pr);
+    size_t n;
+    struct lp_frame f = peek_output(pr.c.p, &n);
+    struct lp_hello h;
+    const char *why = NULL;
+    assert_int_equal(lp_hello_decode(&f, &h, &why), LP_OK);
+    assert_int_equal(h.flags & LP_HELLO_NODE, LP_HELLO_NODE);
+    pump(&pr);
+    assert_string_equal(lp_pipe_node(pr.c.p), "edge-2");
+
+    /* the resume's WELCOME names it again */
+    link_cut(&pr);
+    link_up(&pr);
+    pump(&pr);
+    assert_true(last_ev(&pr.c, LP_PIPE_EV_LIVE)->resumed);
+    assert_string_equal(lp_pipe_node(pr.c.p), "edge-2");
+    pair_free(&pr);
+}
+
+static void test_pipe_server_sends_no_node_to_a_client_that_did_not_ask(void **state)
+{
+    lp_pipe *s;
+    const uint8_t *out;
+    const char *why = NULL;
+    uint64_t gen = 0;
+    (void)state;
+    assert_int_equal(lp_pipe_new(&cfg_default, false, &s), LP_OK);
+    lp_pipe_set_identity(s, SID, TOKEN);
+    assert_int_equal(lp_pipe_set_node(s, "edge-2"), LP_OK);
+    struct lp_hello h = {.magic = LP_PROTO_MAGIC, .version = LP_PROTO_VERSION, .flags = 0};
+    assert_int_equal(lp_pipe_accept(s, &h, 1, &gen, &why), LP_OK);
+    /* an older client checks that WELCOME is exactly 68 bytes */
+    assert_int_equal(lp_pipe_pending_output(s, &out), LP_FRAME_HEADER + 68);
+    assert_int_equal(out[LP_FRAME_HEADER + 3] & LP_WELCOME_NODE, 0);
+    lp_pipe_free(s);
+}
+
+static void test_pipe_client_of_an_older_server_has_no_node(void **state)
+{
+    struct pair pr;
+    (void)state;
+    pair_new(&pr); /* the server side never set a node: it sends the 68-byte WELCOME */
+    connect_pair(&pr);
+    assert_string_equal(lp_pipe_node(pr.c.p), "");
+    pair_free(&pr);
+}
+
 /* ---- truncation ------------------------------------------------------------------------- */
+
+static void test_pipe_every_prefix_of_a_welcome_with_a_node_is_waited_for(void **state)
+{
+    uint8_t stream[256];
+    struct lp_pipe_event ev;
+    struct lp_frame f;
+    (void)state;
+    struct lp_welcome w = {.version = LP_PROTO_VERSION,
+                           .flags = LP_WELCOME_NODE,
+                           .heartbeat_ms = 1000,
+                           .dead_after_ms = 3000,
+                           .node = (const uint8_t *)"n7",
+                           .node_len = 2};
+    memcpy(w.session_id, SID, LP_SESSION_ID_LEN);
+    size_t n = lp_welcome_encode(stream, sizeof(stream), &w);
+    assert_int_equal(n, LP_FRAME_HEADER + 68 + 3);
+
+    for (size_t k = 0; k <= n; k++) {
+        lp_pipe *c;
+        assert_int_equal(lp_pipe_new(&cfg_default, true, &c), LP_OK);
+        lp_pipe_connect(c, 1);
+        uint8_t *copy = malloc(k ? k : 1); /* exact size, so ASan sees any overread */
+        assert_non_null(copy);
+        memcpy(copy, stream, k);
+        assert_int_equal(lp_pipe_recv(c, copy, k, 2), k);
+        assert_false(lp_pipe_next_frame(c, &f, 2));
+        bool any_event = lp_pipe_next_event(c, &ev);
+        assert_int_equal(any_event, k == n);
+        assert_string_equal(lp_pipe_node(c), k == n ? "n7" : "");
+        assert_int_equal(lp_pipe_state(c), k == n ? LP_PIPE_LIVE : LP_PIPE_HANDSHAKE);
+        free(copy);
+        lp_pipe_free(c);
+    }
+}
 
 static void test_pipe_every_prefix_of_a_welcome_is_waited_for(void **state)
 {
@@ -1379,6 +1469,10 @@ int main(void)
         cmocka_unit_test(test_pipe_sequenced_frame_before_welcome_is_a_protocol_error),
         cmocka_unit_test(test_pipe_welcome_for_wrong_session_is_a_protocol_error),
         cmocka_unit_test(test_pipe_every_prefix_of_a_welcome_is_waited_for),
+        cmocka_unit_test(test_pipe_every_prefix_of_a_welcome_with_a_node_is_waited_for),
+        cmocka_unit_test(test_pipe_client_learns_the_node_that_holds_its_session),
+        cmocka_unit_test(test_pipe_server_sends_no_node_to_a_client_that_did_not_ask),
+        cmocka_unit_test(test_pipe_client_of_an_older_server_has_no_node),
         cmocka_unit_test(test_pipe_rejects_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
