@@ -111,7 +111,9 @@ class Cluster:
         return json.loads(r.stdout.splitlines()[0])["processes"][0]
 
 
-ESTABLISHED = re.compile(r"sess=([0-9a-f]{8}) established with \S+, node ([a-z0-9-]+)")
+# "sess=T established with HOST:PORT (suite, record layer), node N"
+ESTABLISHED = re.compile(
+    r"sess=([0-9a-f]{8}) established with \S+(?: \([^)]*\))?, node ([a-z0-9-]+)")
 RESUMED = re.compile(r"sess=([0-9a-f]{8}) resumed .* on node ([a-z0-9-]+)")
 
 
