@@ -223,6 +223,12 @@ def test_draining_node_takes_no_new_session_and_keeps_its_own(procs, target, clu
                         os.path.join(cluster.tmp, drained + ".sock")],
                        capture_output=True, text=True, timeout=H.slack(15))
     assert "draining" in r.stdout
+    # Once its own clients end, the drained node is empty (and stays so: nothing new lands).
+    for c in own:
+        c.stop()
+    H.wait_until(lambda: cluster.status(drained)["sessions"] == [], H.slack(10),
+                 "the drained node to hold no session")
+    assert cluster.status(drained)["process"]["draining"] is True
 
 
 def client_hello():
