@@ -47,6 +47,15 @@
 #               each session has resumed (median and max over every session of every round), and
 #               the bytes of the state file (scripts/bench_upgrade.py). Target: 300 ms median, 1 s
 #               max.
+#   haproxy     issue 15: limpet (PSK, SNI) direct against limpet behind HAProxy (the shipped
+#               config/haproxy.cfg, ports rewritten, before three nodes with PROXY v2
+#               listeners): connections/s through an -L forward of one established session
+#               (new streams, not new sessions), 1-stream throughput of BENCH_HAPROXY_BYTES
+#               (256 MiB), each the median of 3 runs, and the resume time of
+#               BENCH_HAPROXY_SESSIONS (100) sessions after the fault relay cuts every link at
+#               once (the clients' "down Nms"; median and max over 3 cuts)
+#               (scripts/bench_haproxy.py). Targets: resume through HAProxy <= 1.5x direct,
+#               throughput >= 0.8x direct.
 #
 # Knobs (environment): LIMPET_BIN (build/limpet), BENCH_BYTES (1 GiB per throughput run),
 # BENCH_SECONDS (5: cap per throughput run), BENCH_PINGS (5000), BENCH_CONNS (2000),
@@ -54,11 +63,12 @@
 # BENCH_SOCKS_REQS (3000 per run), BENCH_SCALE_CONNS (5000 per concurrency level),
 # BENCH_TLS_CLIENTS (100: idle sessions for the RSS per TLS session),
 # BENCH_SCALE_SECONDS (3: cap per -D run and per level),
-# BENCH_UPGRADE_SESSIONS, BENCH_UPGRADE_STREAMS, BENCH_UPGRADE_ROUNDS,
+# BENCH_UPGRADE_SESSIONS, BENCH_UPGRADE_STREAMS, BENCH_UPGRADE_ROUNDS, BENCH_HAPROXY_SESSIONS,
+# BENCH_HAPROXY_BYTES, BENCH_HAPROXY_ROUNDS,
 # BENCH_ONLY ("ceiling direct socat socat64k limpet limpet-tls tls-memory stunnel ssh dynamic
-# reverse connscale streamcost upgrade"; limpet-tls is limpet-psk, limpet-cert, limpet-psk-mbedtls
-# and limpet-cert-mbedtls, ssh is ssh-aesgcm and ssh-chacha, each also accepted alone; dynamic,
-# reverse and connscale run limpet and ssh, and
+# reverse connscale streamcost upgrade haproxy"; limpet-tls is limpet-psk, limpet-cert,
+# limpet-psk-mbedtls and limpet-cert-mbedtls, ssh is ssh-aesgcm and ssh-chacha, each also
+# accepted alone; dynamic, reverse and connscale run limpet and ssh, and
 # limpet-D, ssh-D, limpet-R, ssh-R, limpet-connscale, ssh-connscale pick one side).
 set -euo pipefail
 
@@ -82,7 +92,7 @@ SCALE_SECONDS=${BENCH_SCALE_SECONDS:-3}
 SCALE_LEVELS=(1 100 1000)
 CLK_TCK=$(getconf CLK_TCK) # the unit of utime and stime in /proc/PID/stat
 TLS_CLIENTS=${BENCH_TLS_CLIENTS:-100}
-ONLY=${BENCH_ONLY:-ceiling direct socat socat64k limpet limpet-tls tls-memory stunnel ssh dynamic reverse connscale streamcost upgrade}
+ONLY=${BENCH_ONLY:-ceiling direct socat socat64k limpet limpet-tls tls-memory stunnel ssh dynamic reverse connscale streamcost upgrade haproxy}
 # Every stream of the 1,000-connection level is open at once in one session: both sides get
 # room for them (and the session memory their minimum windows need).
 WIDE=(-o session.max_streams=4096 -o limits.session_memory=128MiB)
@@ -1041,6 +1051,35 @@ bench_upgrade() {
     fi
 }
 
+# Issue 15: limpet behind HAProxy against limpet direct (scripts/bench_haproxy.py starts and
+# stops its own servers, HAProxy, relay and clients; the load goes to this run's targets).
+bench_haproxy() {
+    local out sessions=${BENCH_HAPROXY_SESSIONS:-100} hp
+    record ran haproxy 1
+    [[ -x $LIMPET ]] || { note "haproxy: no binary at $LIMPET, skipped"; return 0; }
+    hp=$(command -v haproxy || echo /usr/sbin/haproxy)
+    [[ -x $hp ]] || { note "haproxy: not installed (scripts/install-deps.sh), skipped"; return 0; }
+    echo "== limpet (psk) direct against limpet behind HAProxy (3 nodes): connections/s through" \
+        "-L, 1-stream throughput, resume of $sessions sessions cut at once"
+    if out=$("$PYTHON" "$ROOT/scripts/bench_haproxy.py" --limpet "$LIMPET" --lpbench "$LPBENCH" \
+        --workdir "$WORK" --sink "$SINK_PORT" --echo "$ECHO_PORT" --haproxy "$hp" \
+        --sessions "$sessions" --rounds "${BENCH_HAPROXY_ROUNDS:-3}" \
+        --bytes "${BENCH_HAPROXY_BYTES:-268435456}" --conns "$CONNS" \
+        --seconds "$SECONDS_CAP" 2>&1) && [[ $(field ok "$(tail -n 1 <<<"$out")") == 1 ]]; then
+        printf '   %s\n' "${out//$'\n'/$'\n'   }"
+        out=$(tail -n 1 <<<"$out")
+        for path in direct haproxy; do
+            record haproxy_connrate "$path" "$(field "${path}_connrate" "$out")"
+            record haproxy_tput1 "$path" "$(field "${path}_tput1" "$out")"
+            record haproxy_resume_median "$path" "$(field "${path}_resume_median_ms" "$out")"
+            record haproxy_resume_max "$path" "$(field "${path}_resume_max_ms" "$out")"
+        done
+        record haproxy_sessions limpet "$sessions"
+    else
+        note "haproxy: $out"
+    fi
+}
+
 # ensure_targets: a target that has died (its exit status says how) is noted and started again
 # on its port, so one lost target does not fail every later row. The row that was running when
 # it died shows the failures.
@@ -1118,6 +1157,7 @@ for what in $ONLY; do
     ssh-connscale) bench_connscale_ssh ;;
     streamcost) bench_streamcost ;;
     upgrade) bench_upgrade ;;
+    haproxy) bench_haproxy ;;
     *) note "unknown BENCH_ONLY entry: $what" ;;
     esac
 done

@@ -695,6 +695,42 @@ def upgrade_section(res):
     return failed
 
 
+HAPROXY_RESUME_MAX = 1.5  # issue 15: resumes through HAProxy <= 1.5x the direct resume time
+HAPROXY_TPUT_MIN = 0.8    # ... and 1-stream throughput through it >= 0.8x direct
+
+
+def haproxy_section(res):
+    """Prints limpet behind HAProxy against limpet direct; returns targets failed."""
+    if not res.get(("ran", "haproxy")):
+        return 0
+    sessions = num(res, ("haproxy_sessions", "limpet"))
+    print()
+    print("Behind HAProxy (issue 15): limpet with a pre-shared key, direct to one server and "
+          "through HAProxy (shipped config) to 3 nodes; connections/s are new -L streams in "
+          "one session; resume of %s sessions after every link is cut at once (the direct server "
+          "does every TLS handshake alone, the 3 nodes share them)" % (
+              "%.0f" % sessions if sessions else "?"))
+    rows = [["metric", "direct", "haproxy", "haproxy/direct", "target"]]
+    failed = 0
+    for label, key, fmt, scale, want in (
+            ("connections/s", "haproxy_connrate", "%.0f", 1, None),
+            ("throughput 1 stream (MB/s)", "haproxy_tput1", "%.0f", 1e6, (">=", HAPROXY_TPUT_MIN)),
+            ("resume median (ms)", "haproxy_resume_median", "%.0f", 1, ("<=", HAPROXY_RESUME_MAX)),
+            ("resume max (ms)", "haproxy_resume_max", "%.0f", 1, None)):
+        d, h = num(res, (key, "direct")), num(res, (key, "haproxy"))
+        ratio = h / d if d and h is not None else None
+        verdict_text = ""
+        if want is not None:
+            op, limit = want
+            passed = ratio is not None and (ratio >= limit if op == ">=" else ratio <= limit)
+            failed += not passed
+            verdict_text = "%s want %s %.1fx" % ("PASS" if passed else "FAIL", op, limit)
+        rows.append([label] + ["-" if v is None else fmt % (v / scale) for v in (d, h)] +
+                    ["-" if ratio is None else "%.2f" % ratio, verdict_text])
+    print_grid(rows, left_cols=1, last_left=1)
+    return failed
+
+
 def forwards_section(res):
     """Prints -D, -R and -L at scale against ssh; returns targets failed (none yet: the issue
     sets no number on these, only the comparison)."""
@@ -725,6 +761,7 @@ def cmd_table(args):
     failed += forwards_section(res)
     failed += streamcost_section(res)
     failed += upgrade_section(res)
+    failed += haproxy_section(res)
     summary = "all PASS" if failed == 0 else "%d FAIL" % failed
     if unmeasured:
         summary += ", %d not measurable (a reference was not run)" % unmeasured
