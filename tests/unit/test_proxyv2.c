@@ -20,7 +20,8 @@ static size_t build(uint8_t *out, uint8_t ver_cmd, uint8_t fam, const uint8_t *b
     out[13] = fam;
     out[14] = (uint8_t)(n >> 8);
     out[15] = (uint8_t)n;
-    memmove(out + 16, body, n); /* body may already sit there */
+    if (n > 0) /* body may be NULL when empty, and may already sit there */
+        memmove(out + 16, body, n);
     return 16 + n;
 }
 
