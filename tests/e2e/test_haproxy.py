@@ -276,8 +276,11 @@ def test_servers_see_each_clients_own_address_and_a_flood_from_one_delays_no_oth
         assert server.count("sess=%s new session from %s:" % (tag, addr)) == 1, addr
         peers = [s["peer"] for s in cl.status(node)["sessions"] if s["id"] == tag]
         assert len(peers) == 1 and peers[0].startswith(addr + ":"), (addr, peers)
-    refused = sum(s.count("refused connection from 127.0.0.9") for s in cl.servers.values())
-    assert refused >= 1, "the flood never reached max_pending_per_source"
+    # HAProxy forwards the stalled hellos as it gets to them: on loaded cores the per-source
+    # limit may be reached only after the real clients are through.
+    H.wait_until(lambda: sum(s.count("refused connection from 127.0.0.9")
+                             for s in cl.servers.values()) >= 1,
+                 H.slack(10), "the flood to reach max_pending_per_source")
     for addr in clients:  # the flood's share is 127.0.0.9's alone
         assert sum(s.count("refused connection from %s:" % addr) for s in cl.servers.values()) == 0
     for s in flood:
