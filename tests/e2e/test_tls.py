@@ -203,8 +203,9 @@ def test_rekey_after_replaces_the_link_dozens_of_times_under_a_transfer(limpet_b
     doc = docs[-1]
     rekeys = doc["process"]["rekeys"]
     # Each new link is dialled once its predecessor has carried 1 MiB, which carries on
-    # meanwhile: a link ends up carrying 1 MiB plus what one handshake takes to go by.
-    assert (12 if H.ASAN else 20) <= rekeys <= 64, (rekeys, client.tail(10))
+    # meanwhile: a link ends up carrying 1 MiB plus what one handshake takes to go by, so the
+    # count falls when the cores are busy (18 seen on a loaded 2-core machine, 22-24 idle).
+    assert 12 <= rekeys <= 64, (rekeys, client.tail(10))
     assert doc["sessions"][0]["rekeys"] == rekeys
     assert doc["process"]["reconnects"] == 0, doc["process"]
     assert client.count("link down") == 0, client.tail(20)
