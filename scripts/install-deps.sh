@@ -23,6 +23,8 @@ clang_rt_package() {
 PACKAGES=(
     # build
     build-essential make clang "$(clang_rt_package)" clang-format
+    # readelf checks the binary's hardening (tests/e2e/test_hardening.py)
+    binutils
     libev-dev libmbedtls-dev libyaml-dev libcmocka-dev libjansson-dev
     # OpenSSL's libcrypto: its EVP AEAD seals limpet's TLS records after mbedTLS's handshake
     libssl-dev

@@ -67,8 +67,7 @@ def haproxy_cfg(tmp, front_port, proxy_ports):
 class Cluster:
     def __init__(self, procs, tmp, target, server_opts=()):
         if shutil.which("haproxy") is None and not os.path.exists("/usr/sbin/haproxy"):
-            H.missing_tool("haproxy", "haproxy")
-            pytest.skip("haproxy is not installed")
+            H.missing_tool("haproxy", "haproxy")  # fails under CI=true, else skips with this
         self.procs, self.tmp = procs, tmp
         keygen(tmp, "psk", "laptop")
         self.psk = os.path.join(tmp, "laptop.psk")
