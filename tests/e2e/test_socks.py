@@ -144,8 +144,10 @@ def test_socks_errors_map_to_their_reply_codes(limpet_bin, procs, tmp_path):
 
 
 class Files(http.server.SimpleHTTPRequestHandler):
-    """Serves the test's directory; /slow/NAME paces NAME at about 2 MiB/s so that the
-    tunnel's cuts fall inside the download."""
+    """Serves the test's directory; /slow/NAME paces NAME at about 2 MiB/s (64 KiB per PACE
+    seconds) so that the tunnel's cuts fall inside the download."""
+
+    PACE = 0.03
 
     def log_message(self, *a):
         pass
@@ -160,7 +162,7 @@ class Files(http.server.SimpleHTTPRequestHandler):
         self.end_headers()
         for off in range(0, len(data), 64 * 1024):
             self.wfile.write(data[off:off + 64 * 1024])
-            time.sleep(0.03)
+            time.sleep(self.PACE)
 
 
 @pytest.mark.budget(90)

@@ -35,6 +35,7 @@ import time
 import pytest
 
 import helpers as H
+import test_socks
 
 sys.path.insert(0, os.path.join(H.ROOT, "tests", "mcp"))
 from mcplib import RawHost  # noqa: E402
@@ -149,24 +150,11 @@ class Upgrader:
         return time.monotonic() - started
 
 
-class Files(http.server.SimpleHTTPRequestHandler):
-    """Serves the test directory; /slow/NAME at about 4 MiB/s, so that a download is in flight
-    while the server upgrades."""
+class Files(test_socks.Files):
+    """test_socks's paced file server at about 4 MiB/s, so that a download is in flight while
+    the server upgrades."""
 
-    def log_message(self, *a):
-        pass
-
-    def do_GET(self):
-        if not self.path.startswith("/slow/"):
-            return super().do_GET()
-        with open(os.path.join(self.directory, self.path[len("/slow/"):]), "rb") as f:
-            data = f.read()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        for off in range(0, len(data), 64 * 1024):
-            self.wfile.write(data[off:off + 64 * 1024])
-            time.sleep(0.016)
+    PACE = 0.016
 
 
 class Prober(threading.Thread):
