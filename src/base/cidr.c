@@ -1,6 +1,7 @@
 /* cidr.c — address ranges for proxy_protocol.trusted, and the default node id. */
 #include "limpet/cidr.h"
 #include "limpet/base.h"
+#include "limpet/text.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -93,8 +94,9 @@ lp_err lp_cidr_list_parse(const char *s, struct lp_cidr_list *l, char *why, size
             return LP_ERR_INVALID;
         }
         if (lp_cidr_parse(s + i, len, &l->v[l->n]) != LP_OK) {
-            snprintf(why, whylen, "\"%.*s\" is not an address or ADDRESS/BITS range",
-                     (int)LP_MIN(len, (size_t)ENTRY_MAX), s + i);
+            char shown[4 * ENTRY_MAX]; /* a YAML scalar can hold line breaks: one line */
+            lp_text_safe(shown, sizeof(shown), s + i, LP_MIN(len, (size_t)ENTRY_MAX), false);
+            snprintf(why, whylen, "\"%s\" is not an address or ADDRESS/BITS range", shown);
             return LP_ERR_INVALID;
         }
         l->n++;
