@@ -103,8 +103,7 @@ static void test_cidr_list_takes_commas_and_spaces_and_names_a_bad_entry(void **
     assert_int_equal(lp_cidr_list_parse("127.0.0.1,bogus", &l, why, sizeof(why)), LP_ERR_INVALID);
     assert_non_null(strstr(why, "\"bogus\""));
     /* a folded YAML scalar can carry a line break into an entry: the message stays one line */
-    assert_int_equal(lp_cidr_list_parse("bad\nentry\x1b[2J", &l, why, sizeof(why)),
-                     LP_ERR_INVALID);
+    assert_int_equal(lp_cidr_list_parse("bad\nentry\x1b[2J", &l, why, sizeof(why)), LP_ERR_INVALID);
     assert_null(strchr(why, '\n'));
     assert_null(strchr(why, '\x1b'));
     assert_non_null(strstr(why, "\"bad\\x0aentry\\x1b[2J\""));
