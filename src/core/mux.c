@@ -41,6 +41,17 @@ char *mux_copy_text(const void *p, size_t n, bool *ok)
     return c;
 }
 
+/* Replaces *text with a copy of p[0..n). Out of memory it is left empty: a GOODBYE still
+ * says goodbye, only without its reason. */
+static void set_text(char **text, size_t *len, const void *p, size_t n)
+{
+    bool ok;
+
+    free(*text);
+    *text = mux_copy_text(p, n, &ok);
+    *len = ok ? n : 0;
+}
+
 static size_t object_count(const lp_mux *m)
 {
     return m->ids.count + m->nzombie + (m->rec_tail - m->rec_head);
@@ -463,8 +474,7 @@ static lp_err recv_goodbye(lp_mux *m, const struct lp_frame *f, const char **why
         return LP_ERR_PROTOCOL;
     m->goodbye_rx = true;
     m->goodbye_rx_code = t.code;
-    m->goodbye_rx_len = t.msg_len;
-    memcpy(m->goodbye_rx_msg, t.msg, t.msg_len);
+    set_text(&m->goodbye_rx_msg, &m->goodbye_rx_len, t.msg, t.msg_len);
     return LP_OK;
 }
 
@@ -578,6 +588,9 @@ void lp_mux_free(lp_mux *m)
         stream_destroy(m, LP_CONTAINER_OF(m->pending.next, struct stream, pend));
     mux_drop_records(m);
     mux_bind_clear(m);
+    mux_free_lent(m);
+    free(m->goodbye_tx_msg);
+    free(m->goodbye_rx_msg);
     free(m->recs);
     lp_idtab_clear(&m->ids);
     free(m);
@@ -787,9 +800,7 @@ void lp_mux_goodbye(lp_mux *m, uint16_t code, const char *msg)
 {
     m->goodbye_tx = true;
     m->goodbye_tx_code = code;
-    m->goodbye_tx_len = text_len(msg);
-    if (m->goodbye_tx_len > 0)
-        memcpy(m->goodbye_tx_msg, msg, m->goodbye_tx_len);
+    set_text(&m->goodbye_tx_msg, &m->goodbye_tx_len, msg, text_len(msg));
     flush_pending(m); /* GOODBYE goes after every control frame still waiting */
 }
 

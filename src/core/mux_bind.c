@@ -15,6 +15,13 @@ static struct bind_msg *ring_at(struct bind_ring *r, size_t i)
     return &r->q[(r->head + i) % LP_MUX_BIND_QUEUE];
 }
 
+static void ring_release(struct bind_ring *r)
+{
+    free(r->q);
+    r->q = NULL;
+    r->head = 0;
+}
+
 static lp_err ring_push(struct bind_ring *r, uint8_t type, uint32_t id, uint16_t code,
                         const void *text, size_t len)
 {
@@ -24,9 +31,14 @@ static lp_err ring_push(struct bind_ring *r, uint8_t type, uint32_t id, uint16_t
 
     if (r->count == LP_MUX_BIND_QUEUE)
         return LP_ERR_NOSPACE;
-    copy = mux_copy_text(text, len, &ok);
-    if (!ok)
+    if (r->q == NULL && (r->q = calloc(LP_MUX_BIND_QUEUE, sizeof(*r->q))) == NULL)
         return LP_ERR_NOMEM;
+    copy = mux_copy_text(text, len, &ok);
+    if (!ok) {
+        if (r->count == 0)
+            ring_release(r);
+        return LP_ERR_NOMEM;
+    }
     b = ring_at(r, r->count);
     *b = (struct bind_msg){.type = type, .id = id, .code = code, .text = copy, .len = len};
     r->count++;
@@ -38,7 +50,8 @@ static void ring_pop(struct bind_ring *r)
     free(r->q[r->head].text);
     r->q[r->head].text = NULL;
     r->head = (r->head + 1) % LP_MUX_BIND_QUEUE;
-    r->count--;
+    if (--r->count == 0)
+        ring_release(r);
 }
 
 void mux_bind_clear(lp_mux *m)
@@ -47,6 +60,8 @@ void mux_bind_clear(lp_mux *m)
         ring_pop(&m->bind_out);
     while (m->bind_in.count > 0)
         ring_pop(&m->bind_in);
+    ring_release(&m->bind_out); /* a load refused before its first message was in */
+    ring_release(&m->bind_in);
 }
 
 lp_err mux_bind_recv(lp_mux *m, const struct lp_frame *f, const char **why)
@@ -85,7 +100,7 @@ bool mux_bind_flush(lp_mux *m)
 
 bool mux_bind_next_event(lp_mux *m, struct lp_mux_event *ev)
 {
-    const struct bind_msg *b;
+    struct bind_msg *b;
 
     if (m->bind_in.count == 0)
         return false;
@@ -95,10 +110,8 @@ bool mux_bind_next_event(lp_mux *m, struct lp_mux_event *ev)
                                           : LP_MUX_EV_BIND_FAIL;
     ev->id = b->id;
     ev->code = b->code;
-    if (b->len > 0)
-        memcpy(m->text, b->text, b->len); /* lent like every event text */
-    ev->text = m->text;
     ev->text_len = b->len;
+    ev->text = mux_lend(m, 0, &b->text); /* lent like every event text */
     ring_pop(&m->bind_in);
     return true;
 }

@@ -74,11 +74,21 @@ static uint8_t lowest_bit(uint8_t bits)
     return bits & (uint8_t)-bits;
 }
 
-static const char *lend_text(lp_mux *m, const char *p, size_t n)
+void mux_free_lent(lp_mux *m)
 {
-    if (n > 0)
-        memcpy(m->text, p, n);
-    return m->text;
+    free(m->lent[0]);
+    free(m->lent[1]);
+    m->lent[0] = m->lent[1] = NULL;
+}
+
+/* Hands *owned (a heap copy, NULL when empty) to the glue as slot's text of this event: the
+ * mux keeps it until the next event is asked for. Never NULL. */
+const char *mux_lend(lp_mux *m, unsigned slot, char **owned)
+{
+    free(m->lent[slot]);
+    m->lent[slot] = *owned;
+    *owned = NULL;
+    return m->lent[slot] != NULL ? m->lent[slot] : "";
 }
 
 static enum lp_mux_event_type event_type(uint8_t bit)
@@ -112,7 +122,7 @@ static void pop_record(lp_mux *m, struct lp_mux_event *ev)
     r->events &= (uint8_t)~bit;
     if (bit == EV_RST) {
         ev->code = r->code;
-        ev->text = lend_text(m, r->text, r->text_len);
+        ev->text = mux_lend(m, 0, &r->text);
         ev->text_len = r->text_len;
     }
     if (r->events == 0) {
@@ -136,18 +146,17 @@ static void pop_stream_event(lp_mux *m, struct lp_mux_event *ev)
     /* The copies are lent from mux storage, so the stream's can go now. */
     s->flags |= SF_OPEN_SEEN;
     ev->kind = s->kind;
-    ev->text = lend_text(m, s->target, s->target_len);
     ev->text_len = s->target_len;
-    if (s->arg_len > 0)
-        memcpy(m->arg, s->arg, s->arg_len);
-    ev->arg = m->arg;
+    ev->text = mux_lend(m, 0, &s->target);
     ev->arg_len = s->arg_len;
+    ev->arg = mux_lend(m, 1, &s->arg);
     mux_free_open_copies(s);
 }
 
 bool lp_mux_next_event(lp_mux *m, struct lp_mux_event *ev)
 {
     memset(ev, 0, sizeof(*ev));
+    mux_free_lent(m); /* the last event's texts: borrowed until this call */
     if (m->rec_head < m->rec_tail) {
         pop_record(m, ev);
         return true;
@@ -162,7 +171,7 @@ bool lp_mux_next_event(lp_mux *m, struct lp_mux_event *ev)
         m->goodbye_rx = false;
         ev->type = LP_MUX_EV_GOODBYE;
         ev->code = m->goodbye_rx_code;
-        ev->text = lend_text(m, m->goodbye_rx_msg, m->goodbye_rx_len);
+        ev->text = m->goodbye_rx_msg != NULL ? m->goodbye_rx_msg : "";
         ev->text_len = m->goodbye_rx_len;
         return true;
     }

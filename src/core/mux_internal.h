@@ -131,9 +131,11 @@ struct bind_msg {
     size_t len;
 };
 
-/* A FIFO of bind messages; LP_MUX_BIND_QUEUE at most. */
+/* A FIFO of bind messages; LP_MUX_BIND_QUEUE at most. The slots are allocated with the first
+ * message and freed with the last: only a session that forwards -R holds them, and only while
+ * a bind is in flight. */
 struct bind_ring {
-    struct bind_msg q[LP_MUX_BIND_QUEUE];
+    struct bind_msg *q; /* LP_MUX_BIND_QUEUE slots while count > 0, else NULL */
     size_t head, count;
 };
 
@@ -160,12 +162,15 @@ struct lp_mux {
     bool goodbye_tx, goodbye_rx;
     uint16_t goodbye_tx_code, goodbye_rx_code;
     size_t goodbye_tx_len, goodbye_rx_len;
-    char goodbye_tx_msg[LP_FRAME_MAX_TEXT];
-    char goodbye_rx_msg[LP_FRAME_MAX_TEXT];
-    struct bind_ring bind_out;    /* bind frames the pipe had no room for yet */
-    struct bind_ring bind_in;     /* bind frames received, not yet handed out as events */
-    char text[LP_FRAME_MAX_TEXT]; /* the last event's text and arg, lent to the glue */
-    char arg[LP_FRAME_MAX_TEXT];
+    char *goodbye_tx_msg;      /* owned; NULL when empty */
+    char *goodbye_rx_msg;      /* owned; NULL when empty */
+    struct bind_ring bind_out; /* bind frames the pipe had no room for yet */
+    struct bind_ring bind_in;  /* bind frames received, not yet handed out as events */
+    /* The last event's text and arg: the heap copies the mux held (an OPEN's target, an RST's
+     * or a bind's message), handed over with the event and freed at the next
+     * lp_mux_next_event. An idle session holds no text buffer at all (it used to hold 8 KiB of
+     * fixed ones, a third of a TLS session's memory). */
+    char *lent[2];
 };
 
 /* What of s's extension the peer may still send: credit beyond its base window. Kept
@@ -191,6 +196,10 @@ static inline void promise_end(lp_mux *m, const struct stream *s)
 
 /* Returns an owned copy, NULL for an empty text; *ok false only when malloc failed. */
 char *mux_copy_text(const void *p, size_t n, bool *ok);
+/* Frees the texts lent with the last event. */
+void mux_free_lent(lp_mux *m);
+const char *mux_lend(lp_mux *m, unsigned slot, char **owned);
+
 /* Frees the OPEN target and arg copies of s. */
 void mux_free_open_copies(struct stream *s);
 

@@ -386,6 +386,11 @@ static void load_ring(struct lp_state_rd *rd, struct bind_ring *r, const char *w
 {
     size_t n = lp_state_count(rd, 9, LP_MUX_BIND_QUEUE, what);
 
+    if (n > 0 && lp_state_err(rd) == LP_OK &&
+        (r->q = calloc(LP_MUX_BIND_QUEUE, sizeof(*r->q))) == NULL) {
+        lp_state_fail(rd, LP_ERR_NOMEM, "out of memory");
+        return;
+    }
     for (size_t i = 0; i < n && lp_state_err(rd) == LP_OK; i++) {
         struct bind_msg *b = &r->q[r->count];
         b->type = lp_state_u8(rd);
@@ -401,16 +406,10 @@ static void load_ring(struct lp_state_rd *rd, struct bind_ring *r, const char *w
     }
 }
 
-static void load_goodbye(struct lp_state_rd *rd, uint16_t *code, char *msg, size_t *len)
+static void load_goodbye(struct lp_state_rd *rd, uint16_t *code, char **msg, size_t *len)
 {
-    size_t n;
-    const uint8_t *p;
-
     *code = lp_state_u16(rd);
-    p = lp_state_text(rd, LP_FRAME_MAX_TEXT, &n);
-    if (n > 0)
-        memcpy(msg, p, n);
-    *len = n;
+    (void)copy_text(rd, msg, len);
 }
 
 /* The session-wide fields before the streams; makes the mux. */
@@ -439,8 +438,8 @@ static lp_err load_head(struct lp_state_rd *rd, const struct lp_mux_config *cfg,
     m->peer_highest = peer_highest;
     m->goodbye_tx = (flags & MF_GOODBYE_TX) != 0;
     m->goodbye_rx = (flags & MF_GOODBYE_RX) != 0;
-    load_goodbye(rd, &m->goodbye_tx_code, m->goodbye_tx_msg, &m->goodbye_tx_len);
-    load_goodbye(rd, &m->goodbye_rx_code, m->goodbye_rx_msg, &m->goodbye_rx_len);
+    load_goodbye(rd, &m->goodbye_tx_code, &m->goodbye_tx_msg, &m->goodbye_tx_len);
+    load_goodbye(rd, &m->goodbye_rx_code, &m->goodbye_rx_msg, &m->goodbye_rx_len);
     *mp = m;
     return lp_state_err(rd);
 }
