@@ -17,6 +17,8 @@
 
 #include "limpet/tls.h"
 
+#include "../../src/io/tls_internal.h" /* tls_fast_switch, for the refusal made by hand */
+
 /* The suite certificate mode picks on the default (openssl) record layer on this CPU. */
 static const char *cert_suite(void)
 {
@@ -225,6 +227,74 @@ static void test_tls_records_read_ahead_in_the_handshake_open_after_the_switch(v
     assert_int_equal(lp_tls_read(p.c, buf, sizeof(buf), &rc), 11);
     assert_memory_equal(buf, "early bytes", 11);
     assert_false(lp_tls_pending(p.c));
+    pair_close(&p);
+    lp_tls_conf_free(cc);
+    lp_tls_conf_free(sc);
+}
+
+/* A key block of the right shape for the ChaCha20-Poly1305 suite, as if mbedTLS had just
+ * exported it: what lets tls_fast_switch reach its last check. */
+static void give_keys(lp_tls *t)
+{
+    t->keys = calloc(1, sizeof(*t->keys));
+    assert_non_null(t->keys);
+    t->keys->keylen = lp_tlsrec_key_len(LP_TLSREC_CHACHA20_POLY1305);
+    t->keys->ivlen = lp_tlsrec_iv_len(LP_TLSREC_CHACHA20_POLY1305);
+}
+
+/* The hand-off is refused while mbedTLS holds bytes tlsrec would never see (decrypted bytes
+ * not read yet; a record not yet sent), and the link goes on with mbedTLS's records, losing
+ * nothing. A handshake that just ended leaves nothing behind (mbedTLS reads exactly the
+ * records it needs, and has flushed its last flight), so both states are made by hand on
+ * links that stayed with mbedTLS. */
+static void test_tls_no_switch_while_mbedtls_holds_bytes(void **state)
+{
+    lp_tls_conf *cc, *sc;
+    struct pair p;
+    lp_err rc;
+    uint8_t buf[1000], big[16384];
+    ssize_t n;
+    const char *why;
+    (void)state;
+    psk_pair(&p, &cc, &sc, LP_TLS_LAYER_MBEDTLS, LP_TLS_LAYER_MBEDTLS);
+    pair_handshake(&p);
+    assert_int_equal(p.crc, LP_OK);
+    assert_int_equal(p.src, LP_OK);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (uint8_t)(i * 13 + 1);
+
+    /* decrypted bytes left unread on the client */
+    assert_int_equal(lp_tls_write(p.s, buf, sizeof(buf), &rc), (ssize_t)sizeof(buf));
+    assert_int_equal(lp_tls_flush(p.s), LP_OK);
+    uint8_t first, rest[sizeof(buf)];
+    assert_int_equal(lp_tls_read(p.c, &first, 1, &rc), 1);
+    give_keys(p.c);
+    why = tls_fast_switch(p.c);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "mbedTLS holds"));
+    assert_false(p.c->fast);
+    assert_non_null(p.c->ssl);
+    tls_drop_keys(p.c);
+    assert_string_equal(lp_tls_record_layer(p.c), "mbedtls");
+    n = lp_tls_read(p.c, rest, sizeof(rest), &rc);
+    assert_int_equal(n, (ssize_t)sizeof(buf) - 1);
+    assert_int_equal(first, buf[0]);
+    assert_memory_equal(rest, buf + 1, sizeof(buf) - 1);
+
+    /* output mbedTLS has sealed but the socket did not take */
+    memset(big, 0x5a, sizeof(big));
+    for (int i = 0; i < 10000; i++) {
+        if (lp_tls_write(p.c, big, sizeof(big), &rc) < 0)
+            break; /* the socket is full: mbedTLS keeps the record it sealed */
+        rc = lp_tls_flush(p.c);
+    }
+    assert_int_equal(rc, LP_ERR_TRUNCATED);
+    give_keys(p.c);
+    why = tls_fast_switch(p.c);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "output not yet sent"));
+    assert_false(p.c->fast);
+    tls_drop_keys(p.c);
     pair_close(&p);
     lp_tls_conf_free(cc);
     lp_tls_conf_free(sc);
@@ -545,6 +615,7 @@ int main(void)
         cmocka_unit_test(test_tls_psk_refuses_wrong_key),
         cmocka_unit_test(test_tls_fast_records_and_mbedtls_records_interoperate),
         cmocka_unit_test(test_tls_records_read_ahead_in_the_handshake_open_after_the_switch),
+        cmocka_unit_test(test_tls_no_switch_while_mbedtls_holds_bytes),
         cmocka_unit_test(test_tls_one_read_returns_every_record_that_arrived),
         cmocka_unit_test(test_tls_close_notify_ends_the_link_cleanly),
         cmocka_unit_test(test_tls_forged_or_unexpected_records_break_the_link),
