@@ -20,61 +20,13 @@
 #include "limpet/net.h"
 #include "limpet/streamq.h"
 
+#include "mcp_server_internal.h"
+
 #define HIGH_WATER (1u << 20) /* bytes queued toward one side before its source pauses */
 #define MAX_INFLIGHT LP_MCPD_MAX_INFLIGHT
-#define KEY_MAX 127u /* the pool's name and scope limit */
 #define ROUTE_HELD_MAX LP_MCPD_ROUTE_HELD_MAX
 #define EXTEND_STEP (64u * 1024u) /* the least extra credit asked for a line past its window */
 #define MEMORY_RETRY 0.1          /* s: how often a line waiting at limits.memory asks again */
-
-struct entry {
-    struct lp_mcpd *m;
-    uint64_t id;
-    char name[KEY_MAX + 1];
-    char scope[KEY_MAX + 1]; /* as the client wrote it (the pool's key adds the identity) */
-    char tag[KEY_MAX * 2 + 32];
-    lp_mcproute *route;
-    struct lp_child *child;
-    struct entry *next;
-};
-
-struct att {
-    struct lp_mcpd *m;
-    uint64_t id;
-    uint64_t entry; /* 0 until ACCEPT */
-    struct lp_stream *st;
-    /* The host's lines are not copied out of the stream's receive queue until whole: a line
-     * being received stays there, counted in the session's receive budget, and is passed on
-     * (and its credit returned) once its newline is in. */
-    size_t scanned;        /* bytes at the queue's front known to hold no '\n' */
-    bool wants_memory;     /* its line needs credit and limits.memory is reached: retried */
-    struct lp_streamq out; /* lines for the host not yet taken by the mux */
-    bool forgotten;        /* the pool refused or reset it: nothing to report */
-    uint16_t doom_code;    /* with doomed: the RST code */
-    char doomed[160];      /* not empty: reset with this reason at the next sweep */
-    struct att *next;
-};
-
-struct lp_mcpd {
-    struct lp_runtime *rt;
-    const struct lp_config *cfg;
-    lp_mcppool *pool;
-    ev_timer tick;
-    ev_timer sweep;   /* resets doomed attachments, outside the callbacks that doomed them */
-    ev_timer memwait; /* while a line waits at limits.memory: asks again every MEMORY_RETRY */
-    size_t out_bytes; /* every attachment's out.buffered, for the memory count */
-    struct entry *entries;
-    struct att *atts;
-    uint64_t next_att;
-    bool (*may_use)(void *user, const char *identity, const char *name);
-    void *user;
-    void (*done)(void *);
-    void *done_user;
-};
-
-static void run_actions(struct lp_mcpd *m);
-static void flush_route(struct entry *e);
-static void drain_att(struct att *a);
 
 /* ---- lookups ---------------------------------------------------------------------------- */
 
@@ -114,7 +66,7 @@ static void free_entry(struct entry *e)
     free(e);
 }
 
-static void free_att(struct att *a)
+void mcpd_free_att(struct att *a)
 {
     struct att **pp = &a->m->atts;
     while (*pp && *pp != a)
@@ -166,7 +118,7 @@ static void sweep_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-static void push_att(struct att *a)
+void mcpd_push_att(struct att *a)
 {
     while (a->st && a->entry && a->out.buffered > 0) {
         const uint8_t *data;
@@ -192,7 +144,7 @@ static void pace_child(struct entry *e)
     lp_child_pause(e->child, behind);
 }
 
-static void flush_route(struct entry *e)
+void mcpd_flush_route(struct entry *e)
 {
     uint64_t dest;
     char *line;
@@ -212,7 +164,7 @@ static void flush_route(struct entry *e)
                          "out of memory: a message from the MCP server was lost");
             }
             if (a && a->doomed[0] == '\0')
-                push_att(a);
+                mcpd_push_att(a);
         }
         free(line);
     }
@@ -234,7 +186,7 @@ static void child_line(void *user, const uint8_t *line, size_t len)
                 doom(a, e, LP_RST_INTERNAL,
                      "out of memory: a message from the MCP server was lost");
     }
-    flush_route(e);
+    mcpd_flush_route(e);
 }
 
 static void child_too_long(void *user)
@@ -272,10 +224,10 @@ static void child_exited(void *user, int status, const char *why)
     e->child = NULL;
     lp_mcproute_child_exited(e->route);
     lp_mcppool_exited(m->pool, e->id, why, lp_now());
-    run_actions(m);
+    mcpd_run_actions(m);
 }
 
-static const struct lp_child_hooks child_hooks = {
+const struct lp_child_hooks mcpd_child_hooks = {
     .line = child_line,
     .too_long = child_too_long,
     .lost = child_lost,
@@ -309,8 +261,8 @@ static void do_spawn(struct lp_mcpd *m, const struct lp_mcppool_action *act)
                            e ? "it is no longer configured" : "out of memory", lp_now());
         return;
     }
-    if (lp_child_spawn(m->rt->loop, sv, m->cfg->mcp.max_message, e->tag, &child_hooks, e, &e->child,
-                       err, sizeof(err)) != LP_OK) {
+    if (lp_child_spawn(m->rt->loop, sv, m->cfg->mcp.max_message, e->tag, &mcpd_child_hooks, e,
+                       &e->child, err, sizeof(err)) != LP_OK) {
         lp_warn("%s cannot start: %s", e->tag, err);
         lp_mcppool_started(m->pool, e->id, false, err, lp_now());
         return;
@@ -327,7 +279,7 @@ static void do_spawn(struct lp_mcpd *m, const struct lp_mcppool_action *act)
         return;
     }
     lp_mcppool_started(m->pool, e->id, true, NULL, lp_now());
-    flush_route(e);
+    mcpd_flush_route(e);
     drain_atts(e); /* hosts that stopped on the lines held for this start read on */
 }
 
@@ -345,7 +297,7 @@ static void end_att(struct lp_mcpd *m, const struct lp_mcppool_action *act)
                 (unsigned)lp_stream_id(a->st), act->name, act->why);
         lp_stream_reset(a->st, act->code, act->why); /* ended() frees a */
     } else {
-        free_att(a);
+        mcpd_free_att(a);
     }
 }
 
@@ -388,10 +340,10 @@ static void accept_att(struct lp_mcpd *m, const struct lp_mcppool_action *act)
     }
     lp_session_dirty(s);
     lp_debug("sess=%s stream=%u attached to %s", s->tag, (unsigned)lp_stream_id(a->st), e->tag);
-    drain_att(a); /* lines that came with the OPEN */
+    mcpd_drain_att(a); /* lines that came with the OPEN */
 }
 
-static void run_actions(struct lp_mcpd *m)
+void mcpd_run_actions(struct lp_mcpd *m)
 {
     struct lp_mcppool_action act;
     lp_time at;
@@ -442,7 +394,7 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     lp_mcppool_tick(m->pool, lp_now());
-    run_actions(m);
+    mcpd_run_actions(m);
 }
 
 /* ---- attachments (MCP streams) ---------------------------------------------------------- */
@@ -558,9 +510,9 @@ static bool child_has_room(const struct entry *e)
 }
 
 /* The host's lines → the route, one whole line at a time, while the child keeps up. Nothing
- * is cached across flush_route (which may reach child_drained, and this function again):
+ * is cached across mcpd_flush_route (which may reach child_drained, and this function again):
  * each round looks at the queue afresh. */
-static void drain_att(struct att *a)
+void mcpd_drain_att(struct att *a)
 {
     struct entry *e = find_entry(a->m, a->entry);
 
@@ -579,7 +531,7 @@ static void drain_att(struct att *a)
             return;
         lp_mux_recv_consumed(s->mux, id, nl + 1);
         lp_session_dirty(s);
-        flush_route(e);
+        mcpd_flush_route(e);
     }
 }
 
@@ -587,7 +539,7 @@ static void drain_atts(struct entry *e)
 {
     for (struct att *a = e->m->atts; a; a = a->next)
         if (a->entry == e->id)
-            drain_att(a);
+            mcpd_drain_att(a);
 }
 
 /* Lines that wait at limits.memory ask again; the timer stops once none waits. A drain may
@@ -600,7 +552,7 @@ static void memwait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     for (struct att *a = m->atts; a; a = a->next)
         if (a->wants_memory)
-            drain_att(a);
+            mcpd_drain_att(a);
     for (struct att *a = m->atts; a && !waiting; a = a->next)
         waiting = a->wants_memory;
     if (!waiting)
@@ -628,10 +580,10 @@ static void att_event(struct lp_stream *st, const struct lp_mux_event *ev, void 
 
     switch (ev->type) {
     case LP_MUX_EV_READABLE:
-        drain_att(a);
+        mcpd_drain_att(a);
         break;
     case LP_MUX_EV_WRITABLE:
-        push_att(a);
+        mcpd_push_att(a);
         if (e)
             pace_child(e);
         break;
@@ -660,13 +612,13 @@ static void att_ended(struct lp_stream *st, uint16_t code, const char *why, void
                     (unsigned long long)a->id, lp_strerror(rc));
         lp_mcppool_detach(m->pool, a->id, lp_now());
     }
-    free_att(a);
+    mcpd_free_att(a);
     if (e && find_entry(m, e->id))
-        flush_route(e);
-    run_actions(m);
+        mcpd_flush_route(e);
+    mcpd_run_actions(m);
 }
 
-static const struct lp_stream_hooks att_hooks = {.event = att_event, .ended = att_ended};
+const struct lp_stream_hooks mcpd_att_hooks = {.event = att_event, .ended = att_ended};
 
 static void refuse(struct lp_session *s, uint32_t id, uint16_t code, const char *why)
 {
@@ -715,8 +667,8 @@ static void open_mcp(void *user, struct lp_session *s, const struct lp_mux_event
     lp_streamq_init(&a->out);
     a->next = m->atts;
     m->atts = a;
-    if (lp_stream_adopt(s, ev->id, &att_hooks, a, &a->st) != LP_OK) {
-        free_att(a);
+    if (lp_stream_adopt(s, ev->id, &mcpd_att_hooks, a, &a->st) != LP_OK) {
+        mcpd_free_att(a);
         return;
     }
     if (lp_mcppool_open(m->pool, s->identity, name, key, scope[0] == '~', a->id, lp_now()) !=
@@ -725,7 +677,7 @@ static void open_mcp(void *user, struct lp_session *s, const struct lp_mux_event
         lp_stream_reset(a->st, LP_RST_INTERNAL, "out of memory");
         return;
     }
-    run_actions(m);
+    mcpd_run_actions(m);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
@@ -819,7 +771,7 @@ void lp_mcpd_reconfigure(struct lp_mcpd *m, const struct lp_config *cfg, void *u
             doom(a, e, LP_RST_NOT_ALLOWED,
                  "no longer allowed by the server's policy (configuration reloaded)");
     }
-    run_actions(m);
+    mcpd_run_actions(m);
 }
 
 void lp_mcpd_shutdown(struct lp_mcpd *m, void (*done)(void *), void *done_user)
@@ -827,7 +779,7 @@ void lp_mcpd_shutdown(struct lp_mcpd *m, void (*done)(void *), void *done_user)
     m->done = done;
     m->done_user = done_user;
     lp_mcppool_close_all(m->pool, "the server is shutting down", lp_now());
-    run_actions(m);
+    mcpd_run_actions(m);
 }
 
 void lp_mcpd_free(struct lp_mcpd *m)
@@ -839,7 +791,7 @@ void lp_mcpd_free(struct lp_mcpd *m)
     ev_timer_stop(m->rt->loop, &m->memwait);
     m->rt->memory_extra = NULL;
     while (m->atts)
-        free_att(m->atts); /* their streams are gone with the sessions */
+        mcpd_free_att(m->atts); /* their streams are gone with the sessions */
     while (m->entries)
         free_entry(m->entries); /* SIGKILL to what still runs */
     lp_mcppool_free(m->pool);
@@ -850,121 +802,4 @@ void lp_mcpd_free(struct lp_mcpd *m)
 size_t lp_mcpd_processes(const struct lp_mcpd *m)
 {
     return m ? lp_mcppool_size(m->pool) : 0;
-}
-
-/* ---- upgrade in place ------------------------------------------------------------------------ */
-
-const lp_mcppool *lp_mcpd_pool(const struct lp_mcpd *m)
-{
-    return m->pool;
-}
-
-uint64_t lp_mcpd_next_att(const struct lp_mcpd *m)
-{
-    return m->next_att;
-}
-
-void lp_mcpd_each(struct lp_mcpd *m, void (*entry)(void *, const struct lp_mcpd_entry_image *),
-                  void (*att)(void *, const struct lp_mcpd_att_image *), void *user)
-{
-    for (struct entry *e = m->entries; e; e = e->next) {
-        struct lp_mcpd_entry_image img = {
-            .id = e->id, .name = e->name, .scope = e->scope, .route = e->route, .child = e->child};
-        entry(user, &img);
-    }
-    for (struct att *a = m->atts; a; a = a->next) {
-        struct lp_mcpd_att_image img = {
-            .id = a->id,
-            .entry = a->entry,
-            .session = a->st ? lp_stream_session(a->st) : NULL,
-            .stream = a->st ? lp_stream_id(a->st) : 0,
-            .forgotten = a->forgotten,
-            .doomed_code = a->doom_code,
-            .doomed = a->doomed,
-            /* A host's partial line is no longer held here: it waits in the stream's receive
-             * queue, which the mux's state carries. */
-            .in_part = NULL,
-            .in_len = 0,
-            .in_skipping = false,
-            .out = &a->out,
-        };
-        att(user, &img);
-    }
-}
-
-void lp_mcpd_restore_pool(struct lp_mcpd *m, lp_mcppool *pool, uint64_t next_att)
-{
-    lp_mcppool_free(m->pool);
-    m->pool = pool;
-    m->next_att = next_att;
-}
-
-/* Entries and attachments keep the order they had: appended at the tail. */
-lp_err lp_mcpd_restore_entry(struct lp_mcpd *m, const struct lp_mcpd_entry_image *img)
-{
-    struct entry *e = calloc(1, sizeof(*e)), **tail = &m->entries;
-    lp_err rc;
-
-    if (e == NULL) {
-        lp_mcproute_free(img->route);
-        return LP_ERR_NOMEM;
-    }
-    e->m = m;
-    e->id = img->id;
-    e->route = img->route;
-    snprintf(e->name, sizeof(e->name), "%s", img->name);
-    snprintf(e->scope, sizeof(e->scope), "%s", img->scope);
-    snprintf(e->tag, sizeof(e->tag), "mcp=%s scope=%s", e->name, e->scope);
-    if (img->child_img != NULL &&
-        (rc = lp_child_adopt(m->rt->loop, img->child_img, m->cfg->mcp.max_message, e->tag,
-                             &child_hooks, e, &e->child)) != LP_OK) {
-        lp_mcproute_free(e->route);
-        free(e);
-        return rc;
-    }
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = e;
-    return LP_OK;
-}
-
-lp_err lp_mcpd_restore_att(struct lp_mcpd *m, const struct lp_mcpd_att_image *img)
-{
-    struct att *a = calloc(1, sizeof(*a)), **tail = &m->atts;
-
-    if (a == NULL)
-        return LP_ERR_NOMEM;
-    a->m = m;
-    a->id = img->id;
-    a->entry = img->entry;
-    a->forgotten = img->forgotten;
-    a->doom_code = img->doomed_code;
-    snprintf(a->doomed, sizeof(a->doomed), "%s", img->doomed);
-    lp_streamq_init(&a->out);
-    while (*tail)
-        tail = &(*tail)->next;
-    *tail = a;
-    if (img->in_len > 0) { /* a state from a binary that held partial lines itself */
-        free_att(a);
-        return LP_ERR_INVALID;
-    }
-    if ((img->out_len > 0 && !lp_streamq_append(&a->out, img->out_bytes, img->out_len)) ||
-        lp_stream_adopt(img->session, img->stream, &att_hooks, a, &a->st) != LP_OK) {
-        free_att(a);
-        return LP_ERR_NOMEM;
-    }
-    return LP_OK;
-}
-
-void lp_mcpd_restore_done(struct lp_mcpd *m)
-{
-    for (struct entry *e = m->entries; e; e = e->next)
-        flush_route(e);
-    for (struct att *a = m->atts; a; a = a->next) {
-        if (a->doomed[0] != '\0')
-            ev_timer_start(m->rt->loop, &m->sweep);
-        push_att(a);
-        drain_att(a);
-    }
-    run_actions(m);
 }
