@@ -43,22 +43,12 @@ import subprocess
 import sys
 import time
 
+from bench_tools import free_ports  # this directory is on sys.path: run as a script
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODES = ("node-a", "node-b", "node-c")
 SNI = "limpet.test"
 RESUMED = re.compile(r"sess=[0-9a-f]{8} resumed \(reconnect \d+, down (\d+)ms\)")
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Proc:

@@ -25,18 +25,24 @@ def split_addr(spec):
     return host or "127.0.0.1", int(port)
 
 
-def cmd_freeports(args):
+def free_ports(n):
+    """n loopback TCP ports free now, all different (held open together while chosen).
+    bench_haproxy.py and bench_upgrade.py import it too."""
     socks = []
     try:
-        for _ in range(args.n):
+        for _ in range(n):
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             socks.append(s)
-        for s in socks:
-            print(s.getsockname()[1])
+        return [s.getsockname()[1] for s in socks]
     finally:
         for s in socks:
             s.close()
+
+
+def cmd_freeports(args):
+    for port in free_ports(args.n):
+        print(port)
 
 
 def echo_conn(conn):

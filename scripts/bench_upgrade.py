@@ -26,6 +26,8 @@ import sys
 import threading
 import time
 
+from bench_tools import free_ports  # this directory is on sys.path: run as a script
+
 LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z")
 
 
@@ -35,18 +37,6 @@ def log_time(line):
         return None
     t = calendar.timegm(time.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S"))
     return t + (float(m.group(2)) if m.group(2) else 0.0)
-
-
-def free_ports(n):
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Echo(threading.Thread):
