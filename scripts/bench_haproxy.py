@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """bench_haproxy.py — the haproxy row of `make bench` (issue 15), standard library only.
 
-Limpet in PSK mode (TLS, SNI sent), measured twice in one run on loopback:
+Limpet in PSK mode (TLS, SNI sent), measured three times in one run on loopback:
 
     direct    limpet client -> one limpet server (its plain listener)
+    haproxy1  limpet client -> HAProxy -> one limpet server (node-a, its PROXY v2 listener): as
+              many servers as direct, so the difference is what HAProxy itself costs
     haproxy   limpet client -> HAProxy -> three limpet servers (node-a..c, PROXY v2 listeners),
               HAProxy started from the shipped config/haproxy.cfg with only its ports rewritten
-              (the same rewrite as tests/e2e/test_haproxy.py)
+              (the same rewrite as tests/e2e/test_haproxy.py; haproxy1 also drops the lines of
+              node-b and node-c)
 
 For each path:
   - connections/s: short connections through an -L forward of one established session
@@ -25,9 +28,8 @@ all the clients come from 127.0.0.1 with one identity, which the defaults (16 pe
 source, 32 sessions per identity) would throttle on both paths alike. Prints one line per path
 and a last line:
 
-    haproxy ok=1 direct_connrate=.. haproxy_connrate=.. direct_tput1=.. haproxy_tput1=..
-            direct_resume_median_ms=.. direct_resume_max_ms=.. haproxy_resume_median_ms=..
-            haproxy_resume_max_ms=.. sessions=.. rounds=..
+    haproxy ok=1 PATH_connrate=.. PATH_tput1=.. PATH_resume_median_ms=.. PATH_resume_max_ms=..
+            (for each PATH: direct, haproxy1, haproxy) sessions=.. rounds=..
 
 Every process it starts is stopped by its PID at the end; every wait is bounded.
 """
@@ -100,10 +102,15 @@ def wait_port(port, timeout, proc):
     wait_until(up, timeout, "port %d" % port, [proc])
 
 
-def haproxy_cfg(path, front_port, proxy_ports):
-    """The shipped config with these ports (and nothing else) changed, as test_haproxy does."""
+def haproxy_cfg(path, front_port, proxy_ports, nodes=NODES):
+    """The shipped config with these ports (and nothing else) changed, as test_haproxy does;
+    with fewer nodes, the lines of the others are left out."""
     with open(os.path.join(ROOT, "config", "haproxy.cfg")) as f:
         text = f.read()
+    for name in NODES[len(nodes):]:
+        text, n = re.subn(r"(?m)^\s*(server|use-server) %s\b.*\n" % name, "", text)
+        if n != 2:
+            raise RuntimeError("config/haproxy.cfg: no server and use-server lines of " + name)
     text, n = re.subn(r"bind 0\.0\.0\.0:7070", "bind 127.0.0.1:%d" % front_port, text)
     if n != 1:
         raise RuntimeError("config/haproxy.cfg: no 'bind 0.0.0.0:7070' line to rewrite")
@@ -164,22 +171,26 @@ class Bench:
             "-o", "control.path=%s" % os.path.join(self.dir, name + ".sock"), *opts])
 
     def entry(self, path):
-        """Starts path's server side; returns the port a client dials."""
+        """Starts path's server side; returns the port a client dials. "haproxy1" is HAProxy
+        before one node: as many limpet servers as direct, so it shows what HAProxy itself
+        costs; "haproxy" is the shipped three."""
         if path == "direct":
             port, = free_ports(1)
             s = self.server("direct", port)
             wait_until(lambda: "listening on" in s.text(), 10, "the direct server", [s])
             return port
-        ports = free_ports(2 * len(NODES) + 1)
+        nodes = NODES[:1] if path == "haproxy1" else NODES
+        ports = free_ports(2 * len(nodes) + 1)
         servers = []
-        for i, node in enumerate(NODES):
+        for i, node in enumerate(nodes):
             servers.append(self.server(
                 node, ports[2 * i], "-o", "proxy_protocol.listen=127.0.0.1:%d" % ports[2 * i + 1],
                 "-o", "proxy_protocol.trusted=127.0.0.1"))
         for s in servers:
             wait_until(lambda: "listening on" in s.text(), 10, os.path.basename(s.log), [s])
+        self.nodes_run = nodes
         hcfg = os.path.join(self.dir, "haproxy.cfg")
-        haproxy_cfg(hcfg, ports[-1], ports[1:-1:2])
+        haproxy_cfg(hcfg, ports[-1], ports[1:-1:2], nodes)
         h = self.start("haproxy", [self.a.haproxy, "-db", "-f", hcfg])
         wait_port(ports[-1], 10, h)
         time.sleep(1.5)  # the first health checks (inter 1s) mark the nodes up
@@ -252,8 +263,8 @@ class Bench:
         port = self.entry(path)
         rate, bps, rates, all_bps = self.loads(path, port)
         times = self.resumes(path, port)
-        if path == "haproxy":
-            unknown = sum(self.logs_count(n, "SESSION_UNKNOWN") for n in NODES)
+        if path != "direct":
+            unknown = sum(self.logs_count(n, "SESSION_UNKNOWN") for n in self.nodes_run)
             if unknown:
                 raise RuntimeError("%d resumes landed on a node without the session" % unknown)
         res = {"connrate": rate, "tput1": bps, "resume_median_ms": median(times),
@@ -278,18 +289,20 @@ def run(args):
     try:
         b.keys()
         d = b.run_path("direct")
+        h1 = b.run_path("haproxy1")
         h = b.run_path("haproxy")
     except (RuntimeError, TimeoutError, OSError, subprocess.TimeoutExpired) as e:
         print("haproxy ok=0 error=%s" % str(e).replace(" ", "_"))
         return 1
     finally:
         b.stop_all()
-    print("haproxy ok=1 direct_connrate=%.0f haproxy_connrate=%.0f direct_tput1=%.0f "
-          "haproxy_tput1=%.0f direct_resume_median_ms=%d direct_resume_max_ms=%d "
-          "haproxy_resume_median_ms=%d haproxy_resume_max_ms=%d sessions=%d rounds=%d" % (
-              d["connrate"], h["connrate"], d["tput1"], h["tput1"], d["resume_median_ms"],
-              d["resume_max_ms"], h["resume_median_ms"], h["resume_max_ms"], args.sessions,
-              args.rounds))
+    fields = ["haproxy ok=1"]
+    for name, r in (("direct", d), ("haproxy1", h1), ("haproxy", h)):
+        fields.append("%s_connrate=%.0f %s_tput1=%.0f %s_resume_median_ms=%d "
+                      "%s_resume_max_ms=%d" % (name, r["connrate"], name, r["tput1"], name,
+                                               r["resume_median_ms"], name, r["resume_max_ms"]))
+    fields.append("sessions=%d rounds=%d" % (args.sessions, args.rounds))
+    print(" ".join(fields))
     return 0
 
 

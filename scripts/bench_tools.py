@@ -706,33 +706,37 @@ HAPROXY_TPUT_MIN = 0.8    # ... and 1-stream throughput through it >= 0.8x direc
 
 
 def haproxy_section(res):
-    """Prints limpet behind HAProxy against limpet direct; returns targets failed."""
+    """Prints limpet behind HAProxy against limpet direct; returns targets failed. The targets
+    are judged on HAProxy before one node, as many servers as direct: what HAProxy itself
+    costs. Three nodes share the TLS handshakes of a resume storm among three processes, which
+    on a 2-core machine flatters them; they are shown beside it."""
     if not res.get(("ran", "haproxy")):
         return 0
     sessions = num(res, ("haproxy_sessions", "limpet"))
     print()
     print("Behind HAProxy (issue 15): limpet with a pre-shared key, direct to one server and "
-          "through HAProxy (shipped config) to 3 nodes; connections/s are new -L streams in "
-          "one session; resume of %s sessions after every link is cut at once (the direct server "
-          "does every TLS handshake alone, the 3 nodes share them)" % (
-              "%.0f" % sessions if sessions else "?"))
-    rows = [["metric", "direct", "haproxy", "haproxy/direct", "target"]]
+          "through HAProxy (shipped config) to 1 node and to 3 nodes; connections/s are new -L "
+          "streams in one session; resume of %s sessions after every link is cut at once. "
+          "Targets on 1 node/direct (the same number of servers); 3 nodes share the TLS "
+          "handshakes among three processes" % ("%.0f" % sessions if sessions else "?"))
+    rows = [["metric", "direct", "1 node", "3 nodes", "1 node/direct", "3 nodes/direct",
+             "target"]]
     failed = 0
     for label, key, fmt, scale, want in (
             ("connections/s", "haproxy_connrate", "%.0f", 1, None),
             ("throughput 1 stream (MB/s)", "haproxy_tput1", "%.0f", 1e6, (">=", HAPROXY_TPUT_MIN)),
             ("resume median (ms)", "haproxy_resume_median", "%.0f", 1, ("<=", HAPROXY_RESUME_MAX)),
             ("resume max (ms)", "haproxy_resume_max", "%.0f", 1, None)):
-        d, h = num(res, (key, "direct")), num(res, (key, "haproxy"))
-        ratio = h / d if d and h is not None else None
+        d, h1, h3 = (num(res, (key, p)) for p in ("direct", "haproxy1", "haproxy"))
+        r1, r3 = (h / d if d and h is not None else None for h in (h1, h3))
         verdict_text = ""
         if want is not None:
             op, limit = want
-            passed = ratio is not None and (ratio >= limit if op == ">=" else ratio <= limit)
+            passed = r1 is not None and (r1 >= limit if op == ">=" else r1 <= limit)
             failed += not passed
             verdict_text = "%s want %s %.1fx" % ("PASS" if passed else "FAIL", op, limit)
-        rows.append([label] + ["-" if v is None else fmt % (v / scale) for v in (d, h)] +
-                    ["-" if ratio is None else "%.2f" % ratio, verdict_text])
+        rows.append([label] + ["-" if v is None else fmt % (v / scale) for v in (d, h1, h3)] +
+                    ["-" if r is None else "%.2f" % r for r in (r1, r3)] + [verdict_text])
     print_grid(rows, left_cols=1, last_left=1)
     return failed
 
