@@ -83,10 +83,11 @@ struct lp_stats {
     uint64_t streams_opened;   /* local ends begun: OPEN sent (client) or received (server) */
     uint64_t streams_refused;  /* of those, refused or failed before they opened */
     uint64_t reconnects;       /* client: handshakes done after a link loss; server: HELLOs
-                                  asking to resume a session (accepted or not) */
+                                  asking to resume a session (accepted or not), rekeys aside */
     uint64_t resumes;          /* sessions resumed with their streams */
-    uint64_t rekeys;           /* client: live links replaced by a new handshake because
-                                  they carried tls.rekey_after (not counted as reconnects) */
+    uint64_t rekeys;           /* live links replaced by a new handshake because they carried
+                                  tls.rekey_after (not counted as reconnects); the server
+                                  counts the resumes whose HELLO says REKEY */
     struct lp_hist resume;     /* client: link down -> live again; server: time detached */
     uint64_t bytes_in_ended;   /* link bytes of sessions already freed */
     uint64_t bytes_out_ended;

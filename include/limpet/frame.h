@@ -138,7 +138,8 @@ struct lp_text { /* RST, REJECT, GOODBYE, BIND_FAIL */
     size_t msg_len;     /* <= LP_FRAME_MAX_TEXT */
 };
 
-#define LP_HELLO_NODE 0x0002u /* flags: send me the node id in WELCOME (section 2.4) */
+#define LP_HELLO_NODE 0x0002u  /* flags: send me the node id in WELCOME (section 2.4) */
+#define LP_HELLO_REKEY 0x0004u /* flags: this link replaces a live one for new TLS keys */
 
 struct lp_hello {
     uint32_t magic;

@@ -170,6 +170,10 @@ lp_time lp_pipe_next_deadline(const lp_pipe *p);
 /* Due ACKs and PINGs are queued; a silent link is declared dead (LINK_DOWN event). */
 void lp_pipe_on_timeout(lp_pipe *p, lp_time now);
 
+/* Client: the next HELLO (lp_pipe_connect) says REKEY: its link replaces a live one that
+ * carried its keys' share. Informational: the server counts a rekey, not a reconnect. */
+void lp_pipe_set_rekey(lp_pipe *p);
+
 /* Pops the next event. Drain after every call that takes bytes, time or a link change. */
 bool lp_pipe_next_event(lp_pipe *p, struct lp_pipe_event *ev);
 

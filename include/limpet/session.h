@@ -142,7 +142,8 @@ struct lp_session {
     /* owner's list linkage and counters for status/logs */
     struct lp_session *prev, *next;
     uint64_t reconnects;
-    uint64_t rekeys;  /* client: links replaced because they carried their keys' share */
+    uint64_t rekeys;  /* links replaced because they carried their keys' share (the server
+                       * counts the HELLOs flagged REKEY) */
     bool rekey_asked; /* rekey_due took the request for the current link */
     uint64_t bytes_in, bytes_out;
     ev_timer ttl; /* server: detached-session lifetime */

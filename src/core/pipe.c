@@ -323,13 +323,20 @@ uint64_t lp_pipe_connect(lp_pipe *p, lp_time now)
     struct lp_hello h = {
         .magic = LP_PROTO_MAGIC,
         .version = LP_PROTO_VERSION,
-        .flags = LP_HELLO_NODE, /* a server that knows it says which node holds the session */
+        /* a server that knows it says which node holds the session */
+        .flags = (uint16_t)(LP_HELLO_NODE | (p->rekey_next ? LP_HELLO_REKEY : 0)),
         .rx_seq = p->rx_seq,
     };
     memcpy(h.session_id, p->session_id, LP_SESSION_ID_LEN);
     memcpy(h.token, p->token, LP_TOKEN_LEN);
     p->scratch_len = lp_hello_encode(p->scratch, sizeof(p->scratch), &h);
+    p->rekey_next = false;
     return p->gen;
+}
+
+void lp_pipe_set_rekey(lp_pipe *p)
+{
+    p->rekey_next = true;
 }
 
 /* The node id goes only to a client that asked for it: an older client checks that WELCOME

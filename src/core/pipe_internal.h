@@ -20,7 +20,8 @@ struct lp_pipe {
     struct lp_pipe_config cfg;
     bool is_client;
     enum lp_pipe_state state;
-    bool was_live; /* a link has been LIVE once: later ones resume */
+    bool was_live;   /* a link has been LIVE once: later ones resume */
+    bool rekey_next; /* the next HELLO says REKEY (lp_pipe_set_rekey) */
     uint64_t gen;
     uint8_t session_id[LP_SESSION_ID_LEN];
     uint8_t token[LP_TOKEN_LEN];

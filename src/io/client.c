@@ -151,6 +151,8 @@ static void link_ready(struct lp_client *c)
     lp_link_set(&link, c->fd, c->tls);
     c->fd = -1;
     c->tls = NULL;
+    if (c->rekeyed)
+        lp_pipe_set_rekey(c->s->pipe);
     uint64_t gen = lp_pipe_connect(c->s->pipe, lp_now());
     lp_session_attach(c->s, &link, gen, c->cfg->server, NULL, 0);
     /* ctimer keeps running: it now bounds the limpet handshake too */

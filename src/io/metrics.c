@@ -276,11 +276,12 @@ static void counters(struct out *o, const json_t *p)
          "connect failure or timeout)."},
         {"limpet_reconnects_total", "reconnects",
          "Client: tunnel handshakes completed after a link loss. Server: handshakes that asked "
-         "to resume a session, accepted or not."},
+         "to resume a session, accepted or not, rekeys aside."},
         {"limpet_resumes_total", "resumes", "Sessions resumed with their streams intact."},
         {"limpet_rekeys_total", "rekeys",
-         "Client: live TLS links replaced by a new handshake because they carried "
-         "tls.rekey_after under their keys (not counted as reconnects)."},
+         "Live TLS links replaced by a new handshake because they carried tls.rekey_after "
+         "under their keys (not counted as reconnects); the server counts the resumes whose "
+         "HELLO says REKEY."},
         {"limpet_upgrades_total", "upgrades",
          "Server: upgrades in place (SIGUSR2) completed: the new binary restored the state."},
         {"limpet_upgrade_failures_total", "upgrade_failures",

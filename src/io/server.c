@@ -326,8 +326,8 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
     const char *why = NULL;
     uint64_t gen;
 
-    h->srv->rt->stats.reconnects++;
     if (s == NULL || !token_equal(lp_pipe_token(s->pipe), hello->token)) {
+        h->srv->rt->stats.reconnects++;
         hs_reject(h, LP_REJECT_SESSION_UNKNOWN, "no such session on this server");
         return;
     }
@@ -338,13 +338,19 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
                 "belongs to %s",
                 s->tag, h->identity[0] ? h->identity : "none", h->name,
                 s->identity[0] ? s->identity : "no identity");
+        h->srv->rt->stats.reconnects++;
         hs_reject(h, LP_REJECT_AUTH, "this session belongs to another identity");
         return;
     }
     bool had_link = lp_session_attached(s);
     lp_time detached = had_link ? 0 : lp_now() - s->down_since;
-    if (had_link) /* the newest link wins: the old one is a half-open leftover */
-        lp_session_detach(s, "replaced by a new link");
+    /* The client says when the link replaces one that carried its keys' share (TLS 1.2 has
+     * no key update): a rekey, not a reconnect. It only changes what is counted. */
+    bool rekey = (hello->flags & LP_HELLO_REKEY) != 0;
+    if (!rekey)
+        h->srv->rt->stats.reconnects++;
+    if (had_link) /* the newest link wins */
+        lp_session_detach(s, rekey ? "rekeyed: replaced by a new link" : "replaced by a new link");
     if (lp_pipe_accept(s->pipe, hello, lp_now(), &gen, &why) != LP_OK) {
         lp_warn("sess=%s lost: %s", s->tag, why);
         hs_reject(h, LP_REJECT_SEQ_OUT_OF_RANGE, why);
@@ -352,11 +358,18 @@ static void hs_resume(struct handshake *h, const struct lp_hello *hello)
         return;
     }
     ev_timer_stop(s->rt->loop, &s->ttl);
-    s->reconnects++;
-    s->rt->stats.resumes++;
-    lp_hist_observe(&s->rt->stats.resume, detached);
-    lp_info("sess=%s resumed from %s (generation %llu%s)", s->tag, h->name, (unsigned long long)gen,
-            had_link ? ", replaced a live link" : "");
+    if (rekey) {
+        s->rekeys++;
+        s->rt->stats.rekeys++;
+        lp_info("sess=%s rekeyed: new link from %s (generation %llu), rekey %llu", s->tag, h->name,
+                (unsigned long long)gen, (unsigned long long)s->rekeys);
+    } else {
+        s->reconnects++;
+        s->rt->stats.resumes++;
+        lp_hist_observe(&s->rt->stats.resume, detached);
+        lp_info("sess=%s resumed from %s (generation %llu%s)", s->tag, h->name,
+                (unsigned long long)gen, had_link ? ", replaced a silent link" : "");
+    }
     lp_session_attach(s, &h->link, gen, h->name, NULL, 0);
     hs_free(h, false);
 }

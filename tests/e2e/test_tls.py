@@ -182,7 +182,8 @@ def test_rekey_after_replaces_the_link_dozens_of_times_under_a_transfer(limpet_b
     """TLS 1.2 has no key update: with tls.rekey_after 1MiB a 64 MiB transfer makes the client
     dial a new link and resume on it again and again. Every byte arrives in order, each rekey
     is counted in `limpet status` (and not as a reconnect), and no stream notices."""
-    server, sport = psk_server(procs, keys, target.port)
+    sctl = os.path.join(keys, "server.sock")
+    server, sport = psk_server(procs, keys, target.port, "-o", "control.path=" + sctl)
     lport = H.free_port()
     ctl = os.path.join(keys, "client.sock")
     client = H.limpet_client(procs, sport, [(lport, target.port)], *H.FAST_CLIENT,
@@ -210,6 +211,15 @@ def test_rekey_after_replaces_the_link_dozens_of_times_under_a_transfer(limpet_b
     assert doc["process"]["reconnects"] == 0, doc["process"]
     assert client.count("link down") == 0, client.tail(20)
     assert server.count("lost") == 0 and server.count("new session") == 1
+    # The server tells a rekey (a live link replaced while it still brings bytes) from a
+    # reconnect, and counts it as one, in its status and its log.
+    H.wait_until(lambda: server.count("rekeyed: new link") == rekeys, H.slack(10),
+                 "the server to log every rekey")
+    sdoc = status_doc(sctl)
+    assert sdoc["process"]["rekeys"] == rekeys, sdoc["process"]
+    assert sdoc["sessions"][0]["rekeys"] == rekeys
+    assert sdoc["process"]["reconnects"] == 0 and sdoc["sessions"][0]["reconnects"] == 0, sdoc
+    assert server.count("resumed from") == 0, server.tail(10)
 
 
 @pytest.mark.budget(90)

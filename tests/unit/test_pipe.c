@@ -1322,6 +1322,40 @@ static void test_pipe_client_learns_the_node_that_holds_its_session(void **state
     pair_free(&pr);
 }
 
+/* The HELLO of a link that replaces one for new keys says REKEY, once: the next resume after
+ * a loss is a reconnect again, and the first HELLO of all never says it. */
+static void test_pipe_hello_says_rekey_only_for_the_link_after_set_rekey(void **state)
+{
+    struct pair pr;
+    struct lp_hello h;
+    const char *why = NULL;
+    size_t n;
+    struct lp_frame f;
+    (void)state;
+    pair_new(&pr);
+    link_up(&pr);
+    f = peek_output(pr.c.p, &n);
+    assert_int_equal(lp_hello_decode(&f, &h, &why), LP_OK);
+    assert_int_equal(h.flags & LP_HELLO_REKEY, 0);
+    pump(&pr);
+
+    link_cut(&pr);
+    lp_pipe_set_rekey(pr.c.p);
+    link_up(&pr);
+    f = peek_output(pr.c.p, &n);
+    assert_int_equal(lp_hello_decode(&f, &h, &why), LP_OK);
+    assert_int_equal(h.flags & (LP_HELLO_REKEY | LP_HELLO_NODE), LP_HELLO_REKEY | LP_HELLO_NODE);
+    pump(&pr);
+    assert_true(last_ev(&pr.c, LP_PIPE_EV_LIVE)->resumed);
+
+    link_cut(&pr);
+    link_up(&pr);
+    f = peek_output(pr.c.p, &n);
+    assert_int_equal(lp_hello_decode(&f, &h, &why), LP_OK);
+    assert_int_equal(h.flags & LP_HELLO_REKEY, 0);
+    pair_free(&pr);
+}
+
 static void test_pipe_server_sends_no_node_to_a_client_that_did_not_ask(void **state)
 {
     lp_pipe *s;
@@ -1471,6 +1505,7 @@ int main(void)
         cmocka_unit_test(test_pipe_every_prefix_of_a_welcome_is_waited_for),
         cmocka_unit_test(test_pipe_every_prefix_of_a_welcome_with_a_node_is_waited_for),
         cmocka_unit_test(test_pipe_client_learns_the_node_that_holds_its_session),
+        cmocka_unit_test(test_pipe_hello_says_rekey_only_for_the_link_after_set_rekey),
         cmocka_unit_test(test_pipe_server_sends_no_node_to_a_client_that_did_not_ask),
         cmocka_unit_test(test_pipe_client_of_an_older_server_has_no_node),
         cmocka_unit_test(test_pipe_rejects_bad_config),
