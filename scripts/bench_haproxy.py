@@ -39,13 +39,12 @@ import os
 import re
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 
-from bench_tools import free_ports  # this directory is on sys.path: run as a script
+from bench_tools import free_ports, stop_process  # this directory is on sys.path: run as a script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NODES = ("node-a", "node-b", "node-c")
@@ -70,13 +69,7 @@ class Proc:
         return self.text().count(s)
 
     def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(5)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(5)
+        stop_process(self.p)
         self.f.close()
 
 

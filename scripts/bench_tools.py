@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -38,6 +39,18 @@ def free_ports(n):
     finally:
         for s in socks:
             s.close()
+
+
+def stop_process(p, grace=5):
+    """Ends the child p (a subprocess.Popen) by its own PID: SIGTERM, SIGKILL after grace
+    seconds. bench_haproxy.py and bench_upgrade.py stop their children with it."""
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(grace)
 
 
 def cmd_freeports(args):

@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 
-from bench_tools import free_ports  # this directory is on sys.path: run as a script
+from bench_tools import free_ports, stop_process  # this directory is on sys.path: run as a script
 
 LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z")
 
@@ -92,13 +92,7 @@ class Proc:
             return f.read().decode("utf-8", "replace").splitlines()
 
     def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(5)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait(5)
+        stop_process(self.p)
         self.f.close()
 
 
