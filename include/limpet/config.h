@@ -106,15 +106,17 @@ struct lp_config {
      * "sha256:" + 64 lowercase hex digits, no colons (so pins compare with strcmp). */
     char server_fingerprint[LP_FINGERPRINT_MAX];
     struct {
-        lp_time heartbeat;     /* session.heartbeat (2s), 10ms..10m */
-        lp_time dead_after;    /* session.dead_after (6s); 0 in the file = 3 x heartbeat */
-        lp_time ttl;           /* session.ttl (10m), 1s..30d: detached sessions kept */
-        size_t replay_buffer;  /* session.replay_buffer (8MiB), 64KiB..1GiB */
-        size_t receive_buffer; /* session.receive_buffer (16MiB), 64KiB..1GiB */
-        size_t stream_window;  /* session.stream_window (1MiB), 16KiB..16MiB */
-        size_t ack_every;      /* session.ack_every (64KiB), 1KiB..16MiB */
-        lp_time ack_delay;     /* session.ack_delay (20ms), 1ms..10s */
-        size_t max_streams;    /* session.max_streams (4096), 1..1000000 */
+        lp_time heartbeat;        /* session.heartbeat (2s), 10ms..10m */
+        lp_time dead_after;       /* session.dead_after (6s); 0 in the file = 3 x heartbeat */
+        lp_time ttl;              /* session.ttl (10m), 1s..30d: detached sessions kept */
+        size_t replay_buffer;     /* session.replay_buffer (8MiB), 64KiB..1GiB */
+        size_t receive_buffer;    /* session.receive_buffer (16MiB), 64KiB..1GiB */
+        size_t stream_window;     /* session.stream_window (1MiB), 16KiB..16MiB */
+        size_t stream_window_max; /* session.stream_window_max (4MiB), 16KiB..64MiB; below
+                                   * stream_window it is stream_window: no growth */
+        size_t ack_every;         /* session.ack_every (64KiB), 1KiB..16MiB */
+        lp_time ack_delay;        /* session.ack_delay (20ms), 1ms..10s */
+        size_t max_streams;       /* session.max_streams (4096), 1..1000000 */
     } session;
     struct {
         lp_time initial_delay;   /* reconnect.initial_delay (100ms), 1ms..1m */

@@ -48,6 +48,10 @@ struct lp_mux_config {
     uint32_t stream_window; /* window granted per stream when memory allows (256 KiB) */
     size_t receive_buffer;  /* target cap on the sum of granted windows (16 MiB) */
     size_t max_streams;     /* OPENs beyond this many live streams are refused (RST LIMIT) */
+    /* A busy stream's window may grow up to this (0 or at most stream_window: it never
+     * grows), so one bulk stream is not held to stream_window per round trip while the
+     * session has room: see mux_maybe_return_credit in src/core/mux_internal.h. */
+    uint32_t stream_window_max;
 };
 
 enum lp_mux_event_type {

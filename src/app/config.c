@@ -89,6 +89,8 @@ static const struct cfg_key keys[] = {
          "received bytes buffered before the local sockets take them"),
     SIZE("session.stream_window", session.stream_window, KIB(16), MIB(16),
          "flow-control window per stream"),
+    SIZE("session.stream_window_max", session.stream_window_max, KIB(16), MIB(64),
+         "a busy stream's window grows up to this while the session has room"),
     SIZE("session.ack_every", session.ack_every, KIB(1), MIB(16),
          "acknowledge after this many bytes"),
     DURATION("session.ack_delay", session.ack_delay, MS(1), SEC(10),
@@ -198,6 +200,7 @@ void lp_config_defaults(struct lp_config *c)
     c->session.replay_buffer = MIB(8);
     c->session.receive_buffer = MIB(16);
     c->session.stream_window = MIB(1);
+    c->session.stream_window_max = MIB(4);
     c->session.ack_every = KIB(64);
     c->session.ack_delay = MS(20);
     c->session.max_streams = 1024;

@@ -294,6 +294,31 @@ void mux_queue_control(lp_mux *m, struct stream *s, uint8_t bit)
     flush_pending(m);
 }
 
+/* Doubles s's window (see mux_maybe_return_credit) when it has earned it. The extra credit
+ * goes out in the WINDOW about to be sent, and is taken from the budget like any grant. */
+static void maybe_grow(lp_mux *m, struct stream *s)
+{
+    size_t cap = m->cfg.stream_window_max, grow;
+
+    if (s->extended != 0 || s->inq.buffered != 0 || s->run < s->window || s->window >= cap)
+        return; /* lent credit, a local end behind, not a window's worth yet, or at the cap */
+    grow = LP_MIN((size_t)s->window, cap - s->window);
+    if (m->granted + grow > m->cfg.receive_buffer / 2)
+        return; /* half the budget stays for new streams' full grants */
+    s->window += (uint32_t)grow;
+    s->unreported += (uint32_t)grow;
+    s->run = 0;
+    m->granted += grow;
+}
+
+void mux_maybe_return_credit(lp_mux *m, struct stream *s)
+{
+    if (s->unreported == 0 || s->unreported < s->window / 4)
+        return;
+    maybe_grow(m, s);
+    mux_queue_control(m, s, PC_WINDOW);
+}
+
 /* ---- receiving ---------------------------------------------------------------------- */
 
 static lp_err protocol(const char **why, const char *reason)
@@ -654,8 +679,7 @@ lp_err lp_mux_accept(lp_mux *m, uint32_t id)
      * OPEN_OK so that s cannot have been freed: our FIN is not sent yet. */
     mux_maybe_deliver_fin(m, s);
     mux_queue_control(m, s, PC_OPEN_OK);
-    if (s->unreported > 0) /* early bytes the glue took before accepting */
-        mux_queue_control(m, s, PC_WINDOW);
+    mux_maybe_return_credit(m, s); /* early bytes the glue took before accepting */
     return LP_OK;
 }
 

@@ -99,6 +99,8 @@ struct stream {
     uint32_t extended;     /* part of window granted by lp_mux_recv_extend and not yet paid
                             * back: the next bytes consumed shrink the window by this much
                             * instead of returning credit */
+    uint32_t run;          /* bytes consumed since the window last grew (or the stream began);
+                            * not saved across an upgrade: a heuristic's memory */
     struct lp_streamq inq; /* inbound bytes the local socket has not taken yet */
     char *target, *arg;    /* OPEN copies: until our OPEN is sent / the OPEN event is drained */
     size_t target_len, arg_len;
@@ -211,6 +213,14 @@ struct stream *mux_find(const lp_mux *m, uint32_t id);
 /* Queues a control frame (PC_*) for s and sends what the pipe takes. s may be freed on
  * return, so callers queue control last. */
 void mux_queue_control(lp_mux *m, struct stream *s, uint8_t bit);
+/* Returns consumed credit (WINDOW) once it reaches a quarter of the window. Never sooner:
+ * the peer still holds at least three quarters, so no stream can stall on what is kept back,
+ * and a small exchange (a keystroke, a request) costs one frame each way, not two. A stream
+ * that has moved a whole window through a local end that keeps up gets its window doubled
+ * with that WINDOW, up to cfg.stream_window_max, while the session has granted at
+ * most half its receive_buffer (docs/PROTOCOL.md 4.4.2). May free s, like
+ * mux_queue_control. */
+void mux_maybe_return_credit(lp_mux *m, struct stream *s);
 /* Queues the FIN event once the peer's FIN arrived and every byte before it was consumed
  * (and, on a stream the peer opened, it was accepted). May free s. */
 void mux_maybe_deliver_fin(lp_mux *m, struct stream *s);

@@ -80,6 +80,7 @@ void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n)
     s->window -= pay;
     m->granted -= pay;
     s->unreported += (uint32_t)(n - pay);
+    s->run = (uint32_t)LP_MIN((uint64_t)s->run + (n - pay), (uint64_t)UINT32_MAX);
     promise_end(m, s);
     if (pay > 0)
         mux_wake_starved(m);
@@ -91,10 +92,7 @@ void lp_mux_recv_consumed(lp_mux *m, uint32_t id, size_t n)
     }
     if (!(s->flags & SF_ESTABLISHED))
         return; /* no WINDOW before our OPEN_OK: lp_mux_accept sends it */
-    /* A quarter of the window keeps bulk transfers streaming with few WINDOW frames; an
-     * emptied queue returns small amounts at once so interactive streams never stall. */
-    if (s->unreported >= s->window / 4 || (s->inq.buffered == 0 && s->unreported > 0))
-        mux_queue_control(m, s, PC_WINDOW);
+    mux_maybe_return_credit(m, s);
 }
 
 lp_err lp_mux_recv_extend(lp_mux *m, uint32_t id, size_t want, size_t *granted)

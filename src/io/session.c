@@ -181,6 +181,7 @@ void lp_session_core_config(const struct lp_config *cfg, struct lp_pipe_config *
         .stream_window = (uint32_t)cfg->session.stream_window,
         .receive_buffer = cfg->session.receive_buffer,
         .max_streams = cfg->session.max_streams,
+        .stream_window_max = (uint32_t)cfg->session.stream_window_max,
     };
 }
 

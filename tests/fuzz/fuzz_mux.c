@@ -25,7 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_OPS 4000
 #define MAX_STREAMS 8
 #define WINDOW (64u * 1024u)
-#define RECEIVE_BUFFER (100u * 1024u)
+/* Room for one stream's window to grow (to WINDOW_MAX) within half of it, and for budget
+ * exhaustion with a few streams. */
+#define RECEIVE_BUFFER (256u * 1024u)
+#define WINDOW_MAX (2u * WINDOW)
 
 struct input {
     const uint8_t *p;
@@ -384,6 +387,7 @@ static int world_init(struct world *w)
         .stream_window = WINDOW,
         .receive_buffer = RECEIVE_BUFFER,
         .max_streams = MAX_STREAMS,
+        .stream_window_max = WINDOW_MAX,
     };
     static const uint8_t sid[LP_SESSION_ID_LEN] = {1};
     static const uint8_t token[LP_TOKEN_LEN] = {2};

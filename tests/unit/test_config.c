@@ -73,6 +73,7 @@ static uint64_t field(const struct lp_config *c, const char *key)
         {"session.replay_buffer", offsetof(struct lp_config, session.replay_buffer), 1},
         {"session.receive_buffer", offsetof(struct lp_config, session.receive_buffer), 1},
         {"session.stream_window", offsetof(struct lp_config, session.stream_window), 1},
+        {"session.stream_window_max", offsetof(struct lp_config, session.stream_window_max), 1},
         {"session.ack_every", offsetof(struct lp_config, session.ack_every), 1},
         {"session.ack_delay", offsetof(struct lp_config, session.ack_delay), 0},
         {"session.max_streams", offsetof(struct lp_config, session.max_streams), 1},
@@ -136,6 +137,7 @@ static const struct key_case {
     {"session.replay_buffer", "1MiB", MIB, NULL},
     {"session.receive_buffer", "512KiB", 512 * KIB, NULL},
     {"session.stream_window", "2MiB", 2 * MIB, NULL},
+    {"session.stream_window_max", "32MiB", 32 * MIB, NULL},
     {"session.ack_every", "2048", 2048, NULL},
     {"session.ack_delay", "5ms", 5, NULL},
     {"session.max_streams", "10", 10, NULL},
@@ -229,6 +231,7 @@ static void check_defaults(const struct lp_config *c)
     assert_int_equal(c->session.replay_buffer, 8 * MIB);
     assert_int_equal(c->session.receive_buffer, 16 * MIB);
     assert_int_equal(c->session.stream_window, 1 * MIB);
+    assert_int_equal(c->session.stream_window_max, 4 * MIB);
     assert_int_equal(c->session.ack_every, 64 * KIB);
     assert_int_equal(c->session.ack_delay, 20);
     assert_int_equal(c->session.max_streams, 1024);

@@ -539,21 +539,110 @@ static void test_mux_reservev_spans_stay_within_credit(void **state)
     net_free(n);
 }
 
-static void test_mux_small_consumption_returns_credit_when_queue_empties(void **state)
+static void test_mux_interactive_stream_never_stalls_and_returns_credit_by_quarters(void **state)
 {
     (void)state;
     struct net *n = net_new();
     uint32_t id = open_stream(n, "h:1");
+    uint64_t base = lp_pipe_tx_seq(n->s.pipe);
 
-    /* An interactive stream: 10 bytes at a time, far below a quarter window. The sender's
-     * credit must stay whole, or a long session of keystrokes would stall. */
-    for (size_t i = 0; i < 10000; i += 10) {
-        assert_int_equal(send_pattern(n->c.mux, id, i, 10), 10);
+    /* An interactive stream: 16 bytes at a time, each read at once, for two and a half
+     * windows (64 KiB each). Every message goes through whole, so credit held back never
+     * stalls it, and credit comes back a quarter window (16 KiB) at a time, not once per
+     * message: 10 WINDOW frames of 12 bytes are all the server sends. */
+    for (size_t i = 0; i < 163840; i += 16) {
+        assert_int_equal(send_pattern(n->c.mux, id, i, 16), 16);
         pump(n);
-        assert_int_equal(read_pattern(n->s.mux, id, i, 10), 10);
+        assert_int_equal(read_pattern(n->s.mux, id, i, 16), 16);
         pump(n);
     }
-    assert_int_equal(send_pattern(n->c.mux, id, 10000, 200000), 65536);
+    assert_int_equal(lp_pipe_tx_seq(n->s.pipe) - base, 10 * 12);
+    /* Everything was returned: the last quarter went back when it was reached. */
+    assert_int_equal(send_pattern(n->c.mux, id, 163840, 200000), 65536);
+    net_free(n);
+}
+
+/* One stream between a client and a server whose windows may grow: stream_window 64 KiB,
+ * stream_window_max max, receive_buffer budget. */
+static struct net *net_growing(size_t max, size_t budget, uint32_t *id)
+{
+    struct lp_mux_config cc = mux_cfg(), sc = mux_cfg();
+
+    sc.stream_window_max = (uint32_t)max;
+    sc.receive_buffer = budget;
+    struct net *n = net_new_with(&cc, &sc, &PIPE_CFG);
+    *id = open_stream(n, "h:1");
+    return n;
+}
+
+/* Rounds of a bulk transfer: the sender uses all its credit, everything arrives, the
+ * receiver consumes all of it but `lag` bytes. Returns the credit of the last round. */
+static size_t bulk_rounds(struct net *n, uint32_t id, int rounds, size_t lag, size_t *wr,
+                          size_t *rd)
+{
+    size_t credit = 0;
+
+    for (int round = 0; round < rounds; round++) {
+        credit = send_pattern(n->c.mux, id, *wr, 1u << 22);
+        *wr += credit;
+        pump(n);
+        *rd += read_pattern(n->s.mux, id, *rd, *wr - *rd - lag);
+        pump(n);
+    }
+    return credit;
+}
+
+/* A window that is used whole while the local end keeps up doubles, 64 -> 128 -> 256 KiB,
+ * and stops at its max: the sender never has more credit than that. */
+static void test_mux_busy_stream_window_grows_to_its_max(void **state)
+{
+    (void)state;
+    uint32_t id;
+    struct net *n = net_growing(256u * 1024u, 16u * 1024u * 1024u, &id);
+    size_t wr = 0, rd = 0;
+
+    assert_int_equal(bulk_rounds(n, id, 1, 0, &wr, &rd), 65536);
+    assert_int_equal(bulk_rounds(n, id, 1, 0, &wr, &rd), 131072);
+    for (int round = 0; round < 20; round++) {
+        /* At most the max; at least three quarters of it (below a quarter may be held). */
+        size_t credit = bulk_rounds(n, id, 1, 0, &wr, &rd);
+        assert_true(credit <= 262144);
+        assert_true(round < 2 || credit >= 196608);
+    }
+    assert_int_equal(rd, wr);
+    assert_int_equal(lp_mux_granted(n->s.mux), 262144);
+    assert_int_equal(n->s.rc, LP_OK);
+    assert_int_equal(n->c.rc, LP_OK);
+    net_free(n);
+}
+
+/* A local end that never empties the queue is the bottleneck, not the window: it stays. */
+static void test_mux_window_does_not_grow_while_the_local_end_lags(void **state)
+{
+    (void)state;
+    uint32_t id;
+    struct net *n = net_growing(256u * 1024u, 16u * 1024u * 1024u, &id);
+    size_t wr = 0, rd = 0;
+
+    bulk_rounds(n, id, 20, 1, &wr, &rd);
+    assert_int_equal(lp_mux_granted(n->s.mux), 65536);
+    assert_int_equal(wr - rd, 1);
+    net_free(n);
+}
+
+/* Growth stops where the session would have granted more than half its receive_buffer, so
+ * new streams still find their full window: with a 256 KiB budget, 128 KiB at most. */
+static void test_mux_window_growth_leaves_half_the_budget(void **state)
+{
+    (void)state;
+    uint32_t id, other;
+    struct net *n = net_growing(1024u * 1024u, 256u * 1024u, &id);
+    size_t wr = 0, rd = 0;
+
+    assert_true(bulk_rounds(n, id, 20, 0, &wr, &rd) <= 131072);
+    assert_int_equal(lp_mux_granted(n->s.mux), 131072);
+    other = open_stream(n, "h:2");
+    assert_int_equal(send_pattern(n->c.mux, other, 0, 1u << 22), 65536);
     net_free(n);
 }
 
@@ -696,10 +785,11 @@ static void test_mux_unused_extension_is_paid_back_too(void **state)
     pump(n);
     assert_int_equal(lp_mux_granted(n->s.mux), 65536);
     assert_int_equal(lp_mux_held(n->s.mux), 0); /* the unused promise went with it */
-    /* The peer may now send one window, 64 KiB, and not a byte more. */
-    assert_int_equal(send_pattern(n->c.mux, id, 65636, 200000), 65536);
+    /* The peer may now send one window, 64 KiB, less the 100 bytes consumed and not yet
+     * returned (below a quarter window), and not a byte more. */
+    assert_int_equal(send_pattern(n->c.mux, id, 65636, 200000), 65536 - 100);
     pump(n);
-    assert_int_equal(lp_mux_recv_buffered(n->s.mux, id), 65536);
+    assert_int_equal(lp_mux_recv_buffered(n->s.mux, id), 65536 - 100);
     assert_int_equal(n->s.rc, LP_OK);
     net_free(n);
 }
@@ -1864,7 +1954,10 @@ int main(void)
         cmocka_unit_test(test_mux_sender_stops_at_exactly_the_window),
         cmocka_unit_test(test_mux_withholds_credit_until_consumed),
         cmocka_unit_test(test_mux_reservev_spans_stay_within_credit),
-        cmocka_unit_test(test_mux_small_consumption_returns_credit_when_queue_empties),
+        cmocka_unit_test(test_mux_interactive_stream_never_stalls_and_returns_credit_by_quarters),
+        cmocka_unit_test(test_mux_busy_stream_window_grows_to_its_max),
+        cmocka_unit_test(test_mux_window_does_not_grow_while_the_local_end_lags),
+        cmocka_unit_test(test_mux_window_growth_leaves_half_the_budget),
         cmocka_unit_test(test_mux_slow_stream_does_not_stop_another),
         cmocka_unit_test(test_mux_receive_buffer_shrinks_new_windows),
         cmocka_unit_test(test_mux_window_wakes_a_stream_blocked_on_credit),
