@@ -58,8 +58,9 @@
 #               direct): resume through HAProxy <= 1.5x direct, throughput >= 0.8x direct.
 #
 # Knobs (environment): LIMPET_BIN (build/limpet), BENCH_BYTES (1 GiB per throughput run),
-# BENCH_SECONDS (5: cap per throughput run), BENCH_REPEAT (3: throughput and connections/s
-# are the median of this many runs), BENCH_PINGS (5000), BENCH_CONNS (2000),
+# BENCH_SECONDS (5: cap per throughput run), BENCH_REPEAT (3: throughput, ping-pong and
+# connections/s are the median of this many runs; the compared paths take them in as many
+# passes, one run each, A B C, A B C, A B C), BENCH_PINGS (5000), BENCH_CONNS (2000),
 # BENCH_HOLD (1000), BENCH_CUTS (20), BENCH_CEILING_SECONDS (2 per cipher),
 # BENCH_SOCKS_REQS (3000 per run), BENCH_SCALE_CONNS (5000 per concurrency level),
 # BENCH_TLS_CLIENTS (100: idle sessions for the RSS per TLS session),
@@ -92,6 +93,7 @@ SCALE_CONNS=${BENCH_SCALE_CONNS:-5000}
 SCALE_SECONDS=${BENCH_SCALE_SECONDS:-3}
 SCALE_LEVELS=(1 100 1000)
 REPEAT=${BENCH_REPEAT:-3}
+INNER=$REPEAT # runs per figure in a row; 1 while the compared paths take their passes
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_REPEAT must be a count" >&2; exit 2; }
 CLK_TCK=$(getconf CLK_TCK) # the unit of utime and stime in /proc/PID/stat
 TLS_CLIENTS=${BENCH_TLS_CLIENTS:-100}
@@ -260,16 +262,17 @@ cpu_note() {
 
 # ---- the measurements ---------------------------------------------------------------------
 
-# median_run VAR CMD...: runs CMD (an lpbench client) REPEAT times; sets VAR to the output
+# median_run VAR CMD...: runs CMD (an lpbench client) INNER times; sets VAR to the output
 # line of the run whose KEY (MEDIAN_KEY, e.g. bps) is the median, and RUNS_OUT to every
 # run's value. One run on this kind of machine (a VM on 2 cores) can be 1.5x off the next, so
-# each figure the targets judge is the median of BENCH_REPEAT runs, the same for every path.
-# Fails (with the failing output in VAR) when a run fails.
+# each figure is a median: of BENCH_REPEAT runs in a row here for the rows that run once, of
+# BENCH_REPEAT passes for the compared paths (INNER is 1 then; see the main loop). Fails
+# (with the failing output in VAR) when a run fails.
 median_run() {
     # its own names start with _mr_: printf -v must reach the caller's VAR, not a local here
     local _mr_var=$1 _mr_out _mr_i _mr_lines=() _mr_vals=()
     shift
-    for ((_mr_i = 0; _mr_i < REPEAT; _mr_i++)); do
+    for ((_mr_i = 0; _mr_i < INNER; _mr_i++)); do
         if ! _mr_out=$("$@" 2>&1); then
             printf -v "$_mr_var" '%s' "$_mr_out"
             return 1
@@ -279,7 +282,7 @@ median_run() {
     done
     RUNS_OUT="${_mr_vals[*]}"
     _mr_i=$(for _mr_i in "${!_mr_vals[@]}"; do echo "${_mr_vals[_mr_i]} $_mr_i"; done |
-        sort -n | awk -v n="$REPEAT" 'NR == int((n + 1) / 2) {print $2}')
+        sort -n | awk -v n="$INNER" 'NR == int((n + 1) / 2) {print $2}')
     printf -v "$_mr_var" '%s' "${_mr_lines[_mr_i]}"
 }
 
@@ -296,11 +299,11 @@ measure() {
             after=$(cpu_ticks "${pair[@]}") || after=''
             record "tput$streams" "$name" "$(field bps "$out")"
             printf '   throughput %d stream(s), median of %d (B/s: %s): %s\n' "$streams" \
-                "$REPEAT" "$RUNS_OUT" "$out"
+                "$INNER" "$RUNS_OUT" "$out"
             # the CPU time covers every run: set it against all the bytes and seconds
             [[ ${#pair[@]} -eq 0 ]] || cpu_note "$name" "$streams" \
-                "bytes=$(($(field bytes "$out") * REPEAT)) secs=$(awk -v s="$(field secs "$out")" \
-                    -v n="$REPEAT" 'BEGIN{printf "%.3f", s * n}')" "$before" "$after"
+                "bytes=$(($(field bytes "$out") * INNER)) secs=$(awk -v s="$(field secs "$out")" \
+                    -v n="$INNER" 'BEGIN{printf "%.3f", s * n}')" "$before" "$after"
         else
             note "$name: throughput with $streams streams failed: $out"
         fi
@@ -309,7 +312,7 @@ measure() {
 }
 
 # echo_loads NAME ECHO_PORT PREFIX: ping-pong p50/p99 and connections/s (the median of
-# BENCH_REPEAT runs) through one echo port, recorded as PREFIXp50, PREFIXp99 and
+# INNER runs) through one echo port, recorded as PREFIXp50, PREFIXp99 and
 # PREFIXconnrate.
 echo_loads() {
     local name=$1 echo=$2 prefix=$3 out
@@ -323,7 +326,7 @@ echo_loads() {
     if MEDIAN_KEY=rate median_run out "$LPBENCH" connrate "127.0.0.1:$echo" "$CONNS" \
         "$SECONDS_CAP"; then
         record "${prefix}connrate" "$name" "$(field rate "$out")"
-        echo "   connections, median of $REPEAT (per s: $RUNS_OUT): $out"
+        echo "   connections, median of $INNER (per s: $RUNS_OUT): $out"
     else
         note "$name: connection rate failed: $out"
     fi
@@ -1159,20 +1162,35 @@ wait_log http "^port " "$LAST_PID" || exit 1
 # shellcheck disable=SC2034 # the PID is read by name in ensure_targets
 HTTP_PORT=$(port_of http) HTTP_PID=$LAST_PID
 
-for what in $ONLY; do
+# The paths the ratios compare run in BENCH_REPEAT passes, one run per figure each, every
+# path once per pass (A B C, A B C, A B C): the machine's speed drifts over minutes, and a path
+# measured only at the start, when the VM ran fast, could otherwise be set against one
+# measured only later. The table takes each figure's median over the passes. The other rows
+# (memory, resume, the ceiling, the scale and upgrade runs) run once, after the passes.
+PASSED=" direct socat socat64k limpet limpet-tls limpet-psk limpet-cert limpet-psk-mbedtls "
+PASSED+="limpet-cert-mbedtls stunnel ssh ssh-aesgcm ssh-chacha "
+ONCE=1 # 1: the extras of a compared row (memory, resume) run in this pass: the last one
+
+# run_row WHAT: one BENCH_ONLY entry.
+run_row() {
+    local what=$1 mode
     ensure_targets
     case $what in
     direct) bench_direct ;;
     socat) bench_socat socat ;;
     socat64k) bench_socat socat64k -b 65536 ;;
-    limpet) bench_limpet limpet insecure && bench_limpet_memory &&
-        bench_limpet_resume limpet insecure ;;
-    limpet-tls) for mode in psk cert; do
-        bench_limpet "limpet-$mode" "$mode" && bench_limpet_resume "limpet-$mode" "$mode"
-    done
+    limpet)
+        bench_limpet limpet insecure || return 0
+        ((!ONCE)) || { bench_limpet_memory && bench_limpet_resume limpet insecure; } ;;
+    limpet-tls)
+        for mode in psk cert; do
+            bench_limpet "limpet-$mode" "$mode" || return 0
+            ((!ONCE)) || bench_limpet_resume "limpet-$mode" "$mode"
+        done
         for mode in psk-mbedtls cert-mbedtls; do bench_limpet "limpet-$mode" "$mode"; done ;;
-    limpet-psk | limpet-cert) bench_limpet "$what" "${what#limpet-}" &&
-        bench_limpet_resume "$what" "${what#limpet-}" ;;
+    limpet-psk | limpet-cert)
+        bench_limpet "$what" "${what#limpet-}" || return 0
+        ((!ONCE)) || bench_limpet_resume "$what" "${what#limpet-}" ;;
     limpet-psk-mbedtls | limpet-cert-mbedtls) bench_limpet "$what" "${what#limpet-}" ;;
     tls-memory) bench_tls_memories ;;
     ceiling) bench_ceiling ;;
@@ -1193,6 +1211,20 @@ for what in $ONLY; do
     haproxy) bench_haproxy ;;
     *) note "unknown BENCH_ONLY entry: $what" ;;
     esac
+}
+
+INNER=1
+for ((pass = 1; pass <= REPEAT; pass++)); do
+    ONCE=$((pass == REPEAT))
+    for what in $ONLY; do
+        [[ $PASSED == *" $what "* ]] || continue
+        echo "-- $what: pass $pass of $REPEAT"
+        run_row "$what"
+    done
+done
+INNER=$REPEAT
+for what in $ONLY; do
+    [[ $PASSED == *" $what "* ]] || run_row "$what"
 done
 
 echo

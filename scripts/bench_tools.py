@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -251,16 +252,22 @@ RSS_PER_TLS_SESSION_MAX = 24.0  # KiB, server, idle PSK sessions
 def load_results(path):
     """{(metric, name): value}: a float where the value is a number, else the string (the
     cipher suites bench.sh records, the reason a row was skipped: the rest of the line)."""
-    res = {}
+    res, many = {}, {}
     with open(path) as f:
         for line in f:
             parts = line.split(None, 2)
             if len(parts) == 3:
                 parts[2] = parts[2].strip()
                 try:
-                    res[(parts[0], parts[1])] = float(parts[2])
+                    value = float(parts[2])
                 except ValueError:
                     res[(parts[0], parts[1])] = parts[2]
+                    continue
+                many.setdefault((parts[0], parts[1]), []).append(value)
+    # A figure recorded once per pass (bench.sh runs the compared paths in BENCH_REPEAT
+    # passes) is their median.
+    for key, values in many.items():
+        res[key] = statistics.median(values)
     return res
 
 
