@@ -238,9 +238,11 @@ static void check_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
 
     u->timed_out = true;
-    if (!u->exited)            /* reaped already, its number may be another process's now */
-        kill(u->pid, SIGKILL); /* the exit callback follows */
-    if (u->out_fd >= 0) {      /* a grandchild may hold the pipe: do not wait for it */
+    /* The check leads its own process group (spawn_check), so a script's children go with
+     * it. Reaped and its pipe closed, the group may be gone and the number another's now. */
+    if (!u->exited || u->out_fd >= 0)
+        kill(-u->pid, SIGKILL); /* the exit callback follows */
+    if (u->out_fd >= 0) {       /* a grandchild may hold the pipe: do not wait for it */
         ev_io_stop(loop, &u->io);
         close(u->out_fd);
         u->out_fd = -1;
@@ -277,7 +279,10 @@ static lp_err spawn_check(struct lp_upgrade *u, char *err, size_t errlen)
     sigfillset(&all);
     posix_spawnattr_setsigmask(&at, &none);
     posix_spawnattr_setsigdefault(&at, &all);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    /* Its own process group: a timeout or our exit kills whatever it started, too. */
+    posix_spawnattr_setpgroup(&at, 0);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
+                                      POSIX_SPAWN_SETPGROUP);
     rc = posix_spawn(&u->pid, u->binary, &fa, &at, argv, environ);
     posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
@@ -408,7 +413,7 @@ void lp_upgrade_cancel(struct lp_upgrade *u)
     }
     /* Killed and reaped here: nothing of the check may outlive the server. */
     if (!u->exited) {
-        kill(u->pid, SIGKILL);
+        kill(-u->pid, SIGKILL); /* its process group: what it started, too */
         waitpid(u->pid, NULL, 0);
     }
     ev_child_stop(u->loop, &u->child);

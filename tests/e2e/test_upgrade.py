@@ -10,9 +10,11 @@ again). The promises checked:
     new -> old -> new): every byte arrives, the MCP counter goes on in the same process, the
     -R port never refuses a connection, the server keeps its pid, and `limpet status` shows
     the new version and three upgrades;
-  - a new binary that fails its --check-upgrade, one that does not exist and one that reads
-    only other state versions: the old one keeps serving (one log line each), its sessions
-    never notice;
+  - a new binary that fails its --check-upgrade, one that does not exist, one that cannot be
+    executed and one that reads only other state versions: the old one keeps serving (one log
+    line each), its sessions never notice;
+  - a check that never answers: after 10 s it is killed with everything it started, and the
+    old binary serves on;
   - a state file whose version the new binary does not read (the test hook
     LIMPET_TEST_STATE_VERSION): it starts fresh on the inherited listeners and says so, and
     closes every other inherited descriptor;
@@ -388,14 +390,96 @@ def test_a_binary_that_fails_its_check_is_missing_or_reads_another_version_chang
     line = server.wait_log("upgrade refused", count=3, timeout=H.slack(15))[2]
     assert "reads state versions 7 8, not 1" in line, line
 
+    # one that is executable but no program at all: the exec itself fails
+    junk = os.path.join(tmp, "junk-limpet")
+    with open(junk, "wb") as f:
+        f.write(b"\x00\x01not a program\n" * 8)
+    os.chmod(junk, 0o755)
+    write_config(cfg, junk, mcp=False)
+    server.send_signal(signal.SIGHUP)
+    server.wait_log("applied (", count=3, timeout=H.slack(10))
+    server.send_signal(signal.SIGUSR2)
+    line = server.wait_log("upgrade refused", count=4, timeout=H.slack(15))[3]
+    assert junk in line and "Exec format error" in line, line
+
     join()
     H.check_streams(streams, target)
-    assert server.count("upgrade refused") == 3 and server.count("handing") == 0, \
+    assert server.count("upgrade refused") == 4 and server.count("handing") == 0, \
         server.lines("upgrade")
     assert client.count("link down") == 0 and client.count("resumed") == 0, client.tail()
     doc = status(ctl)["process"]
     assert doc["version"] != VERSION_B and doc["upgrades"] == 0, doc
-    assert doc["upgrade_failures"] == 3, doc
+    assert doc["upgrade_failures"] == 4, doc
+
+
+# ---- a check that never answers ----------------------------------------------------------
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.budget(60)
+def test_a_check_that_never_answers_is_killed_with_what_it_started_and_changes_nothing(
+        limpet_bin, procs, echo, tmp_path):
+    # A wrapper script that prints the first line of an answer, starts a child and hangs:
+    # after 10 s the server gives up, kills the check's whole process group (the child too)
+    # and serves on. Its session never notices.
+    tmp = str(tmp_path)
+    pidfile = os.path.join(tmp, "sleeper.pid")
+    hang = os.path.join(tmp, "hanging-limpet")
+    with open(hang, "w") as f:
+        f.write("#!/bin/sh\necho 'limpet 9.9.9'\nsleep 300 &\necho $! > %s\nwait\n"
+                % shlex.quote(pidfile))
+    os.chmod(hang, 0o755)
+    cfg, ctl = os.path.join(tmp, "server.yaml"), os.path.join(tmp, "ctl.sock")
+    write_config(cfg, hang, mcp=False)
+    sport = H.free_port()
+    server = H.limpet_server(procs, sport, "-c", cfg, "-o", "control.path=" + ctl, *H.FAST)
+    lport = H.free_port()
+    client = H.limpet_client(procs, sport, [(lport, echo.port)], *H.FAST_CLIENT)
+    client.wait_log("established", timeout=H.slack(10))
+    conn = socket.create_connection(("127.0.0.1", lport), timeout=10)
+    conn.settimeout(H.slack(10))
+    conn.sendall(b"before")
+    assert conn.recv(16) == b"before"
+
+    signalled = time.monotonic()
+    server.send_signal(signal.SIGUSR2)
+    server.wait_log("checking %s" % hang, timeout=H.slack(10))
+    H.wait_until(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(),
+                 H.slack(10), "the check's child to write its pid")
+    sleeper = int(open(pidfile).read())
+    try:
+        check_hang_refused(server, client, ctl, conn, hang, signalled, sleeper)
+    finally:
+        if pid_alive(sleeper):  # only when the test failed: leave nothing behind
+            os.kill(sleeper, signal.SIGKILL)
+
+
+def check_hang_refused(server, client, ctl, conn, hang, signalled, sleeper):
+    assert pid_alive(sleeper)
+    # while the check hangs, the server serves
+    conn.sendall(b"during")
+    assert conn.recv(16) == b"during"
+
+    line = server.wait_log("upgrade refused", timeout=H.slack(25))[0]
+    waited = time.monotonic() - signalled
+    assert "%s --check-upgrade did not answer within 10s" % hang in line, line
+    assert 9.5 <= waited, "refused after %.1f s, before the 10 s the check is given" % waited
+    H.wait_until(lambda: not pid_alive(sleeper), H.slack(5),
+                 "the check's child to be killed with it")
+
+    conn.sendall(b"after")
+    assert conn.recv(16) == b"after"
+    conn.close()
+    assert server.count("handing") == 0 and client.count("link down") == 0, server.tail()
+    doc = status(ctl)["process"]
+    assert doc["version"] != VERSION_B and doc["upgrades"] == 0, doc
+    assert doc["upgrade_failures"] == 1 and doc["pid"] == server.pid, doc
 
 
 # ---- a state the new binary cannot read ----------------------------------------------------
