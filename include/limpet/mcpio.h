@@ -104,5 +104,7 @@ void lp_mcpd_restore_pool(struct lp_mcpd *m, lp_mcppool *pool, uint64_t next_att
 LP_MUST_USE lp_err lp_mcpd_restore_entry(struct lp_mcpd *m, const struct lp_mcpd_entry_image *img);
 LP_MUST_USE lp_err lp_mcpd_restore_att(struct lp_mcpd *m, const struct lp_mcpd_att_image *img);
 void lp_mcpd_restore_done(struct lp_mcpd *m);
+/* True when one of m's entries runs process pid (after a restore: it was adopted). */
+bool lp_mcpd_runs(const struct lp_mcpd *m, pid_t pid);
 
 #endif

@@ -116,6 +116,11 @@ void lp_upgrade_restore(struct lp_inherit *in, const struct lp_upgrade_parts *pa
 /* Closes every inherited descriptor that nothing took (all but the listeners after a refused
  * state) and frees. NULL-safe. */
 void lp_inherit_finish(struct lp_inherit *in);
+/* After lp_inherit_finish of an upgrade (in was not NULL): every child process the old binary
+ * left that the restore did not adopt (all of them after a refused state) is stopped as an
+ * MCP server is: its stdin is closed, SIGTERM after mcp.stop_grace, SIGKILL after another.
+ * u keeps the sequence (lp_upgrade_free ends it). */
+void lp_upgrade_end_orphans(struct lp_upgrade *u, const struct lp_upgrade_parts *parts);
 
 /* True when fd is a listening socket bound to want (any port when want's is 0). */
 bool lp_upgrade_fd_fits(int fd, const struct lp_addr *want);

@@ -433,8 +433,11 @@ static int start_server(struct app *a, const struct lp_config *cfg, struct lp_in
     }
     parts.server = a->server;
     parts.mcpd = a->mcpd;
+    bool upgraded = in != NULL;
     lp_upgrade_restore(in, &parts);
     lp_inherit_finish(in); /* what nothing took is closed */
+    if (upgraded)          /* the old binary's processes that nothing adopted are stopped */
+        lp_upgrade_end_orphans(a->upgrade, &parts);
     return EXIT_OK;
 }
 

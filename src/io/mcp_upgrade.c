@@ -125,3 +125,11 @@ void lp_mcpd_restore_done(struct lp_mcpd *m)
     }
     mcpd_run_actions(m);
 }
+
+bool lp_mcpd_runs(const struct lp_mcpd *m, pid_t pid)
+{
+    for (const struct entry *e = m->entries; e != NULL; e = e->next)
+        if (e->child != NULL && lp_child_pid(e->child) == pid)
+            return true;
+    return false;
+}

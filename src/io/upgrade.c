@@ -23,6 +23,7 @@
 
 #include "limpet/ctl.h"
 #include "limpet/log.h"
+#include "limpet/mcpio.h"
 #include "limpet/server.h"
 #include "limpet/session.h"
 #include "upgrade_internal.h"
@@ -158,6 +159,7 @@ struct lp_upgrade {
     ev_io io;
     ev_child child;
     ev_timer timer;
+    struct lp_orphans *orphans; /* the new binary: what the old one left, being stopped */
 };
 
 static void refused(struct lp_upgrade *u, const char *fmt, ...) LP_PRINTF(2, 3);
@@ -423,6 +425,8 @@ void lp_upgrade_cancel(struct lp_upgrade *u)
 void lp_upgrade_free(struct lp_upgrade *u)
 {
     lp_upgrade_cancel(u);
+    if (u != NULL)
+        lp_orphans_free(u->orphans);
     free(u);
 }
 
@@ -769,6 +773,19 @@ void lp_upgrade_restore(struct lp_inherit *in, const struct lp_upgrade_parts *pa
             "after SIGUSR2",
             sum.sessions, sum.streams + sum.atts, sum.rlisteners, sum.children, sum.from, in->len,
             (unsigned long long)(lp_now() - started), (unsigned long long)sum.since_start);
+}
+
+static bool mcpd_adopted(void *user, pid_t pid)
+{
+    const struct lp_upgrade_parts *parts = user;
+    return parts->mcpd != NULL && lp_mcpd_runs(parts->mcpd, pid);
+}
+
+void lp_upgrade_end_orphans(struct lp_upgrade *u, const struct lp_upgrade_parts *parts)
+{
+    if (u == NULL || u->orphans != NULL)
+        return;
+    u->orphans = lp_orphans_start(u->loop, parts->cfg->mcp.stop_grace, mcpd_adopted, (void *)parts);
 }
 
 void lp_inherit_finish(struct lp_inherit *in)

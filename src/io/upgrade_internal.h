@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "limpet/state.h"
 #include "limpet/upgrade.h"
@@ -56,5 +57,16 @@ LP_MUST_USE lp_err lp_upgrade_write(const struct lp_upgrade_parts *p, const int 
 LP_MUST_USE lp_err lp_upgrade_read(const uint8_t *buf, size_t len, const struct lp_upgrade_parts *p,
                                    const int listeners[3], struct lp_fdset *fds, bool commit,
                                    struct lp_upgrade_summary *sum, char *why, size_t whylen);
+
+/* The parent pid of pid (from /proc/PID/stat), -1 when it cannot be read. */
+long lp_ppid_of(pid_t pid);
+
+/* Every child process of ours that adopted() does not claim gets the MCP stop sequence (stdin
+ * closed already, SIGTERM to its group after grace, SIGKILL after another); one log line per
+ * step. NULL when there is none. lp_orphans_free SIGKILLs and reaps what is left. */
+struct lp_orphans;
+struct lp_orphans *lp_orphans_start(struct ev_loop *loop, lp_time grace,
+                                    bool (*adopted)(void *, pid_t), void *user);
+void lp_orphans_free(struct lp_orphans *o);
 
 #endif

@@ -639,24 +639,6 @@ static void read_session(struct loader *ld)
 
 /* A process id the state names must be a child of this process: the new binary signals its
  * whole process group one day, and must never signal someone else's. */
-static bool is_our_child(pid_t pid)
-{
-    char path[64], buf[512], *p;
-    FILE *f;
-    long ppid = -1;
-
-    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-    if ((f = fopen(path, "re")) == NULL)
-        return false;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    /* "pid (comm) state ppid ...": comm may hold spaces and parentheses, so from the last ')' */
-    if ((p = strrchr(buf, ')')) != NULL && sscanf(p + 1, " %*c %ld", &ppid) != 1)
-        ppid = -1;
-    return ppid == (long)getpid();
-}
-
 static void read_child(struct loader *ld, struct lp_child_image *img)
 {
     struct lp_state_rd *rd = &ld->rd;
@@ -689,7 +671,7 @@ static void read_child(struct loader *ld, struct lp_child_image *img)
         return;
     }
     img->pid = (pid_t)pid;
-    if (!ld->commit && !is_our_child(img->pid)) {
+    if (!ld->commit && lp_ppid_of(img->pid) != (long)getpid()) {
         lp_state_fail(rd, LP_ERR_MALFORMED, "process %" PRIu32 " is not a child of this process",
                       pid);
         return;

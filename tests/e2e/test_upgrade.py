@@ -15,6 +15,8 @@ again). The promises checked:
     line each), its sessions never notice;
   - a check that never answers: after 10 s it is killed with everything it started, and the
     old binary serves on;
+  - after a refused state, an old MCP server process that ignores stdin EOF and SIGTERM is
+    killed and reaped (nothing adopted it);
   - a state file whose version the new binary does not read (the test hook
     LIMPET_TEST_STATE_VERSION): it starts fresh on the inherited listeners and says so, and
     closes every other inherited descriptor;
@@ -336,6 +338,7 @@ def test_three_upgrades_while_everything_is_in_flight_lose_nothing(
         assert doc["upgrades"] == 3 and doc["upgrade_failures"] == 0, doc
         assert doc["sessions_restored"] == 9 and doc["last_upgrade_ms"] is not None, doc
         assert server.count("upgrade: restored 3 sessions") == 3, server.tail(30)
+        assert server.count("nothing took it over") == 0, server.lines("nothing took")
         assert host.tool_result(20, "whoami")["structuredContent"]["pid"] == child
         print("pauses from SIGUSR2 to every session live: %s s" % (
             ", ".join("%.3f" % p for p in pauses)))
@@ -525,6 +528,54 @@ def test_a_state_version_the_new_binary_does_not_read_starts_it_fresh_on_the_lis
     assert doc["version"] == VERSION_B and doc["pid"] == server.pid, doc
     assert doc["upgrades"] == 0 and doc["upgrade_failures"] == 1, doc
     conn.close()
+
+
+@pytest.mark.budget(90)
+def test_after_a_refused_state_an_mcp_server_that_ignores_eof_and_sigterm_is_killed(
+        limpet_bin, binary_b, procs, tmp_path):
+    """The refused state leaves the old binary's MCP server process unadopted. Its stdin
+    closes; this one (a shell that ignores SIGTERM, around the legacy server) stays anyway, so
+    it gets SIGTERM after mcp.stop_grace and SIGKILL after another, and is reaped."""
+    need_node()
+    tmp = str(tmp_path)
+    pidfile = os.path.join(tmp, "mcp.pid")
+    node = shutil.which("node") or shutil.which("nodejs")
+    script = "trap '' TERM; echo $$ > %s; %s %s; while :; do sleep 0.2; done" % (
+        shlex.quote(pidfile), shlex.quote(node), shlex.quote(LEGACY_JS))
+    cfg, ctl = os.path.join(tmp, "server.yaml"), os.path.join(tmp, "ctl.sock")
+    with open(cfg, "w") as f:
+        f.write("upgrade:\n  binary: %s\nmcp:\n  stop_grace: 300ms\n  servers:\n"
+                "    legacy:\n      command: /bin/sh\n      args: [\"-c\", %s]\n"
+                % (json.dumps(binary_b), json.dumps(script)))
+    sport = H.free_port()
+    argv = [limpet_bin, "server", "-l", "127.0.0.1:%d" % sport, "--insecure", "-c", cfg,
+            "-o", "control.path=" + ctl] + H.FAST + H.VERBOSE
+    server = procs.start("server", argv, env={"LIMPET_TEST_STATE_VERSION": "99"})
+    server.wait_log("listening on", timeout=H.slack(10))
+    host = mcp_host(tmp, sport, "stubborn")
+    shell = None
+    try:
+        assert "result" in host.initialize()[0]
+        H.wait_until(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(),
+                     H.slack(10), "the MCP server's shell to write its pid")
+        shell = int(open(pidfile).read())
+        assert pid_alive(shell)
+
+        server.send_signal(signal.SIGUSR2)
+        server.wait_log("state handed over is refused", timeout=H.slack(15))
+        line = server.wait_log("nothing took it over", timeout=H.slack(10))[0]
+        assert "process %d was the old binary's" % shell in line, line
+        server.wait_log("process %d, left by the old binary, ignored SIGTERM: SIGKILL" % shell,
+                        timeout=H.slack(10))
+        server.wait_log("process %d, left by the old binary, ended" % shell, timeout=H.slack(10))
+        # reaped, not a zombie: no process of that number is left
+        H.wait_until(lambda: not pid_alive(shell), H.slack(5), "the shell to be reaped")
+        doc = status(ctl)["process"]
+        assert doc["version"] == VERSION_B and doc["pid"] == server.pid, doc
+    finally:
+        host.stop()
+        if shell is not None and pid_alive(shell):  # only when the test failed
+            os.kill(shell, signal.SIGKILL)
 
 
 # ---- descriptors --------------------------------------------------------------------------------
