@@ -218,7 +218,7 @@ void mux_queue_control(lp_mux *m, struct stream *s, uint8_t bit);
  * and a small exchange (a keystroke, a request) costs one frame each way, not two. A stream
  * that has moved a whole window through a local end that keeps up gets its window doubled
  * with that WINDOW, up to cfg.stream_window_max, while the session has granted at
- * most half its receive_buffer (docs/PROTOCOL.md 4.4.2). May free s, like
+ * most half its receive_buffer (docs/PROTOCOL.md 4.4.1, 4.4.2). May free s, like
  * mux_queue_control. */
 void mux_maybe_return_credit(lp_mux *m, struct stream *s);
 /* Queues the FIN event once the peer's FIN arrived and every byte before it was consumed
