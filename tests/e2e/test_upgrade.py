@@ -351,22 +351,34 @@ def test_three_upgrades_while_everything_is_in_flight_lose_nothing(
 
 # ---- a check that fails keeps the old binary serving -------------------------------------
 
+def script(path, body):
+    """An executable shell script at path: a stand-in for the new binary."""
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n" + body)
+    os.chmod(path, 0o755)
+    return path
+
+
+def upgradable_pair(procs, tmp, binary, target_port):
+    """A server whose upgrade.binary is binary, and a client with one -L to target_port."""
+    cfg, ctl = os.path.join(tmp, "server.yaml"), os.path.join(tmp, "ctl.sock")
+    write_config(cfg, binary, mcp=False)
+    sport = H.free_port()
+    server = H.limpet_server(procs, sport, "-c", cfg, "-o", "control.path=" + ctl, *H.FAST)
+    lport = H.free_port()
+    client = H.limpet_client(procs, sport, [(lport, target_port)], *H.FAST_CLIENT)
+    client.wait_log("established", timeout=H.slack(10))
+    return server, client, cfg, ctl, lport
+
+
 @pytest.mark.budget(90)
 def test_a_binary_that_fails_its_check_is_missing_or_reads_another_version_changes_nothing(
         limpet_bin, procs, target, tmp_path):
     tmp = str(tmp_path)
-    bad = os.path.join(tmp, "bad-limpet")
-    with open(bad, "w") as f:
-        f.write("#!/bin/sh\necho 'limpet: this binary refuses the configuration' >&2\nexit 1\n")
-    os.chmod(bad, 0o755)
+    bad = script(os.path.join(tmp, "bad-limpet"),
+                 "echo 'limpet: this binary refuses the configuration' >&2\nexit 1\n")
     missing = os.path.join(tmp, "no-such-limpet")
-    cfg, ctl = os.path.join(tmp, "server.yaml"), os.path.join(tmp, "ctl.sock")
-    write_config(cfg, bad, mcp=False)
-    sport = H.free_port()
-    server = H.limpet_server(procs, sport, "-c", cfg, "-o", "control.path=" + ctl, *H.FAST)
-    lport = H.free_port()
-    client = H.limpet_client(procs, sport, [(lport, target.port)], *H.FAST_CLIENT)
-    client.wait_log("established", timeout=H.slack(10))
+    server, client, cfg, ctl, lport = upgradable_pair(procs, tmp, bad, target.port)
     streams = [H.Stream(up=8 * H.MiB, down=8 * H.MiB, up_pace=3.0, down_pace=3.0)]
     join = H.start_streams(streams, lport, H.slack(60))
     time.sleep(0.5)
@@ -382,10 +394,8 @@ def test_a_binary_that_fails_its_check_is_missing_or_reads_another_version_chang
     assert missing in line and "No such file" in line, line
 
     # one that answers, but cannot read the state this server writes
-    other = os.path.join(tmp, "other-limpet")
-    with open(other, "w") as f:
-        f.write("#!/bin/sh\necho 'limpet 9.0.0'\necho 'state-versions 7 8'\n")
-    os.chmod(other, 0o755)
+    other = script(os.path.join(tmp, "other-limpet"),
+                   "echo 'limpet 9.0.0'\necho 'state-versions 7 8'\n")
     write_config(cfg, other, mcp=False)
     server.send_signal(signal.SIGHUP)
     server.wait_log("applied (", count=2, timeout=H.slack(10))
@@ -433,18 +443,9 @@ def test_a_check_that_never_answers_is_killed_with_what_it_started_and_changes_n
     # and serves on. Its session never notices.
     tmp = str(tmp_path)
     pidfile = os.path.join(tmp, "sleeper.pid")
-    hang = os.path.join(tmp, "hanging-limpet")
-    with open(hang, "w") as f:
-        f.write("#!/bin/sh\necho 'limpet 9.9.9'\nsleep 300 &\necho $! > %s\nwait\n"
-                % shlex.quote(pidfile))
-    os.chmod(hang, 0o755)
-    cfg, ctl = os.path.join(tmp, "server.yaml"), os.path.join(tmp, "ctl.sock")
-    write_config(cfg, hang, mcp=False)
-    sport = H.free_port()
-    server = H.limpet_server(procs, sport, "-c", cfg, "-o", "control.path=" + ctl, *H.FAST)
-    lport = H.free_port()
-    client = H.limpet_client(procs, sport, [(lport, echo.port)], *H.FAST_CLIENT)
-    client.wait_log("established", timeout=H.slack(10))
+    hang = script(os.path.join(tmp, "hanging-limpet"),
+                  "echo 'limpet 9.9.9'\nsleep 300 &\necho $! > %s\nwait\n" % shlex.quote(pidfile))
+    server, client, cfg, ctl, lport = upgradable_pair(procs, tmp, hang, echo.port)
     conn = socket.create_connection(("127.0.0.1", lport), timeout=10)
     conn.settimeout(H.slack(10))
     conn.sendall(b"before")
