@@ -176,6 +176,7 @@ struct lp_config {
         /* upgrade.binary: what SIGUSR2 execs (after `BINARY server --check-upgrade`), "" = the
          * file the server was started from, as /proc/self/exe named it at start */
         char binary[LP_ADDR_MAX];
+        lp_time check_timeout; /* upgrade.check_timeout (10s): the check is killed after it */
     } upgrade;
     struct {
         struct lp_auth_client *clients; /* owned; n_clients of them, NULL if none */

@@ -3,7 +3,7 @@
  *
  * The old binary (lp_upgrade):
  *   1. runs `BINARY server [its own options] --check-upgrade` (BINARY: upgrade.binary, else the
- *      file it was started from), bounded by LP_UPGRADE_CHECK_MS; the new binary loads the
+ *      file it was started from), bounded by upgrade.check_timeout; the new binary loads the
  *      configuration and prints the state versions it reads. A binary that is missing, fails,
  *      does not answer in time or cannot read our version is refused with one log line, and
  *      nothing else happens.
@@ -40,7 +40,6 @@
 /* Test hook: the old binary stamps its state file with this version instead of its own, after
  * the check passed, so that a test sees a successor refuse a version it does not read. */
 #define LP_UPGRADE_TEST_VERSION_ENV "LIMPET_TEST_STATE_VERSION"
-#define LP_UPGRADE_CHECK_MS 10000u          /* --check-upgrade must answer within this */
 #define LP_UPGRADE_CHECK_OUT 4096u          /* bytes of its output kept */
 #define LP_UPGRADE_STATE_MAX (SIZE_MAX / 4) /* the state file's cap: memory is the real one */
 

@@ -169,6 +169,9 @@ static const struct cfg_key keys[] = {
          "let metrics.listen take a non-loopback address (the page has no authentication)"),
     STRING("upgrade.binary", upgrade.binary,
            "server: the binary SIGUSR2 upgrades to in place; unset = the one it was started from"),
+    DURATION("upgrade.check_timeout", upgrade.check_timeout, SEC(1), MINUTE(10),
+             "server: how long `BINARY server --check-upgrade` may take; after it the check is "
+             "killed and the upgrade refused"),
 };
 #define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
 _Static_assert(KEY_COUNT <= CFG_KEYS_MAX, "the loader's seen-key bitmap is one uint64_t");
@@ -221,6 +224,7 @@ void lp_config_defaults(struct lp_config *c)
     c->mcp.idle_timeout = MINUTE(10);
     c->mcp.max_message = MIB(16);
     c->mcp.stop_grace = SEC(2);
+    c->upgrade.check_timeout = SEC(10);
     c->limits.session_memory = MIB(48);
     /* 1GiB: what a small server (a 2GiB VPS) can give its peers and still run; about 20
      * sessions filled to limits.session_memory, far more as they usually are. */

@@ -150,7 +150,8 @@ struct lp_upgrade {
     char binary[PATH_MAX];
     struct lp_upgrade_parts parts;
     lp_time signal_at;
-    pid_t pid; /* the check in flight; 0: none */
+    lp_time check_timeout; /* upgrade.check_timeout when the signal came */
+    pid_t pid;             /* the check in flight; 0: none */
     int out_fd;
     bool exited, eof, timed_out;
     int status;
@@ -303,7 +304,7 @@ static lp_err spawn_check(struct lp_upgrade *u, char *err, size_t errlen)
     ev_io_start(u->loop, &u->io);
     ev_child_init(&u->child, check_exit_cb, u->pid, 0);
     ev_child_start(u->loop, &u->child);
-    ev_timer_init(&u->timer, check_timer_cb, LP_UPGRADE_CHECK_MS / 1000.0, 0.);
+    ev_timer_init(&u->timer, check_timer_cb, (double)u->check_timeout / 1000.0, 0.);
     ev_timer_start(u->loop, &u->timer);
     return LP_OK;
 }
@@ -319,6 +320,7 @@ void lp_upgrade_start(struct lp_upgrade *u, const struct lp_upgrade_parts *parts
         return;
     }
     u->parts = *parts;
+    u->check_timeout = parts->cfg->upgrade.check_timeout;
     u->parts.cfg = NULL; /* a reload during the check may free it: read now, never after */
     u->signal_at = lp_now();
     if (binary[0] == '\0') {
@@ -389,8 +391,10 @@ static void check_done(struct lp_upgrade *u)
     ev_timer_stop(u->loop, &u->timer);
     u->pid = 0;
     if (u->timed_out) {
-        refused(u, "%s --check-upgrade did not answer within %us", u->binary,
-                LP_UPGRADE_CHECK_MS / 1000u);
+        bool whole = u->check_timeout % 1000 == 0;
+        refused(u, "%s --check-upgrade did not answer within %llu%s (upgrade.check_timeout)",
+                u->binary, (unsigned long long)(whole ? u->check_timeout / 1000 : u->check_timeout),
+                whole ? "s" : "ms");
     } else if (!WIFEXITED(u->status) || WEXITSTATUS(u->status) != 0) {
         refused(u, "%s --check-upgrade %s %d: %s", u->binary,
                 WIFEXITED(u->status) ? "exited with status" : "was killed by signal",
