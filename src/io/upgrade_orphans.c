@@ -5,8 +5,8 @@
  * only part-way) leaves some unadopted: their stdin closes with the inherited descriptors and
  * an MCP server that honours the spec exits; one that ignores EOF would run on, nobody's. So
  * each gets the MCP stop sequence: stdin closed, then after `grace` SIGTERM to its process
- * group, then after another `grace` SIGKILL. Found by their parent pid in /proc, once, before
- * this binary starts any process of its own.
+ * group, then after another `grace` SIGKILL. Found once, right after the restore, in the
+ * kernel's list of our children (or by their parent pid in /proc where it has none).
  */
 #include "upgrade_internal.h"
 
@@ -104,15 +104,38 @@ static void orphan_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
-/* Our children, but for those `keep` says are adopted. */
+/* Our children from /proc/self/task/TID/children (one line of pids; the process is one
+ * thread, so TID is our pid): -1 when the kernel has no such file (CONFIG_PROC_CHILDREN). */
+static long children_file(pid_t *out, size_t max, bool (*keep)(void *, pid_t), void *user)
+{
+    char path[64];
+    FILE *f;
+    long pid;
+    size_t n = 0;
+
+    snprintf(path, sizeof(path), "/proc/self/task/%ld/children", (long)getpid());
+    if ((f = fopen(path, "re")) == NULL)
+        return -1;
+    while (n < max && fscanf(f, "%ld", &pid) == 1)
+        if (pid > 1 && !(keep && keep(user, (pid_t)pid)))
+            out[n++] = (pid_t)pid;
+    fclose(f);
+    return (long)n;
+}
+
+/* Our children, but for those `keep` says are adopted: from the children file, else by the
+ * parent pid of every process in /proc (slower, but any kernel has it). */
 static size_t find_children(pid_t *out, size_t max, bool (*keep)(void *, pid_t), void *user)
 {
-    DIR *d = opendir("/proc");
+    long got = children_file(out, max, keep, user);
+    DIR *d;
     struct dirent *e;
     size_t n = 0;
     long self = (long)getpid();
 
-    if (d == NULL) {
+    if (got >= 0)
+        return (size_t)got;
+    if ((d = opendir("/proc")) == NULL) {
         lp_warn("upgrade: cannot list /proc (%s): processes the old binary left are not looked "
                 "for",
                 strerror(errno));
