@@ -106,7 +106,7 @@ static void orphan_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* Our children from /proc/self/task/TID/children (one line of pids; the process is one
  * thread, so TID is our pid): -1 when the kernel has no such file (CONFIG_PROC_CHILDREN). */
-static long children_file(pid_t *out, size_t max, bool (*keep)(void *, pid_t), void *user)
+static long children_file(pid_t *out, size_t max)
 {
     char path[64];
     FILE *f;
@@ -117,17 +117,16 @@ static long children_file(pid_t *out, size_t max, bool (*keep)(void *, pid_t), v
     if ((f = fopen(path, "re")) == NULL)
         return -1;
     while (n < max && fscanf(f, "%ld", &pid) == 1)
-        if (pid > 1 && !(keep && keep(user, (pid_t)pid)))
-            out[n++] = (pid_t)pid;
+        out[n++] = (pid_t)pid;
     fclose(f);
     return (long)n;
 }
 
-/* Our children, but for those `keep` says are adopted: from the children file, else by the
- * parent pid of every process in /proc (slower, but any kernel has it). */
-static size_t find_children(pid_t *out, size_t max, bool (*keep)(void *, pid_t), void *user)
+/* Our children: from the children file, else by the parent pid of every process in /proc
+ * (slower, but any kernel has it). */
+static size_t find_children(pid_t *out, size_t max)
 {
-    long got = children_file(out, max, keep, user);
+    long got = children_file(out, max);
     DIR *d;
     struct dirent *e;
     size_t n = 0;
@@ -145,7 +144,7 @@ static size_t find_children(pid_t *out, size_t max, bool (*keep)(void *, pid_t),
         if (!isdigit((unsigned char)e->d_name[0]))
             continue;
         pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
-        if (pid > 1 && lp_ppid_of(pid) == self && !(keep && keep(user, pid)))
+        if (lp_ppid_of(pid) == self)
             out[n++] = pid;
     }
     closedir(d);
@@ -158,12 +157,15 @@ struct lp_orphans *lp_orphans_start(struct ev_loop *loop, lp_time grace,
     enum { MAX = 4096 };
     pid_t *pids = malloc(MAX * sizeof(*pids));
     struct lp_orphans *o = NULL;
-    size_t n;
+    size_t found, n = 0;
 
     if (pids == NULL)
         return NULL;
-    if ((n = find_children(pids, MAX, adopted, user)) == 0 ||
-        (o = calloc(1, sizeof(*o) + n * sizeof(o->p[0]))) == NULL) {
+    found = find_children(pids, MAX);
+    for (size_t i = 0; i < found; i++) /* those the restore adopted stay */
+        if (!adopted(user, pids[i]))
+            pids[n++] = pids[i];
+    if (n == 0 || (o = calloc(1, sizeof(*o) + n * sizeof(o->p[0]))) == NULL) {
         if (n > 0)
             lp_warn("upgrade: no memory to stop the %zu processes the old binary left", n);
         free(pids);
